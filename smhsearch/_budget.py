@@ -1,0 +1,85 @@
+"""Parameter budgets: ``5_300_000``, ``"5.3M"``, ``"46K"``, ``"25%"`` or ``0.25``.
+
+A budget is the total *stored trainable* parameter count of the compressed model.
+Absolute forms are taken as they are; relative forms (a percentage or a float
+fraction) are resolved against the base model's own trainable count.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Union
+
+BudgetLike = Union[int, float, str, "Budget"]
+
+_SUFFIX = {"": 1, "K": 1_000, "M": 1_000_000, "G": 1_000_000_000}
+_ABS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMG]?)\s*$", re.IGNORECASE)
+_PCT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A parsed budget: exactly one of ``count`` (absolute) or ``fraction`` is set.
+
+    >>> Budget.parse("5.3M").resolve(9_109_994)
+    5300000
+    >>> Budget.parse("25%").resolve(464_154)
+    116038
+    """
+
+    count: int | None = None
+    fraction: float | None = None
+
+    @classmethod
+    def parse(cls, value: BudgetLike) -> "Budget":
+        if isinstance(value, Budget):
+            return value
+        if isinstance(value, bool):
+            raise ValueError(f"budget must be an int, a float fraction in (0, 1) or a string like '5.3M', '46K', '25%'; got {value!r}")
+        if isinstance(value, int):
+            if value <= 0:
+                raise ValueError(f"an absolute budget must be a positive int, but got {value}")
+            return cls(count=value)
+        if isinstance(value, float):
+            if not (0.0 < value < 1.0) or math.isnan(value):
+                raise ValueError(f"a float budget is a fraction of the base model and must lie in (0, 1), but got {value}")
+            return cls(fraction=value)
+        if isinstance(value, str):
+            m = _PCT.match(value)
+            if m:
+                pct = float(m.group(1))
+                if not 0.0 < pct < 100.0:
+                    raise ValueError(f"a percentage budget must lie in (0%, 100%), but got {value!r}")
+                return cls(fraction=pct / 100.0)
+            m = _ABS.match(value)
+            if m:
+                count = int(round(float(m.group(1)) * _SUFFIX[m.group(2).upper()]))
+                if count <= 0:
+                    raise ValueError(f"an absolute budget must be positive, but got {value!r}")
+                return cls(count=count)
+        raise ValueError(
+            f"budget must be an int, a float fraction in (0, 1) or a string like '5.3M', '46K', '25%'; got {value!r}"
+        )
+
+    def resolve(self, base_count: int) -> int:
+        """The absolute stored count this budget allows for a base model of ``base_count``."""
+        if self.count is not None:
+            return self.count
+        assert self.fraction is not None
+        return int(math.floor(self.fraction * base_count))
+
+    def __str__(self) -> str:
+        if self.count is not None:
+            return str(self.count)
+        return f"{self.fraction * 100:g}%"
+
+
+def format_count(n: int) -> str:
+    """Human form of a parameter count: 464154 -> '464.2K', 5288548 -> '5.29M'."""
+    if n >= 1_000_000:
+        return f"{n / 1e6:.3g}M"
+    if n >= 1_000:
+        return f"{n / 1e3:.4g}K"
+    return str(n)

@@ -1,0 +1,30 @@
+"""Compression methods behind one registry and one verb, :func:`compress`."""
+
+from . import _smh  # noqa: F401  (registration)
+from ._base import (
+    METHODS,
+    CompressedModel,
+    MethodConfig,
+    ReparametrizedModel,
+    compress,
+    config_from_dict,
+    list_methods,
+    register_method,
+)
+from ._smh import SMH, SMHModel
+from ._targets import Target, select_targets
+
+__all__ = [
+    "METHODS",
+    "SMH",
+    "CompressedModel",
+    "MethodConfig",
+    "ReparametrizedModel",
+    "SMHModel",
+    "Target",
+    "compress",
+    "config_from_dict",
+    "list_methods",
+    "register_method",
+    "select_targets",
+]

@@ -1,0 +1,217 @@
+"""Method configs, the method registry, :func:`compress`, and the CompressedModel contract.
+
+Every compression method is a frozen dataclass config (what to do) plus a builder
+registered for that config type (how to do it), as torchao does; :func:`compress` is
+the one verb. A builder returns a :class:`CompressedModel`, which every part of
+smhsearch (trainer, measurement, export) works with through the same few methods.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from .._budget import Budget, BudgetLike
+from .._registry import Registry
+from ..models._factory import arch_of
+from ._targets import Target
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Base of every method's config. Subclasses set ``method`` (the registry name)."""
+
+    method: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict that :func:`config_from_dict` turns back into an equal config."""
+        out: dict[str, Any] = {"method": self.method}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @property
+    def budget_spec(self) -> Budget | None:
+        b = getattr(self, "budget", None)
+        return None if b is None else Budget.parse(b)
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    config_cls: type[MethodConfig]
+    builder: Callable[[nn.Module, Any], "CompressedModel"]
+
+
+METHODS: Registry[MethodEntry] = Registry("compression method")
+
+
+def register_method(config_cls: type[MethodConfig]):
+    """Register ``builder(model, config) -> CompressedModel`` for ``config_cls``."""
+    if not config_cls.method:
+        raise ValueError(f"{config_cls.__name__}.method must name the method")
+
+    def deco(builder: Callable[[nn.Module, Any], "CompressedModel"]):
+        METHODS.add(config_cls.method, MethodEntry(config_cls, builder))
+        return builder
+
+    return deco
+
+
+def list_methods() -> list[str]:
+    """Registered method names (``"smh"``, ...)."""
+    return METHODS.names()
+
+
+def config_from_dict(d: dict[str, Any]) -> MethodConfig:
+    """Inverse of :meth:`MethodConfig.to_dict`; unknown keys are an error naming the allowed ones."""
+    if "method" not in d:
+        raise ValueError(f"a method config needs a 'method' key; known methods: {', '.join(list_methods())}")
+    entry = METHODS.get(d["method"])
+    kwargs = {k: v for k, v in d.items() if k != "method"}
+    allowed = {f.name for f in dataclasses.fields(entry.config_cls)}
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} for method {d['method']!r}; allowed: {sorted(allowed)}")
+    return entry.config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+
+
+def compress(model: nn.Module, config: MethodConfig) -> "CompressedModel":
+    """Compress ``model`` as ``config`` says; ``model`` itself is left untouched.
+
+    >>> import smhsearch
+    >>> base = smhsearch.create_model("resnet32")
+    >>> m = smhsearch.compress(base, smhsearch.SMH(budget="46K"))
+    >>> smhsearch.measure.stored_parameters(m) <= 46_000
+    True
+    """
+    if isinstance(model, CompressedModel):
+        raise ValueError(f"model is already compressed with {model.config!r}; compress the base model instead")
+    if not isinstance(config, MethodConfig):
+        raise TypeError(f"config must be a method config such as SMH(...), but got {type(config).__name__}")
+    entry = METHODS.get(config.method)
+    if not isinstance(config, entry.config_cls):
+        raise TypeError(f"method {config.method!r} expects a {entry.config_cls.__name__}, but got {type(config).__name__}")
+    return entry.builder(model, config)
+
+
+def trainable_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class CompressedModel(nn.Module):
+    """What every method's :func:`compress` returns.
+
+    It has the base model's forward signature and outputs. Beyond that it promises:
+    ``materialize()`` (a plain dense model with equal eval outputs), ``stored_count()``
+    (the stored trainable parameters the budget limits), ``virtual_count()`` (the
+    weights the model computes with) and ``describe()`` (method facts for reports).
+    """
+
+    config: MethodConfig
+
+    def __init__(self, config: MethodConfig, arch: dict[str, Any] | None) -> None:
+        super().__init__()
+        self.config = config
+        self.arch = copy.deepcopy(arch)
+
+    def materialize(self) -> nn.Module:
+        raise NotImplementedError
+
+    def stored_count(self) -> int:
+        """Stored trainable parameters: what a budget limits and reports plot."""
+        return trainable_count(self)
+
+    def virtual_count(self) -> int:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+    def input_size(self, default: int) -> int:
+        """The input side this model expects; methods that change resolution override it."""
+        return default
+
+
+class ReparametrizedModel(CompressedModel):
+    """A base architecture whose chosen weights are computed from other variables.
+
+    The base is kept as a skeleton: each hashed parameter slot holds ``None``, so the
+    skeleton owns only the unhashed parameters. ``forward`` computes all hashed
+    weights at once (``dense_weights``), puts them into their slots for the duration
+    of the base model's forward, and empties the slots again. In eval mode without
+    autograd the computed weights are cached until a variable changes, so validation
+    costs what the dense model costs.
+    """
+
+    def __init__(self, base: nn.Module, targets: Sequence[Target], config: MethodConfig) -> None:
+        super().__init__(config, arch_of(base))
+        skeleton = copy.deepcopy(base)
+        for p in skeleton.parameters():  # no gradient history leaks in from a used base
+            p.grad = None
+        for t in targets:
+            for mod_name, attr in t.slots:
+                skeleton.get_submodule(mod_name)._parameters[attr] = None
+        self.base = skeleton
+        self.targets: tuple[Target, ...] = tuple(targets)
+        self.sizes: list[int] = [t.numel for t in targets]
+        self.hashed_count: int = sum(self.sizes)
+        self._slots = [[(skeleton.get_submodule(m), a) for m, a in t.slots] for t in targets]
+        self._cache: tuple[tuple, list[torch.Tensor]] | None = None
+
+    def dense_weights(self) -> list[torch.Tensor]:
+        """The hashed weights, one tensor per target in target order, shaped as in the base."""
+        raise NotImplementedError
+
+    def _variables(self) -> Iterable[torch.Tensor]:
+        return list(self._parameters.values()) + list(self._buffers.values())
+
+    def _weights(self) -> list[torch.Tensor]:
+        if self.training or torch.is_grad_enabled():
+            self._cache = None
+            return self.dense_weights()
+        key = tuple((v.data_ptr(), v._version, v.dtype) for v in self._variables() if v is not None)
+        key += (torch.is_autocast_enabled(),)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self.dense_weights())
+        return self._cache[1]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        weights = self._weights()
+        for slots, w in zip(self._slots, weights):
+            for mod, attr in slots:
+                mod._parameters[attr] = w  # a plain tensor in the slot for this call only
+        try:
+            return self.base(*args, **kwargs)
+        finally:
+            for slots in self._slots:
+                for mod, attr in slots:
+                    mod._parameters[attr] = None
+
+    @torch.no_grad()
+    def materialize(self) -> nn.Module:
+        dense = copy.deepcopy(self.base)
+        was_training = self.training
+        self.eval()
+        weights = self._weights()
+        self.train(was_training)
+        for t, w in zip(self.targets, weights):
+            p = nn.Parameter(w.detach().to(torch.float32).clone())
+            for mod_name, attr in t.slots:  # same Parameter in every tied slot; key order kept
+                dense.get_submodule(mod_name)._parameters[attr] = p
+        dense.train(was_training)
+        return dense
+
+    def virtual_count(self) -> int:
+        return trainable_count(self.base) + self.hashed_count
+
+    def __getstate__(self) -> dict:
+        # The eval cache is derived and can be as large as the dense model: never ship it.
+        state = self.__dict__.copy()
+        state["_cache"] = None
+        return state

@@ -1,0 +1,78 @@
+"""The architecture registry and :func:`create_model`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from .._registry import Registry
+
+ARCH_ATTR = "smhsearch_arch"
+"""Attribute set on every model :func:`create_model` builds: ``{"name": ..., "kwargs": {...}}``.
+
+It lets a compact file record how to rebuild the architecture without pickling code.
+"""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    builder: Callable[..., nn.Module]
+    family: str
+    default_num_classes: int
+    default_input_size: int
+    """Side of the square input the architecture was designed for (pixels)."""
+    default_in_channels: int = 3
+    doc: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+MODELS: Registry[ModelEntry] = Registry("architecture")
+
+
+def register_model(name: str, *, family: str, num_classes: int, input_size: int, in_channels: int = 3, doc: str = ""):
+    """Register ``builder(num_classes=, in_channels=, **kwargs) -> nn.Module`` under ``name``."""
+
+    def deco(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS.add(name, ModelEntry(builder, family, num_classes, input_size, in_channels, doc or (builder.__doc__ or "").strip()))
+        return builder
+
+    return deco
+
+
+def create_model(name: str, num_classes: int | None = None, in_channels: int | None = None, **kwargs: Any) -> nn.Module:
+    """Build a freshly initialised architecture by registry name.
+
+    ``num_classes`` and ``in_channels`` default to the architecture's own (1000 and 3 for
+    the ImageNet models, 10 and 3 for the CIFAR ResNets, 10 and 1 for the MLPs).
+
+    >>> m = create_model("resnet32")
+    >>> sum(p.numel() for p in m.parameters())
+    464154
+    """
+    entry = MODELS.get(name)
+    num_classes = entry.default_num_classes if num_classes is None else int(num_classes)
+    in_channels = entry.default_in_channels if in_channels is None else int(in_channels)
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, but got {num_classes}")
+    if in_channels < 1:
+        raise ValueError(f"in_channels must be >= 1, but got {in_channels}")
+    model = entry.builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    setattr(model, ARCH_ATTR, {"name": name, "kwargs": {"num_classes": num_classes, "in_channels": in_channels, **kwargs}})
+    return model
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Registered architecture names, optionally of one family (``"resnet_cifar"``, ``"efficientnet"``, ...)."""
+    return [n for n in MODELS.names() if family is None or MODELS.get(n).family == family]
+
+
+def model_info(name: str) -> ModelEntry:
+    """The registry entry of ``name`` (family, default classes and input size)."""
+    return MODELS.get(name)
+
+
+def arch_of(model: nn.Module) -> dict[str, Any] | None:
+    """How ``model`` was built by :func:`create_model`, or ``None`` for a user module."""
+    return getattr(model, ARCH_ATTR, None)

@@ -1,0 +1,120 @@
+"""The contract every registered compression method must pass (STYLE.md #6).
+
+Parametrised over the method registry: a newly registered method is tested by
+adding nothing here. Each method's config is built with a budget alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+
+import smhsearch
+from smhsearch.methods import METHODS, CompressedModel
+
+from .conftest import TINY, tiny
+
+METHOD_NAMES = METHODS.names()
+FRACTION = 0.3
+
+
+def make(method: str, model_name: str, seed: int = 0, **kw):
+    base, shape = tiny(model_name)
+    cfg = METHODS.get(method).config_cls(budget=FRACTION, **kw)
+    if hasattr(cfg, "seed"):
+        cfg = dataclasses.replace(cfg, seed=seed)
+    return base, smhsearch.compress(base, cfg), shape
+
+
+@pytest.fixture(params=[(m, t) for m in METHOD_NAMES for t in TINY], ids=lambda p: f"{p[0]}-{p[1]}")
+def case(request):
+    return request.param
+
+
+def test_registry_is_not_empty():
+    assert "smh" in METHOD_NAMES
+
+
+def test_output_shape_preserved(case):
+    method, name = case
+    base, m, shape = make(method, name)
+    x = torch.randn(3, *shape)
+    assert isinstance(m, CompressedModel)
+    assert m(x).shape == base(x).shape
+
+
+def test_stored_count_within_budget(case):
+    method, name = case
+    base, m, _ = make(method, name)
+    budget = int(FRACTION * sum(p.numel() for p in base.parameters()))
+    independent = sum(p.numel() for p in m.parameters() if p.requires_grad)
+    assert smhsearch.measure.stored_parameters(m) == m.stored_count()
+    assert m.stored_count() <= budget
+    if type(m).stored_count is CompressedModel.stored_count:  # methods that count trainables
+        assert m.stored_count() == independent
+
+
+def test_every_trainable_parameter_gets_a_gradient(case):
+    method, name = case
+    _, m, shape = make(method, name)
+    m.train()
+    m(torch.randn(4, *shape)).square().mean().backward()
+    missing = [n for n, p in m.named_parameters() if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
+    zero = [n for n, p in m.named_parameters() if p.requires_grad and p.grad is not None and p.grad.abs().sum() == 0]
+    assert not missing, missing
+    assert not zero, zero
+
+
+def test_state_dict_round_trip(case):
+    method, name = case
+    _, m, shape = make(method, name, seed=1)
+    _, other, _ = make(method, name, seed=2)
+    other.load_state_dict(m.state_dict())
+    x = torch.randn(2, *shape)
+    m.eval(), other.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(other(x), m(x))
+
+
+def test_same_seed_same_model(case):
+    method, name = case
+    _, a, _ = make(method, name, seed=3)
+    _, b, _ = make(method, name, seed=3)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=0, msg=k)
+
+
+def test_materialized_model_gives_same_outputs(case):
+    method, name = case
+    base, m, shape = make(method, name)
+    m.train()  # move batch-norm statistics away from their init first
+    for _ in range(2):
+        m(torch.randn(8, *shape))
+    m.eval()
+    dense = smhsearch.materialize(m)
+    assert not isinstance(dense, CompressedModel)
+    assert type(dense) is type(base)
+    assert sum(p.numel() for p in dense.parameters()) == smhsearch.measure.virtual_parameters(m)
+    x = torch.randn(4, *shape)
+    with torch.no_grad():
+        torch.testing.assert_close(dense(x), m(x))
+    # the dense state dict loads into a fresh copy of the base architecture
+    fresh = copy.deepcopy(base)
+    fresh.load_state_dict(dense.state_dict())
+
+
+def test_compact_round_trip(case, tmp_path):
+    method, name = case
+    base, m, shape = make(method, name)
+    m.eval()
+    path = smhsearch.save_compact(m, tmp_path / "m.safetensors")
+    loaded = smhsearch.load_compact(path, model=None if name != "user" else tiny(name)[0])
+    x = torch.randn(3, *shape)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), m(x))
+    assert loaded.config == m.config
