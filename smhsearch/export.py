@@ -53,6 +53,7 @@ def save_compact(model: CompressedModel, path: str | os.PathLike) -> Path:
         "smhsearch_version": __version__,
         "method": json.dumps(model.config.to_dict()),
         "arch": json.dumps(model.arch),
+        "layout": json.dumps(model.layout()),
     }
     tmp = path.with_name(path.name + ".tmp")
     save_model(model, str(tmp), metadata=meta)
@@ -76,7 +77,12 @@ def read_compact_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path} is not an smhsearch compact file (format={meta.get('format')!r}, expected {COMPACT_FORMAT!r})")
     if meta.get("format_version") != COMPACT_VERSION:
         raise ValueError(f"{path}: compact format version {meta.get('format_version')!r} is not supported (this smhsearch reads {COMPACT_VERSION!r})")
-    return {"method": json.loads(meta["method"]), "arch": json.loads(meta["arch"]), "smhsearch_version": meta.get("smhsearch_version")}
+    return {
+        "method": json.loads(meta["method"]),
+        "arch": json.loads(meta["arch"]),
+        "layout": json.loads(meta.get("layout", "[]")),
+        "smhsearch_version": meta.get("smhsearch_version"),
+    }
 
 
 def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device: str | torch.device = "cpu") -> CompressedModel:
@@ -97,6 +103,10 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
             raise ValueError(f"{path} was saved from a user nn.Module: pass that module as load_compact(path, model=...)")
         model = create_model(arch["name"], **arch["kwargs"])
     compressed = compress(model, config)
+    layout = compressed.layout()
+    if layout != meta["layout"]:
+        first = next((f"{a} != {b}" for a, b in zip(layout, meta["layout"]) if a != b), f"{len(layout)} != {len(meta['layout'])} entries")
+        raise ValueError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): hashed layout differs, {first}")
     try:
         load_model(compressed, str(path), strict=True, device=str(device))
     except RuntimeError as e:

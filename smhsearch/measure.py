@@ -54,18 +54,18 @@ def flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     >>> flops(create_model("mlp_1x1000"), (1, 28, 28))
     794000
     """
-    from fvcore.nn import FlopCountAnalysis
-
     dense = model.materialize() if isinstance(model, CompressedModel) else model
     was_training = dense.training
     dense.eval()
     try:
         device = next(dense.parameters()).device
         x = torch.zeros(1, *input_shape, device=device)
-        analysis = FlopCountAnalysis(dense, x)
-        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fvcore's tracer trips torch.jit deprecation notices
+            from fvcore.nn import FlopCountAnalysis
+
+            analysis = FlopCountAnalysis(dense, x)
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             return int(analysis.total())
     finally:
         dense.train(was_training)

@@ -133,6 +133,14 @@ class CompressedModel(nn.Module):
     def describe(self) -> dict[str, Any]:
         return {}
 
+    def layout(self) -> list[Any]:
+        """What the stored tensors alone do not pin down about the rebuilt model.
+
+        A compact file records it and loading checks it, so a base model of other
+        shapes whose variables happen to have the same sizes is refused.
+        """
+        return []
+
     def input_size(self, default: int) -> int:
         """The input side this model expects; methods that change resolution override it."""
         return default
@@ -209,6 +217,9 @@ class ReparametrizedModel(CompressedModel):
 
     def virtual_count(self) -> int:
         return trainable_count(self.base) + self.hashed_count
+
+    def layout(self) -> list[Any]:
+        return [[t.name, list(t.shape)] for t in self.targets]
 
     def __getstate__(self) -> dict:
         # The eval cache is derived and can be as large as the dense model: never ship it.

@@ -1,0 +1,35 @@
+# The two commands: `make demo` and `make test`. Each creates .venv and installs the
+# project (pip install -e .[dev]) the first time, or when pyproject.toml changes.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-all bench install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## the default test suite (fast; slow and GPU tests are marked and skipped)
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## everything, slow tests included
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m "not gpu"
+
+## the main job on the embedded default
+demo: $(STAMP)
+	$(BIN)/smhsearch compress resnet32 --budget 46K --scale learnable --out runs/demo/resnet32-46K.safetensors
+	$(BIN)/smhsearch compress efficientnet_b2 --budget 5.3M
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/smh_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

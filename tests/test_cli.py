@@ -1,0 +1,51 @@
+"""The CLI as a user runs it: a real subprocess, exit codes, nothing written on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "smhsearch.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_compress_reports_and_saves(tmp_path):
+    out = tmp_path / "m.safetensors"
+    r = run("compress", "resnet20", "--budget", "25%", "--scale", "learnable", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    facts = json.loads(r.stdout)
+    assert facts["stored_parameters"] <= int(0.25 * facts["base_parameters"])
+    assert facts["virtual_parameters"] == facts["base_parameters"] == 269_722
+    assert out.is_file() and facts["compact_bytes"] == out.stat().st_size
+    import smhsearch
+
+    assert smhsearch.load_compact(out).stored_count() == facts["stored_parameters"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["compress", "resnet33", "--budget", "10K"], "ARCH: unknown architecture 'resnet33'; nearest: "),
+        (["compress", "resnet32", "--budget", "1K"], "--budget: SMH: budget='1K' (= 1000) is too small"),
+        (["compress", "resnet32", "--budget", "10%", "--scope", "dense"], "--scope: scope must be one of 'all', 'conv'"),
+        (["compress", "resnet32", "--budget", "lots"], "--budget: budget must be"),
+        (["compress", "resnet32", "--budget", "10K", "--method", "smj"], "--method: unknown compression method 'smj'; nearest: smh"),
+        (["models", "--family", "vit"], "--family: unknown family 'vit'; allowed: "),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
+    r = run(*args, "--out", str(tmp_path / "x.safetensors")) if args[0] == "compress" else run(*args)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_listings():
+    r = run("models", "--family", "resnet_cifar", "--json")
+    assert [m["name"] for m in json.loads(r.stdout)] == ["resnet110", "resnet20", "resnet32", "resnet44", "resnet56", "resnet8"]
+    assert "smh" in run("methods").stdout

@@ -1,0 +1,117 @@
+"""Counts, FLOPs, throughput and the compact file, each against an independent count."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors import safe_open
+from torch import nn
+
+import smhsearch
+from smhsearch import SMH, measure
+from smhsearch.models import create_model
+
+from .conftest import UserNet, tiny
+
+
+def test_flops_closed_form():
+    # fvcore counts one multiply-add as one flop
+    assert measure.flops(create_model("mlp_1x1000"), (1, 28, 28)) == 784 * 1000 + 1000 * 10
+    conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False))
+    assert measure.flops(conv, (3, 16, 16)) == 16 * 16 * 8 * 3 * 9
+
+
+def test_flops_of_compressed_equal_base():
+    base = create_model("resnet20")
+    m = smhsearch.compress(base, SMH(budget="30%"))
+    assert measure.flops(m, (3, 32, 32)) == measure.flops(base, (3, 32, 32)) > 40_000_000
+
+
+def test_virtual_and_stored_counts():
+    base = create_model("resnet20")
+    m = smhsearch.compress(base, SMH(budget="30%", scope="conv"))
+    assert measure.virtual_parameters(m) == sum(p.numel() for p in base.parameters())
+    bn_and_fc = sum(p.numel() for mod in base.modules() if isinstance(mod, (nn.BatchNorm2d, nn.Linear)) for p in mod.parameters())
+    assert measure.stored_parameters(m) == 2 * m.shape.n * m.shape.M + bn_and_fc
+    assert measure.stored_parameters(base) == measure.virtual_parameters(base)
+
+
+@pytest.mark.parametrize("mode", ["train", "infer"])
+def test_throughput_is_measured_and_leaves_model_alone(mode):
+    base, shape = tiny("resnet8")
+    m = smhsearch.compress(base, SMH(budget=0.5))
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    t = measure.throughput(m, shape, batch_size=4, mode=mode, warmup=1, repeats=3)
+    assert len(t.steps_s) == 3 and all(s > 0 for s in t.steps_s)
+    assert t.samples_per_s == pytest.approx(4 / t.step_s)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    with pytest.raises(ValueError, match="mode must be"):
+        measure.throughput(m, shape, mode="fast")
+
+
+def test_compact_file_holds_only_stored_variables(tmp_path):
+    base = create_model("resnet20")
+    m = smhsearch.compress(base, SMH(budget="25%", scale="learnable"))
+    path = smhsearch.save_compact(m, tmp_path / "sub" / "m.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+        meta = f.metadata()
+        stored_in_file = sum(f.get_tensor(k).numel() for k in keys)
+    hashed = {t.name for t in m.targets}
+    assert {"U", "V", "scale_init", "scale_gain"} <= keys
+    assert not any(k.removeprefix("base.") in hashed for k in keys)
+    buffers = sum(b.numel() for b in m.buffers())
+    assert stored_in_file == measure.stored_parameters(m) + buffers
+    assert json.loads(meta["method"]) == m.config.to_dict()
+    assert json.loads(meta["arch"])["name"] == "resnet20"
+    # bytes: float32 tensors plus a small header
+    assert stored_in_file * 4 < measure.file_bytes(path) < stored_in_file * 4 + 64_000
+    assert measure.compact_bytes(m) == measure.file_bytes(path)
+    assert measure.file_bytes(path) < 0.3 * 4 * sum(p.numel() for p in base.parameters())
+
+
+def test_load_compact_of_user_model_needs_the_module(tmp_path):
+    m = smhsearch.compress(UserNet(), SMH(budget=0.5))
+    path = smhsearch.save_compact(m, tmp_path / "u.safetensors")
+    with pytest.raises(ValueError, match="pass that module"):
+        smhsearch.load_compact(path)
+    with pytest.raises(ValueError, match="does not fit the rebuilt model"):
+        smhsearch.load_compact(path, model=UserNet(num_classes=7))
+    loaded = smhsearch.load_compact(path, model=UserNet())
+    x = torch.randn(2, 3, 8, 8)
+    m.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), m(x))
+
+
+def test_bad_compact_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no compact file"):
+        smhsearch.load_compact(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        smhsearch.load_compact(junk)
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(other))
+    with pytest.raises(ValueError, match="not an smhsearch compact file"):
+        smhsearch.load_compact(other)
+
+
+def test_save_is_atomic_and_refuses_plain_models(tmp_path):
+    with pytest.raises(TypeError, match="compressed model"):
+        smhsearch.save_compact(create_model("resnet8"), tmp_path / "x.safetensors")
+    assert os.listdir(tmp_path) == []
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, smhsearch; print([m for m in ('torchvision','fvcore','ray','optuna','plotly') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
