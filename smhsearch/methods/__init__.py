@@ -1,6 +1,6 @@
 """Compression methods behind one registry and one verb, :func:`compress`."""
 
-from . import _smh  # noqa: F401  (registration)
+from . import _hashed, _smh  # noqa: F401  (registration)
 from ._base import (
     METHODS,
     CompressedModel,
@@ -11,12 +11,15 @@ from ._base import (
     list_methods,
     register_method,
 )
+from ._hashed import HashedNets, HashedNetsModel
 from ._smh import SMH, SMHModel
 from ._targets import Target, select_targets
 
 __all__ = [
     "METHODS",
     "SMH",
+    "HashedNets",
+    "HashedNetsModel",
     "CompressedModel",
     "MethodConfig",
     "ReparametrizedModel",

@@ -27,7 +27,7 @@ from torch import nn
 
 from .._budget import Budget, BudgetLike, format_count
 from ._base import MethodConfig, ReparametrizedModel, register_method, trainable_count
-from ._targets import Scope, Target, check_scope, select_targets
+from ._targets import Scope, Target, calibrated_scales, check_scope, select_targets
 
 ScaleMode = Literal["fixed", "learnable"]
 SCALES: tuple[str, ...] = get_args(ScaleMode)
@@ -131,10 +131,7 @@ class SMHModel(ReparametrizedModel):
         self._split_sizes = self.sizes + [shape.n * shape.n - shape.N]
         with torch.no_grad():
             chunks = torch.split((self.U @ self.V).reshape(-1), self._split_sizes)
-            realised = [float(c.std()) if c.numel() > 1 else 1.0 for c in chunks[:-1]]
-        self.register_buffer(
-            "scale_init", torch.tensor([t.init_std / r for t, r in zip(targets, realised)], dtype=torch.float32)
-        )  # (L,)
+        self.register_buffer("scale_init", calibrated_scales(targets, list(chunks[:-1])))  # (L,)
         if config.scale == "learnable":
             self.scale_gain = nn.Parameter(torch.ones(len(targets)))  # (L,)
         else:

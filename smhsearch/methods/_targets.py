@@ -99,3 +99,15 @@ def select_targets(model: nn.Module, scope: str, require: bool = False) -> list[
         raise ValueError(f"the model has no trainable {what} weights to hash (scope={scope!r}); "
                          f"hashable layers are nn.Conv1d/2d/3d{'' if scope == 'conv' else ' and nn.Linear'}")
     return targets
+
+
+def calibrated_scales(targets: list[Target], raw: list[torch.Tensor]) -> torch.Tensor:
+    """Per-layer scales that start each hashed layer at exactly its base init std.
+
+    ``raw[l]`` is layer l's weights before scaling, as the method's variables give them
+    at init. Dividing the target std by the std ``raw[l]`` really has (rather than by
+    the std it has in expectation) removes the sampling spread a small or
+    correlated slice has. Returns a float32 (L,) tensor.
+    """
+    realised = [float(r.detach().double().std()) if r.numel() > 1 else 1.0 for r in raw]
+    return torch.tensor([t.init_std / (r if r > 0 else 1.0) for t, r in zip(targets, realised)], dtype=torch.float32)

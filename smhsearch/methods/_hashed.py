@@ -1,0 +1,188 @@
+"""HashedNets (Chen et al., ICML 2015) and the SMH paper's K-hash baseline (its Table 1).
+
+Each hashed weight i is ``scale_l * sum_k xi_k(i) * pool_k[h_k(i)]``: K independent
+hash functions h_k, each into its own sub-pool of P/K variables, with independent sign
+hashes xi_k in {-1, +1} (``sign=True``, as HashedNets). With ``per_layer=False`` (the SMH
+paper's baseline) one pool serves every hashed weight of the model; with
+``per_layer=True`` (Chen et al.) each layer gets its own pool, sized in proportion to
+the layer.
+
+Independence matters: the official SMH code's multi-hash baseline commented out its
+permutation, so every sub-pool used the same index map and a K-hash sum collapsed into
+one hash. Here each (k, role) pair hashes the weight's position with its own salt.
+
+The hash is a splitmix64 finaliser on the weight's position, computed with NumPy: it is
+the same on every machine and torch version, so a compact file keeps only the pool and
+the seed, and the indices are rebuilt on load. Indices and signs are buffers, not
+parameters, and not saved; the gather is one ``index_select`` of all N x K entries,
+signed and summed, never a Python loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._budget import Budget, BudgetLike
+from ._base import MethodConfig, ReparametrizedModel, register_method, trainable_count
+from ._smh import check_seed, plan_budget_check
+from ._targets import Scope, Target, calibrated_scales, check_scope, select_targets
+
+_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser, vectorised over uint64 (wrap-around arithmetic intended)."""
+    with np.errstate(over="ignore"):
+        z = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK
+        z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK
+        z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK
+        return z ^ (z >> np.uint64(31))
+
+
+def hash_positions(positions: np.ndarray, seed: int, k: int, role: int) -> np.ndarray:
+    """A uint64 hash of each position, independent for every (seed, k, role)."""
+    salt = splitmix64(np.array([seed * 1_000_003 + k * 7 + role], dtype=np.uint64))[0]
+    with np.errstate(over="ignore"):
+        return splitmix64(positions.astype(np.uint64) ^ salt)
+
+
+@dataclass(frozen=True)
+class HashedNets(MethodConfig):
+    """Random weight sharing into a pool of ``budget - unhashed`` variables.
+
+    hashes: K, the number of independent hash functions (the SMH paper compares 1, 2, 10).
+    sign: multiply each hashed entry by an independent random sign (HashedNets' xi).
+    per_layer: one pool per layer (Chen et al.) instead of one for the whole model.
+
+    >>> HashedNets(budget="25%", hashes=2).to_dict()["hashes"]
+    2
+    """
+
+    method = "hashednets"
+
+    budget: BudgetLike
+    hashes: int = 1
+    scope: Scope = "all"
+    sign: bool = True
+    per_layer: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        Budget.parse(self.budget)
+        if isinstance(self.hashes, bool) or not isinstance(self.hashes, int) or self.hashes < 1:
+            raise ValueError(f"hashes must be an int >= 1, but got {self.hashes!r}")
+        check_scope(self.scope)
+        if not isinstance(self.sign, bool) or not isinstance(self.per_layer, bool):
+            raise ValueError(f"sign and per_layer must be bools, but got sign={self.sign!r}, per_layer={self.per_layer!r}")
+        check_seed(self.seed)
+
+
+def pool_sizes(targets: list[Target], pool: int, hashes: int, per_layer: bool) -> list[int]:
+    """Sub-pool size of each (layer, hash) group, flattened layer-major; sums to <= pool."""
+    if not per_layer:
+        return [pool // hashes] * hashes
+    N = sum(t.numel for t in targets)
+    per_layer_pool = [max(hashes, pool * t.numel // N) for t in targets]
+    while sum(per_layer_pool) > pool:  # the max(...) floors can overshoot: take back from the largest
+        i = int(np.argmax(per_layer_pool))
+        per_layer_pool[i] -= 1
+    return [p // hashes for p in per_layer_pool for _ in range(hashes)]
+
+
+class HashedNetsModel(ReparametrizedModel):
+    """The module :func:`compress` returns for a :class:`HashedNets` config."""
+
+    def __init__(self, base: nn.Module, targets: list[Target], config: HashedNets, pool: int) -> None:
+        super().__init__(base, targets, config)
+        K = config.hashes
+        sizes = pool_sizes(targets, pool, K, config.per_layer)
+        if min(sizes) < 1:
+            raise ValueError(f"HashedNets: a pool of {pool} cannot give each of the {len(sizes)} (layer, hash) sub-pools a variable")
+        self.sub_pools = sizes
+        g = torch.Generator().manual_seed(config.seed)
+        # a weight sums K signed entries: std 1/sqrt(K) each keeps the sum at unit std
+        self.pool = nn.Parameter(torch.randn(sum(sizes), generator=g) / K**0.5)  # (P,)
+        idx, sgn = self._hash_tables(targets, sizes, config)
+        self.register_buffer("index", idx, persistent=False)  # (N, K) int32
+        self.register_buffer("signs", sgn, persistent=False)  # (N, K) float
+        # The hash is part of the model: the state dict carries its seed (not its tables).
+        self.register_buffer("hash_seed", torch.tensor(config.seed, dtype=torch.int64))
+        with torch.no_grad():
+            raw = torch.split(self._gather(), self.sizes)
+        self.register_buffer("scale_init", calibrated_scales(targets, list(raw)))  # (L,)
+
+    @staticmethod
+    def _hash_tables(targets: list[Target], sizes: list[int], config: HashedNets) -> tuple[torch.Tensor, torch.Tensor]:
+        K = config.hashes
+        N = sum(t.numel for t in targets)
+        idx = np.empty((N, K), dtype=np.int64)
+        sgn = np.ones((N, K), dtype=np.float32)
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        groups = [(0, N, 0)] if not config.per_layer else []
+        if config.per_layer:
+            start = 0
+            for layer, t in enumerate(targets):
+                groups.append((start, start + t.numel, layer))
+                start += t.numel
+        for start, stop, layer in groups:
+            pos = np.arange(start, stop, dtype=np.uint64)
+            for k in range(K):
+                g = layer * K + k
+                idx[start:stop, k] = offsets[g] + (hash_positions(pos, config.seed, k, 0) % np.uint64(sizes[g])).astype(np.int64)
+                if config.sign:
+                    sgn[start:stop, k] = np.where(hash_positions(pos, config.seed, k, 1) >> np.uint64(63), -1.0, 1.0)
+        return torch.from_numpy(idx.astype(np.int32)), torch.from_numpy(sgn)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        seed = state_dict.get(prefix + "hash_seed")
+        if seed is not None and int(seed) != self.config.seed:  # rebuild the tables of that hash
+            self.config = dataclasses.replace(self.config, seed=int(seed))
+            idx, sgn = self._hash_tables(list(self.targets), self.sub_pools, self.config)
+            self.index, self.signs = idx.to(self.index.device), sgn.to(self.signs.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _gather(self) -> torch.Tensor:
+        """All N hashed weights before scaling: one gather of the K entries, signed and summed. (N,)
+
+        ``index_select`` rather than ``embedding_bag``: on CPU its backward measured 6-10x
+        faster at EfficientNet-B2 sizes (N = 9M; 0.2 s against 2.0 s for K = 1).
+        """
+        N, K = self.index.shape
+        vals = self.pool.index_select(0, self.index.view(-1)).view(N, K)  # (N, K)
+        if self.config.sign:
+            vals = vals * self.signs.to(vals.dtype)
+        return vals.view(N) if K == 1 else vals.sum(1)
+
+    def dense_weights(self) -> list[torch.Tensor]:
+        chunks = torch.split(self._gather(), self.sizes)
+        s = self.scale_init.to(self.pool.dtype).unbind()
+        return [c.view(t.shape) * s_l for c, t, s_l in zip(chunks, self.targets, s)]
+
+    def describe(self) -> dict[str, Any]:
+        return {"N": self.hashed_count, "pool": int(self.pool.numel()), "hashes": self.config.hashes,
+                "per_layer": self.config.per_layer, "layers": len(self.targets), "scope": self.config.scope}
+
+    def extra_repr(self) -> str:
+        return f"N={self.hashed_count}, pool={self.pool.numel()}, hashes={self.config.hashes}, per_layer={self.config.per_layer}"
+
+
+@register_method(HashedNets)
+def _build_hashednets(model: nn.Module, config: HashedNets) -> HashedNetsModel:
+    targets = select_targets(model, config.scope, require=True)
+    base_count = trainable_count(model)
+    target = plan_budget_check(config.budget, base_count, "HashedNets")
+    unhashed = base_count - sum(t.numel for t in targets)
+    groups = config.hashes * (len(targets) if config.per_layer else 1)
+    pool = target - unhashed
+    if pool < groups:
+        raise ValueError(
+            f"HashedNets: budget={config.budget!r} (= {target}) is too small: the unhashed parameters ({unhashed}) "
+            f"and one variable for each of the {groups} sub-pools need at least {unhashed + groups}"
+        )
+    return HashedNetsModel(model, targets, config, pool)
