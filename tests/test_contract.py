@@ -22,6 +22,8 @@ FRACTION = 0.3
 
 
 def make(method: str, model_name: str, seed: int = 0, **kw):
+    if METHODS.get(method).config_cls.needs_arch and model_name == "user":
+        pytest.skip(f"{method} rebuilds registry architectures; a user nn.Module is refused (tested apart)")
     base, shape = tiny(model_name)
     cfg = METHODS.get(method).config_cls(budget=FRACTION, **kw)
     if hasattr(cfg, "seed"):
@@ -103,9 +105,9 @@ def test_materialized_model_gives_same_outputs(case):
     x = torch.randn(4, *shape)
     with torch.no_grad():
         torch.testing.assert_close(dense(x), m(x))
-    # the dense state dict loads into a fresh copy of the base architecture
-    fresh = copy.deepcopy(base)
-    fresh.load_state_dict(dense.state_dict())
+    if m.config.keeps_architecture:  # the dense state dict loads into a fresh copy of the base architecture
+        fresh = copy.deepcopy(base)
+        fresh.load_state_dict(dense.state_dict())
 
 
 def test_compact_round_trip(case, tmp_path):

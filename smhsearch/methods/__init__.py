@@ -1,6 +1,6 @@
 """Compression methods behind one registry and one verb, :func:`compress`."""
 
-from . import _hashed, _smh  # noqa: F401  (registration)
+from . import _hashed, _smh, _width  # noqa: F401  (registration)
 from ._base import (
     METHODS,
     CompressedModel,
@@ -13,6 +13,7 @@ from ._base import (
 )
 from ._hashed import HashedNets, HashedNetsModel
 from ._smh import SMH, SMHModel
+from ._width import WidthModel, WidthMultiplier
 from ._targets import Target, select_targets
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "ReparametrizedModel",
     "SMHModel",
     "Target",
+    "WidthModel",
+    "WidthMultiplier",
     "compress",
     "config_from_dict",
     "list_methods",

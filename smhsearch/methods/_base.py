@@ -27,6 +27,10 @@ class MethodConfig:
     """Base of every method's config. Subclasses set ``method`` (the registry name)."""
 
     method: ClassVar[str] = ""
+    needs_arch: ClassVar[bool] = False
+    """True when the method rebuilds the architecture (a registry model), not any nn.Module."""
+    keeps_architecture: ClassVar[bool] = True
+    """True when the materialised model has the base architecture's shapes (its state dict loads into the base)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict that :func:`config_from_dict` turns back into an equal config."""

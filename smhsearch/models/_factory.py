@@ -63,6 +63,13 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
     return model
 
 
+def scale_width(channels: int, width: float) -> int:
+    """``channels * width`` rounded, at least 1: the width multiplier of the CIFAR ResNets and MLPs."""
+    if not 0.0 < width <= 1.0:
+        raise ValueError(f"width must lie in (0, 1], but got {width}")
+    return max(1, int(round(channels * width)))
+
+
 def list_models(family: str | None = None) -> list[str]:
     """Registered architecture names, optionally of one family (``"resnet_cifar"``, ``"efficientnet"``, ...)."""
     return [n for n in MODELS.names() if family is None or MODELS.get(n).family == family]

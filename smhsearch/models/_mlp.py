@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ._factory import register_model
+from ._factory import register_model, scale_width
 
 
 class MLP(nn.Module):
@@ -38,8 +38,9 @@ class MLP(nn.Module):
 
 
 def _make(default_hidden: tuple[int, ...]):
-    def build(num_classes: int, in_channels: int, image_size: int = 28, hidden: Sequence[int] = default_hidden, dropout: float = 0.0) -> nn.Module:
-        return MLP(in_channels * image_size * image_size, hidden, num_classes, dropout)
+    def build(num_classes: int, in_channels: int, image_size: int = 28, hidden: Sequence[int] = default_hidden,
+              dropout: float = 0.0, width: float = 1.0) -> nn.Module:
+        return MLP(in_channels * image_size * image_size, [scale_width(h, width) for h in hidden], num_classes, dropout)
 
     return build
 

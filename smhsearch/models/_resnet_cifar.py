@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._factory import register_model
+from ._factory import register_model, scale_width
 
 
 class _PadShortcut(nn.Module):
@@ -81,8 +81,8 @@ class ResNetCIFAR(nn.Module):
 
 
 def _make(depth: int):
-    def build(num_classes: int, in_channels: int, widths: Sequence[int] = (16, 32, 64)) -> nn.Module:
-        return ResNetCIFAR(depth, num_classes, in_channels, widths)
+    def build(num_classes: int, in_channels: int, widths: Sequence[int] = (16, 32, 64), width: float = 1.0) -> nn.Module:
+        return ResNetCIFAR(depth, num_classes, in_channels, [scale_width(w, width) for w in widths])
 
     build.__doc__ = f"ResNet-{depth} for CIFAR (He et al. 2016, option A shortcuts)."
     return build

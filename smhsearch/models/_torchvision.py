@@ -27,11 +27,44 @@ def _replace_stem(model: nn.Module, in_channels: int) -> None:
     raise ValueError("no 3-channel stem convolution found to replace")  # pragma: no cover
 
 
+# (width, depth) multipliers and dropout of torchvision's EfficientNet builders
+_EFFICIENTNET = {f"efficientnet_b{i}": v for i, v in enumerate(
+    [(1.0, 1.0, 0.2), (1.0, 1.1, 0.2), (1.1, 1.2, 0.3), (1.2, 1.4, 0.3), (1.4, 1.8, 0.4), (1.6, 2.2, 0.4), (1.8, 2.6, 0.5), (2.0, 3.1, 0.5)])}
+
+
+def _narrow(tv_name: str, num_classes: int, width: float, **kwargs) -> nn.Module:
+    """torchvision's architecture with every layer's channels multiplied by ``width``.
+
+    Channels round as torchvision rounds them (to multiples of 8), through its own
+    configuration functions, so ``width=1`` is exactly the stock model.
+    """
+    from functools import partial
+
+    from torchvision.models import efficientnet, mobilenetv2, mobilenetv3
+
+    if not 0.0 < width <= 1.0:
+        raise ValueError(f"width must lie in (0, 1], but got {width}")
+    if tv_name in _EFFICIENTNET:
+        w, d, dropout = _EFFICIENTNET[tv_name]
+        setting, last = efficientnet._efficientnet_conf(tv_name, width_mult=w * width, depth_mult=d)
+        norm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01) if tv_name in ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7") else None
+        return efficientnet.EfficientNet(setting, kwargs.pop("dropout", dropout), num_classes=num_classes, norm_layer=norm, last_channel=last, **kwargs)
+    if tv_name == "mobilenet_v2":
+        return mobilenetv2.MobileNetV2(num_classes=num_classes, width_mult=width, **kwargs)
+    if tv_name.startswith("mobilenet_v3"):
+        setting, last = mobilenetv3._mobilenet_v3_conf(tv_name, width_mult=width)
+        return mobilenetv3.MobileNetV3(setting, last, num_classes=num_classes, **kwargs)
+    raise ValueError(f"width multiplier is not available for {tv_name}: torchvision's ResNets fix their channel counts")
+
+
 def _make(tv_name: str):
-    def build(num_classes: int, in_channels: int, **kwargs) -> nn.Module:
+    def build(num_classes: int, in_channels: int, width: float = 1.0, **kwargs) -> nn.Module:
         import torchvision  # imported here: `import smhsearch` stays light
 
-        model = torchvision.models.get_model(tv_name, weights=None, num_classes=num_classes, **kwargs)
+        if width == 1.0:
+            model = torchvision.models.get_model(tv_name, weights=None, num_classes=num_classes, **kwargs)
+        else:
+            model = _narrow(tv_name, num_classes, width, **kwargs)
         _replace_stem(model, in_channels)
         return model
 

@@ -1,0 +1,164 @@
+"""The width-multiplier baselines of the SMH paper (its Figures 3, 5 and 6).
+
+``WidthMultiplier`` shrinks every layer's channels by alpha, the usual way to make a
+family member smaller. With ``resolution=True`` it is the paper's stronger baseline:
+the input is up-sampled so that the narrow model's FLOPs come back to the base
+model's (as the paper does, the image is up-sampled, not re-captured, so every model
+sees the same data). The resolution is chosen from fvcore counts: FLOPs of a
+convolutional net grow with the square of the input side, so
+``side = base_side * sqrt(flops_base / flops_narrow)``.
+
+Given a budget, alpha is the one whose real parameter count is the largest not above
+it: channel counts round (torchvision to multiples of 8), so counts are a step
+function of alpha, searched by bisection and then a fine scan around the answer, with
+candidates built on the meta device (no memory, no init).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._budget import Budget, BudgetLike
+from ..models._factory import MODELS, arch_of, create_model
+from ._base import CompressedModel, MethodConfig, register_method, trainable_count
+from ._smh import check_seed, plan_budget_check
+
+ALPHA_STEP = 1 / 512
+
+
+@dataclass(frozen=True)
+class WidthMultiplier(MethodConfig):
+    """Every layer's channels times alpha; alpha given, or found from a budget.
+
+    >>> WidthMultiplier(alpha=0.5).to_dict()["alpha"]
+    0.5
+    """
+
+    method = "width"
+    needs_arch = True  # rebuilds the architecture narrower: a registry model, not any nn.Module
+    keeps_architecture = False
+
+    budget: BudgetLike | None = None
+    alpha: float | None = None
+    resolution: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.budget is None) == (self.alpha is None):
+            raise ValueError(f"give exactly one of budget and alpha, but got budget={self.budget!r}, alpha={self.alpha!r}")
+        if self.budget is not None:
+            Budget.parse(self.budget)
+        if self.alpha is not None:
+            a = self.alpha
+            if isinstance(a, bool) or not isinstance(a, (int, float)) or not (0.0 < a <= 1.0):
+                raise ValueError(f"alpha must lie in (0, 1], but got {a!r}")
+        if not isinstance(self.resolution, bool):
+            raise ValueError(f"resolution must be a bool, but got {self.resolution!r}")
+        check_seed(self.seed)
+
+
+class Upsampled(nn.Module):
+    """Bilinear up-sampling of the input to ``size`` x ``size``, then ``model``."""
+
+    def __init__(self, model: nn.Module, size: int) -> None:
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False))
+
+
+class WidthModel(CompressedModel):
+    """A narrower copy of the base architecture (and, for the strong baseline, an input size)."""
+
+    def __init__(self, narrow: nn.Module, config: WidthMultiplier, arch: dict[str, Any], alpha: float, side: int | None) -> None:
+        super().__init__(config, arch)
+        self.model = narrow
+        self.alpha = alpha
+        self.side = side
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.side is not None:
+            x = F.interpolate(x, size=(self.side, self.side), mode="bilinear", align_corners=False)
+        return self.model(x)
+
+    def materialize(self) -> nn.Module:
+        dense = copy.deepcopy(self.model)
+        return dense if self.side is None else Upsampled(dense, self.side)
+
+    def virtual_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def input_size(self, default: int) -> int:
+        return default if self.side is None else self.side
+
+    def describe(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "resolution": self.side}
+
+    def layout(self) -> list[Any]:
+        return [self.alpha, self.side]
+
+
+def _count_at(arch: dict[str, Any]) -> Callable[[float], int]:
+    cache: dict[float, int] = {}
+
+    def count(alpha: float) -> int:
+        if alpha not in cache:
+            with torch.device("meta"):
+                cache[alpha] = trainable_count(create_model(arch["name"], **{**arch["kwargs"], "width": alpha}))
+        return cache[alpha]
+
+    return count
+
+
+def find_alpha(count: Callable[[float], int], target: int) -> float | None:
+    """The alpha on a 1/512 grid whose count is the largest not above ``target`` (None if none is)."""
+    grid = lambda i: i * ALPHA_STEP  # noqa: E731
+    lo, hi = 1, int(round(1 / ALPHA_STEP))
+    if count(grid(lo)) > target:
+        return None
+    while hi - lo > 1:  # largest grid point with count <= target, if counts were monotone
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(grid(mid)) <= target else (lo, mid)
+    best = lo
+    for i in range(max(1, lo - 16), min(int(round(1 / ALPHA_STEP)), lo + 16) + 1):  # rounding makes counts a step function
+        c = count(grid(i))
+        if c <= target and c > count(grid(best)):
+            best = i
+    return grid(best)
+
+
+@register_method(WidthMultiplier)
+def _build_width(model: nn.Module, config: WidthMultiplier) -> WidthModel:
+    arch = arch_of(model)
+    if arch is None:
+        raise ValueError("WidthMultiplier rebuilds the architecture narrower, so it needs a model from smhsearch.create_model; "
+                         "a user nn.Module cannot be widened or narrowed automatically")
+    base_count = trainable_count(model)
+    if config.alpha is not None:
+        alpha = float(config.alpha)
+    else:
+        target = plan_budget_check(config.budget, base_count, "WidthMultiplier")
+        found = find_alpha(_count_at(arch), target)
+        if found is None:
+            smallest = _count_at(arch)(ALPHA_STEP)
+            raise ValueError(f"WidthMultiplier: no alpha in (0, 1] meets budget={config.budget!r} (= {target}): "
+                             f"the narrowest model ({arch['name']} at alpha={ALPHA_STEP}) has {smallest} parameters")
+        alpha = found
+    torch.manual_seed(config.seed)
+    narrow = create_model(arch["name"], **{**arch["kwargs"], "width": alpha})
+    side = None
+    if config.resolution:
+        from ..measure import flops
+
+        s0 = MODELS.get(arch["name"]).default_input_size
+        shape = (arch["kwargs"]["in_channels"], s0, s0)
+        side = int(round(s0 * math.sqrt(flops(model, shape) / flops(narrow, shape))))
+    return WidthModel(narrow, config, arch, alpha, side)
