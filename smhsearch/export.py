@@ -1,9 +1,10 @@
 """Deployable files: the dense materialised model and the compact file of stored variables.
 
 The compact file is a safetensors file (no pickle, so loading never runs code) holding
-the compressed model's state: the method's variables (for SMH: U, V, the per-layer
-scales), every unhashed parameter, and the buffers the base keeps (batch-norm running
-statistics), which eval outputs need. Its header metadata records, as JSON, the method
+the compressed model's state as the method packs it (``compact_state_dict``): the
+method's variables (for SMH: U, V, the per-layer scales; for pruning: the nonzero
+values and a bitmask), every unhashed parameter, and the buffers the base keeps
+(batch-norm running statistics), which eval outputs need. Its header metadata records, as JSON, the method
 config and the architecture's registry name and arguments, so
 :func:`load_compact` can rebuild the module; a file made from a user ``nn.Module``
 needs that module passed back in.
@@ -41,7 +42,7 @@ def materialize(model: nn.Module) -> nn.Module:
 
 def save_compact(model: CompressedModel, path: str | os.PathLike) -> Path:
     """Write ``model``'s stored variables and what rebuilds it to ``path`` (safetensors)."""
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
 
     if not isinstance(model, CompressedModel):
         raise TypeError(f"save_compact takes a compressed model (from smhsearch.compress), but got {type(model).__name__}")
@@ -56,7 +57,7 @@ def save_compact(model: CompressedModel, path: str | os.PathLike) -> Path:
         "layout": json.dumps(model.layout()),
     }
     tmp = path.with_name(path.name + ".tmp")
-    save_model(model, str(tmp), metadata=meta)
+    save_file(model.compact_state_dict(), str(tmp), metadata=meta)
     os.replace(tmp, path)  # a crash mid-write never leaves a half file under the real name
     return path
 
@@ -91,7 +92,7 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
     ``model``: the base module, needed only when the file was made from a model that
     :func:`smhsearch.create_model` did not build (its shape must match).
     """
-    from safetensors.torch import load_model
+    from safetensors.torch import load_file
 
     from .models import create_model
 
@@ -108,7 +109,7 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
         first = next((f"{a} != {b}" for a, b in zip(layout, meta["layout"]) if a != b), f"{len(layout)} != {len(meta['layout'])} entries")
         raise ValueError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): hashed layout differs, {first}")
     try:
-        load_model(compressed, str(path), strict=True, device=str(device))
+        compressed.load_compact_state_dict(load_file(str(path), device=str(device)))
     except RuntimeError as e:
         raise ValueError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): {e}") from None
     return compressed.to(device).eval()

@@ -18,7 +18,7 @@ from smhsearch.methods import METHODS, CompressedModel
 from .conftest import TINY, tiny
 
 METHOD_NAMES = METHODS.names()
-FRACTION = 0.3
+FRACTION = 0.5  # half the base: every method can reach it on every tiny model (rank 1 on the user net needs 40%)
 
 
 def make(method: str, model_name: str, seed: int = 0, **kw):
@@ -51,6 +51,7 @@ def test_output_shape_preserved(case):
 def test_stored_count_within_budget(case):
     method, name = case
     base, m, _ = make(method, name)
+    m.set_progress(1.0)  # the budget holds once training is done (gradual pruning gets there)
     budget = int(FRACTION * sum(p.numel() for p in base.parameters()))
     independent = sum(p.numel() for p in m.parameters() if p.requires_grad)
     assert smhsearch.measure.stored_parameters(m) == m.stored_count()
@@ -113,6 +114,7 @@ def test_materialized_model_gives_same_outputs(case):
 def test_compact_round_trip(case, tmp_path):
     method, name = case
     base, m, shape = make(method, name)
+    m.set_progress(1.0)
     m.eval()
     path = smhsearch.save_compact(m, tmp_path / "m.safetensors")
     loaded = smhsearch.load_compact(path, model=None if name != "user" else tiny(name)[0])

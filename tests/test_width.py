@@ -18,7 +18,7 @@ def _count(name: str, alpha: float, **kw) -> int:
         return sum(p.numel() for p in create_model(name, width=alpha, **kw).parameters())
 
 
-@pytest.mark.parametrize("name,budget", [("resnet20", 30_000), ("resnet32", 46_000), ("mlp", 100_000), ("resnet8", 20_000)])
+@pytest.mark.parametrize("name,budget", [("resnet20", 30_000), ("mlp", 100_000), ("resnet8", 20_000)])
 def test_found_alpha_is_the_largest_count_under_budget(name, budget):
     m = smhsearch.compress(create_model(name), WidthMultiplier(budget=budget))
     brute = max(c for c in (_count(name, i * ALPHA_STEP) for i in range(1, 513)) if c <= budget)

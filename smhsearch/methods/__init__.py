@@ -1,6 +1,6 @@
 """Compression methods behind one registry and one verb, :func:`compress`."""
 
-from . import _hashed, _smh, _width  # noqa: F401  (registration)
+from . import _hashed, _lowrank, _prune, _smh, _width  # noqa: F401  (registration)
 from ._base import (
     METHODS,
     CompressedModel,
@@ -12,6 +12,8 @@ from ._base import (
     register_method,
 )
 from ._hashed import HashedNets, HashedNetsModel
+from ._lowrank import LowRank, LowRankModel
+from ._prune import Prune, PruneModel
 from ._smh import SMH, SMHModel
 from ._width import WidthModel, WidthMultiplier
 from ._targets import Target, select_targets
@@ -22,7 +24,11 @@ __all__ = [
     "HashedNets",
     "HashedNetsModel",
     "CompressedModel",
+    "LowRank",
+    "LowRankModel",
     "MethodConfig",
+    "Prune",
+    "PruneModel",
     "ReparametrizedModel",
     "SMHModel",
     "Target",

@@ -149,6 +149,21 @@ class CompressedModel(nn.Module):
         """The input side this model expects; methods that change resolution override it."""
         return default
 
+    def set_progress(self, fraction: float) -> None:
+        """Tell the model how far training has got (0 at the start, 1 at the end).
+
+        The trainer calls it every step. Methods that change during training (gradual
+        pruning) follow it; the others ignore it. A model meets its budget at 1.
+        """
+
+    def compact_state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors a compact file stores (no two sharing memory, as safetensors asks)."""
+        return {k: v.detach().clone().contiguous() for k, v in self.state_dict().items()}
+
+    def load_compact_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`compact_state_dict`; raises RuntimeError on a mismatch."""
+        self.load_state_dict(tensors, strict=True)
+
 
 class ReparametrizedModel(CompressedModel):
     """A base architecture whose chosen weights are computed from other variables.

@@ -1,0 +1,132 @@
+"""Per-layer low-rank factorisation to a budget.
+
+Each factorisable layer's weight, seen as a (out, in * k * k) matrix, is ``B @ A`` with
+B: (out, r) and A: (r, in * k * k). For a linear layer these are two thin matrices; for
+a k x k convolution it is exactly a k x k convolution to r channels (A) followed by a
+1 x 1 convolution (B). Depthwise and grouped convolutions are left dense, and so is
+any layer where factorising would not save parameters.
+
+Ranks: every factorised layer keeps about the same share rho of its parameters,
+``r = max(1, floor(rho * out * in_k / (out + in_k)))``, and rho is the largest (by
+bisection; the total only grows with rho) whose total stored count fits the budget.
+
+Initialisation: A and B are drawn so that B @ A has unit-std entries, then both are
+multiplied by sqrt(s_l / std(B @ A)), so each layer starts at exactly the std its base
+initialisation gave it, with balanced factors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._budget import Budget, BudgetLike
+from ._base import MethodConfig, ReparametrizedModel, register_method, trainable_count
+from ._smh import check_seed, plan_budget_check
+from ._targets import Scope, Target, check_scope, select_targets
+
+
+@dataclass(frozen=True)
+class LowRank(MethodConfig):
+    """Factorise every conv (groups = 1) and linear weight as B @ A, ranks set by the budget.
+
+    >>> LowRank(budget="25%").to_dict()["method"]
+    'lowrank'
+    """
+
+    method = "lowrank"
+
+    budget: BudgetLike
+    scope: Scope = "all"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        Budget.parse(self.budget)
+        check_scope(self.scope)
+        check_seed(self.seed)
+
+
+def _matrix(t: Target) -> tuple[int, int]:
+    """(rows, cols) of a weight seen as a matrix: (out, in * prod(kernel))."""
+    return t.shape[0], math.prod(t.shape[1:])
+
+
+def factorisable(model: nn.Module, t: Target) -> bool:
+    if not t.name.endswith("weight") or len(t.shape) < 2:
+        return False
+    mod = model.get_submodule(t.slots[0][0])
+    if getattr(mod, "groups", 1) != 1:
+        return False
+    rows, cols = _matrix(t)
+    return rows * cols > rows + cols  # rank 1 must save something
+
+
+def ranks_for(targets: list[Target], rho: float) -> list[int]:
+    """Rank of each target at share ``rho``; 0 means 'left dense' (factorising would not save)."""
+    out = []
+    for t in targets:
+        rows, cols = _matrix(t)
+        r = max(1, math.floor(rho * rows * cols / (rows + cols)))
+        out.append(r if r * (rows + cols) < rows * cols else 0)
+    return out
+
+
+def stored_at(targets: list[Target], ranks: list[int], rest: int) -> int:
+    return rest + sum(r * sum(_matrix(t)) if r else t.numel for t, r in zip(targets, ranks))
+
+
+class LowRankModel(ReparametrizedModel):
+    """The module :func:`compress` returns for a :class:`LowRank` config."""
+
+    def __init__(self, base: nn.Module, targets: list[Target], ranks: list[int], config: LowRank, rho: float) -> None:
+        super().__init__(base, targets, config)
+        self.ranks, self.rho = ranks, rho
+        g = torch.Generator().manual_seed(config.seed)
+        self.A, self.B = nn.ParameterList(), nn.ParameterList()
+        for t, r in zip(targets, ranks):
+            rows, cols = _matrix(t)
+            sigma = r ** -0.25  # entries of B @ A then have unit std
+            A = torch.randn(r, cols, generator=g) * sigma  # (r, in*k*k)
+            B = torch.randn(rows, r, generator=g) * sigma  # (out, r)
+            realised = float((B @ A).std()) if rows * cols > 1 else 1.0
+            gain = math.sqrt(t.init_std / realised)
+            self.A.append(nn.Parameter(A * gain))
+            self.B.append(nn.Parameter(B * gain))
+
+    def dense_weights(self) -> list[torch.Tensor]:
+        return [(B @ A).view(t.shape) for A, B, t in zip(self.A, self.B, self.targets)]  # one matmul per layer
+
+    def describe(self) -> dict[str, Any]:
+        return {"rho": self.rho, "layers": len(self.targets), "ranks": list(self.ranks), "scope": self.config.scope}
+
+    def layout(self) -> list[Any]:
+        return [[t.name, list(t.shape), r] for t, r in zip(self.targets, self.ranks)]
+
+    def extra_repr(self) -> str:
+        return f"layers={len(self.targets)}, rho={self.rho:.4f}, ranks={min(self.ranks)}..{max(self.ranks)}"
+
+
+@register_method(LowRank)
+def _build_lowrank(model: nn.Module, config: LowRank) -> LowRankModel:
+    candidates = [t for t in select_targets(model, config.scope) if factorisable(model, t)]
+    if not candidates:
+        raise ValueError(f"LowRank: the model has no factorisable {'convolution' if config.scope == 'conv' else 'convolution or linear'} "
+                         f"weights (groups=1, larger than rank 1) for scope={config.scope!r}")
+    base_count = trainable_count(model)
+    target = plan_budget_check(config.budget, base_count, "LowRank")
+    rest = base_count - sum(t.numel for t in candidates)
+    if stored_at(candidates, ranks_for(candidates, 0.0), rest) > target:
+        need = stored_at(candidates, ranks_for(candidates, 0.0), rest)
+        raise ValueError(f"LowRank: budget={config.budget!r} (= {target}) is too small: rank 1 everywhere, with the "
+                         f"other parameters ({rest}), needs {need}")
+    lo, hi = 0.0, 1.0
+    for _ in range(50):  # largest rho whose stored count fits
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if stored_at(candidates, ranks_for(candidates, mid), rest) <= target else (lo, mid)
+    ranks = ranks_for(candidates, lo)
+    chosen = [t for t, r in zip(candidates, ranks) if r]
+    return LowRankModel(model, chosen, [r for r in ranks if r], config, lo)

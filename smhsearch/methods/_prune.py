@@ -1,0 +1,138 @@
+"""Global magnitude pruning to a budget of nonzero weights, gradual during training.
+
+The sparsity follows Zhu & Gupta (2017), "To prune, or not to prune":
+``s(t) = s_f * (1 - (1 - t)^3)`` for t going from 0 to 1 between the fractions
+``start`` and ``end`` of training, in ``steps`` mask updates. At each update the
+smallest-magnitude weights across all prunable layers together (global, not per
+layer) are masked; a masked weight stays masked. At the end exactly
+``budget - unpruned`` prunable weights are nonzero.
+
+The stored count is the nonzero values of the pruned layers plus every unpruned
+parameter (batch-norm, and linear layers under scope ``"conv"``). Where the nonzeros
+sit is extra: the compact file keeps it as a bitmask of N/8 bytes, which is not
+counted as parameters, as in the pruning literature. Before training has got
+anywhere (``set_progress`` not yet called) the model is dense and stores everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._budget import Budget, BudgetLike
+from ._base import MethodConfig, ReparametrizedModel, register_method, trainable_count
+from ._smh import plan_budget_check
+from ._targets import Scope, Target, check_scope, select_targets
+
+
+@dataclass(frozen=True)
+class Prune(MethodConfig):
+    """Gradual global magnitude pruning (Zhu & Gupta schedule) to ``budget`` stored parameters.
+
+    start, end: fractions of training between which the sparsity rises; steps: mask updates.
+
+    >>> Prune(budget="10%").to_dict()["end"]
+    0.75
+    """
+
+    method = "prune"
+
+    budget: BudgetLike
+    scope: Scope = "all"
+    start: float = 0.0
+    end: float = 0.75
+    steps: int = 20
+
+    def __post_init__(self) -> None:
+        Budget.parse(self.budget)
+        check_scope(self.scope)
+        if not (isinstance(self.start, (int, float)) and isinstance(self.end, (int, float)) and 0.0 <= self.start < self.end <= 1.0):
+            raise ValueError(f"0 <= start < end <= 1 must hold, but got (start={self.start!r}, end={self.end!r})")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be an int >= 1, but got {self.steps!r}")
+
+
+class PruneModel(ReparametrizedModel):
+    """The base model's own weights, each multiplied by a 0/1 mask that the schedule tightens."""
+
+    def __init__(self, base: nn.Module, targets: list[Target], config: Prune, keep: int) -> None:
+        super().__init__(base, targets, config)
+        params = dict(base.named_parameters())
+        self.weights = nn.ParameterList([nn.Parameter(params[t.name].detach().clone()) for t in targets])
+        self.keep = keep
+        self.register_buffer("mask", torch.ones(self.hashed_count, dtype=torch.bool))  # (N,)
+        self.register_buffer("level", torch.tensor(0, dtype=torch.int64))  # mask updates applied so far
+
+    def nonzeros_at(self, level: int) -> int:
+        """Nonzero prunable weights after ``level`` of the ``steps`` updates."""
+        t = level / self.config.steps
+        return self.hashed_count - round((self.hashed_count - self.keep) * (1.0 - (1.0 - t) ** 3))
+
+    def set_progress(self, fraction: float) -> None:
+        c = self.config
+        t = (fraction - c.start) / (c.end - c.start)
+        level = int(np.clip(np.floor(t * c.steps + 1e-9), 0, c.steps))
+        if level > int(self.level):
+            self._prune_to(self.nonzeros_at(level))
+            self.level.fill_(level)
+
+    @torch.no_grad()
+    def _prune_to(self, nonzeros: int) -> None:
+        flat = torch.cat([w.detach().reshape(-1) for w in self.weights]).abs() * self.mask  # (N,)
+        keep_idx = torch.topk(flat, nonzeros, sorted=False).indices
+        self.mask.zero_()
+        self.mask[keep_idx] = True
+        for w, m in zip(self.weights, torch.split(self.mask, self.sizes)):
+            w.mul_(m.view(w.shape))
+
+    def dense_weights(self) -> list[torch.Tensor]:
+        masks = torch.split(self.mask, self.sizes)
+        return [w * m.view(w.shape) for w, m in zip(self.weights, masks)]
+
+    def stored_count(self) -> int:
+        return trainable_count(self.base) + int(self.mask.sum())
+
+    def describe(self) -> dict[str, Any]:
+        return {"N": self.hashed_count, "keep": self.keep, "nonzeros": int(self.mask.sum()),
+                "sparsity": 1.0 - int(self.mask.sum()) / self.hashed_count, "level": int(self.level), "scope": self.config.scope}
+
+    def compact_state_dict(self) -> dict[str, torch.Tensor]:
+        # nonzero values and a bitmask, not dense tensors full of zeros
+        state = {k: v for k, v in super().compact_state_dict().items() if not k.startswith("weights.") and k != "mask"}
+        values = torch.cat([w.detach().reshape(-1) for w in self.weights])[self.mask]
+        state["values"] = values.contiguous()
+        state["mask_bits"] = torch.from_numpy(np.packbits(self.mask.cpu().numpy()))
+        return state
+
+    def load_compact_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        tensors = dict(tensors)
+        bits, values = tensors.pop("mask_bits"), tensors.pop("values")
+        mask = torch.from_numpy(np.unpackbits(bits.cpu().numpy())[: self.hashed_count].astype(bool)).to(self.mask.device)
+        if int(mask.sum()) != values.numel():
+            raise RuntimeError(f"mask has {int(mask.sum())} nonzeros but {values.numel()} values are stored")
+        dense = torch.zeros(self.hashed_count, dtype=values.dtype, device=values.device)
+        dense[mask] = values
+        tensors["mask"] = mask
+        for i, chunk in enumerate(torch.split(dense, self.sizes)):
+            tensors[f"weights.{i}"] = chunk.view(self.weights[i].shape)
+        self.load_state_dict(tensors, strict=True)
+
+    def extra_repr(self) -> str:
+        return f"N={self.hashed_count}, keep={self.keep}, level={int(self.level)}/{self.config.steps}"
+
+
+@register_method(Prune)
+def _build_prune(model: nn.Module, config: Prune) -> PruneModel:
+    targets = select_targets(model, config.scope, require=True)
+    base_count = trainable_count(model)
+    target = plan_budget_check(config.budget, base_count, "Prune")
+    unpruned = base_count - sum(t.numel for t in targets)
+    keep = target - unpruned
+    if keep < 1:
+        raise ValueError(f"Prune: budget={config.budget!r} (= {target}) is too small: the unpruned parameters "
+                         f"({unpruned}) leave no nonzero weight to keep; it needs at least {unpruned + 1}")
+    return PruneModel(model, targets, config, keep)
