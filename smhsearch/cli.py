@@ -58,9 +58,10 @@ def cmd_methods() -> int:
     return 0
 
 
-def cmd_compress(arch: str, budget: str, method: str = "smh", scope: str = "all", scale: str = "fixed", seed: int = 0,
+def cmd_compress(arch: str, budget: str | None, method: str = "smh", scope: str = "all", scale: str = "fixed", seed: int = 0,
                  num_classes: int | None = None, in_channels: int | None = None, input_size: int | None = None,
-                 out: Path | None = None, as_json: bool = False) -> int:
+                 out: Path | None = None, as_json: bool = False, hashes: int = 1, alpha: float | None = None,
+                 resolution: bool = False) -> int:
     """Compress an architecture to a budget and print its sizes and costs; optionally save the compact file."""
     from . import measure
     from ._budget import format_count
@@ -73,8 +74,11 @@ def cmd_compress(arch: str, budget: str, method: str = "smh", scope: str = "all"
     if method not in METHODS:
         raise BadInput(f"--method: {METHODS.unknown_message(method)}")
     cls = METHODS.get(method).config_cls
-    kwargs = {"budget": _budget_arg(budget), "scope": scope, "scale": scale, "seed": seed}
+    kwargs = {"budget": None if budget is None else _budget_arg(budget), "scope": scope, "scale": scale, "seed": seed,
+              "hashes": hashes, "alpha": alpha, "resolution": resolution}
     kwargs = {k: v for k, v in kwargs.items() if k in cls.__dataclass_fields__}
+    if budget is None and "alpha" not in kwargs:
+        raise BadInput(f"--budget: method {method!r} needs a budget (46000, 46K, 5.3M, 25% or 0.25)")
     try:
         config = cls(**kwargs)
         base = create_model(arch, num_classes=num_classes, in_channels=in_channels)
@@ -84,6 +88,7 @@ def cmd_compress(arch: str, budget: str, method: str = "smh", scope: str = "all"
     info = MODELS.get(arch)
     side = input_size or info.default_input_size
     shape = (base.smhsearch_arch["kwargs"]["in_channels"], side, side)
+    model.set_progress(1.0)  # report the model as it stands after training (gradual pruning finishes)
     base_count = measure.stored_parameters(base)
     facts = {
         "arch": arch,
@@ -95,7 +100,7 @@ def cmd_compress(arch: str, budget: str, method: str = "smh", scope: str = "all"
         "flops_per_sample": measure.flops(model, shape),
         "input_shape": list(shape),
         "compact_bytes": measure.compact_bytes(model),
-        **{f"smh_{k}": v for k, v in model.describe().items() if k in ("n", "M", "N", "layers", "matmul_flops")},
+        **{f"{method}_{k}": v for k, v in model.describe().items() if not isinstance(v, (list, dict))},
     }
     if out is not None:
         facts["saved"] = str(save_compact(model, out))
@@ -123,9 +128,9 @@ def _budget_arg(text: str) -> int | float | str:
 def _flag_for(message: str) -> str:
     """The flag a config error is about: messages start with the key, after an optional 'METHOD: '."""
     head = message.split(": ", 1)[1] if message[:12].count(": ") and message.split(": ", 1)[0].isalpha() else message
-    for key in ("budget", "scope", "scale", "seed", "num_classes", "in_channels"):
+    for key in ("budget", "scope", "scale", "seed", "num_classes", "in_channels", "hashes", "alpha", "resolution", "give exactly one"):
         if head.startswith(key):
-            return f"--{key.replace('_', '-')}: "
+            return "--budget/--alpha: " if key == "give exactly one" else f"--{key.replace('_', '-')}: "
     return ""
 
 
@@ -147,18 +152,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("compress", help="compress an architecture to a budget and report its sizes")
     s.add_argument("arch", metavar="ARCH", help="architecture name (see `smhsearch models`)")
-    s.add_argument("--budget", required=True, help="stored parameters: 46000, 46K, 5.3M, 25%% or 0.25")
+    s.add_argument("--budget", help="stored parameters: 46000, 46K, 5.3M, 25%% or 0.25 (width: or --alpha)")
     s.add_argument("--method", default="smh", help="compression method (see `smhsearch methods`)")
     s.add_argument("--scope", default="all", help="all | conv")
     s.add_argument("--scale", default="fixed", help="fixed | learnable")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--hashes", type=int, default=1, help="hashednets: number of independent hash functions")
+    s.add_argument("--alpha", type=float, help="width: the multiplier itself, instead of a budget")
+    s.add_argument("--resolution", action="store_true", help="width: up-sample the input to keep the base FLOPs")
     s.add_argument("--num-classes", type=int)
     s.add_argument("--in-channels", type=int)
     s.add_argument("--input-size", type=int, help="input side in pixels for FLOPs (default: the architecture's)")
     s.add_argument("--out", type=Path, help="write the compact file here")
     s.add_argument("--json", dest="as_json", action="store_true")
     s.set_defaults(func=lambda a: cmd_compress(a.arch, a.budget, a.method, a.scope, a.scale, a.seed, a.num_classes,
-                                               a.in_channels, a.input_size, a.out, a.as_json))
+                                               a.in_channels, a.input_size, a.out, a.as_json, a.hashes, a.alpha,
+                                               a.resolution))
     return p
 
 

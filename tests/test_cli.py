@@ -35,6 +35,10 @@ def test_compress_reports_and_saves(tmp_path):
         (["compress", "resnet32", "--budget", "lots"], "--budget: budget must be"),
         (["compress", "resnet32", "--budget", "10K", "--method", "smj"], "--method: unknown compression method 'smj'; nearest: smh"),
         (["models", "--family", "vit"], "--family: unknown family 'vit'; allowed: "),
+        (["compress", "resnet20", "--method", "prune"], "--budget: method 'prune' needs a budget"),
+        (["compress", "resnet20", "--method", "width", "--alpha", "2"], "--alpha: alpha must lie in (0, 1], but got 2.0"),
+        (["compress", "resnet20", "--method", "hashednets", "--budget", "10%", "--hashes", "0"], "--hashes: hashes must be an int >= 1"),
+        (["compress", "resnet20", "--method", "width", "--budget", "10%", "--alpha", "0.5"], "--budget/--alpha: give exactly one"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
@@ -49,3 +53,19 @@ def test_listings():
     r = run("models", "--family", "resnet_cifar", "--json")
     assert [m["name"] for m in json.loads(r.stdout)] == ["resnet110", "resnet20", "resnet32", "resnet44", "resnet56", "resnet8"]
     assert "smh" in run("methods").stdout
+
+
+@pytest.mark.parametrize(
+    "args,key,check",
+    [
+        (["--method", "hashednets", "--budget", "46K", "--hashes", "2"], "hashednets_hashes", lambda f, v: v == 2 and f["stored_parameters"] <= 46_000),
+        (["--method", "width", "--alpha", "0.5", "--resolution"], "width_resolution", lambda f, v: v > 32),
+        (["--method", "prune", "--budget", "10%"], "prune_nonzeros", lambda f, v: f["stored_parameters"] == int(0.1 * 269_722)),
+        (["--method", "lowrank", "--budget", "25%"], "lowrank_rho", lambda f, v: 0 < v < 1 and f["stored_parameters"] <= int(0.25 * 269_722)),
+    ],
+)
+def test_compress_every_method(args, key, check):
+    r = run("compress", "resnet20", *args, "--json")
+    assert r.returncode == 0, r.stderr
+    facts = json.loads(r.stdout)
+    assert check(facts, facts[key])
