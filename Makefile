@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all bench install clean
+.PHONY: demo test test-all lint bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test-all: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/smhsearch compress resnet32 --budget 46K --scale learnable --out runs/demo/resnet32-46K.safetensors
 	$(BIN)/smhsearch compress efficientnet_b2 --budget 5.3M
+
+lint: $(STAMP)
+	$(BIN)/ruff check smhsearch tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/smh_overhead.py

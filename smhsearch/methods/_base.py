@@ -108,6 +108,42 @@ def trainable_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, but got {seed!r}")
+
+
+def resolve_budget(budget: BudgetLike, base_count: int, method: str) -> int:
+    """Resolve a budget against the base model and refuse one at or above the base's count."""
+    target = Budget.parse(budget).resolve(base_count)
+    if target >= base_count:
+        raise ValueError(
+            f"{method}: budget must be below the base model's {base_count} trainable parameters, "
+            f"but got budget={budget!r} (= {target})"
+        )
+    return target
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """What every budgeted method starts from: its targets, the base count, the budget."""
+
+    targets: list[Target]
+    base_count: int
+    budget: int
+    """The budget resolved to an absolute count of stored trainable parameters."""
+
+    @property
+    def rest(self) -> int:
+        """Trainable parameters the method leaves as they are (batch-norm, unselected layers)."""
+        return self.base_count - sum(t.numel for t in self.targets)
+
+
+def plan_budget(model: nn.Module, targets: list[Target], budget: BudgetLike, method: str) -> BudgetPlan:
+    base_count = trainable_count(model)
+    return BudgetPlan(targets, base_count, resolve_budget(budget, base_count, method))
+
+
 class CompressedModel(nn.Module):
     """What every method's :func:`compress` returns.
 

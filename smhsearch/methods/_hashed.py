@@ -29,8 +29,7 @@ import torch
 from torch import nn
 
 from .._budget import Budget, BudgetLike
-from ._base import MethodConfig, ReparametrizedModel, register_method, trainable_count
-from ._smh import check_seed, plan_budget_check
+from ._base import MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
 from ._targets import Scope, Target, calibrated_scales, check_scope, select_targets
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -174,10 +173,8 @@ class HashedNetsModel(ReparametrizedModel):
 
 @register_method(HashedNets)
 def _build_hashednets(model: nn.Module, config: HashedNets) -> HashedNetsModel:
-    targets = select_targets(model, config.scope, require=True)
-    base_count = trainable_count(model)
-    target = plan_budget_check(config.budget, base_count, "HashedNets")
-    unhashed = base_count - sum(t.numel for t in targets)
+    plan = plan_budget(model, select_targets(model, config.scope, require=True), config.budget, "HashedNets")
+    targets, target, unhashed = plan.targets, plan.budget, plan.rest
     groups = config.hashes * (len(targets) if config.per_layer else 1)
     pool = target - unhashed
     if pool < groups:

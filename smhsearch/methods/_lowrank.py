@@ -25,8 +25,7 @@ import torch
 from torch import nn
 
 from .._budget import Budget, BudgetLike
-from ._base import MethodConfig, ReparametrizedModel, register_method, trainable_count
-from ._smh import check_seed, plan_budget_check
+from ._base import MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
 from ._targets import Scope, Target, check_scope, select_targets
 
 
@@ -116,9 +115,8 @@ def _build_lowrank(model: nn.Module, config: LowRank) -> LowRankModel:
     if not candidates:
         raise ValueError(f"LowRank: the model has no factorisable {'convolution' if config.scope == 'conv' else 'convolution or linear'} "
                          f"weights (groups=1, larger than rank 1) for scope={config.scope!r}")
-    base_count = trainable_count(model)
-    target = plan_budget_check(config.budget, base_count, "LowRank")
-    rest = base_count - sum(t.numel for t in candidates)
+    plan = plan_budget(model, candidates, config.budget, "LowRank")
+    target, rest = plan.budget, plan.rest
     if stored_at(candidates, ranks_for(candidates, 0.0), rest) > target:
         need = stored_at(candidates, ranks_for(candidates, 0.0), rest)
         raise ValueError(f"LowRank: budget={config.budget!r} (= {target}) is too small: rank 1 everywhere, with the "

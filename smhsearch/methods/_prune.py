@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from .._budget import Budget, BudgetLike
-from ._base import MethodConfig, ReparametrizedModel, register_method, trainable_count
-from ._smh import plan_budget_check
+from ._base import MethodConfig, ReparametrizedModel, plan_budget, register_method, trainable_count
 from ._targets import Scope, Target, check_scope, select_targets
 
 
@@ -127,10 +126,8 @@ class PruneModel(ReparametrizedModel):
 
 @register_method(Prune)
 def _build_prune(model: nn.Module, config: Prune) -> PruneModel:
-    targets = select_targets(model, config.scope, require=True)
-    base_count = trainable_count(model)
-    target = plan_budget_check(config.budget, base_count, "Prune")
-    unpruned = base_count - sum(t.numel for t in targets)
+    plan = plan_budget(model, select_targets(model, config.scope, require=True), config.budget, "Prune")
+    targets, target, unpruned = plan.targets, plan.budget, plan.rest
     keep = target - unpruned
     if keep < 1:
         raise ValueError(f"Prune: budget={config.budget!r} (= {target}) is too small: the unpruned parameters "

@@ -26,16 +26,11 @@ import torch
 from torch import nn
 
 from .._budget import Budget, BudgetLike, format_count
-from ._base import MethodConfig, ReparametrizedModel, register_method, trainable_count
+from ._base import BudgetPlan, MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
 from ._targets import Scope, Target, calibrated_scales, check_scope, select_targets
 
 ScaleMode = Literal["fixed", "learnable"]
 SCALES: tuple[str, ...] = get_args(ScaleMode)
-
-
-def check_seed(seed: Any) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, but got {seed!r}")
 
 
 @dataclass(frozen=True)
@@ -87,24 +82,12 @@ class SMHShape:
         return 2 * self.n * self.n * self.M
 
 
-def plan_budget_check(budget: BudgetLike, base_count: int, method: str) -> int:
-    """Resolve a budget and refuse one at or above the base model's count."""
-    target = Budget.parse(budget).resolve(base_count)
-    if target >= base_count:
-        raise ValueError(
-            f"{method}: budget must be below the base model's {base_count} trainable parameters, "
-            f"but got budget={budget!r} (= {target})"
-        )
-    return target
-
-
-def plan_smh(targets: list[Target], base_count: int, config: SMH) -> SMHShape:
-    """Choose n and M for ``config`` on a base of ``base_count`` trainable parameters."""
-    N = sum(t.numel for t in targets)
+def plan_smh(plan: BudgetPlan, config: SMH) -> SMHShape:
+    """Choose n and M for ``config``."""
+    N = sum(t.numel for t in plan.targets)
     n = math.isqrt(N - 1) + 1  # ceil(sqrt(N))
-    unhashed = base_count - N
-    scales = len(targets) if config.scale == "learnable" else 0
-    target = plan_budget_check(config.budget, base_count, "SMH")
+    unhashed, target = plan.rest, plan.budget
+    scales = len(plan.targets) if config.scale == "learnable" else 0
     M = (target - unhashed - scales) // (2 * n)
     if M < 1:
         need = unhashed + scales + 2 * n
@@ -113,7 +96,7 @@ def plan_smh(targets: list[Target], base_count: int, config: SMH) -> SMHShape:
             f"{f', the learnable scales ({scales})' if scales else ''} and one rank of U @ V (2n = {2 * n}) "
             f"need at least {need} ({format_count(need)})"
         )
-    return SMHShape(N, n, M, len(targets), unhashed, scales)
+    return SMHShape(N, n, M, len(plan.targets), unhashed, scales)
 
 
 class SMHModel(ReparametrizedModel):
@@ -159,6 +142,5 @@ class SMHModel(ReparametrizedModel):
 
 @register_method(SMH)
 def _build_smh(model: nn.Module, config: SMH) -> SMHModel:
-    targets = select_targets(model, config.scope, require=True)
-    shape = plan_smh(targets, trainable_count(model), config)
-    return SMHModel(model, targets, config, shape)
+    plan = plan_budget(model, select_targets(model, config.scope, require=True), config.budget, "SMH")
+    return SMHModel(model, plan.targets, config, plan_smh(plan, config))

@@ -27,8 +27,7 @@ from torch import nn
 
 from .._budget import Budget, BudgetLike
 from ..models._factory import MODELS, arch_of, create_model
-from ._base import CompressedModel, MethodConfig, register_method, trainable_count
-from ._smh import check_seed, plan_budget_check
+from ._base import CompressedModel, MethodConfig, check_seed, register_method, resolve_budget, trainable_count
 
 ALPHA_STEP = 1 / 512
 
@@ -145,7 +144,7 @@ def _build_width(model: nn.Module, config: WidthMultiplier) -> WidthModel:
     if config.alpha is not None:
         alpha = float(config.alpha)
     else:
-        target = plan_budget_check(config.budget, base_count, "WidthMultiplier")
+        target = resolve_budget(config.budget, base_count, "WidthMultiplier")
         found = find_alpha(_count_at(arch), target)
         if found is None:
             smallest = _count_at(arch)(ALPHA_STEP)
