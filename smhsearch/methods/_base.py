@@ -185,6 +185,11 @@ class CompressedModel(nn.Module):
         """The input side this model expects; methods that change resolution override it."""
         return default
 
+    def variable_names(self) -> list[str]:
+        """Names of the method's shared variables (SMH's U and V, ...), which the trainer may give
+        their own learning-rate multiplier. Dense weights and gains are not among them."""
+        return []
+
     def set_progress(self, fraction: float) -> None:
         """Tell the model how far training has got (0 at the start, 1 at the end).
 

@@ -163,6 +163,9 @@ class HashedNetsModel(ReparametrizedModel):
         s = self.scale_init.to(self.pool.dtype).unbind()
         return [c.view(t.shape) * s_l for c, t, s_l in zip(chunks, self.targets, s)]
 
+    def variable_names(self) -> list[str]:
+        return ["pool"]
+
     def describe(self) -> dict[str, Any]:
         return {"N": self.hashed_count, "pool": int(self.pool.numel()), "hashes": self.config.hashes,
                 "per_layer": self.config.per_layer, "layers": len(self.targets), "scope": self.config.scope}

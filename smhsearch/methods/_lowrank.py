@@ -99,6 +99,9 @@ class LowRankModel(ReparametrizedModel):
     def dense_weights(self) -> list[torch.Tensor]:
         return [(B @ A).view(t.shape) for A, B, t in zip(self.A, self.B, self.targets)]  # one matmul per layer
 
+    def variable_names(self) -> list[str]:
+        return [n for n, _ in self.named_parameters() if n.startswith(("A.", "B."))]
+
     def describe(self) -> dict[str, Any]:
         return {"rho": self.rho, "layers": len(self.targets), "ranks": list(self.ranks), "scope": self.config.scope}
 

@@ -130,6 +130,9 @@ class SMHModel(ReparametrizedModel):
         s = self.scales().to(full.dtype).unbind()
         return [c.view(t.shape) * s_l for c, t, s_l in zip(chunks, self.targets, s)]
 
+    def variable_names(self) -> list[str]:
+        return ["U", "V"]
+
     def describe(self) -> dict[str, Any]:
         sh = self.shape
         return {"N": sh.N, "n": sh.n, "M": sh.M, "layers": sh.layers, "unhashed": sh.unhashed,

@@ -1,0 +1,12 @@
+"""Datasets as train / validation / test splits, behind a registry.
+
+>>> from smhsearch.data import load_dataset, list_datasets
+>>> "fashion-mnist-small" in list_datasets()
+True
+"""
+
+from . import _builtin, _imagefolder  # noqa: F401  (registration)
+from ._factory import DATASETS, DatasetNotFound, list_datasets, load_dataset, register_dataset
+from ._splits import DatasetSplits, Split, TensorSplit
+
+__all__ = ["DATASETS", "DatasetNotFound", "DatasetSplits", "Split", "TensorSplit", "list_datasets", "load_dataset", "register_dataset"]

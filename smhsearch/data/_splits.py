@@ -1,0 +1,114 @@
+"""Splits of a dataset and how batches come out of them.
+
+Small datasets (everything but ImageNet) are held whole as uint8 tensors, moved once to
+the training device, and batched there: shuffling, normalisation and augmentation
+(random crop with padding, horizontal flip) are batched tensor ops, so an epoch is not
+bound by a data loader. Random draws come from a CPU generator the caller seeds, so a
+run is reproducible on any device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Literal, Protocol, Sequence
+
+import torch
+
+Augment = Literal["none", "crop_flip"]
+
+
+class Split(Protocol):
+    def __len__(self) -> int: ...
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, augment: bool = False, generator: torch.Generator | None = None,
+                device: torch.device | str = "cpu", drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+def random_crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator | None) -> torch.Tensor:
+    """Zero-pad by ``pad``, crop back to the input size at a random offset, flip half. (B, C, H, W)"""
+    B, C, H, W = x.shape
+    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (B,), generator=gen).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (B,), generator=gen).to(x.device)
+    flip = (torch.rand(B, generator=gen) < 0.5).to(x.device)
+    rows = oy[:, None] + torch.arange(H, device=x.device)  # (B, H)
+    cols = ox[:, None] + torch.arange(W, device=x.device)  # (B, W)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    b = torch.arange(B, device=x.device)[:, None, None]
+    out = xp.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass
+class TensorSplit:
+    """A split held as uint8 images (N, C, H, W) and int64 labels (N,)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    mean: Sequence[float]
+    std: Sequence[float]
+    augment: Augment = "none"
+    _device_copy: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.x.dtype != torch.uint8 or self.x.ndim != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), but got {self.x.dtype} {tuple(self.x.shape)}")
+        if len(self.x) != len(self.y):
+            raise ValueError(f"{len(self.x)} images but {len(self.y)} labels")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def on(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tensors on ``device``, moved once and kept there."""
+        key = str(torch.device(device))
+        if key not in self._device_copy:
+            self._device_copy.clear()
+            self._device_copy[key] = (self.x.to(device), self.y.to(device))
+        return self._device_copy[key]
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, augment: bool = False, generator: torch.Generator | None = None,
+                device: torch.device | str = "cpu", drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        x, y = self.on(device)
+        n = len(x)
+        order = torch.randperm(n, generator=generator).to(x.device) if shuffle else torch.arange(n, device=x.device)
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        stop = n - n % batch_size if drop_last else n
+        for i in range(0, stop, batch_size):
+            idx = order[i : i + batch_size]
+            xb = (x[idx].float() / 255.0 - mean) / std  # (B, C, H, W)
+            if augment and self.augment == "crop_flip":
+                xb = random_crop_flip(xb, 4, generator)
+            yield xb, y[idx]
+
+
+@dataclass
+class DatasetSplits:
+    """Train / validation / test splits and what a model needs to know of them.
+
+    Selection (early stopping, search) uses ``val``; accuracy is reported on ``test``.
+    """
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    in_channels: int
+    input_size: int
+    notes: str = ""
+
+    def describe(self) -> dict:
+        return {"name": self.name, "train": len(self.train), "val": len(self.val), "test": len(self.test),
+                "num_classes": self.num_classes, "in_channels": self.in_channels, "input_size": self.input_size, "notes": self.notes}
+
+
+def split_off_val(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int = 0) -> tuple[tuple, tuple]:
+    """Hold out ``fraction`` of a training set as validation, by a fixed seeded permutation."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in (0, 1), but got {fraction}")
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, int(round(fraction * len(x))))
+    val, train = perm[:n_val].sort().values, perm[n_val:].sort().values
+    return (x[train], y[train]), (x[val], y[val])

@@ -1,0 +1,98 @@
+"""Datasets: the embedded default, every registered loader loads or says how to get it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+
+import pytest
+import torch
+
+from smhsearch.data import DatasetNotFound, list_datasets, load_dataset
+from smhsearch.data._splits import random_crop_flip
+
+from .conftest import SHARED_DATA
+
+
+def test_embedded_default_is_real_and_matches_provenance():
+    d = load_dataset("fashion-mnist-small")
+    assert (len(d.train), len(d.val), len(d.test)) == (7200, 800, 2000)
+    assert (d.num_classes, d.in_channels, d.input_size) == (10, 1, 28)
+    labels = torch.cat([d.train.y, d.val.y])
+    assert torch.bincount(labels).tolist() == [800] * 10
+    assert torch.bincount(d.test.y).tolist() == [200] * 10
+    folder = resources.files("smhsearch.data").joinpath("_embedded")
+    prov = json.loads(folder.joinpath("PROVENANCE.json").read_text())
+    assert hashlib.md5(folder.joinpath("fashion_mnist_small.npz").read_bytes()).hexdigest() == prov["npz_md5"]
+    assert "MIT" in folder.joinpath("LICENSE-fashion-mnist").read_text()
+    assert 0.2 < d.train.x.float().mean().item() / 255 < 0.4  # real images, not noise
+
+
+def test_batches_normalise_shuffle_and_cover():
+    d = load_dataset("fashion-mnist-small")
+    g = torch.Generator().manual_seed(0)
+    xs, ys = zip(*d.train.batches(1000, shuffle=True, generator=g))
+    x, y = torch.cat(xs), torch.cat(ys)
+    assert len(y) == 7200 and abs(x.mean().item()) < 0.1 and abs(x.std().item() - 1) < 0.1
+    assert not torch.equal(y, d.train.y) and torch.equal(y.sort().values, d.train.y.sort().values)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    a = next(d.train.batches(64, shuffle=True, generator=g1))[1]
+    b = next(d.train.batches(64, shuffle=True, generator=g2))[1]
+    assert torch.equal(a, b)
+
+
+def test_crop_flip_is_a_shifted_or_mirrored_copy():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    g = torch.Generator().manual_seed(1)
+    out = random_crop_flip(x, 4, g)
+    assert out.shape == x.shape
+    for b in range(2):  # every nonzero value comes from the same image
+        vals = out[b][out[b] != 0]
+        assert set(vals.tolist()) <= set(x[b].flatten().tolist())
+
+
+def test_validation_is_held_out_of_train():
+    d = load_dataset("fashion-mnist-small", val_fraction=0.25)
+    assert len(d.val) == 2000 and len(d.train) == 6000
+    with pytest.raises(ValueError, match=r"val_fraction must lie in \(0, 1\)"):
+        load_dataset("fashion-mnist-small", val_fraction=1.5)
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "mnist", "cifar10", "cifar100", "imagenet"])
+def test_every_dataset_loads_or_says_how(name, tmp_path):
+    try:
+        d = load_dataset(name, root=tmp_path / "empty")
+    except DatasetNotFound as e:
+        assert "looked" in str(e) and str(tmp_path / "empty") in str(e)
+        assert "download=True" in str(e) or "ImageFolder" in str(e)
+    else:  # pragma: no cover - only with data present
+        assert len(d.train) > 0
+
+
+def test_registry_and_unknown_name():
+    assert {"fashion-mnist-small", "fashion-mnist", "mnist", "cifar10", "cifar100", "imagenet", "synthetic"} <= set(list_datasets())
+    with pytest.raises(ValueError, match="unknown dataset 'cifar-10'; nearest: cifar10"):
+        load_dataset("cifar-10")
+
+
+def test_synthetic_shapes():
+    d = load_dataset("synthetic", n=80, num_classes=3, in_channels=2, size=12)
+    x, y = next(d.train.batches(16))
+    assert x.shape == (16, 2, 12, 12) and int(y.max()) < 3
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cifar10" / "cifar-10-batches-py").is_dir(),
+                    reason="../shared/data/cifar10 is not present (the shared data folder is for developers only)")
+def test_cifar10_from_shared_data():
+    d = load_dataset("cifar10", root=SHARED_DATA / "cifar10")
+    assert (len(d.train) + len(d.val), len(d.test), d.in_channels, d.input_size) == (50_000, 10_000, 3, 32)
+    x, _ = next(d.train.batches(8, augment=True, generator=torch.Generator().manual_seed(0)))
+    assert x.shape == (8, 3, 32, 32)
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+def test_full_fashion_mnist_from_debian():
+    d = load_dataset("fashion-mnist")
+    assert (len(d.train) + len(d.val), len(d.test)) == (60_000, 10_000)
