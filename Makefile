@@ -23,10 +23,14 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m "not gpu"
 
-## the main job on the embedded default
+## the main job on the embedded default: ResNet-8 dense and at 25% with three methods, 3 epochs each
+## (until `smhsearch run spaces/quick.yaml` exists); results in runs/demo/*/result.json
+DEMO = $(BIN)/smhsearch train resnet8 --dataset fashion-mnist-small --epochs 3
 demo: $(STAMP)
-	$(BIN)/smhsearch compress resnet32 --budget 46K --scale learnable --out runs/demo/resnet32-46K.safetensors
-	$(BIN)/smhsearch compress efficientnet_b2 --budget 5.3M
+	$(DEMO) --out runs/demo/dense
+	$(DEMO) --method smh --budget 25% --scale learnable --variable-lr-mult 10 --out runs/demo/smh
+	$(DEMO) --method hashednets --budget 25% --out runs/demo/hashednets
+	$(DEMO) --method width --budget 25% --out runs/demo/width
 
 lint: $(STAMP)
 	$(BIN)/ruff check smhsearch tests benchmarks

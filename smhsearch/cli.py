@@ -58,19 +58,11 @@ def cmd_methods() -> int:
     return 0
 
 
-def cmd_compress(arch: str, budget: str | None, method: str = "smh", scope: str = "all", scale: str = "fixed", seed: int = 0,
-                 num_classes: int | None = None, in_channels: int | None = None, input_size: int | None = None,
-                 out: Path | None = None, as_json: bool = False, hashes: int = 1, alpha: float | None = None,
-                 resolution: bool = False) -> int:
-    """Compress an architecture to a budget and print its sizes and costs; optionally save the compact file."""
-    from . import measure
-    from ._budget import format_count
-    from .export import save_compact
-    from .methods import METHODS, compress
-    from .models import MODELS, create_model
+def method_config(method: str, budget: str | None, scope: str = "all", scale: str = "fixed", seed: int = 0,
+                  hashes: int = 1, alpha: float | None = None, resolution: bool = False):
+    """The method config the flags describe; BadInput naming the flag when they do not."""
+    from .methods import METHODS
 
-    if arch not in MODELS:
-        raise BadInput(f"ARCH: {MODELS.unknown_message(arch)}")
     if method not in METHODS:
         raise BadInput(f"--method: {METHODS.unknown_message(method)}")
     cls = METHODS.get(method).config_cls
@@ -80,36 +72,133 @@ def cmd_compress(arch: str, budget: str | None, method: str = "smh", scope: str 
     if budget is None and "alpha" not in kwargs:
         raise BadInput(f"--budget: method {method!r} needs a budget (46000, 46K, 5.3M, 25% or 0.25)")
     try:
-        config = cls(**kwargs)
-        base = create_model(arch, num_classes=num_classes, in_channels=in_channels)
-        model = compress(base, config)
+        return cls(**kwargs)
     except ValueError as e:
         raise BadInput(f"{_flag_for(str(e))}{e}") from None
-    info = MODELS.get(arch)
-    side = input_size or info.default_input_size
-    shape = (base.smhsearch_arch["kwargs"]["in_channels"], side, side)
-    model.set_progress(1.0)  # report the model as it stands after training (gradual pruning finishes)
+
+
+def build(arch: str, config, **model_kwargs):
+    """(base, compressed) for ``arch``; a config of None leaves the model dense."""
+    from .methods import compress
+    from .models import MODELS, create_model
+
+    if arch not in MODELS:
+        raise BadInput(f"ARCH: {MODELS.unknown_message(arch)}")
+    try:
+        base = create_model(arch, **model_kwargs)
+        return base, (compress(base, config) if config is not None else base)
+    except ValueError as e:
+        raise BadInput(f"{_flag_for(str(e))}{e}") from None
+
+
+def model_facts(base, model, input_shape: tuple[int, int, int]) -> dict:
+    """Sizes and costs of a (compressed) model, as every command reports them."""
+    from . import measure
+    from .methods import CompressedModel
+
     base_count = measure.stored_parameters(base)
+    stored = measure.stored_parameters(model)
     facts = {
-        "arch": arch,
-        "method": config.to_dict(),
         "base_parameters": base_count,
-        "stored_parameters": measure.stored_parameters(model),
+        "stored_parameters": stored,
         "virtual_parameters": measure.virtual_parameters(model),
-        "compression": base_count / measure.stored_parameters(model),
-        "flops_per_sample": measure.flops(model, shape),
-        "input_shape": list(shape),
-        "compact_bytes": measure.compact_bytes(model),
-        **{f"{method}_{k}": v for k, v in model.describe().items() if not isinstance(v, (list, dict))},
+        "compression": base_count / stored,
+        "flops_per_sample": measure.flops(model, input_shape),
+        "input_shape": list(input_shape),
     }
+    if isinstance(model, CompressedModel):
+        facts["compact_bytes"] = measure.compact_bytes(model)
+        facts.update({f"{model.config.method}_{k}": v for k, v in model.describe().items() if not isinstance(v, (list, dict))})
+    return facts
+
+
+def _print_facts(facts: dict, as_json: bool) -> None:
+    from ._budget import format_count
+
+    if as_json:
+        print(json.dumps(facts, indent=2, default=str))
+        return
+    rows = [(k, format_count(v) if isinstance(v, int) and k.endswith(("parameters", "flops_per_sample")) else
+             (f"{v:.2f}x" if k == "compression" else (f"{v:.4f}" if isinstance(v, float) else str(v)))) for k, v in facts.items()]
+    print(_table(rows))
+
+
+def cmd_compress(arch: str, budget: str | None, method: str = "smh", scope: str = "all", scale: str = "fixed", seed: int = 0,
+                 num_classes: int | None = None, in_channels: int | None = None, input_size: int | None = None,
+                 out: Path | None = None, as_json: bool = False, hashes: int = 1, alpha: float | None = None,
+                 resolution: bool = False) -> int:
+    """Compress an architecture to a budget and print its sizes and costs; optionally save the compact file."""
+    from .export import save_compact
+    from .models import MODELS
+
+    config = method_config(method, budget, scope, scale, seed, hashes, alpha, resolution)
+    base, model = build(arch, config, num_classes=num_classes, in_channels=in_channels)
+    side = input_size or MODELS.get(arch).default_input_size
+    model.set_progress(1.0)  # report the model as it stands after training (gradual pruning finishes)
+    facts = {"arch": arch, "method": config.to_dict(), **model_facts(base, model, (base.smhsearch_arch["kwargs"]["in_channels"], side, side))}
     if out is not None:
         facts["saved"] = str(save_compact(model, out))
-    if as_json:
-        print(json.dumps(facts, indent=2))
+    _print_facts(facts, as_json)
+    return 0
+
+
+def cmd_train(arch: str, dataset: str = "fashion-mnist-small", root: Path | None = None, method: str = "none",
+              budget: str | None = None, scope: str = "all", scale: str = "fixed", seed: int = 0, hashes: int = 1,
+              alpha: float | None = None, resolution: bool = False, epochs: int = 5, batch_size: int = 128, lr: float = 0.05,
+              optimizer: str = "sgd", variable_lr_mult: float = 1.0, weight_decay: float = 5e-4, device: str | None = None,
+              out: Path | None = None, as_json: bool = False) -> int:
+    """Compress (or not), train on a dataset, measure, and report one model."""
+    import platform
+
+    import torch
+
+    from ._version import __version__
+    from .data import DatasetNotFound, load_dataset
+    from .export import save_compact
+    from .methods import CompressedModel
+    from .models import MODELS
+    from .train import TrainConfig, TrainingDiverged, train
+
+    config = None if method == "none" else method_config(method, budget, scope, scale, seed, hashes, alpha, resolution)
+    try:
+        tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,  # type: ignore[arg-type]
+                           variable_lr_mult=variable_lr_mult, weight_decay=weight_decay, seed=seed)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+    try:
+        data = load_dataset(dataset, root)
+    except DatasetNotFound as e:
+        raise BadInput(f"--dataset/--root: {e}") from None
+    except ValueError as e:
+        raise BadInput(f"--dataset: {e}") from None
+    if arch in MODELS and MODELS.get(arch).family == "mlp":
+        extra = {"image_size": data.input_size}
     else:
-        rows = [(k, format_count(v) if isinstance(v, int) and k.endswith(("parameters", "flops", "flops_per_sample")) else
-                 (f"{v:.2f}x" if k == "compression" else str(v))) for k, v in facts.items()]
-        print(_table(rows))
+        extra = {}
+    base, model = build(arch, config, num_classes=data.num_classes, in_channels=data.in_channels, **extra)
+    try:
+        result = train(model, data, tcfg, device=device)
+    except TrainingDiverged as e:
+        print(f"smhsearch train: training diverged: {e}", file=sys.stderr)
+        return 1
+    model = model.cpu()
+    side = model.input_size(data.input_size) if isinstance(model, CompressedModel) else data.input_size
+    facts = {
+        "arch": arch, "dataset": data.describe(), "method": config.to_dict() if config else {"method": "none"},
+        "train": tcfg.__dict__, "test_acc": result.test_acc, "best_val_acc": result.best_val_acc,
+        "train_seconds": result.seconds, "device": result.device,
+        **model_facts(base, model, (data.in_channels, data.input_size, data.input_size)),
+        "trained_input_size": side,
+        "versions": {"smhsearch": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "history": [h.__dict__ for h in result.history],
+    }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if isinstance(model, CompressedModel):
+            facts["compact_file"] = str(save_compact(model, out / "model.safetensors"))
+        (out / "result.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
+    shown = {k: v for k, v in facts.items() if k not in ("history", "train", "dataset", "versions")} if not as_json else facts
+    _print_facts(shown, as_json)
     return 0
 
 
@@ -168,6 +257,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=lambda a: cmd_compress(a.arch, a.budget, a.method, a.scope, a.scale, a.seed, a.num_classes,
                                                a.in_channels, a.input_size, a.out, a.as_json, a.hashes, a.alpha,
                                                a.resolution))
+
+    s = sub.add_parser("train", help="compress (or not), train on a dataset and report one model")
+    s.add_argument("arch", metavar="ARCH")
+    s.add_argument("--dataset", default="fashion-mnist-small", help="dataset name (default: the embedded fashion-mnist-small)")
+    s.add_argument("--root", type=Path, help="dataset folder")
+    s.add_argument("--method", default="none", help="none (dense) or a compression method")
+    s.add_argument("--budget")
+    s.add_argument("--scope", default="all")
+    s.add_argument("--scale", default="fixed")
+    s.add_argument("--hashes", type=int, default=1)
+    s.add_argument("--alpha", type=float)
+    s.add_argument("--resolution", action="store_true")
+    s.add_argument("--epochs", type=int, default=5)
+    s.add_argument("--batch-size", type=int, default=128)
+    s.add_argument("--lr", type=float, default=0.05)
+    s.add_argument("--optimizer", default="sgd", help="sgd | adamw")
+    s.add_argument("--variable-lr-mult", type=float, default=1.0, help="lr multiplier of U, V / the pool / low-rank factors")
+    s.add_argument("--weight-decay", type=float, default=5e-4)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    s.add_argument("--out", type=Path, help="write result.json (and the compact file) here")
+    s.add_argument("--json", dest="as_json", action="store_true")
+    s.set_defaults(func=lambda a: cmd_train(a.arch, a.dataset, a.root, a.method, a.budget, a.scope, a.scale, a.seed, a.hashes,
+                                            a.alpha, a.resolution, a.epochs, a.batch_size, a.lr, a.optimizer,
+                                            a.variable_lr_mult, a.weight_decay, a.device, a.out, a.as_json))
     return p
 
 

@@ -69,3 +69,27 @@ def test_compress_every_method(args, key, check):
     assert r.returncode == 0, r.stderr
     facts = json.loads(r.stdout)
     assert check(facts, facts[key])
+
+
+def test_train_writes_result_and_compact_file(tmp_path):
+    r = run("train", "mlp", "--method", "smh", "--budget", "30%", "--epochs", "1", "--lr", "0.05",
+            "--variable-lr-mult", "10", "--out", str(tmp_path / "t"), "--json")
+    assert r.returncode == 0, r.stderr
+    facts = json.loads((tmp_path / "t" / "result.json").read_text())
+    assert facts["test_acc"] > 0.6 and facts["stored_parameters"] <= int(0.3 * facts["base_parameters"])
+    assert facts["dataset"]["name"] == "fashion-mnist-small" and len(facts["history"]) == 1
+    assert {"smhsearch", "torch", "python"} <= set(facts["versions"]) and facts["method"]["method"] == "smh"
+    assert (tmp_path / "t" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [(["train", "mlp", "--dataset", "cifar-10"], "--dataset: unknown dataset 'cifar-10'; nearest: cifar10"),
+     (["train", "mlp", "--dataset", "cifar10", "--root", "/nonexistent"], "--dataset/--root: cifar10: looked for /nonexistent"),
+     (["train", "mlp", "--epochs", "0"], "epochs >= 1 must hold, but got (epochs=0)"),
+     (["train", "mlp", "--method", "smh"], "--budget: method 'smh' needs a budget")],
+)
+def test_train_bad_input(tmp_path, args, message):
+    r = run(*args, "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
