@@ -118,3 +118,15 @@ def test_budget_errors():
         smhsearch.compress(create_model("resnet8"), HashedNets(budget=10**6))
     with pytest.raises(ValueError, match="too small: the unhashed parameters"):
         smhsearch.compress(create_model("resnet32"), HashedNets(budget=2000))
+
+
+def test_per_layer_pools_carry_their_layers_scale():
+    base = create_model("mlp_1x1000")
+    m = smhsearch.compress(base, HashedNets(budget=1 / 64, per_layer=True))
+    assert torch.equal(m.scale_init, torch.ones_like(m.scale_init))  # no small multiplier slowing SGD
+    dense = dict(smhsearch.materialize(m).named_parameters())
+    for name, p in base.named_parameters():
+        if p.numel() > 100:
+            assert dense[name].std().item() == pytest.approx(p.std().item(), rel=1e-3)
+    glob = smhsearch.compress(base, HashedNets(budget=1 / 64))
+    assert glob.scale_init.max() < 0.1  # a shared pool needs per-layer scales

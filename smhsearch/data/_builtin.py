@@ -31,7 +31,9 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 
 
-def _splits(name: str, xtr, ytr, xte, yte, mean, std, augment, classes, val_fraction: float, notes: str = "") -> DatasetSplits:
+def dataset_from_arrays(name: str, xtr, ytr, xte, yte, mean, std, augment: str = "none", classes: int = 10,
+                        val_fraction: float = 0.1, notes: str = "") -> DatasetSplits:
+    """Splits from uint8 image arrays (N, C, H, W) and integer labels; validation is held out of train."""
     xtr, ytr, xte, yte = (torch.from_numpy(np.require(a, requirements=["C", "W"])) for a in (xtr, ytr, xte, yte))
     (xt, yt), (xv, yv) = split_off_val(xtr, ytr.long(), val_fraction)
     mk = lambda x, y, aug: TensorSplit(x, y, mean, std, aug)  # noqa: E731
@@ -45,7 +47,7 @@ def fashion_mnist_small(root: Path | None = None, val_fraction: float = 0.1) -> 
     with resources.files("smhsearch.data").joinpath("_embedded/fashion_mnist_small.npz").open("rb") as f:
         z = np.load(f)
         arrays = [z["x_train"], z["y_train"], z["x_test"], z["y_test"]]
-    return _splits("fashion-mnist-small", *arrays, FASHION_MEAN, FASHION_STD, "none", 10, val_fraction,
+    return dataset_from_arrays("fashion-mnist-small", *arrays, FASHION_MEAN, FASHION_STD, "none", 10, val_fraction,
                    "embedded subset of Fashion-MNIST (MIT): first 800/class of train, 200/class of test")
 
 
@@ -67,7 +69,7 @@ def _idx_dataset(name: str, root: Path | None, default_root: Path | None, downlo
         missing = [s for s, f in zip(stems, found) if f is None]
         raise DatasetNotFound(f"{name}: looked in {where} (and its raw/ subfolders) for {', '.join(missing)}; get it with {hint}")
     xtr, ytr, xte, yte = (read_idx(p) for p in found)
-    return _splits(name, xtr[:, None], ytr, xte[:, None], yte, mean, std, "none", 10, val_fraction)
+    return dataset_from_arrays(name, xtr[:, None], ytr, xte[:, None], yte, mean, std, "none", 10, val_fraction)
 
 
 @register_dataset("fashion-mnist")
@@ -93,7 +95,7 @@ def _cifar(name: str, tv_name: str, folder: str, root: Path | None, download: bo
     tr = getattr(torchvision.datasets, tv_name)(str(root), train=True, download=download)
     te = getattr(torchvision.datasets, tv_name)(str(root), train=False, download=download)
     to_nchw = lambda d: np.ascontiguousarray(d.data.transpose(0, 3, 1, 2))  # noqa: E731
-    return _splits(name, to_nchw(tr), np.array(tr.targets), to_nchw(te), np.array(te.targets), mean, std, "crop_flip",
+    return dataset_from_arrays(name, to_nchw(tr), np.array(tr.targets), to_nchw(te), np.array(te.targets), mean, std, "crop_flip",
                    classes, val_fraction)
 
 

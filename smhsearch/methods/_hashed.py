@@ -11,6 +11,11 @@ Independence matters: the official SMH code's multi-hash baseline commented out 
 permutation, so every sub-pool used the same index map and a K-hash sum collapsed into
 one hash. Here each (k, role) pair hashes the weight's position with its own salt.
 
+Scale: one global pool needs a per-layer scale (fixed, the base init's std, as SMH's)
+because layers of different init scales share variables. Per-layer pools (Chen et al.)
+carry their layer's scale in the pool itself instead, so SGD moves their weights as it
+moves dense weights.
+
 The hash is a splitmix64 finaliser on the weight's position, computed with NumPy: it is
 the same on every machine and torch version, so a compact file keeps only the pool and
 the seed, and the indices are rebuilt on load. Indices and signs are buffers, not
@@ -114,7 +119,15 @@ class HashedNetsModel(ReparametrizedModel):
         self.register_buffer("hash_seed", torch.tensor(config.seed, dtype=torch.int64))
         with torch.no_grad():
             raw = torch.split(self._gather(), self.sizes)
-        self.register_buffer("scale_init", calibrated_scales(targets, list(raw)))  # (L,)
+            scales = calibrated_scales(targets, list(raw))  # (L,)
+            if config.per_layer:
+                # Chen et al.'s parametrisation: each layer's pool holds its weights at their own
+                # scale, so under SGD a weight moves as a dense one would (a small multiplier s
+                # would slow its updates by s^2). Same function at init, scale 1 after.
+                for pool_l, s_l in zip(torch.split(self.pool, [sum(sizes[i * K:(i + 1) * K]) for i in range(len(targets))]), scales):
+                    pool_l.mul_(s_l)
+                scales = torch.ones_like(scales)
+        self.register_buffer("scale_init", scales)  # (L,)
 
     @staticmethod
     def _hash_tables(targets: list[Target], sizes: list[int], config: HashedNets) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,127 @@
+"""The HashedNets paper's MNIST setups (Chen et al. 2015), on the CPU.
+
+3-layer net (one hidden layer of 1000, ``mlp_1x1000``) and 5-layer net (three hidden
+layers of 1000, ``mlp_3x1000``), compressed to 1/8 and 1/64 of their parameters, by
+- HashedNets (ours: one pool per layer, 1 hash, sign hash, as Chen et al.),
+- SMH (learnable scale, all layers),
+- NN: the equal-size dense net (the same MLP with narrower hidden layers).
+Test error is reported beside the paper's table.
+
+Data: only the first 17,435 MNIST training images are available here (their labels
+and the full test set are), which the output says; the same setups also run on full
+Fashion-MNIST (Debian's dataset-fashion-mnist). Training: SGD, Nesterov momentum 0.9,
+batch 50, cosine schedule, no dropout. Reparametrised variables change effective
+learning rates, so each compressed method gets a small sweep of its variables'
+learning-rate multiplier, chosen on validation (10% of train held out); test error is
+reported for the chosen one.
+
+    python benchmarks/hashednets_mnist.py                   # needs ../shared/data/mnist
+    python benchmarks/hashednets_mnist.py --datasets fashion-mnist --epochs 5
+
+Writes benchmarks/results/hashednets_mnist-cpu.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import smhsearch
+from smhsearch import SMH, HashedNets, WidthMultiplier
+from smhsearch.data import dataset_from_arrays, load_dataset
+from smhsearch.data._idx import read_idx
+from smhsearch.train import TrainConfig, TrainingDiverged, train
+
+from _common import RESULTS, write_result  # type: ignore[import-not-found]
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+PAPER = {  # test error %, Chen et al. Table (1000 hidden units)
+    ("1/8", 3): {"NN": 1.69, "HashNet": 1.45}, ("1/8", 5): {"NN": 1.35, "HashNet": 1.22},
+    ("1/64", 3): {"NN": 6.28, "HashNet": 2.79}, ("1/64", 5): {"NN": 2.69, "HashNet": 1.99},
+}
+ARCHS = {3: "mlp_1x1000", 5: "mlp_3x1000"}
+SWEEP = {"SMH": [10.0, 100.0], "HashNet": [0.3, 1.0], "NN": [1.0]}
+
+
+def mnist_17k():
+    if not SHARED_MNIST.is_dir():
+        raise SystemExit(f"MNIST not found at {SHARED_MNIST} (the shared data folder is for developers); "
+                         "run with --datasets fashion-mnist")
+    z = np.load(SHARED_MNIST / "mnist_train_first17435.npz")
+    x_train = z["x_train"]
+    y_train = read_idx(SHARED_MNIST / "train-labels-idx1-ubyte.gz")[: len(x_train)]
+    x_test, y_test = read_idx(SHARED_MNIST / "t10k-images-idx3-ubyte.gz"), read_idx(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz")
+    return dataset_from_arrays("mnist-17435", x_train[:, None], y_train.astype(np.int64), x_test[:, None], y_test.astype(np.int64),
+                               (0.1307,), (0.3081,), notes="first 17,435 MNIST training images only (all that is available here)")
+
+
+def config_for(method: str, fraction: float):
+    if method == "SMH":
+        return SMH(budget=fraction, scale="learnable")
+    if method == "HashNet":
+        return HashedNets(budget=fraction, per_layer=True)
+    return WidthMultiplier(budget=fraction)
+
+
+def run_setting(data, layers: int, comp: str, method: str, epochs: int, lr: float) -> dict:
+    fraction = 1 / int(comp.split("/")[1])
+    best = None
+    tried = []
+    for mult in SWEEP[method]:
+        torch.manual_seed(0)
+        m = smhsearch.compress(smhsearch.create_model(ARCHS[layers]), config_for(method, fraction))
+        cfg = TrainConfig(epochs=epochs, batch_size=50, lr=lr, momentum=0.9, weight_decay=0.0, variable_lr_mult=mult)
+        t0 = time.perf_counter()
+        try:
+            r = train(m, data, cfg, progress=False)
+        except TrainingDiverged as e:
+            tried.append({"variable_lr_mult": mult, "diverged": str(e)})
+            continue
+        row = {"variable_lr_mult": mult, "val_acc": r.best_val_acc, "final_val_acc": r.history[-1].val_acc,
+               "test_error_pct": 100 * (1 - r.test_acc), "seconds": time.perf_counter() - t0}
+        tried.append(row)
+        if best is None or row["final_val_acc"] > best["final_val_acc"]:
+            best = row
+    stored = smhsearch.compress(smhsearch.create_model(ARCHS[layers]), config_for(method, fraction)).stored_count()
+    return {"method": method, "layers": layers, "compression": comp, "stored": stored, "chosen": best, "tried": tried}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", nargs="+", default=["mnist-17k", "fashion-mnist"])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--fashion-epochs", type=int, default=5)
+    p.add_argument("--lr", type=float, default=0.05)
+    a = p.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    out = {}
+    md = ["| dataset | layers | compression | NN (ours) | HashedNets (ours) | SMH (ours) | SMH ≤ HashedNets | paper NN | paper HashNet |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for ds in a.datasets:
+        data = mnist_17k() if ds == "mnist-17k" else load_dataset(ds)
+        epochs = a.epochs if ds == "mnist-17k" else a.fashion_epochs
+        rows = []
+        for layers in (3, 5):
+            for comp in ("1/8", "1/64"):
+                res = {m: run_setting(data, layers, comp, m, epochs, a.lr) for m in ("NN", "HashNet", "SMH")}
+                rows.append(res)
+                err = {m: (r["chosen"] or {}).get("test_error_pct", float("nan")) for m, r in res.items()}
+                ok = err["SMH"] <= err["HashNet"]
+                paper = PAPER[(comp, layers)] if ds == "mnist-17k" else {"NN": float("nan"), "HashNet": float("nan")}
+                md.append(f"| {data.name} | {layers} | {comp} | {err['NN']:.2f} | {err['HashNet']:.2f} | {err['SMH']:.2f} | "
+                          f"{'yes' if ok else 'no'} | {paper['NN']:.2f} | {paper['HashNet']:.2f} |")
+                print(md[-1], flush=True)
+        out[ds] = {"dataset": data.describe(), "epochs": epochs, "settings": rows}
+    path = write_result("hashednets_mnist", torch.device("cpu"), {"lr": a.lr, "batch_size": 50, "sweep": SWEEP, "results": out,
+                                                                 "paper_test_error_pct": {f"{k[0]} {k[1]}-layer": v for k, v in PAPER.items()}})
+    (RESULTS / "hashednets_mnist-cpu.md").write_text(
+        "Test error % (lower is better). MNIST here is trained on its first 17,435 training images only.\n\n" + "\n".join(md) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
