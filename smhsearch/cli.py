@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -202,6 +203,81 @@ def cmd_train(arch: str, dataset: str = "fashion-mnist-small", root: Path | None
     return 0
 
 
+def _load_space(path: Path):
+    from .space import SpaceError, load_space
+
+    try:
+        return load_space(path)
+    except SpaceError as e:
+        raise BadInput(str(e)) from None
+
+
+def cmd_check(space_path: Path, as_json: bool = False) -> int:
+    """Validate a space, count its trials and pre-screen every candidate's cost before any training."""
+    import torch
+
+    from . import measure
+    from ._budget import format_count
+    from .methods import CompressedModel, compress
+    from .models import MODELS, create_model
+    from .search import plan_run
+    from .space import dataset_model_kwargs
+
+    space = _load_space(space_path)
+    try:
+        plan = plan_run(space, space_path)
+    except ValueError as e:
+        raise BadInput(f"{space_path}: search.max_params: {e}") from None
+    kw = dataset_model_kwargs(space)
+    rows = []
+    t0 = time.perf_counter()
+    for c in plan.candidates:
+        torch.manual_seed(0)
+        base = create_model(c.arch, **kw(c.arch))
+        cfg = c.method_config()
+        model = compress(base, cfg) if cfg is not None else base
+        size = space.dataset.resolution or MODELS.get(c.arch).default_input_size if MODELS.get(c.arch).family != "mlp" else kw(c.arch)["image_size"]
+        shape = (kw(c.arch)["in_channels"], size, size)
+        rows.append({"candidate": c.label(), "stored_params": model.final_stored_count() if isinstance(model, CompressedModel)
+                     else measure.stored_parameters(model), "flops": measure.flops(model, shape),
+                     "infer_per_s": measure.throughput(model, shape, batch_size=32, mode="infer", warmup=1, repeats=3).samples_per_s})
+    summary = {"space": str(space_path), "name": space.name, "candidates": len(plan.candidates), "trials": plan.target_trials,
+               "sampler": space.search.sampler, "dataset": space.dataset.name, "epochs": space.train.epochs,
+               "prescreen_seconds": round(time.perf_counter() - t0, 1), "prescreen": rows}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{space_path}: valid. {len(plan.candidates)} candidates, {plan.target_trials} trials ({space.search.sampler}), "
+          f"{space.train.epochs} epochs each on {space.dataset.name}")
+    width = max(len(r["candidate"]) for r in rows)
+    print(f"{'candidate':<{width}}  {'stored':>9}  {'FLOPs':>9}  {'infer/s':>9}")
+    for r in rows:
+        print(f"{r['candidate']:<{width}}  {format_count(r['stored_params']):>9}  {format_count(r['flops']):>9}  {r['infer_per_s']:>9.0f}")
+    print(f"pre-screen took {summary['prescreen_seconds']}s")
+    return 0
+
+
+def cmd_run(space_path: Path, out: Path | None = None, address: str | None = None, max_trials: int | None = None,
+            fresh: bool = False) -> int:
+    """Run (or resume) the search a space describes."""
+    from .search import plan_run, run_search
+
+    space = _load_space(space_path)
+    if max_trials is not None and max_trials < 1:
+        raise BadInput(f"--max-trials must be >= 1, but got {max_trials}")
+    try:
+        plan = plan_run(space, space_path, out, max_trials)
+    except ValueError as e:
+        raise BadInput(f"{space_path}: search.max_params: {e}") from None
+    print(f"{space.name}: {plan.target_trials} trials over {len(plan.candidates)} candidates -> {plan.run_dir}", flush=True)
+    try:
+        summary = run_search(plan, address=address, fresh=fresh)
+    except ValueError as e:  # e.g. the space changed under an existing run folder
+        raise BadInput(str(e)) from None
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
 def _budget_arg(text: str) -> int | float | str:
     """Budgets from the command line: digits are an absolute count, everything else is parsed as given."""
     t = text.strip()
@@ -257,6 +333,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=lambda a: cmd_compress(a.arch, a.budget, a.method, a.scope, a.scale, a.seed, a.num_classes,
                                                a.in_channels, a.input_size, a.out, a.as_json, a.hashes, a.alpha,
                                                a.resolution))
+
+    s = sub.add_parser("check", help="validate a space and pre-screen every candidate's cost")
+    s.add_argument("space", type=Path, metavar="SPACE")
+    s.add_argument("--json", dest="as_json", action="store_true")
+    s.set_defaults(func=lambda a: cmd_check(a.space, a.as_json))
+
+    s = sub.add_parser("run", help="run (or resume) the search a space describes")
+    s.add_argument("space", type=Path, metavar="SPACE")
+    s.add_argument("--out", type=Path, help="run folder (default: runs/<space name>)")
+    s.add_argument("--address", help="Ray cluster: auto, or ray://host:port (default: a local Ray)")
+    s.add_argument("--max-trials", type=int, help="stop after this many trials in all")
+    s.add_argument("--fresh", action="store_true", help="discard the study in the run folder and start over")
+    s.set_defaults(func=lambda a: cmd_run(a.space, a.out, a.address, a.max_trials, a.fresh))
 
     s = sub.add_parser("train", help="compress (or not), train on a dataset and report one model")
     s.add_argument("arch", metavar="ARCH")

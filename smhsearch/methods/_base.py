@@ -170,6 +170,10 @@ class CompressedModel(nn.Module):
     def virtual_count(self) -> int:
         raise NotImplementedError
 
+    def final_stored_count(self) -> int:
+        """The stored count once training is done (what a search compares before training)."""
+        return self.stored_count()
+
     def describe(self) -> dict[str, Any]:
         return {}
 

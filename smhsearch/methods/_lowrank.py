@@ -91,7 +91,7 @@ class LowRankModel(ReparametrizedModel):
             sigma = r ** -0.25  # entries of B @ A then have unit std
             A = torch.randn(r, cols, generator=g) * sigma  # (r, in*k*k)
             B = torch.randn(rows, r, generator=g) * sigma  # (out, r)
-            realised = float((B @ A).std()) if rows * cols > 1 else 1.0
+            realised = float((B @ A).std()) if rows * cols > 1 and not A.is_meta else 1.0  # meta: shapes only
             gain = math.sqrt(t.init_std / realised)
             self.A.append(nn.Parameter(A * gain))
             self.B.append(nn.Parameter(B * gain))

@@ -95,6 +95,9 @@ class PruneModel(ReparametrizedModel):
     def stored_count(self) -> int:
         return trainable_count(self.base) + int(self.mask.sum())
 
+    def final_stored_count(self) -> int:
+        return trainable_count(self.base) + self.keep
+
     def describe(self) -> dict[str, Any]:
         return {"N": self.hashed_count, "keep": self.keep, "nonzeros": int(self.mask.sum()),
                 "sparsity": 1.0 - int(self.mask.sum()) / self.hashed_count, "level": int(self.level), "scope": self.config.scope}

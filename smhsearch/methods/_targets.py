@@ -58,6 +58,8 @@ def init_std(tensor: torch.Tensor, owner: nn.Module) -> float:
     freeze it for good; it gets the std of PyTorch's default init for that layer
     instead, ``1 / sqrt(3 * fan_in)`` (uniform on +-1/sqrt(fan_in)).
     """
+    if tensor.is_meta:  # shapes only (feasibility checks): there is no value to measure
+        return 1.0
     t = tensor.detach().double()
     std = float(t.std()) if t.numel() > 1 else 0.0
     if std > 0.0 and math.isfinite(std):

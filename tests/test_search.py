@@ -1,0 +1,128 @@
+"""The search driver for real: Ray Tune on a local Ray (2 CPUs), the Optuna study in SQLite.
+
+These start Ray, so each takes tens of seconds; they are the driver's reliability promises:
+every trial recorded, a failing trial recorded as failed while the search goes on, resume
+after SIGKILL without losing or repeating finished trials, and a real cluster via --address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = """name: {name}
+dataset: {{name: fashion-mnist-small}}
+train: {{epochs: {epochs}, batch_size: 256, lr: 0.05, variable_lr_mult: {{smh: 10.0, hashed1: 1.0e+9}}}}
+space: {{arch: [mlp], budget: ["30%"], method: [{methods}]}}
+search: {{sampler: grid}}
+scheduler: {{kind: none}}
+resources: {{cpus_per_trial: 1}}
+"""
+
+
+def write_space(tmp_path: Path, name: str, methods: str, epochs: int = 1) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(SPACE.format(name=name, methods=methods, epochs=epochs))
+    return path
+
+
+def smhsearch(*args: str, timeout: int = 600, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "smhsearch.cli", *args], capture_output=True, text=True, timeout=timeout, env=env, **kw)
+
+
+def study_of(run: Path, name: str):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{run / 'study.db'}")
+
+
+def test_run_records_every_trial_and_a_failure_does_not_stop_it(tmp_path):
+    space = write_space(tmp_path, "t1", "dense, smh, hashed1")  # hashed1's lr x 1e9 diverges on purpose
+    run = tmp_path / "run"
+    r = smhsearch("run", str(space), "--out", str(run))
+    assert r.returncode == 0, r.stdout + r.stderr
+    study = study_of(run, "t1")
+    S = optuna.trial.TrialState
+    by_method = {t.user_attrs["config"]["method"]: t for t in study.trials}
+    assert set(by_method) == {"dense", "smh", "hashed1"}
+    assert by_method["hashed1"].state == S.FAIL and "TrainingDiverged" in by_method["hashed1"].user_attrs["error"]
+    for m in ("dense", "smh"):
+        t = by_method[m]
+        assert t.state == S.COMPLETE and t.values[0] > 0.5  # val accuracy after one epoch
+        record = json.loads((run / "trials" / f"{t.number:04d}" / "trial.json").read_text())
+        assert record["status"] == "complete" and record["metrics"]["test_acc"] > 0.5
+        assert {"smhsearch", "torch", "python"} <= set(record["versions"]) and "device" in record and record["seed"] == 0
+        assert t.values[1] == record["metrics"]["stored_params"]
+    assert (run / "trials" / f"{by_method['smh'].number:04d}" / "model.safetensors").is_file()
+    assert json.loads((run / "trials" / f"{by_method['hashed1'].number:04d}" / "trial.json").read_text())["status"] == "failed"
+    assert "[3/3 done" in r.stdout and "1 failed" in r.stdout
+    assert (run / "space.yaml").is_file()
+    # a second run of the same space has nothing left to do and re-runs nothing
+    again = smhsearch("run", str(space), "--out", str(run))
+    assert again.returncode == 0 and len(study_of(run, "t1").trials) == 3
+
+
+def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path):
+    space = write_space(tmp_path, "t2", "dense, smh, width, lowrank", epochs=3)
+    run = tmp_path / "run"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "smhsearch.cli", "run", str(space), "--out", str(run)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    deadline = time.time() + 200
+    done: list[Path] = []
+    try:
+        while time.time() < deadline and proc.poll() is None:  # kill once one trial has finished, others under way
+            done = [p for p in run.glob("trials/*/trial.json") if json.loads(p.read_text()).get("status") == "complete"]
+            if done:
+                break
+            time.sleep(0.2)
+        assert done, f"no trial finished before the kill (exit {proc.poll()}):\n{log.read_text()[-3000:]}"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finished_before = {json.loads(p.read_text())["number"] for p in done}
+    r = smhsearch("run", str(space), "--out", str(run))
+    assert r.returncode == 0, r.stdout + r.stderr
+    study = study_of(run, "t2")
+    S = optuna.trial.TrialState
+    complete = [t for t in study.trials if t.state == S.COMPLETE]
+    configs = [json.dumps(t.user_attrs["config"], sort_keys=True) for t in complete]
+    assert len(configs) == len(set(configs)) == 4  # every candidate once, no duplicates
+    assert finished_before <= {t.number for t in complete}  # finished trials kept, not re-run
+    for t in study.trials:
+        assert t.state == S.COMPLETE or t.user_attrs.get("interrupted")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.cluster
+def test_run_on_a_real_local_cluster(tmp_path):
+    ray = str(Path(sys.executable).with_name("ray"))
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    start = subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                            "--include-dashboard=false", "--disable-usage-stats"], capture_output=True, text=True, timeout=180, env=env)
+    assert start.returncode == 0, start.stdout + start.stderr
+    try:
+        space = write_space(tmp_path, "t3", "dense, smh")
+        r = smhsearch("run", str(space), "--out", str(tmp_path / "run"), "--address", "auto")  # the cluster just started here
+        assert r.returncode == 0, r.stdout + r.stderr
+        study = study_of(tmp_path / "run", "t3")
+        assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 2
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)

@@ -1,0 +1,94 @@
+"""Spaces: every shipped YAML validates and expands; bad spaces name file, key and allowed values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smhsearch.space import SpaceError, load_space
+
+SPACES = sorted((Path(__file__).resolve().parents[1] / "spaces").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.name)
+def test_shipped_space_validates_and_expands(path):
+    space = load_space(path, check_data=False)
+    cands = space.candidates()
+    assert cands and len(cands) == len({c for c in cands})
+    for c in cands:  # every candidate builds its method config
+        cfg = c.method_config()
+        assert (cfg is None) == (c.method == "dense")
+    try:  # with data checks: loads here, or names the dataset root it could not find
+        load_space(path)
+    except SpaceError as e:
+        assert "dataset.root" in str(e) and str(path) in str(e)
+
+
+def test_pairs_at_or_above_the_base_are_skipped_not_refused():
+    from smhsearch.space import applicable_candidates
+
+    space = load_space(Path(__file__).resolve().parents[1] / "spaces" / "efficientnet.yaml", check_data=False)
+    kept, skipped = applicable_candidates(space)
+    # B1 has 7,794,184 parameters: 7.8M and 9.1M are not compressions of it; B2 (9,109,994) to 9.1M still is
+    assert {(c.arch, c.budget) for c in skipped} == {("efficientnet_b1", "7.8M"), ("efficientnet_b1", "9.1M")}
+    assert len(kept) == 4 * 3 * 4 - 2 * 4  # 4 archs x 3 budgets x (2 scopes x 2 scales), less the skipped pairs
+
+
+def test_quick_space_is_the_embedded_default():
+    space = load_space(Path(__file__).resolve().parents[1] / "spaces" / "quick.yaml")
+    assert space.dataset.name == "fashion-mnist-small"
+    assert len({c.method for c in space.candidates()} - {"dense"}) >= 3
+
+
+BAD = {
+    "malformed": ("name: x\nspace: [arch: \n", "malformed YAML at line"),
+    "unknown key": ("name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\ntrian: {epochs: 1}\n",
+                    "trian: unknown key; allowed keys: name, dataset, train, space, search, scheduler, resources, storage"),
+    "unknown nested key": ("name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\ntrain: {epoch: 1}\n",
+                           "train.epoch: unknown key; allowed keys under train: epochs,"),
+    "unknown arch": ("name: x\nspace: {arch: [resnet9], budget: ['10%'], method: [smh]}\n",
+                     "space.arch: unknown architecture 'resnet9'; nearest: resnet8"),
+    "unknown method": ("name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh, hashed3]}\n",
+                       "space.method: unknown method 'hashed3'; allowed: dense, smh, hashed1"),
+    "bad sampler": ("name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\nsearch: {sampler: bayes}\n",
+                    "search.sampler: Input should be 'grid', 'tpe', 'nsga2' or 'random'"),
+    "impossible budget": ("name: x\nspace: {arch: [resnet32], budget: [1000], method: [smh]}\n",
+                          "space.budget: resnet32 smh@1000 (all/fixed): budget 1000 (= 1000) is too small"),
+    "budget above base": ("name: x\nspace: {arch: [resnet8], budget: [1M], method: [width]}\n",
+                          "space.budget: budget '1M' is not below any architecture's size (resnet8 75002)"),
+    "unknown dataset": ("name: x\ndataset: {name: cifar}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
+                        "dataset.name: unknown dataset 'cifar'; nearest: cifar10"),
+    "missing data": ("name: x\ndataset: {name: cifar10, root: /nonexistent}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
+                     "dataset.root: cifar10: looked for /nonexistent/cifar-10-batches-py"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_space_exits_2_naming_file_key_and_allowed(case, tmp_path):
+    text, message = BAD[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SpaceError) as e:
+        load_space(path)
+    assert message in str(e.value) and str(path) in str(e.value)
+    for cmd in ("check", "run"):
+        r = subprocess.run([sys.executable, "-m", "smhsearch.cli", cmd, str(path), *(["--out", str(tmp_path / "run")] if cmd == "run" else [])],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert r.returncode == 2, r.stderr
+        assert message in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]  # nothing written
+
+
+def test_check_prescreens_every_candidate(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "smhsearch.cli", "check", "spaces/quick.yaml", "--json"], capture_output=True, text=True,
+                       timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr
+    import json
+
+    out = json.loads(r.stdout)
+    assert out["candidates"] == len(out["prescreen"]) == out["trials"] == 7
+    for row in out["prescreen"]:
+        assert row["stored_params"] > 0 and row["flops"] > 0 and row["infer_per_s"] > 0
