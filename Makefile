@@ -23,17 +23,13 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m "not gpu"
 
-## the main job on the embedded default: ResNet-8 dense and at 25% with three methods, 3 epochs each
-## (until `smhsearch run spaces/quick.yaml` exists); results in runs/demo/*/result.json
-DEMO = $(BIN)/smhsearch train resnet8 --dataset fashion-mnist-small --epochs 3
+## the main job on the embedded default: the search of spaces/quick.yaml (a few minutes on 2 CPU cores)
 demo: $(STAMP)
-	$(DEMO) --out runs/demo/dense
-	$(DEMO) --method smh --budget 25% --scale learnable --variable-lr-mult 10 --out runs/demo/smh
-	$(DEMO) --method hashednets --budget 25% --out runs/demo/hashednets
-	$(DEMO) --method width --budget 25% --out runs/demo/width
+	$(BIN)/smhsearch check spaces/quick.yaml
+	$(BIN)/smhsearch run spaces/quick.yaml
 
 lint: $(STAMP)
-	$(BIN)/ruff check smhsearch tests benchmarks
+	$(BIN)/ruff check smhsearch tests benchmarks scripts
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/smh_overhead.py

@@ -389,7 +389,8 @@ def run_search(plan: RunPlan, address: str | None = None, fresh: bool = False) -
         {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=_searcher(plan, storage), scheduler=scheduler, num_samples=remaining,
+        # reuse_actors: a trial reuses a finished trial's worker instead of starting a Python (and torch) anew
+        tune_config=tune.TuneConfig(search_alg=_searcher(plan, storage), scheduler=scheduler, num_samples=remaining, reuse_actors=True,
                                     max_concurrent_trials=res.max_concurrent),
         run_config=tune.RunConfig(name=f"{plan.space.name}-{int(time.time())}", storage_path=str((plan.run_dir / "ray").resolve()),
                                   verbose=0, callbacks=[_Progress(plan, done)],
