@@ -219,9 +219,9 @@ def cmd_check(space_path: Path, as_json: bool = False) -> int:
     from . import measure
     from ._budget import format_count
     from .methods import CompressedModel, compress
-    from .models import MODELS, create_model
+    from .models import create_model
     from .search import plan_run
-    from .space import dataset_model_kwargs
+    from .space import dataset_model_kwargs, dataset_shape
 
     space = _load_space(space_path)
     try:
@@ -229,6 +229,8 @@ def cmd_check(space_path: Path, as_json: bool = False) -> int:
     except ValueError as e:
         raise BadInput(f"{space_path}: search.max_params: {e}") from None
     kw = dataset_model_kwargs(space)
+    _, channels, size = dataset_shape(space)
+    shape = (channels, size, size)
     rows = []
     t0 = time.perf_counter()
     for c in plan.candidates:
@@ -236,8 +238,6 @@ def cmd_check(space_path: Path, as_json: bool = False) -> int:
         base = create_model(c.arch, **kw(c.arch))
         cfg = c.method_config()
         model = compress(base, cfg) if cfg is not None else base
-        size = space.dataset.resolution or MODELS.get(c.arch).default_input_size if MODELS.get(c.arch).family != "mlp" else kw(c.arch)["image_size"]
-        shape = (kw(c.arch)["in_channels"], size, size)
         rows.append({"candidate": c.label(), "stored_params": model.final_stored_count() if isinstance(model, CompressedModel)
                      else measure.stored_parameters(model), "flops": measure.flops(model, shape),
                      "infer_per_s": measure.throughput(model, shape, batch_size=32, mode="infer", warmup=1, repeats=3).samples_per_s})

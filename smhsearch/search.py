@@ -156,7 +156,8 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str) -> N
         device = "cuda" if torch.cuda.is_available() and space.resources.gpus_per_trial > 0 else "cpu"
         record["device"] = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
         torch.set_num_threads(max(1, int(space.resources.cpus_per_trial)))
-        data = load_dataset(space.dataset.name, dataset_root(space, Path(space_path)))
+        size_kw = {"size": space.dataset.resolution} if space.dataset.resolution else {}
+        data = load_dataset(space.dataset.name, dataset_root(space, Path(space_path)), **size_kw)
         torch.manual_seed(space.train.seed)
         base = create_model(cand.arch, **dataset_model_kwargs(space)(cand.arch))
         cfg = cand.method_config(space.train.seed)

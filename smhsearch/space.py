@@ -72,6 +72,13 @@ class DatasetSpec(_Strict):
             raise ValueError(DATASETS.unknown_message(v))
         return v
 
+    @model_validator(mode="after")
+    def _resolution_where_it_applies(self) -> "DatasetSpec":
+        if self.resolution is not None and self.name != "imagenet":
+            raise ValueError(f"resolution applies to imagenet (its training crop); {self.name} keeps its native size "
+                             "(use method width_res to up-sample inputs)")
+        return self
+
 
 class TrainSpec(_Strict):
     epochs: int = Field(default=5, ge=1)
@@ -354,17 +361,23 @@ def _cheap_check(base, c: Candidate, target: int, total: int) -> None:
         raise ValueError(f"budget {c.budget!r} (= {target}) is too small: it needs at least {need}")
 
 
-def dataset_model_kwargs(space: Space):
-    """Model kwargs a dataset implies (classes, channels, MLP input size), per architecture."""
+def dataset_shape(space: Space) -> tuple[int, int, int]:
+    """(classes, channels, input side) of the space's dataset, at its resolution."""
     from .data import load_dataset
-    from .models import MODELS
 
     info = _DATASET_SHAPES.get(space.dataset.name)
     if info is None:
         d = load_dataset(space.dataset.name, space.dataset.root)
         info = (d.num_classes, d.in_channels, d.input_size)
     classes, channels, size = info
-    size = space.dataset.resolution or size
+    return classes, channels, space.dataset.resolution or size
+
+
+def dataset_model_kwargs(space: Space):
+    """Model kwargs a dataset implies (classes, channels, MLP input size), per architecture."""
+    from .models import MODELS
+
+    classes, channels, size = dataset_shape(space)
 
     def kwargs(arch: str) -> dict[str, Any]:
         kw: dict[str, Any] = {"num_classes": classes, "in_channels": channels}

@@ -61,6 +61,8 @@ BAD = {
                           "space.budget: budget '1M' is not below any architecture's size (resnet8 75002)"),
     "unknown dataset": ("name: x\ndataset: {name: cifar}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
                         "dataset.name: unknown dataset 'cifar'; nearest: cifar10"),
+    "resolution off imagenet": ("name: x\ndataset: {name: fashion-mnist-small, resolution: 64}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
+                                "dataset: resolution applies to imagenet (its training crop); fashion-mnist-small keeps its native size"),
     "missing data": ("name: x\ndataset: {name: cifar10, root: /nonexistent}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
                      "dataset.root: cifar10: looked for /nonexistent/cifar-10-batches-py"),
 }
