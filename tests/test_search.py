@@ -126,3 +126,33 @@ def test_run_on_a_real_local_cluster(tmp_path):
         assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 2
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
+
+
+def test_max_trials_then_resume_then_fresh(tmp_path):
+    space = write_space(tmp_path, "t4", "dense, width")
+    run = tmp_path / "run"
+    def finished():  # a grid enqueues every candidate; the ones not run yet wait in the study
+        return [t for t in study_of(run, "t4").trials if t.state.is_finished()]
+
+    assert smhsearch("run", str(space), "--out", str(run), "--max-trials", "1").returncode == 0
+    assert len(finished()) == 1
+    assert smhsearch("run", str(space), "--out", str(run)).returncode == 0  # the rest, nothing twice
+    configs = [json.dumps(t.user_attrs["config"], sort_keys=True) for t in finished()]
+    assert len(configs) == len(set(configs)) == 2
+    assert smhsearch("run", str(space), "--out", str(run), "--fresh", "--max-trials", "1").returncode == 0
+    assert len(finished()) == 1  # the old study is gone
+
+
+def test_journal_storage_and_changed_space_is_refused(tmp_path):
+    from smhsearch.search import open_study, plan_run
+    from smhsearch.space import load_space
+
+    path = write_space(tmp_path, "t5", "dense, smh")
+    text = path.read_text() + f"storage: {tmp_path / 'study.log'}\n"
+    path.write_text(text)
+    plan = plan_run(load_space(path), path, tmp_path / "run")
+    study, _ = open_study(plan)
+    assert (tmp_path / "study.log").is_file() and study.study_name == "t5"
+    path.write_text(text.replace("dense, smh", "dense, smh, width"))
+    with pytest.raises(ValueError, match="changed since .* --fresh"):
+        open_study(plan_run(load_space(path), path, tmp_path / "run"))
