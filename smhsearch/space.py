@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -316,7 +315,9 @@ def applicable_candidates(space: Space, bases: dict[str, Any] | None = None) -> 
 
 def _check_feasible(space: Space, path: Path) -> None:
     """Every budget must be below some architecture it is paired with, and meetable wherever it is below."""
-    from .methods import compress
+    import torch
+
+    from .methods import METHODS, compress
 
     bases = _meta_bases(space)
     kept, skipped = applicable_candidates(space, bases)
@@ -326,39 +327,22 @@ def _check_feasible(space: Space, path: Path) -> None:
             sizes = ", ".join(f"{a} {sum(p.numel() for p in m.parameters())}" for a, m in bases.items())
             problems.append(f"{path}: space.budget: budget {b!r} is not below any architecture's size ({sizes})")
     for c in kept:
-        if c.method == "dense":
+        cfg = c.method_config()
+        if cfg is None:
             continue
-        base = bases[c.arch]
-        total = sum(p.numel() for p in base.parameters())
         try:
-            target = Budget.parse(c.budget).resolve(total)
-            if c.method in ("smh", "hashed1", "hashed2", "hashed10", "prune"):
-                _cheap_check(base, c, target, total)
-            else:  # width and low-rank search their own shapes; build on meta
-                import torch
-
-                cfg = c.method_config()
+            planner = METHODS.get(cfg.method).planner
+            if planner is not None:  # the builder's own arithmetic, no tensors made
+                planner(bases[c.arch], cfg)
+            else:  # width and low-rank search their own shapes: build on the meta device
                 if isinstance(cfg, WidthMultiplier):  # resolution changes FLOPs, not feasibility (and FLOPs need values)
                     cfg = dataclasses.replace(cfg, resolution=False)
                 with torch.device("meta"):
-                    compress(base, cfg)
+                    compress(bases[c.arch], cfg)
         except ValueError as e:
             problems.append(f"{path}: space.budget: {c.label()}: {e}")
     if problems:
         raise SpaceError("\n".join(problems))
-
-
-def _cheap_check(base, c: Candidate, target: int, total: int) -> None:
-    """Feasibility of hashing methods from counts alone (no init on the real device)."""
-    from .methods import select_targets
-
-    targets = select_targets(base, c.scope or "all", require=True)
-    N = sum(t.numel for t in targets)
-    rest = total - N
-    need = rest + (1 if c.method == "prune" else (2 * (math.isqrt(N - 1) + 1) + (len(targets) if c.scale == "learnable" else 0)
-                                                   if c.method == "smh" else int(c.method.removeprefix("hashed"))))
-    if target < need:
-        raise ValueError(f"budget {c.budget!r} (= {target}) is too small: it needs at least {need}")
 
 
 def dataset_shape(space: Space) -> tuple[int, int, int]:

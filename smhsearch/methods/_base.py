@@ -50,18 +50,21 @@ class MethodConfig:
 class MethodEntry:
     config_cls: type[MethodConfig]
     builder: Callable[[nn.Module, Any], "CompressedModel"]
+    planner: Callable[[nn.Module, Any], Any] | None = None
+    """The builder's arithmetic alone (targets, sizes, the budget checks), no tensors made:
+    what a space's feasibility check calls. Methods without one are checked by a meta build."""
 
 
 METHODS: Registry[MethodEntry] = Registry("compression method")
 
 
-def register_method(config_cls: type[MethodConfig]):
-    """Register ``builder(model, config) -> CompressedModel`` for ``config_cls``."""
+def register_method(config_cls: type[MethodConfig], planner: Callable[[nn.Module, Any], Any] | None = None):
+    """Register ``builder(model, config) -> CompressedModel`` for ``config_cls`` (and its planner, if any)."""
     if not config_cls.method:
         raise ValueError(f"{config_cls.__name__}.method must name the method")
 
     def deco(builder: Callable[[nn.Module, Any], "CompressedModel"]):
-        METHODS.add(config_cls.method, MethodEntry(config_cls, builder))
+        METHODS.add(config_cls.method, MethodEntry(config_cls, builder, planner))
         return builder
 
     return deco

@@ -187,8 +187,8 @@ class HashedNetsModel(ReparametrizedModel):
         return f"N={self.hashed_count}, pool={self.pool.numel()}, hashes={self.config.hashes}, per_layer={self.config.per_layer}"
 
 
-@register_method(HashedNets)
-def _build_hashednets(model: nn.Module, config: HashedNets) -> HashedNetsModel:
+def _plan(model: nn.Module, config: HashedNets) -> tuple[list[Target], int]:
+    """(targets, pool size) for ``config``; a budget that cannot give every sub-pool a variable is refused."""
     plan = plan_budget(model, select_targets(model, config.scope, require=True), config.budget, "HashedNets")
     targets, target, unhashed = plan.targets, plan.budget, plan.rest
     groups = config.hashes * (len(targets) if config.per_layer else 1)
@@ -198,4 +198,10 @@ def _build_hashednets(model: nn.Module, config: HashedNets) -> HashedNetsModel:
             f"HashedNets: budget={config.budget!r} (= {target}) is too small: the unhashed parameters ({unhashed}) "
             f"and one variable for each of the {groups} sub-pools need at least {unhashed + groups}"
         )
+    return targets, pool
+
+
+@register_method(HashedNets, planner=_plan)
+def _build_hashednets(model: nn.Module, config: HashedNets) -> HashedNetsModel:
+    targets, pool = _plan(model, config)
     return HashedNetsModel(model, targets, config, pool)

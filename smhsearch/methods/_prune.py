@@ -127,12 +127,18 @@ class PruneModel(ReparametrizedModel):
         return f"N={self.hashed_count}, keep={self.keep}, level={int(self.level)}/{self.config.steps}"
 
 
-@register_method(Prune)
-def _build_prune(model: nn.Module, config: Prune) -> PruneModel:
+def _plan(model: nn.Module, config: Prune) -> tuple[list[Target], int]:
+    """(targets, nonzeros to keep) for ``config``; a budget the unpruned parameters already fill is refused."""
     plan = plan_budget(model, select_targets(model, config.scope, require=True), config.budget, "Prune")
     targets, target, unpruned = plan.targets, plan.budget, plan.rest
     keep = target - unpruned
     if keep < 1:
         raise ValueError(f"Prune: budget={config.budget!r} (= {target}) is too small: the unpruned parameters "
                          f"({unpruned}) leave no nonzero weight to keep; it needs at least {unpruned + 1}")
+    return targets, keep
+
+
+@register_method(Prune, planner=_plan)
+def _build_prune(model: nn.Module, config: Prune) -> PruneModel:
+    targets, keep = _plan(model, config)
     return PruneModel(model, targets, config, keep)

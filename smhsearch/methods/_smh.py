@@ -143,7 +143,12 @@ class SMHModel(ReparametrizedModel):
         return f"N={sh.N}, n={sh.n}, M={sh.M}, layers={sh.layers}, stored={sh.stored}"
 
 
-@register_method(SMH)
-def _build_smh(model: nn.Module, config: SMH) -> SMHModel:
+def _plan(model: nn.Module, config: SMH) -> tuple[BudgetPlan, SMHShape]:
     plan = plan_budget(model, select_targets(model, config.scope, require=True), config.budget, "SMH")
-    return SMHModel(model, plan.targets, config, plan_smh(plan, config))
+    return plan, plan_smh(plan, config)
+
+
+@register_method(SMH, planner=_plan)
+def _build_smh(model: nn.Module, config: SMH) -> SMHModel:
+    plan, shape = _plan(model, config)
+    return SMHModel(model, plan.targets, config, shape)
