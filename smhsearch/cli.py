@@ -218,7 +218,7 @@ def cmd_check(space_path: Path, as_json: bool = False) -> int:
 
     from . import measure
     from ._budget import format_count
-    from .methods import CompressedModel, compress
+    from .methods import compress
     from .models import create_model
     from .search import plan_run
     from .space import dataset_model_kwargs, dataset_shape
@@ -238,8 +238,7 @@ def cmd_check(space_path: Path, as_json: bool = False) -> int:
         base = create_model(c.arch, **kw(c.arch))
         cfg = c.method_config()
         model = compress(base, cfg) if cfg is not None else base
-        rows.append({"candidate": c.label(), "stored_params": model.final_stored_count() if isinstance(model, CompressedModel)
-                     else measure.stored_parameters(model), "flops": measure.flops(model, shape),
+        rows.append({"candidate": c.label(), "stored_params": measure.final_stored_parameters(model), "flops": measure.flops(model, shape),
                      "infer_per_s": measure.throughput(model, shape, batch_size=32, mode="infer", warmup=1, repeats=3).samples_per_s})
     summary = {"space": str(space_path), "name": space.name, "candidates": len(plan.candidates), "trials": plan.target_trials,
                "sampler": space.search.sampler, "dataset": space.dataset.name, "epochs": space.train.epochs,

@@ -40,6 +40,14 @@ def stored_parameters(model: nn.Module) -> int:
     return trainable_count(model)
 
 
+def final_stored_parameters(model: nn.Module) -> int:
+    """Stored trainable parameters once training is done (a pruned model at its budget):
+    what a search compares before any training."""
+    if isinstance(model, CompressedModel):
+        return model.final_stored_count()
+    return trainable_count(model)
+
+
 def virtual_parameters(model: nn.Module) -> int:
     """Parameters of the dense model ``model`` computes with."""
     if isinstance(model, CompressedModel):

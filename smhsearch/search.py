@@ -165,7 +165,7 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str) -> N
         side = model.input_size(data.input_size) if isinstance(model, CompressedModel) else data.input_size
         shape = (data.in_channels, data.input_size, data.input_size)
         static = {
-            "stored_params": model.final_stored_count() if isinstance(model, CompressedModel) else measure.stored_parameters(model),
+            "stored_params": measure.final_stored_parameters(model),
             "virtual_params": measure.virtual_parameters(model),
             "flops": measure.flops(model, shape),
             "throughput": measure.throughput(model, shape, batch_size=64, mode="infer", warmup=1, repeats=3).samples_per_s,

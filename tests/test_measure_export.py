@@ -115,3 +115,15 @@ def test_import_is_light():
     code = "import sys, smhsearch; print([m for m in ('torchvision','fvcore','ray','optuna','plotly') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_final_stored_parameters_is_the_count_after_training():
+    from smhsearch import Prune
+
+    base = create_model("resnet20")
+    pruned = smhsearch.compress(base, Prune(budget="10%"))
+    assert measure.final_stored_parameters(pruned) == int(0.1 * 269_722)  # before any training
+    assert measure.stored_parameters(pruned) == 269_722  # still dense now
+    m = smhsearch.compress(base, SMH(budget="10%"))
+    assert measure.final_stored_parameters(m) == measure.stored_parameters(m)
+    assert measure.final_stored_parameters(base) == 269_722
