@@ -83,3 +83,35 @@ def format_count(n: int) -> str:
     if n >= 1_000:
         return f"{n / 1e3:.4g}K"
     return str(n)
+
+
+def parse_count(text: str) -> float:
+    """A positive count or rate: ``20000``, ``20K``, ``5.3M``, ``1.5G``, ``850.5``.
+
+    >>> parse_count("5.3M")
+    5300000.0
+    """
+    m = _ABS.match(str(text))
+    if not m:
+        raise ValueError(f"expected a positive number such as 20000, 20K, 5.3M or 1.5G, but got {text!r}")
+    value = float(m.group(1)) * _SUFFIX[m.group(2).upper()]
+    if value <= 0:
+        raise ValueError(f"expected a positive number, but got {text!r}")
+    return value
+
+
+def parse_accuracy(text: str) -> float:
+    """An accuracy as a fraction: ``0.8`` or ``80%``.
+
+    >>> parse_accuracy("80%")
+    0.8
+    """
+    t = str(text).strip()
+    m = _PCT.match(t)
+    try:
+        value = float(m.group(1)) / 100.0 if m else float(t)
+    except ValueError:
+        raise ValueError(f"expected a fraction in [0, 1] (0.8) or a percentage (80%), but got {text!r}") from None
+    if not 0.0 <= value <= 1.0 or math.isnan(value):
+        raise ValueError(f"expected a fraction in [0, 1] (0.8) or a percentage (80%), but got {text!r}")
+    return value

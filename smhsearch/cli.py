@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -277,6 +278,182 @@ def cmd_run(space_path: Path, out: Path | None = None, address: str | None = Non
     return 0
 
 
+def _load_run(run_path: Path):
+    from .runs import RunError, load_run
+
+    try:
+        return load_run(run_path)
+    except RunError as e:
+        raise BadInput(f"RUN: {e}") from None
+
+
+def _accuracy_key(accuracy: str) -> str:
+    keys = {"val": "val_acc", "test": "test_acc"}
+    if accuracy not in keys:
+        raise BadInput(f"--accuracy: unknown accuracy {accuracy!r}; allowed: val, test")
+    return keys[accuracy]
+
+
+def cmd_report(run_path: Path, out: Path | None = None, accuracy: str = "val") -> int:
+    """Write the run's interactive report: one self-contained HTML file (default reports/<name>.html)."""
+    from .report import write_report
+
+    acc_key = _accuracy_key(accuracy)
+    run = _load_run(run_path)
+    if out is not None and out.is_dir():
+        raise BadInput(f"--out: {out} is a folder; give the report's file name, e.g. {out / (run.name + '.html')}")
+    path = write_report(run_path, out, acc_key)
+    done = sum(t.status == "complete" for t in run.trials)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; {len(run.trials)} trials, {done} finished); open it in a browser")
+    return 0
+
+
+def _constraint(flag: str, text: str | None, parse) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except ValueError as e:
+        raise BadInput(f"{flag}: {e}") from None
+
+
+def _trial_summary(t, acc_key: str) -> dict:
+    keys = ("val_acc", "test_acc", "stored_params", "throughput", "flops", "compact_bytes")
+    return {"number": t.number, "label": t.label, "config": t.config, **{k: t.get(k) for k in keys},
+            "model_file": str(t.model_file) if t.model_file else None}
+
+
+MISS = {"max_params": "over --max-params", "min_throughput": "under --min-throughput", "min_accuracy": "under --min-accuracy"}
+
+
+def cmd_pick(run_path: Path, max_params: str | None = None, min_throughput: str | None = None, min_accuracy: str | None = None,
+             accuracy: str = "val", as_json: bool = False) -> int:
+    """Choose the most accurate finished trial within the constraints; exit 1 (listing the nearest) when none fits."""
+    from ._budget import format_count, parse_accuracy, parse_count
+    from .pareto import Constraints, pick
+
+    acc_key = _accuracy_key(accuracy)
+    if max_params is not None and max_params.strip().endswith("%"):
+        raise BadInput(f"--max-params: give an absolute count (20000, 20K, 5.3M), not {max_params!r}: "
+                       "a run can hold several architectures, so a percentage has no single base")
+    c = Constraints(_constraint("--max-params", max_params, parse_count), _constraint("--min-throughput", min_throughput, parse_count),
+                    _constraint("--min-accuracy", min_accuracy, parse_accuracy))
+    run = _load_run(run_path)
+    result = pick(run.trials, c, acc_key)
+    finished = sum(t.status == "complete" for t in run.trials)
+    if as_json:
+        print(json.dumps({"constraints": c.__dict__, "accuracy": acc_key, "finished_trials": finished,
+                          "chosen": _trial_summary(result.chosen, acc_key) if result.chosen else None,
+                          "satisfying": [t.number for t in result.satisfying],
+                          "nearest": [{**_trial_summary(t, acc_key), "shortfalls": s} for t, s in result.nearest]}, indent=2, default=str))
+        return 0 if result.chosen else 1
+
+    def facts(t) -> str:
+        acc = t.get(acc_key)
+        return (f"{acc_key.replace('_acc', '')} acc {100 * acc:.2f}%, " if acc is not None else "") + \
+            f"{format_count(int(t.get('stored_params')))} stored, {t.get('throughput') or 0:,.0f} samples/s"
+
+    if result.chosen is None:
+        print(f"{run_path}: no finished trial satisfies {c.describe()} ({finished} finished trials of {len(run.trials)}).")
+        if result.nearest:
+            print("nearest:")
+            for t, short in result.nearest:
+                misses = ", ".join(f"{MISS[k]} by {100 * v:.1f}%" for k, v in short.items())
+                print(f"  #{t.number} {t.label}: {facts(t)} -- {misses}")
+        return 1
+    t = result.chosen
+    rows = [("trial", f"#{t.number} {t.label}"), ("why", f"the highest {acc_key.replace('_', ' ')} of the {len(result.satisfying)} "
+                                                         f"finished trials that satisfy {c.describe()}")]
+    if c.max_params is not None:
+        rows.append(("stored parameters", f"{int(t.get('stored_params')):,} <= {c.max_params:,.0f}"))
+    else:
+        rows.append(("stored parameters", f"{int(t.get('stored_params')):,}"))
+    thr = t.get("throughput")
+    rows.append(("inference throughput", f"{thr:,.1f}/s" + (f" >= {c.min_throughput:,.1f}/s" if c.min_throughput is not None else "")))
+    acc = t.get(acc_key)
+    rows.append((acc_key.replace("_", " "), f"{100 * acc:.2f}%" + (f" >= {100 * c.min_accuracy:.2f}%" if c.min_accuracy is not None else "")))
+    other = "test_acc" if acc_key == "val_acc" else "val_acc"
+    if t.get(other) is not None:
+        rows.append((other.replace("_", " "), f"{100 * t.get(other):.2f}%"))
+    if t.get("flops") is not None:
+        rows.append(("FLOPs per sample", f"{int(t.get('flops')):,}"))
+    if len(result.satisfying) > 1:
+        r = result.satisfying[1]
+        rows.append(("runner-up", f"#{r.number} {r.label}: {facts(r)}"))
+    rows.append(("model file", str(t.model_file) if t.model_file else "none saved"))
+    rows.append(("export with", f"smhsearch export {run_path} --trial {t.number} --out DIR"))
+    print(_table(rows))
+    return 0
+
+
+def cmd_export(run_path: Path, trial: int, out: Path, formats: str = "safetensors,onnx,compact", as_json: bool = False) -> int:
+    """Write a trial's model as deployable files; each is reloaded and compared with the trained model first."""
+    import shutil
+    import tempfile
+
+    from .export import FORMATS, export_model, load_trained
+    from .methods import CompressedModel
+
+    wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
+    unknown = [f for f in wanted if f not in FORMATS]
+    if not wanted or unknown:
+        raise BadInput(f"--format: unknown format {(unknown or [formats])[0]!r}; allowed: {', '.join(FORMATS)} (comma-separated)")
+    run = _load_run(run_path)
+    try:
+        t = run.trial(trial)
+    except ValueError as e:
+        raise BadInput(f"--trial: {e}") from None
+    if t.status != "complete" or t.model_file is None:
+        with_models = ", ".join(str(x.number) for x in run.trials if x.status == "complete" and x.model_file) or "none"
+        why = {"early_stopped": "was stopped early by the scheduler", "failed": f"failed ({t.error})",
+               "interrupted": "was interrupted"}.get(t.status, "has no saved model")
+        raise BadInput(f"--trial: trial {trial} ({t.label}) {why}, so it has no trained model to export; "
+                       f"trials with a model: {with_models}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BadInput(f"--out: {out} exists and is not an empty folder; nothing was written")
+    model = load_trained(t.model_file)
+    if "compact" in wanted and not isinstance(model, CompressedModel):
+        if formats != "safetensors,onnx,compact":
+            raise BadInput(f"--format: trial {trial} is a dense model, so it has no compact file; "
+                           f"allowed for it: {', '.join(f for f in FORMATS if f != 'compact')}")
+        wanted = tuple(f for f in wanted if f != "compact")  # the default list: compact applies to compressed trials only
+    from .space import dataset_shape
+
+    side = int(t.get("input_size") or 0)
+    _, channels, data_side = dataset_shape(run.space)
+    shape = (channels, data_side, data_side)  # what the trained model takes (a width_res model up-samples inside)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent if out.parent.exists() else None))
+    try:
+        records = export_model(model, staging, shape, wanted)
+        bad = [r for r in records if not r["ok"]]
+        if bad:
+            for r in bad:
+                print(f"smhsearch export: {r['format']}: outputs differ from the trained model by {r['max_abs_diff']:.3g} "
+                      f"(tolerance {r['tolerance']:.3g}); nothing was written", file=sys.stderr)
+            return 1
+        manifest = {"run": str(run_path), "trial": t.number, "label": t.label, "config": t.config, "metrics": t.metrics,
+                    "input_shape": [None, *shape], "model_input_size": side or None, "source_file": str(t.model_file),
+                    "files": [{**r, "path": Path(r["path"]).name} for r in records]}
+        (staging / "export.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            out.rmdir()
+        shutil.move(str(staging), str(out))
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    if as_json:
+        print(json.dumps(manifest, indent=2, default=str))
+        return 0
+    print(f"exported trial {t.number} ({t.label}) to {out}; input (N, {', '.join(map(str, shape))})")
+    for r in manifest["files"]:
+        print(f"  {r['format']:<12} {r['path']:<28} {r['bytes']:>12,} bytes  max |diff| {r['max_abs_diff']:.2e} (ok)")
+    return 0
+
+
 def _budget_arg(text: str) -> int | float | str:
     """Budgets from the command line: digits are an absolute count, everything else is parsed as given."""
     t = text.strip()
@@ -345,6 +522,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-trials", type=int, help="stop after this many trials in all")
     s.add_argument("--fresh", action="store_true", help="discard the study in the run folder and start over")
     s.set_defaults(func=lambda a: cmd_run(a.space, a.out, a.address, a.max_trials, a.fresh))
+
+    s = sub.add_parser("report", help="write a run's interactive Pareto report (self-contained HTML)")
+    s.add_argument("run", type=Path, metavar="RUN", help="run folder (runs/<space name>)")
+    s.add_argument("--out", type=Path, help="report file (default: reports/<name>.html)")
+    s.add_argument("--accuracy", default="val", help="val (default: selection is on validation) | test")
+    s.set_defaults(func=lambda a: cmd_report(a.run, a.out, a.accuracy))
+
+    s = sub.add_parser("pick", help="the best finished trial under a size budget and other constraints")
+    s.add_argument("run", type=Path, metavar="RUN")
+    s.add_argument("--max-params", help="most stored parameters: 20000, 20K, 5.3M")
+    s.add_argument("--min-throughput", help="least inference samples/s, as measured in the run")
+    s.add_argument("--min-accuracy", help="least accuracy: 0.8 or 80%%")
+    s.add_argument("--accuracy", default="val", help="rank on val (default) or test accuracy")
+    s.add_argument("--json", dest="as_json", action="store_true")
+    s.set_defaults(func=lambda a: cmd_pick(a.run, a.max_params, a.min_throughput, a.min_accuracy, a.accuracy, a.as_json))
+
+    s = sub.add_parser("export", help="write a trial's model as deployable files, each checked against the trained model")
+    s.add_argument("run", type=Path, metavar="RUN")
+    s.add_argument("--trial", type=int, required=True, help="trial number (see the report or `smhsearch pick`)")
+    s.add_argument("--out", type=Path, required=True, help="folder to create (must not exist, or be empty)")
+    s.add_argument("--format", dest="formats", default="safetensors,onnx,compact",
+                   help="comma-separated: safetensors (dense), torchscript, pt2 (torch.export), onnx, compact "
+                        "(default: safetensors,onnx,compact; compact only for compressed trials)")
+    s.add_argument("--json", dest="as_json", action="store_true")
+    s.set_defaults(func=lambda a: cmd_export(a.run, a.trial, a.out, a.formats, a.as_json))
 
     s = sub.add_parser("train", help="compress (or not), train on a dataset and report one model")
     s.add_argument("arch", metavar="ARCH")

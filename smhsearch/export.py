@@ -13,6 +13,7 @@ needs that module passed back in.
 from __future__ import annotations
 
 import copy
+import math
 import json
 import os
 from pathlib import Path
@@ -40,6 +41,14 @@ def materialize(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model)
 
 
+def _publish(tmp: Path, path: Path) -> None:
+    """Move a finished temporary file onto ``path`` (atomic), readable as the umask allows (safetensors writes 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)  # a crash mid-write never leaves a half file under the real name
+
+
 def save_compact(model: CompressedModel, path: str | os.PathLike) -> Path:
     """Write ``model``'s stored variables and what rebuilds it to ``path`` (safetensors)."""
     from safetensors.torch import save_file
@@ -58,7 +67,7 @@ def save_compact(model: CompressedModel, path: str | os.PathLike) -> Path:
     }
     tmp = path.with_name(path.name + ".tmp")
     save_file(model.compact_state_dict(), str(tmp), metadata=meta)
-    os.replace(tmp, path)  # a crash mid-write never leaves a half file under the real name
+    _publish(tmp, path)
     return path
 
 
@@ -113,3 +122,167 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
     except RuntimeError as e:
         raise ValueError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): {e}") from None
     return compressed.to(device).eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# Dense files: the materialised model as plain tensors, and the deployable formats built from it.
+
+DENSE_FORMAT = "smhsearch.dense"
+FORMATS = ("safetensors", "torchscript", "pt2", "onnx", "compact")
+
+
+def _dense_arch(dense: nn.Module) -> tuple[dict[str, Any] | None, int | None]:
+    """(registry name and kwargs, input up-sampling side) of a materialised model."""
+    from .methods._width import Upsampled
+    from .models import arch_of
+
+    if isinstance(dense, Upsampled):
+        return arch_of(dense.model), dense.size
+    return arch_of(dense), None
+
+
+def save_dense(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model`` materialised (a plain dense module) as a safetensors state dict.
+
+    The header records the architecture (registry name and arguments, e.g. a width
+    multiplier's ``width``) so :func:`load_dense` rebuilds it without smhsearch's methods;
+    the tensors load into ``create_model(name, **kwargs)`` directly.
+    """
+    from safetensors.torch import save_file
+
+    dense = materialize(model).cpu().eval()
+    arch, side = _dense_arch(dense)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": DENSE_FORMAT, "format_version": COMPACT_VERSION, "smhsearch_version": __version__,
+            "arch": json.dumps(arch), "upsample": json.dumps(side)}
+    state = {k: v.detach().contiguous().clone() for k, v in dense.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    _publish(tmp, path)
+    return path
+
+
+def file_format(path: str | os.PathLike) -> str:
+    """``smhsearch.compact`` or ``smhsearch.dense``: what a safetensors file written by smhsearch holds."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            fmt = (f.metadata() or {}).get("format")
+    except Exception as e:
+        raise ValueError(f"{path} is not a safetensors file: {e}") from None
+    if fmt not in (COMPACT_FORMAT, DENSE_FORMAT):
+        raise ValueError(f"{path} was not written by smhsearch (format={fmt!r})")
+    return fmt
+
+
+def load_dense(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild the dense module saved by :func:`save_dense`, in eval mode (``model``: for a user module)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from .methods._width import Upsampled
+    from .models import create_model
+
+    if file_format(path) != DENSE_FORMAT:
+        raise ValueError(f"{path} is a compact file: load it with load_compact")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    arch, side = json.loads(meta["arch"]), json.loads(meta.get("upsample", "null"))
+    if model is None:
+        if arch is None:
+            raise ValueError(f"{path} was saved from a user nn.Module: pass that module as load_dense(path, model=...)")
+        model = create_model(arch["name"], **arch["kwargs"])
+    if side is not None:
+        model = Upsampled(model, int(side))
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
+def load_trained(path: str | os.PathLike) -> nn.Module:
+    """A trial's saved model (compact or dense file), in eval mode."""
+    return load_compact(path) if file_format(path) == COMPACT_FORMAT else load_dense(path)
+
+
+class _NoGrad(nn.Module):
+    """Eval-only wrapper: exports trace the inference graph, nothing that trains."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def _outputs(fn, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return fn(x).float()
+
+
+def export_model(model: nn.Module, out_dir: str | os.PathLike, input_shape: tuple[int, ...], formats: tuple[str, ...] = ("safetensors", "onnx"),
+                 batch: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+    """Write ``model`` in each of ``formats`` under ``out_dir``, reload each and compare its outputs with ``model``'s.
+
+    Returns one record per file: format, path, bytes, the largest absolute difference
+    from the trained model's outputs on a fixed random batch, and whether it is within
+    tolerance (1e-4 absolute plus 1e-4 of the largest output). ``compact`` needs a
+    compressed model. ``pt2`` is ``torch.export``'s program, TorchScript's successor.
+    """
+    import warnings
+
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown format {unknown[0]!r}; allowed: {', '.join(FORMATS)}")
+    if "compact" in formats and not isinstance(model, CompressedModel):
+        raise ValueError("format 'compact' needs a compressed model; this one is dense (allowed: "
+                         + ", ".join(f for f in FORMATS if f != "compact") + ")")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((batch, *input_shape), generator=gen)
+    reference = _outputs(model, x)
+    tol = 1e-4 + 1e-4 * float(reference.abs().max())
+    dense = _NoGrad(materialize(model).cpu().eval()).eval()
+    records = []
+    for fmt in formats:
+        if fmt == "safetensors":
+            path = save_dense(model, out_dir / "model.safetensors")
+            got = _outputs(load_dense(path), x)
+        elif fmt == "compact":
+            path = save_compact(model, out_dir / "model.compact.safetensors")
+            got = _outputs(load_compact(path), x)
+        elif fmt == "torchscript":
+            path = out_dir / "model.torchscript.pt"
+            with warnings.catch_warnings():  # torch marks TorchScript deprecated; it is still what many runtimes load
+                warnings.simplefilter("ignore")
+                torch.jit.trace(dense, x, check_trace=False).save(str(path))
+                got = _outputs(torch.jit.load(str(path)), x)
+        elif fmt == "pt2":
+            path = out_dir / "model.pt2"
+            program = torch.export.export(dense, (x,), dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}})
+            torch.export.save(program, str(path))
+            got = _outputs(torch.export.load(str(path)).module(), x)
+        else:  # onnx, checked with onnxruntime
+            import contextlib
+            import io
+            import logging
+
+            import onnxruntime as ort
+
+            for name in ("onnxscript", "onnx_ir"):  # their optimiser passes log every rewrite at INFO
+                logging.getLogger(name).setLevel(logging.WARNING)
+
+            path = out_dir / "model.onnx"
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(dense, (x,), str(path), input_names=["input"], output_names=["logits"],
+                                  dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}}, dynamo=True, external_data=False)
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0]).float()
+        diff = float((got - reference).abs().max()) if got.shape == reference.shape else math.inf
+        records.append({"format": fmt, "path": str(path), "bytes": path.stat().st_size, "max_abs_diff": diff, "tolerance": tol,
+                        "ok": diff <= tol})
+    return records

@@ -5,6 +5,7 @@ Run folder (``runs/<name>`` by default)::
     space.yaml       the space as run (resolved)
     study.db         the Optuna study (SQLite; or the space's ``storage``): the record of truth
     trials/<n>/      trial.json (config, seed, versions, device, metrics, status) and model.safetensors
+                     (the compact file of a compressed model; the dense weights of a dense one)
     ray/             Ray Tune's own experiment folders
 
 Each trial samples one categorical parameter, ``candidate``: an index into the space's
@@ -140,7 +141,7 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str) -> N
     from . import measure
     from ._version import __version__
     from .data import load_dataset
-    from .export import save_compact
+    from .export import save_compact, save_dense
     from .methods import CompressedModel, compress
     from .models import create_model
     from .train import EpochMetrics, TrainConfig, train
@@ -194,6 +195,8 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str) -> N
             static["stored_params"] = measure.stored_parameters(model)
             save_compact(model, folder / "model.safetensors")
             static["compact_bytes"] = measure.file_bytes(folder / "model.safetensors")
+        else:  # a dense trial keeps its weights too, so any finished trial can be exported
+            save_dense(model, folder / "model.safetensors")
         final = {**static, "val_acc": result.history[-1].val_acc, "best_val_acc": result.best_val_acc, "test_acc": result.test_acc,
                  "epoch": result.epochs_run, "train_seconds": result.seconds}
         record.update(status="complete", metrics=final, finished=time.time())

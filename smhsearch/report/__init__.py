@@ -1,0 +1,33 @@
+"""The interactive report of a run: one self-contained HTML file (plotly.js embedded once, works offline).
+
+Front data comes from :mod:`smhsearch.pareto` (:func:`report_data`); :func:`figure` draws
+it; :func:`render` lays out the page. Example::
+
+    from smhsearch.report import write_report
+    write_report("runs/quick", "reports/quick.html")
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ._data import ReportData, report_data
+from ._figures import figure
+from ._page import page_data, render
+
+__all__ = ["ReportData", "report_data", "figure", "render", "page_data", "write_report"]
+
+
+def write_report(run_path: str | os.PathLike, out: str | os.PathLike | None = None, acc_key: str = "val_acc") -> Path:
+    """Read the run at ``run_path`` and write its report to ``out`` (default ``reports/<name>.html``)."""
+    from ..runs import load_run
+
+    run = load_run(run_path)
+    page = render(report_data(run, acc_key))
+    path = Path(out) if out is not None else Path("reports") / f"{run.name}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
