@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench install clean
+.PHONY: demo test test-all lint bench install browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,18 +15,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## Debian's chromium, for the report's browser tests (skipped, with the reason, where it cannot be installed)
+browser:
+	@scripts/ensure_chromium.sh
+
 ## the default test suite (fast; slow and GPU tests are marked and skipped)
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 ## everything, slow tests included
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	$(BIN)/python -m pytest -m "not gpu"
 
-## the main job on the embedded default: the search of spaces/quick.yaml (a few minutes on 2 CPU cores)
+## the main job on the embedded default: the search of spaces/quick.yaml (a few minutes on 2 CPU cores),
+## its report (reports/quick.html) and the pick under a budget
 demo: $(STAMP)
 	$(BIN)/smhsearch check spaces/quick.yaml
 	$(BIN)/smhsearch run spaces/quick.yaml
+	$(BIN)/smhsearch report runs/quick
+	$(BIN)/smhsearch pick runs/quick --max-params 20K
 
 lint: $(STAMP)
 	$(BIN)/ruff check smhsearch tests benchmarks scripts
@@ -35,4 +42,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/smh_overhead.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis test-artifacts

@@ -391,6 +391,7 @@ def cmd_export(run_path: Path, trial: int, out: Path, formats: str = "safetensor
     import shutil
     import tempfile
 
+    from .data import normalization
     from .export import FORMATS, export_model, load_trained
     from .methods import CompressedModel
 
@@ -432,7 +433,8 @@ def cmd_export(run_path: Path, trial: int, out: Path, formats: str = "safetensor
                       f"(tolerance {r['tolerance']:.3g}); nothing was written", file=sys.stderr)
             return 1
         manifest = {"run": str(run_path), "trial": t.number, "label": t.label, "config": t.config, "metrics": t.metrics,
-                    "input_shape": [None, *shape], "model_input_size": side or None, "source_file": str(t.model_file),
+                    "input_shape": [None, *shape], "model_input_size": side or None, "preprocess": normalization(run.dataset),
+                    "source_file": str(t.model_file),
                     "files": [{**r, "path": Path(r["path"]).name} for r in records]}
         (staging / "export.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         umask = os.umask(0)

@@ -50,3 +50,39 @@ TINY = ["resnet8", "mlp", "user"]
 @pytest.fixture(params=TINY)
 def tiny_model(request):
     return tiny(request.param)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def smhsearch_cli(*args: str, timeout: int = 600, **kw):
+    """The real ``smhsearch`` command in a subprocess (Ray's usage stats off)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "smhsearch.cli", *args], capture_output=True, text=True, timeout=timeout, env=env, **kw)
+
+
+@pytest.fixture
+def cli(capsys):
+    """The ``smhsearch`` command in this process: ``cli(*args) -> (exit status, stdout, stderr)``."""
+    from smhsearch.cli import main
+
+    def run(*args):
+        capsys.readouterr()
+        rc = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory) -> Path:
+    """A real run of the shipped spaces/quick.yaml (about two minutes on 2 cores), shared by the report, pick and export tests."""
+    out = tmp_path_factory.mktemp("runs") / "quick"
+    r = smhsearch_cli("run", str(ROOT / "spaces" / "quick.yaml"), "--out", str(out))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return out

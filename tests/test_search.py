@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -69,6 +70,14 @@ def test_run_records_every_trial_and_a_failure_does_not_stop_it(tmp_path):
     # a second run of the same space has nothing left to do and re-runs nothing
     again = smhsearch("run", str(space), "--out", str(run))
     assert again.returncode == 0 and len(study_of(run, "t1").trials) == 3
+    # the report lists the failed trial with its error, and pick never chooses it
+    r = smhsearch("report", str(run), "--out", str(tmp_path / "t1.html"))
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "t1.html").read_text()
+    row = re.search(rf'<tr class="failed" data-number="{by_method["hashed1"].number}">(.*?)</tr>', page, re.S)
+    assert row and "TrainingDiverged" in row.group(1)
+    r = smhsearch("pick", str(run), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["chosen"]["config"]["method"] in ("dense", "smh")
 
 
 def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path):

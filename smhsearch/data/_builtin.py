@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._factory import DatasetNotFound, register_dataset
+from ._factory import NORMALIZATION, DatasetNotFound, register_dataset
 from ._idx import find_idx, read_idx
 from ._splits import DatasetSplits, TensorSplit, split_off_val
 
@@ -29,6 +29,8 @@ FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+NORMALIZATION.update({"fashion-mnist-small": (FASHION_MEAN, FASHION_STD), "fashion-mnist": (FASHION_MEAN, FASHION_STD),
+                      "mnist": (MNIST_MEAN, MNIST_STD), "cifar10": (CIFAR10_MEAN, CIFAR10_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)})
 
 
 def dataset_from_arrays(name: str, xtr, ytr, xte, yte, mean, std, augment: str = "none", classes: int = 10,

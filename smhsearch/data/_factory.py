@@ -34,3 +34,20 @@ def load_dataset(name: str, root: str | Path | None = None, **kwargs: Any) -> Da
 
 def list_datasets() -> list[str]:
     return DATASETS.names()
+
+
+# Per-channel (mean, std) each dataset normalises its [0, 1] pixels with: what a deployed model's
+# input must be prepared with, recorded by `smhsearch export`.
+NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
+
+
+def normalization(name: str) -> dict | None:
+    """How ``name``'s images are prepared for the model: ``x = (pixels / 255 - mean) / std``, or None if unknown.
+
+    >>> normalization("cifar10")["mean"]
+    [0.4914, 0.4822, 0.4465]
+    """
+    if name not in NORMALIZATION:
+        return None
+    mean, std = NORMALIZATION[name]
+    return {"formula": "(pixels / 255 - mean) / std, per channel", "mean": list(mean), "std": list(std)}

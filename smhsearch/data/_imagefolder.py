@@ -13,10 +13,11 @@ from typing import Iterator
 
 import torch
 
-from ._factory import DatasetNotFound, register_dataset
+from ._factory import NORMALIZATION, DatasetNotFound, register_dataset
 from ._splits import DatasetSplits
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+NORMALIZATION["imagenet"] = (IMAGENET_MEAN, IMAGENET_STD)
 
 
 class FolderSplit:

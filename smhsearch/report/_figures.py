@@ -103,8 +103,8 @@ def figure(data: ReportData, axis: str):
                         + (" (higher is better on both)" if sense == "max" else " (up and to the left is better)")),
         xaxis=dict(title=pareto.AXES[axis]["title"], type="log"),
         yaxis=dict(title=f"{pareto.ACCURACY[acc_key]} (%)"),
-        template="plotly_white", height=640, margin=dict(l=60, r=20, t=60, b=40), hoverlabel=dict(align="left"),
-        legend_orientation="h", legend_y=-0.18, legend_yanchor="top",
+        template="plotly_white", height=660, margin=dict(l=60, r=20, t=60, b=30), hoverlabel=dict(align="left"),
+        legend_orientation="h", legend_y=-0.2, legend_yanchor="top",
         legend_groupclick="toggleitem",
     )
     return fig

@@ -15,7 +15,7 @@ from ._figures import FRONT_UID, SELECTED_UID, figure, hypervolume_table
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1500px;padding:0 24px 48px;color:#222}
 h1{font-size:1.5rem;margin:20px 0 4px} h2{font-size:1.15rem;margin:28px 0 8px}
-.meta{color:#555;font-size:.9rem} .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(620px,1fr));gap:12px}
+.meta{color:#555;font-size:.9rem} .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(620px,1fr));gap:12px} .fig{min-width:0}
 #budget{background:#f6f7f9;border:1px solid #dde;border-radius:8px;padding:12px 16px;position:sticky;top:0;z-index:10}
 #budget input[type=range]{width:min(640px,60vw);vertical-align:middle} #budget-input{width:7em}
 #budget-result{margin-top:6px;font-weight:600} #budget-result.none{color:#B00020}
@@ -87,6 +87,11 @@ SCRIPT = r"""
   function initBudget() {
     const range = document.getElementById('budget-range'), input = document.getElementById('budget-input');
     if (!range) return;
+    // Pin the size axis to its data range, so the budget line can move beyond it without stretching the axis.
+    const gd = document.getElementById('fig-stored_params');
+    if (gd && gd.layout && gd.layout.xaxis && gd.layout.xaxis.range) {
+      Plotly.relayout(gd, {'xaxis.range': gd.layout.xaxis.range.slice(), 'xaxis.autorange': false});
+    }
     const fromRange = () => { const b = Math.pow(10, parseFloat(range.value)); input.value = fmtCount(b); select(b); };
     range.addEventListener('input', fromRange);
     input.addEventListener('change', () => {
@@ -136,7 +141,11 @@ SCRIPT = r"""
       });
     }
   }
-  window.addEventListener('load', () => { initTable(); initBudget(); initClicks(); });
+  window.addEventListener('load', () => {
+    // Each figure was drawn while the page was still being parsed; size it to its final grid cell.
+    for (const axis of AXES) { const gd = document.getElementById('fig-' + axis); if (gd) Plotly.Plots.resize(gd); }
+    initTable(); initBudget(); initClicks();
+  });
 })();
 """
 
