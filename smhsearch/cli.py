@@ -156,7 +156,7 @@ def cmd_train(arch: str, dataset: str = "fashion-mnist-small", root: Path | None
 
     from ._version import __version__
     from .data import DatasetNotFound, load_dataset
-    from .export import save_compact
+    from .export import save_trained
     from .methods import CompressedModel
     from .models import MODELS
     from .train import TrainConfig, TrainingDiverged, train
@@ -196,8 +196,7 @@ def cmd_train(arch: str, dataset: str = "fashion-mnist-small", root: Path | None
     }
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        if isinstance(model, CompressedModel):
-            facts["compact_file"] = str(save_compact(model, out / "model.safetensors"))
+        facts["model_file"] = str(save_trained(model, out / "model.safetensors"))  # compact, or the dense weights
         (out / "result.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
     shown = {k: v for k, v in facts.items() if k not in ("history", "train", "dataset", "versions")} if not as_json else facts
     _print_facts(shown, as_json)

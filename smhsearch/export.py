@@ -200,8 +200,13 @@ def load_dense(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Mo
     return model.eval()
 
 
+def save_trained(model: nn.Module, path: str | os.PathLike) -> Path:
+    """A trained model's file: the compact file of a compressed model, the dense weights of a dense one."""
+    return save_compact(model, path) if isinstance(model, CompressedModel) else save_dense(model, path)
+
+
 def load_trained(path: str | os.PathLike) -> nn.Module:
-    """A trial's saved model (compact or dense file), in eval mode."""
+    """A model saved by :func:`save_trained` (compact or dense file), in eval mode."""
     return load_compact(path) if file_format(path) == COMPACT_FORMAT else load_dense(path)
 
 

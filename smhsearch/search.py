@@ -141,7 +141,7 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str) -> N
     from . import measure
     from ._version import __version__
     from .data import load_dataset
-    from .export import save_compact, save_dense
+    from .export import save_trained
     from .methods import CompressedModel, compress
     from .models import create_model
     from .train import EpochMetrics, TrainConfig, train
@@ -191,12 +191,10 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str) -> N
         _atomic_json(folder / "trial.json", record)
         result = train(model, data, tcfg, device=device, callback=report, progress=False)
         model = model.cpu()
+        save_trained(model, folder / "model.safetensors")  # a dense trial keeps its weights too: any finished trial can be exported
         if isinstance(model, CompressedModel):
             static["stored_params"] = measure.stored_parameters(model)
-            save_compact(model, folder / "model.safetensors")
             static["compact_bytes"] = measure.file_bytes(folder / "model.safetensors")
-        else:  # a dense trial keeps its weights too, so any finished trial can be exported
-            save_dense(model, folder / "model.safetensors")
         final = {**static, "val_acc": result.history[-1].val_acc, "best_val_acc": result.best_val_acc, "test_acc": result.test_acc,
                  "epoch": result.epochs_run, "train_seconds": result.seconds}
         record.update(status="complete", metrics=final, finished=time.time())

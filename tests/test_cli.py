@@ -79,7 +79,11 @@ def test_train_writes_result_and_compact_file(tmp_path):
     assert facts["test_acc"] > 0.6 and facts["stored_parameters"] <= int(0.3 * facts["base_parameters"])
     assert facts["dataset"]["name"] == "fashion-mnist-small" and len(facts["history"]) == 1
     assert {"smhsearch", "torch", "python"} <= set(facts["versions"]) and facts["method"]["method"] == "smh"
-    assert (tmp_path / "t" / "model.safetensors").is_file()
+    from smhsearch.export import load_trained
+    from smhsearch.methods import CompressedModel
+
+    model = load_trained(tmp_path / "t" / "model.safetensors")
+    assert isinstance(model, CompressedModel) and model.config.method == "smh" and facts["model_file"].endswith("model.safetensors")
 
 
 @pytest.mark.parametrize(
