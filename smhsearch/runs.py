@@ -34,6 +34,7 @@ class TrialRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     folder: Path | None = None
     device: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # the method's resolved facts (SMH's n and M, width's alpha, ...)
 
     @property
     def label(self) -> str:
@@ -150,5 +151,5 @@ def load_run(path: str | Path) -> Run:
             error = error or "interrupted: the driver stopped while this trial ran (its config was queued again)"
         records.append(TrialRecord(number=t.number, status=status, config=dict(config), metrics=metrics, error=error,
                                    history=saved.get("history") or [], folder=folder if folder.is_dir() else None,
-                                   device=saved.get("device")))
+                                   device=saved.get("device"), details=saved.get("method_details") or {}))
     return Run(path=path, name=space.name, space=space, objectives=objectives, trials=records)

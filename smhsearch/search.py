@@ -173,6 +173,8 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str) -> N
             "input_size": side,
         }
         record["metrics"] = dict(static)
+        if isinstance(model, CompressedModel):  # what the method resolved the budget to (SMH's n and M, width's alpha, ...)
+            record["method_details"] = {k: v for k, v in model.describe().items() if not isinstance(v, (list, dict))}
         if space.search.min_throughput is not None and static["throughput"] < space.search.min_throughput:
             raise ValueError(f"inference throughput {static['throughput']:.1f}/s is below search.min_throughput "
                              f"{space.search.min_throughput}")

@@ -79,6 +79,13 @@ def test_report_data_is_pareto_data(quick_run):
         assert data.hypervolumes[axis] == pareto.hypervolumes(run.trials, axis)
     assert data.best_under(None) == pareto.pick(run.trials, pareto.Constraints()).chosen
     assert data.published == []  # fashion-mnist-small: no paper reports on it
+    # the hover carries the whole config, every metric and what the method resolved (SMH's n and M)
+    from smhsearch.report._figures import hover_text
+
+    smh = [t for t in run.trials if t.method == "smh"]
+    assert smh and all({"n", "M"} <= set(t.details) for t in smh)
+    text = hover_text(smh[0], run.epochs)
+    assert f"M={smh[0].details['M']}" in text and "budget: " in text and "stored_params: " in text
 
 
 def test_published_points_are_drawn_where_dataset_and_family_match():

@@ -44,6 +44,9 @@ def hover_text(t: TrialRecord, epochs: int) -> str:
     lines = [f"<b>#{t.number} {html.escape(t.label)}</b>", f"status: {t.status}"
              + (f" at epoch {t.get('epoch')} of {epochs} (accuracy is a lower bound)" if t.status == "early_stopped" else "")]
     lines += [f"{k}: {html.escape(str(v))}" for k, v in t.config.items()]
+    if t.details:
+        lines.append(html.escape(f"{t.method}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                           for k, v in t.details.items())))
     lines += [f"{k}: {html.escape(_fmt(k, v))}" for k, v in t.metrics.items()]
     return "<br>".join(lines)
 

@@ -232,6 +232,7 @@ def render(data: ReportData) -> str:
 <div class="meta">run <code>{html.escape(data.run_path)}</code> · dataset <code>{html.escape(data.dataset)}</code> ·
 {data.epochs} epochs per trial · {len(data.trials)} trials ({html.escape(counts)}) · fronts on {pareto.ACCURACY[data.acc_key]} ·
 generated {data.generated} by smhsearch {__version__}</div>
+<div class="meta">training: {html.escape(", ".join(f"{k}={v}" for k, v in data.training.items() if v is not None))}</div>
 <section id="budget">{budget}</section>
 <p class="note">Each point is a trial: colour is the method, the marker is the architecture; open markers were stopped early by the
 scheduler (their accuracy, from fewer epochs, is a lower bound and they are on no front). The dotted line joins the non-dominated
