@@ -78,6 +78,9 @@ def test_report_data_is_pareto_data(quick_run):
         assert data.fronts[axis] == pareto.front(run.trials, axis)
         assert data.hypervolumes[axis] == pareto.hypervolumes(run.trials, axis)
     assert data.best_under(None) == pareto.pick(run.trials, pareto.Constraints()).chosen
+    on_test = report_data(run, "test_acc")  # --accuracy test: the same data on test accuracy
+    assert on_test.fronts["stored_params"] == pareto.front(run.trials, "stored_params", "test_acc")
+    assert on_test.best_under(None) == pareto.pick(run.trials, pareto.Constraints(), "test_acc").chosen
     assert data.published == []  # fashion-mnist-small: no paper reports on it
     # the hover carries the whole config, every metric and what the method resolved (SMH's n and M)
     from smhsearch.report._figures import hover_text
@@ -102,6 +105,10 @@ def test_published_points_are_drawn_where_dataset_and_family_match():
     for p in data.published:
         assert (p.params, p.accuracy) in published[p.series]
     assert sum(len(v) for v in published.values()) == len(data.published) == 29
+    # a paper's SMH series shares the colour of this run's SMH trials; series of methods the run lacks are grey
+    colour = {t.uid: t.marker.color for t in fig.data}
+    assert colour["published|SMH (paper)"] == colour["smh|resnet20|complete"]
+    assert colour["published|Tucker"] != colour["smh|resnet20|complete"]
     # published points carry parameters only: the throughput and FLOPs figures show none
     assert not [t for t in figure(data, "throughput").data if t.uid.startswith("published|")]
 

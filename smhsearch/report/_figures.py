@@ -13,10 +13,23 @@ from ._data import ReportData
 
 PALETTE = ["#1F77B4", "#D62728", "#2CA02C", "#FF7F0E", "#9467BD", "#8C564B", "#E377C2", "#17BECF", "#BCBD22", "#7F7F7F"]
 SYMBOLS = ["circle", "square", "diamond", "triangle-up", "pentagon", "hexagon", "star-triangle-up", "triangle-down", "cross", "x"]
-PUBLISHED_SYMBOLS = ["star", "x-thin-open", "asterisk-open", "hourglass", "bowtie", "y-up-open", "star-square", "hash-open"]
+PUBLISHED_SYMBOLS = ["star", "x-thin-open", "asterisk-open", "hourglass", "bowtie", "y-up-open", "star-diamond", "hash-open",
+                     "star-triangle-down", "circle-cross-open", "square-x-open", "diamond-wide"]
 PUBLISHED_COLOURS = ["#444444", "#888888", "#AA7733", "#557799", "#997799", "#779955"]
 SELECTED_UID = "selected"
 FRONT_UID = "front"
+
+
+def published_method(series: str) -> str | None:
+    """The smhsearch method a published series is an instance of (so it shares that method's colour), if any."""
+    s = series.lower()
+    for prefix, method in (("smh", "smh"), ("width multiplier", "width"), ("hashednets", "hashed1"), ("1x hash", "hashed1"),
+                           ("2x hash", "hashed2"), ("10x hash", "hashed10"), ("dense resnet", "dense"),
+                           ("efficientnet family", "dense"), ("equal-size dense", "dense"), ("trp", "lowrank"),
+                           ("low-rank", "lowrank"), ("random edge removal", "prune")):
+        if s.startswith(prefix):
+            return method
+    return None
 
 
 def colours(methods: list[str]) -> dict[str, str]:
@@ -84,13 +97,16 @@ def figure(data: ReportData, axis: str):
                                  line=dict(color="#111", width=1.5, dash="dot"), hoverinfo="skip", uid=FRONT_UID))
     if axis == "stored_params":
         series = sorted({p.series for p in data.published})
+        grey = iter(PUBLISHED_COLOURS * 4)
         for i, s in enumerate(series):
             pts = [p for p in data.published if p.series == s]
+            # a paper's series of a method this run has takes that method's colour, with a marker of its own
+            colour = col.get(published_method(s) or "", None) or next(grey)
             fig.add_trace(go.Scatter(
                 x=[p.params for p in pts], y=[p.accuracy for p in pts], mode="markers", name=f"published: {s}",
                 legendgroup="published", legendgrouptitle_text="published (test accuracy)" if i == 0 else None,
-                marker=dict(symbol=PUBLISHED_SYMBOLS[i % len(PUBLISHED_SYMBOLS)], size=10,
-                            color=PUBLISHED_COLOURS[i % len(PUBLISHED_COLOURS)], line=dict(width=1.5, color=PUBLISHED_COLOURS[i % len(PUBLISHED_COLOURS)])),
+                marker=dict(symbol=PUBLISHED_SYMBOLS[i % len(PUBLISHED_SYMBOLS)], size=11, opacity=0.8, color=colour,
+                            line=dict(width=1.5, color=colour)),
                 text=[f"<b>{html.escape(s)}</b><br>{html.escape(p.arch)} on {html.escape(p.dataset)}<br>{p.params:,.0f} parameters, "
                       f"{p.accuracy:.2f}% top-1 (test)<br>{html.escape(p.source)}, {html.escape(p.where)}"
                       + (f"<br>{html.escape(p.note)}" if p.note else "") for p in pts],
