@@ -33,7 +33,7 @@ demo: $(STAMP)
 	$(BIN)/smhsearch check spaces/quick.yaml
 	$(BIN)/smhsearch run spaces/quick.yaml
 	$(BIN)/smhsearch report runs/quick
-	$(BIN)/smhsearch pick runs/quick --max-params 20K
+	-$(BIN)/smhsearch pick runs/quick --max-params 20K   # exit 1 (ignored) would mean no finished trial fits
 
 lint: $(STAMP)
 	$(BIN)/ruff check smhsearch tests benchmarks scripts

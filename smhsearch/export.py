@@ -210,8 +210,8 @@ def load_trained(path: str | os.PathLike) -> nn.Module:
     return load_compact(path) if file_format(path) == COMPACT_FORMAT else load_dense(path)
 
 
-class _NoGrad(nn.Module):
-    """Eval-only wrapper: exports trace the inference graph, nothing that trains."""
+class _Exportable(nn.Module):
+    """One forward signature, ``forward(x)``, for every model: the exporters' dynamic batch dimension is named by it."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -250,7 +250,7 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, input_shape: tupl
     x = torch.randn((batch, *input_shape), generator=gen)
     reference = _outputs(model, x)
     tol = 1e-4 + 1e-4 * float(reference.abs().max())
-    dense = _NoGrad(materialize(model).cpu().eval()).eval()
+    dense = _Exportable(materialize(model).cpu().eval()).eval()
     records = []
     for fmt in formats:
         if fmt == "safetensors":

@@ -17,6 +17,9 @@ from smhsearch.runs import load_run
 from .conftest import smhsearch_cli
 
 
+# The first test here also waits for the session's real quick.yaml run (about 85 s on 2 idle cores).
+pytestmark = pytest.mark.timeout(600)
+
 def test_pick_chooses_what_pareto_chooses_and_says_why(quick_run, cli):
     run = load_run(quick_run)
     budget = max(int(t.get("stored_params")) for t in run.complete() if t.method != "dense")

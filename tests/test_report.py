@@ -26,6 +26,9 @@ CHROMIUM = os.environ.get("SMHSEARCH_CHROMIUM") or shutil.which("chromium") or s
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+# The first test here also waits for the session's real quick.yaml run (about 85 s on 2 idle cores).
+pytestmark = pytest.mark.timeout(600)
+
 def _need_browser():
     reason = None
     if CHROMIUM is None:
