@@ -298,10 +298,19 @@ def open_study(plan: RunPlan, fresh: bool = False):
         raise ValueError(f"the space's candidates, dataset or training settings changed since {plan.run_dir} was started; "
                          "run with --fresh to start over, or --out to use another folder")
     S = optuna.trial.TrialState
-    interrupted = study.get_trials(deepcopy=False, states=(S.RUNNING,))
-    for t in interrupted:
+    interrupted = []
+    for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)):
+        finished = _finished_record(plan, t.number, keys)
+        if finished is not None:  # the trial finished and wrote its record, but the driver died before telling the study
+            for k, v in finished.items():
+                if k in REPORTED:
+                    storage.set_trial_user_attr(t._trial_id, k, v)
+            storage.set_trial_state_values(t._trial_id, S.COMPLETE, [float(finished[k]) for k in keys])
+            log.info("trial %d had finished before the driver stopped; its result is recorded from its trial.json", t.number)
+            continue
         storage.set_trial_user_attr(t._trial_id, "interrupted", True)
         storage.set_trial_state_values(t._trial_id, S.FAIL)
+        interrupted.append(t)
         log.info("trial %d was interrupted; its config is queued again", t.number)
     if plan.space.search.sampler == "grid":  # the grid: every candidate not yet covered, in order
         def candidate_of(t) -> int | None:  # an enqueued trial not yet started keeps its params in fixed_params
@@ -316,6 +325,21 @@ def open_study(plan: RunPlan, fresh: bool = False):
         for t in interrupted:
             study.enqueue_trial(t.params, skip_if_exists=False)
     return study, storage
+
+
+def _finished_record(plan: RunPlan, number: int, keys: list[str]) -> dict[str, Any] | None:
+    """The final metrics a trial wrote to its trial.json, when it completed every epoch; else None."""
+    path = plan.run_dir / "trials" / f"{number:04d}" / "trial.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    metrics = record.get("metrics") or {}
+    if record.get("status") != "complete" or int(metrics.get("epoch", 0)) < plan.space.train.epochs:
+        return None
+    if any(metrics.get(k) is None for k in keys):
+        return None
+    return metrics
 
 
 def trials_done(study) -> int:

@@ -165,3 +165,33 @@ def test_journal_storage_and_changed_space_is_refused(tmp_path):
     path.write_text(text.replace("dense, smh", "dense, smh, width"))
     with pytest.raises(ValueError, match="changed since .* --fresh"):
         open_study(plan_run(load_space(path), path, tmp_path / "run"))
+
+
+def test_a_trial_that_finished_just_before_the_driver_died_is_recorded_not_rerun(tmp_path):
+    """The race the SIGKILL test can hit: trial.json says complete, but the study never heard (no Ray needed to set it up)."""
+    from smhsearch.search import open_study, plan_run
+    from smhsearch.space import load_space
+
+    space_path = write_space(tmp_path, "t6", "dense, smh", epochs=2)
+    plan = plan_run(load_space(space_path), space_path, tmp_path / "run")
+    study, _ = open_study(plan)
+    S = optuna.trial.TrialState
+    finished, cut = study.ask(), study.ask()  # two enqueued grid trials, both RUNNING when the driver dies
+    choices = list(range(len(plan.candidates)))
+    first, second = finished.suggest_categorical("candidate", choices), cut.suggest_categorical("candidate", choices)
+    assert {first, second} == {0, 1}
+    metrics = {"val_acc": 0.8, "test_acc": 0.79, "stored_params": 1234, "throughput": 50.0, "flops": 99, "epoch": 2}
+    folder = plan.run_dir / "trials" / f"{finished.number:04d}"
+    folder.mkdir(parents=True)
+    (folder / "trial.json").write_text(json.dumps({"number": finished.number, "status": "complete", "metrics": metrics}))
+    cut_folder = plan.run_dir / "trials" / f"{cut.number:04d}"
+    cut_folder.mkdir(parents=True)
+    (cut_folder / "trial.json").write_text(json.dumps({"number": cut.number, "status": "running", "metrics": {"epoch": 1}}))
+
+    study, _ = open_study(plan)  # the resume
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    done = by_number[finished.number]
+    assert done.state == S.COMPLETE and done.values == [0.8, 1234.0, 50.0] and done.user_attrs["test_acc"] == 0.79
+    assert by_number[cut.number].state == S.FAIL and by_number[cut.number].user_attrs["interrupted"]
+    waiting = [t for t in study.get_trials(deepcopy=False) if t.state == S.WAITING]
+    assert [t.system_attrs["fixed_params"]["candidate"] for t in waiting] == [second]  # only the cut one runs again
