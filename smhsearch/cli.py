@@ -385,7 +385,10 @@ def cmd_pick(run_path: Path, max_params: str | None = None, min_throughput: str 
     return 0
 
 
-def cmd_export(run_path: Path, trial: int, out: Path, formats: str = "safetensors,onnx,compact", as_json: bool = False) -> int:
+DEFAULT_EXPORT = ("safetensors", "onnx", "compact")
+
+
+def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None, as_json: bool = False) -> int:
     """Write a trial's model as deployable files; each is reloaded and compared with the trained model first."""
     import shutil
     import tempfile
@@ -394,7 +397,7 @@ def cmd_export(run_path: Path, trial: int, out: Path, formats: str = "safetensor
     from .export import FORMATS, export_model, load_trained
     from .methods import CompressedModel
 
-    wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
+    wanted = DEFAULT_EXPORT if formats is None else tuple(f.strip() for f in formats.split(",") if f.strip())
     unknown = [f for f in wanted if f not in FORMATS]
     if not wanted or unknown:
         raise BadInput(f"--format: unknown format {(unknown or [formats])[0]!r}; allowed: {', '.join(FORMATS)} (comma-separated)")
@@ -405,15 +408,17 @@ def cmd_export(run_path: Path, trial: int, out: Path, formats: str = "safetensor
         raise BadInput(f"--trial: {e}") from None
     if t.status != "complete" or t.model_file is None:
         with_models = ", ".join(str(x.number) for x in run.trials if x.status == "complete" and x.model_file) or "none"
-        why = {"early_stopped": "was stopped early by the scheduler", "failed": f"failed ({t.error})",
-               "interrupted": "was interrupted"}.get(t.status, "has no saved model")
-        raise BadInput(f"--trial: trial {trial} ({t.label}) {why}, so it has no trained model to export; "
-                       f"trials with a model: {with_models}")
+        why = {"early_stopped": "was stopped early by the scheduler, so it has no trained model to export",
+               "failed": f"failed ({t.error}), so it has no trained model to export",
+               "interrupted": "was interrupted, so it has no trained model to export",
+               "running": "is still running", "queued": "has not started"}.get(
+            t.status, "has no model.safetensors in its folder (saved by smhsearch run for every finished trial)")
+        raise BadInput(f"--trial: trial {trial} ({t.label}) {why}; trials with a model: {with_models}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"--out: {out} exists and is not an empty folder; nothing was written")
     model = load_trained(t.model_file)
     if "compact" in wanted and not isinstance(model, CompressedModel):
-        if formats != "safetensors,onnx,compact":
+        if formats is not None:
             raise BadInput(f"--format: trial {trial} is a dense model, so it has no compact file; "
                            f"allowed for it: {', '.join(f for f in FORMATS if f != 'compact')}")
         wanted = tuple(f for f in wanted if f != "compact")  # the default list: compact applies to compressed trials only
@@ -543,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", type=Path, metavar="RUN")
     s.add_argument("--trial", type=int, required=True, help="trial number (see the report or `smhsearch pick`)")
     s.add_argument("--out", type=Path, required=True, help="folder to create (must not exist, or be empty)")
-    s.add_argument("--format", dest="formats", default="safetensors,onnx,compact",
+    s.add_argument("--format", dest="formats", default=None,
                    help="comma-separated: safetensors (dense), torchscript, pt2 (torch.export), onnx, compact "
                         "(default: safetensors,onnx,compact; compact only for compressed trials)")
     s.add_argument("--json", dest="as_json", action="store_true")
