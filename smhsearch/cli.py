@@ -301,7 +301,7 @@ def cmd_report(run_path: Path, out: Path | None = None, accuracy: str = "val") -
     run = _load_run(run_path)
     if out is not None and out.is_dir():
         raise BadInput(f"--out: {out} is a folder; give the report's file name, e.g. {out / (run.name + '.html')}")
-    path = write_report(run_path, out, acc_key)
+    path = write_report(run, out, acc_key)
     done = sum(t.status == "complete" for t in run.trials)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; {len(run.trials)} trials, {done} finished); open it in a browser")
     return 0
@@ -316,7 +316,7 @@ def _constraint(flag: str, text: str | None, parse) -> float | None:
         raise BadInput(f"{flag}: {e}") from None
 
 
-def _trial_summary(t, acc_key: str) -> dict:
+def _trial_summary(t) -> dict:
     keys = ("val_acc", "test_acc", "stored_params", "throughput", "flops", "compact_bytes")
     return {"number": t.number, "label": t.label, "config": t.config, **{k: t.get(k) for k in keys},
             "model_file": str(t.model_file) if t.model_file else None}
@@ -342,9 +342,9 @@ def cmd_pick(run_path: Path, max_params: str | None = None, min_throughput: str 
     finished = sum(t.status == "complete" for t in run.trials)
     if as_json:
         print(json.dumps({"constraints": c.__dict__, "accuracy": acc_key, "finished_trials": finished,
-                          "chosen": _trial_summary(result.chosen, acc_key) if result.chosen else None,
+                          "chosen": _trial_summary(result.chosen) if result.chosen else None,
                           "satisfying": [t.number for t in result.satisfying],
-                          "nearest": [{**_trial_summary(t, acc_key), "shortfalls": s} for t, s in result.nearest]}, indent=2, default=str))
+                          "nearest": [{**_trial_summary(t), "shortfalls": s} for t, s in result.nearest]}, indent=2, default=str))
         return 0 if result.chosen else 1
 
     def facts(t) -> str:
@@ -394,7 +394,7 @@ def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None
     import tempfile
 
     from .data import normalization
-    from .export import FORMATS, export_model, load_trained
+    from .export import FORMATS, export_model, load_trained, readable_mode
     from .methods import CompressedModel
 
     wanted = DEFAULT_EXPORT if formats is None else tuple(f.strip() for f in formats.split(",") if f.strip())
@@ -441,9 +441,7 @@ def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None
                     "source_file": str(t.model_file),
                     "files": [{**r, "path": Path(r["path"]).name} for r in records]}
         (staging / "export.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
+        os.chmod(staging, readable_mode(0o777))  # mkdtemp makes it private; the export is an ordinary folder
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             out.rmdir()

@@ -26,6 +26,7 @@ from ._version import __version__
 from .methods._base import CompressedModel, compress, config_from_dict
 
 COMPACT_FORMAT = "smhsearch.compact"
+DENSE_FORMAT = "smhsearch.dense"  # a materialised model's weights (save_dense)
 COMPACT_VERSION = "1"
 
 
@@ -41,52 +42,60 @@ def materialize(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model)
 
 
-def _publish(tmp: Path, path: Path) -> None:
-    """Move a finished temporary file onto ``path`` (atomic), readable as the umask allows (safetensors writes 0600)."""
+def readable_mode(bits: int) -> int:
+    """``bits`` (0o666 for a file, 0o777 for a folder) less the process umask: what an ordinary new file or folder gets."""
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)  # a crash mid-write never leaves a half file under the real name
+    return bits & ~umask
 
 
-def save_compact(model: CompressedModel, path: str | os.PathLike) -> Path:
-    """Write ``model``'s stored variables and what rebuilds it to ``path`` (safetensors)."""
+def _write_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike, fmt: str, meta: dict[str, str]) -> Path:
+    """Write ``state`` with smhsearch's header (``fmt``, version) plus ``meta``, atomically and as readable as the umask allows."""
     from safetensors.torch import save_file
 
-    if not isinstance(model, CompressedModel):
-        raise TypeError(f"save_compact takes a compressed model (from smhsearch.compress), but got {type(model).__name__}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "format": COMPACT_FORMAT,
-        "format_version": COMPACT_VERSION,
-        "smhsearch_version": __version__,
-        "method": json.dumps(model.config.to_dict()),
-        "arch": json.dumps(model.arch),
-        "layout": json.dumps(model.layout()),
-    }
+    header = {"format": fmt, "format_version": COMPACT_VERSION, "smhsearch_version": __version__, **meta}
     tmp = path.with_name(path.name + ".tmp")
-    save_file(model.compact_state_dict(), str(tmp), metadata=meta)
-    _publish(tmp, path)
+    save_file(state, str(tmp), metadata=header)
+    os.chmod(tmp, readable_mode(0o666))  # safetensors writes 0600
+    os.replace(tmp, path)  # a crash mid-write never leaves a half file under the real name
     return path
 
 
-def read_compact_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The method config and architecture a compact file records (no tensors are read)."""
+def _read_header(path: str | os.PathLike, formats: tuple[str, ...], what: str) -> dict[str, str]:
+    """The header metadata of a safetensors file smhsearch wrote in one of ``formats`` (no tensors are read)."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no compact file at {path}")
+        raise FileNotFoundError(f"no {what} at {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for a bad header
         raise ValueError(f"{path} is not a safetensors file: {e}") from None
-    if meta.get("format") != COMPACT_FORMAT:
-        raise ValueError(f"{path} is not an smhsearch compact file (format={meta.get('format')!r}, expected {COMPACT_FORMAT!r})")
+    if meta.get("format") not in formats:
+        raise ValueError(f"{path} is not an smhsearch {what} (format={meta.get('format')!r}, expected {' or '.join(map(repr, formats))})")
     if meta.get("format_version") != COMPACT_VERSION:
-        raise ValueError(f"{path}: compact format version {meta.get('format_version')!r} is not supported (this smhsearch reads {COMPACT_VERSION!r})")
+        raise ValueError(f"{path}: format version {meta.get('format_version')!r} is not supported (this smhsearch reads {COMPACT_VERSION!r})")
+    return meta
+
+
+def save_compact(model: CompressedModel, path: str | os.PathLike) -> Path:
+    """Write ``model``'s stored variables and what rebuilds it to ``path`` (safetensors)."""
+    if not isinstance(model, CompressedModel):
+        raise TypeError(f"save_compact takes a compressed model (from smhsearch.compress), but got {type(model).__name__}")
+    return _write_safetensors(model.compact_state_dict(), path, COMPACT_FORMAT, {
+        "method": json.dumps(model.config.to_dict()),
+        "arch": json.dumps(model.arch),
+        "layout": json.dumps(model.layout()),
+    })
+
+
+def read_compact_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The method config and architecture a compact file records (no tensors are read)."""
+    meta = _read_header(path, (COMPACT_FORMAT,), "compact file")
     return {
         "method": json.loads(meta["method"]),
         "arch": json.loads(meta["arch"]),
@@ -127,7 +136,6 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
 # ----------------------------------------------------------------------------------------------
 # Dense files: the materialised model as plain tensors, and the deployable formats built from it.
 
-DENSE_FORMAT = "smhsearch.dense"
 FORMATS = ("safetensors", "torchscript", "pt2", "onnx", "compact")
 
 
@@ -148,47 +156,27 @@ def save_dense(model: nn.Module, path: str | os.PathLike) -> Path:
     multiplier's ``width``) so :func:`load_dense` rebuilds it without smhsearch's methods;
     the tensors load into ``create_model(name, **kwargs)`` directly.
     """
-    from safetensors.torch import save_file
-
     dense = materialize(model).cpu().eval()
     arch, side = _dense_arch(dense)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"format": DENSE_FORMAT, "format_version": COMPACT_VERSION, "smhsearch_version": __version__,
-            "arch": json.dumps(arch), "upsample": json.dumps(side)}
     state = {k: v.detach().contiguous().clone() for k, v in dense.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    _publish(tmp, path)
-    return path
+    return _write_safetensors(state, path, DENSE_FORMAT, {"arch": json.dumps(arch), "upsample": json.dumps(side)})
 
 
 def file_format(path: str | os.PathLike) -> str:
     """``smhsearch.compact`` or ``smhsearch.dense``: what a safetensors file written by smhsearch holds."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            fmt = (f.metadata() or {}).get("format")
-    except Exception as e:
-        raise ValueError(f"{path} is not a safetensors file: {e}") from None
-    if fmt not in (COMPACT_FORMAT, DENSE_FORMAT):
-        raise ValueError(f"{path} was not written by smhsearch (format={fmt!r})")
-    return fmt
+    return _read_header(path, (COMPACT_FORMAT, DENSE_FORMAT), "model file")["format"]
 
 
 def load_dense(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     """Rebuild the dense module saved by :func:`save_dense`, in eval mode (``model``: for a user module)."""
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     from .methods._width import Upsampled
     from .models import create_model
 
-    if file_format(path) != DENSE_FORMAT:
+    meta = _read_header(path, (DENSE_FORMAT, COMPACT_FORMAT), "model file")
+    if meta["format"] != DENSE_FORMAT:
         raise ValueError(f"{path} is a compact file: load it with load_compact")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
     arch, side = json.loads(meta["arch"]), json.loads(meta.get("upsample", "null"))
     if model is None:
         if arch is None:

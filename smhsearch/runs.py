@@ -111,7 +111,7 @@ def load_run(path: str | Path) -> Run:
     """Every trial of the run folder ``path`` (made by ``smhsearch run``), in trial order."""
     import optuna
 
-    from .search import REPORTED, STUDY_FILE, _storage
+    from .search import REPORTED, STUDY_FILE, _storage, storage_url
 
     path = Path(path)
     space_file = path / "space.yaml"
@@ -125,7 +125,7 @@ def load_run(path: str | Path) -> Run:
         space = Space.model_validate(yaml.safe_load(space_file.read_text()))
     except Exception as e:
         raise RunError(f"{space_file}: not a space this smhsearch reads: {e}") from None
-    url = space.storage or f"sqlite:///{(path / STUDY_FILE).resolve()}"
+    url = storage_url(space, path)
     if not space.storage and not (path / STUDY_FILE).is_file():
         raise RunError(f"{path} has no study ({STUDY_FILE}); was the run started?")
     try:

@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 STUDY_FILE = "study.db"
 
 
+def storage_url(space: Space, run_dir: Path) -> str:
+    """Where a run's study lives: the space's ``storage``, or the SQLite file in the run folder."""
+    return space.storage or f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
+
+
 @dataclass
 class RunPlan:
     space: Space
@@ -52,9 +57,7 @@ class RunPlan:
 
     @property
     def storage_url(self) -> str:
-        if self.space.storage:
-            return self.space.storage
-        return f"sqlite:///{(self.run_dir / STUDY_FILE).resolve()}"
+        return storage_url(self.space, self.run_dir)
 
     def fingerprint(self) -> str:
         """What a resumed study must share with its start: candidates, data and training (not the trial count)."""

@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._data import ReportData, report_data
 from ._figures import figure
 from ._page import page_data, render
 
+if TYPE_CHECKING:
+    from ..runs import Run
+
 __all__ = ["ReportData", "report_data", "figure", "render", "page_data", "write_report"]
 
 
-def write_report(run_path: str | os.PathLike, out: str | os.PathLike | None = None, acc_key: str = "val_acc") -> Path:
-    """Read the run at ``run_path`` and write its report to ``out`` (default ``reports/<name>.html``)."""
-    from ..runs import load_run
+def write_report(run: "str | os.PathLike | Run", out: str | os.PathLike | None = None, acc_key: str = "val_acc") -> Path:
+    """Write the report of ``run`` (a run folder, or a :class:`~smhsearch.runs.Run` already read) to ``out``
+    (default ``reports/<name>.html``)."""
+    from ..runs import Run, load_run
 
-    run = load_run(run_path)
+    if not isinstance(run, Run):
+        run = load_run(run)
     page = render(report_data(run, acc_key))
     path = Path(out) if out is not None else Path("reports") / f"{run.name}.html"
     path.parent.mkdir(parents=True, exist_ok=True)

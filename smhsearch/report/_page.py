@@ -177,10 +177,7 @@ def _json_for_script(obj: Any) -> str:
 
 def page_data(data: ReportData) -> dict[str, Any]:
     """What the page's script reads: each trial's numbers, the axes, the accuracy's name."""
-    def num(v):
-        f = pareto._num(v)
-        return f
-
+    num = pareto._num
     return {
         "axes": list(pareto.AXES),
         "acc_name": pareto.ACCURACY[data.acc_key],
