@@ -93,6 +93,14 @@ def save_compact(model: CompressedModel, path: str | os.PathLike) -> Path:
     })
 
 
+def compact_bytes(model: CompressedModel) -> int:
+    """Bytes of ``model``'s compact file (written to a temporary folder and measured)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        return save_compact(model, Path(d) / "model.safetensors").stat().st_size
+
+
 def read_compact_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The method config and architecture a compact file records (no tensors are read)."""
     meta = _read_header(path, (COMPACT_FORMAT,), "compact file")
@@ -141,8 +149,8 @@ FORMATS = ("safetensors", "torchscript", "pt2", "onnx", "compact")
 
 def _dense_arch(dense: nn.Module) -> tuple[dict[str, Any] | None, int | None]:
     """(registry name and kwargs, input up-sampling side) of a materialised model."""
-    from .methods._width import Upsampled
     from .models import arch_of
+    from .models._wrappers import Upsampled
 
     if isinstance(dense, Upsampled):
         return arch_of(dense.model), dense.size
@@ -171,8 +179,8 @@ def load_dense(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Mo
     """Rebuild the dense module saved by :func:`save_dense`, in eval mode (``model``: for a user module)."""
     from safetensors.torch import load_file
 
-    from .methods._width import Upsampled
     from .models import create_model
+    from .models._wrappers import Upsampled
 
     meta = _read_header(path, (DENSE_FORMAT, COMPACT_FORMAT), "model file")
     if meta["format"] != DENSE_FORMAT:

@@ -9,7 +9,7 @@
   fused multiply-add counts as one flop (fvcore's rule: it reports MACs). This is what
   deployment costs; SMH's training-time matmul is reported apart (``describe()``).
 - ``throughput``: samples per second, the median over timed repeats after warm-up.
-- ``file_bytes`` / ``compact_bytes``: bytes on disk.
+- ``file_bytes``: bytes on disk (a compressed model's compact file: ``export.compact_bytes``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ import copy
 import logging
 import os
 import statistics
-import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Literal, NamedTuple, Sequence
 
@@ -28,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._fvcore import count_flops
 from .methods._base import CompressedModel, trainable_count
 
 log = logging.getLogger(__name__)
@@ -63,20 +62,7 @@ def flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     794000
     """
     dense = model.materialize() if isinstance(model, CompressedModel) else model
-    was_training = dense.training
-    dense.eval()
-    try:
-        device = next(dense.parameters()).device
-        x = torch.zeros(1, *input_shape, device=device)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # fvcore's tracer trips torch.jit deprecation notices
-            from fvcore.nn import FlopCountAnalysis
-
-            analysis = FlopCountAnalysis(dense, x)
-            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            return int(analysis.total())
-    finally:
-        dense.train(was_training)
+    return count_flops(dense, input_shape)
 
 
 class Throughput(NamedTuple):
@@ -160,11 +146,3 @@ def throughput(
 def file_bytes(path: str | os.PathLike) -> int:
     """Size of a file on disk, in bytes."""
     return Path(path).stat().st_size
-
-
-def compact_bytes(model: CompressedModel) -> int:
-    """Bytes of ``model``'s compact file (written to a temporary folder and measured)."""
-    from .export import save_compact
-
-    with tempfile.TemporaryDirectory() as d:
-        return file_bytes(save_compact(model, Path(d) / "model.safetensors"))

@@ -69,7 +69,7 @@ def test_compact_file_holds_only_stored_variables(tmp_path):
     assert json.loads(meta["arch"])["name"] == "resnet20"
     # bytes: float32 tensors plus a small header
     assert stored_in_file * 4 < measure.file_bytes(path) < stored_in_file * 4 + 64_000
-    assert measure.compact_bytes(m) == measure.file_bytes(path)
+    assert smhsearch.export.compact_bytes(m) == measure.file_bytes(path)
     assert measure.file_bytes(path) < 0.3 * 4 * sum(p.numel() for p in base.parameters())
 
 

@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._budget import Budget, BudgetLike
+from .._fvcore import count_flops
 from ..models._factory import MODELS, arch_of, create_model
+from ..models._wrappers import Upsampled
 from ._base import CompressedModel, MethodConfig, check_seed, register_method, resolve_budget, trainable_count
 
 ALPHA_STEP = 1 / 512
@@ -61,17 +63,6 @@ class WidthMultiplier(MethodConfig):
         if not isinstance(self.resolution, bool):
             raise ValueError(f"resolution must be a bool, but got {self.resolution!r}")
         check_seed(self.seed)
-
-
-class Upsampled(nn.Module):
-    """Bilinear up-sampling of the input to ``size`` x ``size``, then ``model``."""
-
-    def __init__(self, model: nn.Module, size: int) -> None:
-        super().__init__()
-        self.model, self.size = model, size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False))
 
 
 class WidthModel(CompressedModel):
@@ -155,9 +146,7 @@ def _build_width(model: nn.Module, config: WidthMultiplier) -> WidthModel:
     narrow = create_model(arch["name"], **{**arch["kwargs"], "width": alpha})
     side = None
     if config.resolution:
-        from ..measure import flops
-
         s0 = MODELS.get(arch["name"]).default_input_size
         shape = (arch["kwargs"]["in_channels"], s0, s0)
-        side = int(round(s0 * math.sqrt(flops(model, shape) / flops(narrow, shape))))
+        side = int(round(s0 * math.sqrt(count_flops(model, shape) / count_flops(narrow, shape))))
     return WidthModel(narrow, config, arch, alpha, side)
