@@ -17,7 +17,6 @@ from typing import Any
 from .space import Candidate, Space
 
 # The study's states, as the user reads them.
-STATUSES = ("complete", "early_stopped", "failed", "interrupted", "running", "queued")
 
 
 class RunError(ValueError):
@@ -38,7 +37,7 @@ class TrialRecord:
 
     @property
     def label(self) -> str:
-        return Candidate(**self.config).label() if self.config else f"trial {self.number}"
+        return Candidate.from_params(self.config).label() if self.config else f"trial {self.number}"
 
     @property
     def arch(self) -> str:
@@ -70,7 +69,6 @@ class Run:
     path: Path
     name: str
     space: Space
-    objectives: list[str]
     trials: list[TrialRecord]
 
     @property
@@ -121,8 +119,12 @@ def load_run(path: str | Path) -> Run:
         raise RunError(f"{path} is not a run folder: it has no space.yaml (smhsearch run writes one)")
     import yaml
 
+    from .plugins import load_plugins
+
     try:
-        space = Space.model_validate(yaml.safe_load(space_file.read_text()))
+        raw = yaml.safe_load(space_file.read_text())
+        load_plugins(raw.get("plugins") or [])
+        space = Space.model_validate(raw)
     except Exception as e:
         raise RunError(f"{space_file}: not a space this smhsearch reads: {e}") from None
     url = storage_url(space, path)
@@ -132,7 +134,6 @@ def load_run(path: str | Path) -> Run:
         study = optuna.load_study(study_name=space.name, storage=_storage(url))
     except KeyError:
         raise RunError(f"{path}: the study {space.name!r} is not in {url}") from None
-    objectives = list(study.user_attrs.get("objectives", []))
     records = []
     for t in study.get_trials(deepcopy=False):
         folder = path / "trials" / f"{t.number:04d}"
@@ -152,4 +153,4 @@ def load_run(path: str | Path) -> Run:
         records.append(TrialRecord(number=t.number, status=status, config=dict(config), metrics=metrics, error=error,
                                    history=saved.get("history") or [], folder=folder if folder.is_dir() else None,
                                    device=saved.get("device"), details=saved.get("method_details") or {}))
-    return Run(path=path, name=space.name, space=space, objectives=objectives, trials=records)
+    return Run(path=path, name=space.name, space=space, trials=records)

@@ -1,7 +1,8 @@
-"""YAML search spaces: a validated schema, turned into trial configs.
+"""YAML search spaces: a validated schema, turned into trial candidates.
 
-A space names what to compare (architectures x budgets x methods x scopes x scales),
-how to train each trial, how to search and schedule, and where to store the study::
+A space names what to compare (architectures x budgets x methods x scopes x scales,
+and each method's own options), how to train each trial, how to search and schedule,
+and where to store the study::
 
     name: quick
     dataset: {name: fashion-mnist-small}
@@ -9,44 +10,38 @@ how to train each trial, how to search and schedule, and where to store the stud
     space:
       arch: [resnet8]
       budget: ["10%", "25%"]
-      method: [smh, hashed1, width]
+      method: [dense, smh, hashed2, {name: hashednets, per_layer: true, hashes: [1, 2]}, width]
       scale: [fixed, learnable]
     search: {sampler: grid}
     scheduler: {kind: asha, grace_period: 1, reduction_factor: 2}
     resources: {cpus_per_trial: 1}
 
-Bad input is a :class:`SpaceError` naming the file, the key and the allowed values;
-the CLI turns it into exit status 2 before anything is written.
+Nothing here is a second table of methods: the method names, which axes each reads
+and which options a method entry may set come from the method registry
+(``smhsearch.methods._schema``), and ``train`` is :class:`smhsearch.train.TrainConfig`'s
+fields. Bad input is a :class:`SpaceError` naming the file, the key and the allowed
+values; the CLI turns it into exit status 2 before anything is written.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_serializer, model_validator
 
 from ._budget import Budget
-from .methods import HashedNets, LowRank, MethodConfig, Prune, SMH, WidthMultiplier
+from .methods import MethodConfig
+from .methods._schema import AXES, DENSE, build_config, method_names, resolve, space_options, unknown_method
+from .train import TrainConfig
 
-# Method names in spaces: presets over the registry's configs.
-METHOD_PRESETS: dict[str, tuple[type[MethodConfig], dict[str, Any]]] = {
-    "smh": (SMH, {}),
-    "hashed1": (HashedNets, {"hashes": 1}),
-    "hashed2": (HashedNets, {"hashes": 2}),
-    "hashed10": (HashedNets, {"hashes": 10}),
-    "width": (WidthMultiplier, {}),
-    "width_res": (WidthMultiplier, {"resolution": True}),
-    "prune": (Prune, {}),
-    "lowrank": (LowRank, {}),
-}
-USES_SCOPE = {"smh", "hashed1", "hashed2", "hashed10", "prune", "lowrank"}
-USES_SCALE = {"smh"}
 OBJECTIVES = {"accuracy": "max", "stored_params": "min", "throughput": "max", "flops": "min"}
+EMBEDDED = ("fashion-mnist-small", "synthetic")  # datasets that read no files
 
 
 class SpaceError(ValueError):
@@ -72,34 +67,90 @@ class DatasetSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _resolution_where_it_applies(self) -> "DatasetSpec":
+    def _keys_that_apply(self) -> "DatasetSpec":
         if self.resolution is not None and self.name != "imagenet":
             raise ValueError(f"resolution applies to imagenet (its training crop); {self.name} keeps its native size "
                              "(use method width_res to up-sample inputs)")
+        if self.root is not None and self.name in EMBEDDED:
+            raise ValueError(f"root does not apply to {self.name}: it reads no files")
         return self
 
 
-class TrainSpec(_Strict):
-    epochs: int = Field(default=5, ge=1)
-    batch_size: int = Field(default=128, ge=1)
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(default=0.05, gt=0)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    weight_decay: float = Field(default=5e-4, ge=0)
-    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
-    warmup_epochs: float = Field(default=0.0, ge=0)
-    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
-    variable_lr_mult: Union[float, dict[str, float]] = Field(
-        default=1.0, description="lr multiplier of the method's shared variables; a number, or one per method name")
-    seed: int = Field(default=0, ge=0)
+def _train_spec() -> type[BaseModel]:
+    """The ``train`` section: :class:`TrainConfig`'s fields and defaults, checked by TrainConfig itself.
+
+    One difference: ``variable_lr_mult`` may also be a map from method name to multiplier.
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    fields: dict[str, Any] = {f.name: (hints[f.name], Field(default=f.default, description=f.metadata.get("help")))
+                              for f in dataclasses.fields(TrainConfig)}
+    fields["variable_lr_mult"] = (Union[float, dict[str, float]], Field(
+        default=1.0, description="lr multiplier of the method's shared variables; a number, or one per method name"))
+
+    def check(self):
+        d = self.model_dump()
+        mults = d["variable_lr_mult"].values() if isinstance(d["variable_lr_mult"], dict) else [d["variable_lr_mult"]]
+        for m in mults or [1.0]:
+            TrainConfig(**{**d, "variable_lr_mult": m})  # its own rules: warmup < epochs, lr > 0, ...
+        if self.optimizer != "sgd":
+            given = sorted({"momentum", "nesterov"} & self.model_fields_set)
+            if given:
+                raise ValueError(f"{', '.join(given)} applies to optimizer sgd only, but optimizer is {self.optimizer!r}")
+        return self
+
+    return create_model("TrainSpec", __base__=_Strict, __validators__={"_check": model_validator(mode="after")(check)},
+                        **fields)
+
+
+TrainSpec = _train_spec()
+
+
+class MethodEntry(_Strict):
+    """A method of the space: a name (registry name or preset) and its own options (a list is an axis)."""
+
+    name: str
+    options: dict[str, Any] = {}
+
+    @model_serializer
+    def _as_written(self) -> str | dict[str, Any]:  # as a space file writes it, so a saved space.yaml reads back
+        return {"name": self.name, **self.options} if self.options else self.name
+
+    @property
+    def expanded(self) -> list[dict[str, Any]]:
+        keys = sorted(self.options)
+        lists = [v if isinstance(v, list) else [v] for v in (self.options[k] for k in keys)]
+        return [dict(zip(keys, combo)) for combo in itertools.product(*lists)]
+
+
+def _method_entry(v: Any) -> MethodEntry:
+    """``smh`` or ``{name: hashednets, per_layer: true, hashes: [1, 2]}``, checked against the registry."""
+    if isinstance(v, MethodEntry):
+        return v
+    if isinstance(v, str):
+        name, options = v, {}
+    elif isinstance(v, dict) and isinstance(v.get("name"), str):
+        name, options = v["name"], {k: x for k, x in v.items() if k != "name"}
+    else:
+        raise ValueError(f"a method is a name or a mapping with a 'name' key and options, but got {v!r}")
+    if name not in method_names():
+        raise ValueError(unknown_method(name))
+    if name == DENSE:
+        if options:
+            raise ValueError(f"dense takes no options, but got {sorted(options)}")
+        return MethodEntry(name=name)
+    allowed = space_options(resolve(name)[0].config_cls)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:  # values are checked by the config itself, candidate by candidate (_check_feasible)
+        raise ValueError(f"{name}: option(s) {unknown} do not apply; allowed: {', '.join(allowed) or 'none'}")
+    return MethodEntry(name=name, options=options)
 
 
 class SpaceSpec(_Strict):
     arch: list[str] = Field(min_length=1)
-    budget: list[Union[int, float, str]] = Field(min_length=1)
-    method: list[str] = Field(min_length=1)
-    scope: list[Literal["all", "conv"]] = Field(default=["all"], min_length=1)
-    scale: list[Literal["fixed", "learnable"]] = Field(default=["fixed"], min_length=1)
+    budget: list[Union[int, float, str]] | None = Field(default=None, min_length=1)
+    method: list[MethodEntry] = Field(min_length=1)
+    scope: list[str] = Field(default=["all"], min_length=1)
+    scale: list[str] = Field(default=["fixed"], min_length=1)
 
     @field_validator("arch")
     @classmethod
@@ -111,20 +162,39 @@ class SpaceSpec(_Strict):
                 raise ValueError(MODELS.unknown_message(a))
         return v
 
-    @field_validator("method")
+    @field_validator("method", mode="before")
     @classmethod
-    def _known_method(cls, v: list[str]) -> list[str]:
-        for m in v:
-            if m not in METHOD_PRESETS and m != "dense":
-                raise ValueError(f"unknown method {m!r}; allowed: {', '.join(['dense', *METHOD_PRESETS])}")
-        return v
+    def _methods(cls, v: Any) -> list[MethodEntry]:
+        if not isinstance(v, list):
+            raise ValueError(f"method is a list of method names or mappings, but got {v!r}")
+        return [_method_entry(x) for x in v]
 
     @field_validator("budget")
     @classmethod
-    def _parse_budgets(cls, v: list) -> list:
-        for b in v:
+    def _parse_budgets(cls, v: list | None) -> list | None:
+        for b in v or []:
             Budget.parse(b)
         return v
+
+    @model_validator(mode="after")
+    def _axes_that_apply(self) -> "SpaceSpec":
+        reads = {axis: [m.name for m in self.method if m.name != DENSE and axis in resolve(m.name)[0].config_cls.axes]
+                 for axis in AXES}
+        for axis in AXES:
+            given = axis in self.model_fields_set
+            if given and not reads[axis]:
+                users = [n for n in method_names() if n != DENSE and axis in resolve(n)[0].config_cls.axes]
+                raise ValueError(f"{axis}: no method of this space reads it (it applies to: {', '.join(users)})")
+        if reads["budget"] and self.budget is None:
+            raise ValueError(f"budget: methods {', '.join(reads['budget'])} need a list of budgets (46K, 5.3M, '25%', 0.1)")
+        for axis in ("scope", "scale"):  # each value must be one every method that reads the axis accepts
+            for name in reads[axis]:
+                for value in getattr(self, axis):
+                    try:
+                        build_config(name, {"budget": 0.5, axis: value}, {})
+                    except ValueError as e:
+                        raise ValueError(f"{axis}: {value!r} is not valid for {name}: {e}") from None
+        return self
 
 
 class SearchSpec(_Strict):
@@ -151,6 +221,13 @@ class SchedulerSpec(_Strict):
     grace_period: int = Field(default=1, ge=1)
     reduction_factor: float = Field(default=3, gt=1)
 
+    @model_validator(mode="after")
+    def _keys_that_apply(self) -> "SchedulerSpec":
+        given = sorted({"grace_period", "reduction_factor"} & self.model_fields_set)
+        if self.kind == "none" and given:
+            raise ValueError(f"{', '.join(given)} applies to kind asha only, but kind is 'none'")
+        return self
+
 
 class ResourcesSpec(_Strict):
     cpus_per_trial: float = Field(default=1, gt=0)
@@ -160,59 +237,90 @@ class ResourcesSpec(_Strict):
 
 class Space(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    plugins: list[str] = Field(default=[], description="modules imported first (by the driver and every trial) "
+                                                       "that register methods, models or datasets")
     dataset: DatasetSpec = DatasetSpec()
-    train: TrainSpec = TrainSpec()
+    train: TrainSpec = TrainSpec()  # type: ignore[valid-type]
     space: SpaceSpec
     search: SearchSpec = SearchSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
     resources: ResourcesSpec = ResourcesSpec()
     storage: str | None = Field(default=None, description="SQLAlchemy URL or journal file; default SQLite in the run folder")
 
+    @model_validator(mode="after")
+    def _lr_mult_names(self) -> "Space":
+        mult = self.train.variable_lr_mult
+        if isinstance(mult, dict):
+            names = {m.name for m in self.space.method if m.name != DENSE}
+            names |= {resolve(n)[0].config_cls.method for n in names}
+            unknown = sorted(set(mult) - names)
+            if unknown:
+                raise ValueError(f"train.variable_lr_mult: {unknown} name no method of this space; "
+                                 f"allowed: {', '.join(sorted(names)) or 'none (only dense)'}")
+        return self
+
     def candidates(self) -> list["Candidate"]:
         """Every distinct trial config the space allows, in a stable order."""
         out, seen = [], set()
         s = self.space
-        for arch, budget, method, scope, scale in itertools.product(s.arch, s.budget, s.method, s.scope, s.scale):
-            c = Candidate(arch, method, None if method == "dense" else budget,
-                          scope if method in USES_SCOPE else None, scale if method in USES_SCALE else None)
-            if c not in seen:
-                seen.add(c)
-                out.append(c)
+        for arch, m in itertools.product(s.arch, s.method):
+            if m.name == DENSE:
+                combos = [Candidate(arch, DENSE)]
+            else:
+                axes = resolve(m.name)[0].config_cls.axes
+                combos = [Candidate(arch, m.name, b if "budget" in axes else None, sc if "scope" in axes else None,
+                                    sa if "scale" in axes else None, tuple(sorted(opts.items())))
+                          for b, sc, sa, opts in itertools.product(s.budget or [None], s.scope, s.scale, m.expanded)]
+            for c in combos:
+                if c not in seen:
+                    seen.add(c)
+                    out.append(c)
         return out
 
     def lr_mult(self, method: str) -> float:
+        """The variable-lr multiplier of a method name: its own entry, else its registry name's, else 1."""
         v = self.train.variable_lr_mult
-        return v if isinstance(v, float | int) else float(v.get(method, 1.0))
+        if not isinstance(v, dict):
+            return float(v)
+        if method in v:
+            return float(v[method])
+        registry = resolve(method)[0].config_cls.method if method != DENSE else method
+        return float(v.get(registry, 1.0))
+
+    def train_config(self, method: str) -> TrainConfig:
+        """The trainer's config for a trial of ``method``."""
+        return TrainConfig(**{**self.train.model_dump(), "variable_lr_mult": self.lr_mult(method)})
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One point of a space: what to build. ``budget``/``scope``/``scale`` are None where unused."""
+    """One point of a space: what to build. ``budget``/``scope``/``scale`` are None where the method reads none."""
 
     arch: str
     method: str
     budget: Union[int, float, str, None] = None
     scope: str | None = None
     scale: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()
 
     def method_config(self, seed: int = 0) -> MethodConfig | None:
-        if self.method == "dense":
+        if self.method == DENSE:
             return None
-        cls, preset = METHOD_PRESETS[self.method]
-        kwargs: dict[str, Any] = {"budget": self.budget, **preset}
-        if self.scope is not None:
-            kwargs["scope"] = self.scope
-        if self.scale is not None:
-            kwargs["scale"] = self.scale
-        if "seed" in cls.__dataclass_fields__:
-            kwargs["seed"] = seed
-        return cls(**kwargs)
+        return build_config(self.method, {"budget": self.budget, "scope": self.scope, "scale": self.scale},
+                            dict(self.options), seed=seed)
 
     def params(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        """A flat JSON-ready dict (the method's options beside the axes), as trials record their config."""
+        flat = {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "options"}
+        return {**flat, **dict(self.options)}
+
+    @classmethod
+    def from_params(cls, d: dict[str, Any]) -> "Candidate":
+        own = {f.name for f in dataclasses.fields(cls)} - {"options"}
+        return cls(**{k: v for k, v in d.items() if k in own}, options=tuple(sorted((k, v) for k, v in d.items() if k not in own)))
 
     def label(self) -> str:
-        extra = "/".join(str(v) for v in (self.scope, self.scale) if v)
+        extra = "/".join([str(v) for v in (self.scope, self.scale) if v] + [f"{k}={v}" for k, v in self.options])
         return f"{self.arch} {self.method}" + (f"@{self.budget}" if self.budget is not None else "") + (f" ({extra})" if extra else "")
 
 
@@ -226,34 +334,53 @@ def load_space(path: str | Path, check_data: bool = True) -> Space:
     ``check_data=False`` skips looking for the dataset's files (to validate a space on a
     machine that does not hold its data); every other check still runs.
     """
+    from .plugins import PluginError, load_plugins
+
     path = Path(path)
+    raw = _read_yaml(path)
+    try:
+        load_plugins(raw.get("plugins") or [])
+    except PluginError as e:
+        raise SpaceError(f"{path}: plugins: {e}") from None
+    try:
+        space = Space.model_validate(raw)
+    except ValidationError as e:
+        raise SpaceError("\n".join(_error_lines(path, e))) from None
+    if check_data:
+        _check_dataset(space, path)
+    _check_feasible(space, path)
+    return space
+
+
+def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise SpaceError(f"{path}: no such space file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpaceError(f"{path}: cannot read the space file as UTF-8 text: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpaceError(f"{path}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
     if not isinstance(raw, dict):
         raise SpaceError(f"{path}: a space is a mapping with keys {', '.join(Space.model_fields)}; got {type(raw).__name__}")
-    try:
-        space = Space.model_validate(raw)
-    except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            key = _format_loc(err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                parent = _format_loc(err["loc"][:-1])
-                allowed = _allowed_keys(parent)
-                msg = f"unknown key; allowed keys{' under ' + parent if parent else ''}: {', '.join(allowed)}"
-            lines.append(f"{path}: {key}: {msg}")
-        raise SpaceError("\n".join(lines)) from None
-    if check_data:
-        _check_dataset(space, path)
-    _check_feasible(space, path)
-    return space
+    return raw
+
+
+def _error_lines(path: Path, e: ValidationError) -> list[str]:
+    lines = []
+    for err in e.errors():
+        key = _format_loc(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            parent = _format_loc(err["loc"][:-1])
+            msg = f"unknown key; allowed keys{' under ' + parent if parent else ''}: {', '.join(_allowed_keys(parent))}"
+        head = msg.split(": ", 1)[0]
+        if ": " in msg and head in _allowed_keys(key):  # a check of the whole section that names one of its keys
+            key, msg = f"{key}.{head}" if key else head, msg.split(": ", 1)[1]
+        lines.append(f"{path}: {key}: {msg}")
+    return lines
 
 
 def dataset_root(space: Space, path: Path) -> Path | None:
@@ -271,7 +398,7 @@ def _check_dataset(space: Space, path: Path) -> None:
     """A dataset that needs files must find them now, not in every trial."""
     from .data import DatasetNotFound, load_dataset
 
-    if space.dataset.name in ("fashion-mnist-small", "synthetic"):
+    if space.dataset.name in EMBEDDED:
         return
     try:
         load_dataset(space.dataset.name, dataset_root(space, path))
@@ -317,30 +444,30 @@ def _check_feasible(space: Space, path: Path) -> None:
     """Every budget must be below some architecture it is paired with, and meetable wherever it is below."""
     import torch
 
-    from .methods import METHODS, compress
+    from .methods import METHODS, WidthMultiplier, compress
 
     bases = _meta_bases(space)
     kept, skipped = applicable_candidates(space, bases)
     problems = []
-    for b in space.space.budget:
+    for b in space.space.budget or []:
         if any(c.budget == b for c in skipped) and not any(c.budget == b for c in kept):
             sizes = ", ".join(f"{a} {sum(p.numel() for p in m.parameters())}" for a, m in bases.items())
             problems.append(f"{path}: space.budget: budget {b!r} is not below any architecture's size ({sizes})")
     for c in kept:
-        cfg = c.method_config()
-        if cfg is None:
-            continue
         try:
+            cfg = c.method_config()
+            if cfg is None:
+                continue
             planner = METHODS.get(cfg.method).planner
             if planner is not None:  # the builder's own arithmetic, no tensors made
                 planner(bases[c.arch], cfg)
-            else:  # width and low-rank search their own shapes: build on the meta device
+            else:  # methods that search their own shapes: build on the meta device
                 if isinstance(cfg, WidthMultiplier):  # resolution changes FLOPs, not feasibility (and FLOPs need values)
                     cfg = dataclasses.replace(cfg, resolution=False)
                 with torch.device("meta"):
                     compress(bases[c.arch], cfg)
         except ValueError as e:
-            problems.append(f"{path}: space.budget: {c.label()}: {e}")
+            problems.append(f"{path}: space.method: {c.label()}: {e}")
     if problems:
         raise SpaceError("\n".join(problems))
 

@@ -59,22 +59,22 @@ class StopTraining(Exception):
 class TrainConfig:
     """How to train. Every field is checked; the message states the rule and the value."""
 
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: Optimizer = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: Schedule = "cosine"
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    variable_lr_mult: float = 1.0
-    grad_clip: float | None = None
-    amp: Literal["auto", "bf16", "off"] = "auto"
-    channels_last: bool | None = None
-    eval_batch_size: int = 1024
-    seed: int = 0
+    epochs: int = field(default=10, metadata={"help": "passes over the training split"})
+    batch_size: int = field(default=128, metadata={"help": "training batch size"})
+    optimizer: Optimizer = field(default="sgd", metadata={"help": "SGD with (Nesterov) momentum, or AdamW"})
+    lr: float = field(default=0.1, metadata={"help": "peak learning rate"})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum (sgd only)"})
+    nesterov: bool = field(default=True, metadata={"help": "Nesterov momentum (sgd only)"})
+    weight_decay: float = field(default=5e-4, metadata={"help": "on weights and the method's shared variables, not on gains"})
+    schedule: Schedule = field(default="cosine", metadata={"help": "learning-rate schedule"})
+    warmup_epochs: float = field(default=0.0, metadata={"help": "linear warm-up, in epochs"})
+    label_smoothing: float = field(default=0.0, metadata={"help": "cross-entropy label smoothing"})
+    variable_lr_mult: float = field(default=1.0, metadata={"help": "lr multiplier of the method's shared variables"})
+    grad_clip: float | None = field(default=None, metadata={"help": "clip the total gradient norm to this"})
+    amp: Literal["auto", "bf16", "off"] = field(default="auto", metadata={"help": "bf16 autocast (auto: on CUDA)"})
+    channels_last: bool | None = field(default=None, metadata={"help": "channels_last memory format (default: on CUDA)"})
+    eval_batch_size: int = field(default=1024, metadata={"help": "batch size of evaluation"})
+    seed: int = field(default=0, metadata={"help": "seed of shuffling, augmentation and initialisation"})
 
     def __post_init__(self) -> None:
         def need(ok: bool, rule: str, **values: Any) -> None:
@@ -118,7 +118,6 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     device: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -33,7 +33,7 @@ def test_compress_reports_and_saves(tmp_path):
         (["compress", "resnet32", "--budget", "1K"], "--budget: SMH: budget='1K' (= 1000) is too small"),
         (["compress", "resnet32", "--budget", "10%", "--scope", "dense"], "--scope: scope must be one of 'all', 'conv'"),
         (["compress", "resnet32", "--budget", "lots"], "--budget: budget must be"),
-        (["compress", "resnet32", "--budget", "10K", "--method", "smj"], "--method: unknown compression method 'smj'; nearest: smh"),
+        (["compress", "resnet32", "--budget", "10K", "--method", "smj"], "--method: unknown method 'smj'; nearest: smh"),
         (["models", "--family", "vit"], "--family: unknown family 'vit'; allowed: "),
         (["compress", "resnet20", "--method", "prune"], "--budget: method 'prune' needs a budget"),
         (["compress", "resnet20", "--method", "width", "--alpha", "2"], "--alpha: alpha must lie in (0, 1], but got 2.0"),
@@ -76,21 +76,23 @@ def test_train_writes_result_and_compact_file(tmp_path):
             "--variable-lr-mult", "10", "--out", str(tmp_path / "t"), "--json")
     assert r.returncode == 0, r.stderr
     facts = json.loads((tmp_path / "t" / "result.json").read_text())
-    assert facts["test_acc"] > 0.6 and facts["stored_parameters"] <= int(0.3 * facts["base_parameters"])
-    assert facts["dataset"]["name"] == "fashion-mnist-small" and len(facts["history"]) == 1
-    assert {"smhsearch", "torch", "python"} <= set(facts["versions"]) and facts["method"]["method"] == "smh"
+    metrics = facts["metrics"]
+    assert facts["status"] == "complete" and metrics["test_acc"] > 0.6 and metrics["stored_params"] <= int(0.3 * metrics["base_params"])
+    assert facts["spec"]["dataset"] == "fashion-mnist-small" and len(facts["history"]) == 1
+    assert {"smhsearch", "torch", "python"} <= set(facts["versions"]) and facts["spec"]["method"]["method"] == "smh"
+    assert facts["spec"]["train"]["variable_lr_mult"] == 10 and facts["spec"]["train"]["lr"] == 0.05
     from smhsearch.export import load_trained
     from smhsearch.methods import CompressedModel
 
     model = load_trained(tmp_path / "t" / "model.safetensors")
-    assert isinstance(model, CompressedModel) and model.config.method == "smh" and facts["model_file"].endswith("model.safetensors")
+    assert isinstance(model, CompressedModel) and model.config.method == "smh" and json.loads(r.stdout)["status"] == "complete"
 
 
 @pytest.mark.parametrize(
     "args,message",
     [(["train", "mlp", "--dataset", "cifar-10"], "--dataset: unknown dataset 'cifar-10'; nearest: cifar10"),
      (["train", "mlp", "--dataset", "cifar10", "--root", "/nonexistent"], "--dataset/--root: cifar10: looked for /nonexistent"),
-     (["train", "mlp", "--epochs", "0"], "epochs >= 1 must hold, but got (epochs=0)"),
+     (["train", "mlp", "--epochs", "0"], "--epochs: epochs >= 1 must hold, but got (epochs=0)"),
      (["train", "mlp", "--method", "smh"], "--budget: method 'smh' needs a budget")],
 )
 def test_train_bad_input(tmp_path, args, message):

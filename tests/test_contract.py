@@ -14,9 +14,11 @@ import torch
 
 import smhsearch
 from smhsearch.methods import METHODS, CompressedModel
+from smhsearch.plugins import load_plugins
 
 from .conftest import TINY, tiny
 
+load_plugins()  # methods a user names in $SMHSEARCH_PLUGINS are held to the same contract
 METHOD_NAMES = METHODS.names()
 FRACTION = 0.5  # half the base: every method can reach it on every tiny model (rank 1 on the user net needs 40%)
 

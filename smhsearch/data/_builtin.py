@@ -43,9 +43,15 @@ def dataset_from_arrays(name: str, xtr, ytr, xte, yte, mean, std, augment: str =
                          classes, xtr.shape[1], xtr.shape[2], notes)
 
 
+def _no_root(name: str, root: Path | None, why: str) -> None:
+    if root is not None:
+        raise ValueError(f"root does not apply to {name} ({why}), but got root={str(root)!r}")
+
+
 @register_dataset("fashion-mnist-small")
 def fashion_mnist_small(root: Path | None = None, val_fraction: float = 0.1) -> DatasetSplits:
     """8,000 training and 2,000 test images of Fashion-MNIST, shipped in the package."""
+    _no_root("fashion-mnist-small", root, "it is embedded in the package")
     with resources.files("smhsearch.data").joinpath("_embedded/fashion_mnist_small.npz").open("rb") as f:
         z = np.load(f)
         arrays = [z["x_train"], z["y_train"], z["x_test"], z["y_test"]]
@@ -117,6 +123,7 @@ def cifar100(root: Path | None = None, download: bool = False, val_fraction: flo
 def synthetic(root: Path | None = None, n: int = 512, num_classes: int = 10, in_channels: int = 3, size: int = 32,
               seed: int = 0) -> DatasetSplits:
     """Random uint8 images with random labels, for speed tests (nothing to learn)."""
+    _no_root("synthetic", root, "its images are generated")
     g = torch.Generator().manual_seed(seed)
     mk = lambda m: TensorSplit(torch.randint(0, 256, (m, in_channels, size, size), generator=g, dtype=torch.uint8),  # noqa: E731
                                torch.randint(0, num_classes, (m,), generator=g), (0.5,) * in_channels, (0.25,) * in_channels)

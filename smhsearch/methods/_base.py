@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -19,31 +19,8 @@ from torch import nn
 from .._budget import Budget, BudgetLike
 from .._registry import Registry
 from ..models._factory import arch_of
+from ._config import AXES, DENSE, MethodConfig, options_of
 from ._targets import Target
-
-
-@dataclass(frozen=True)
-class MethodConfig:
-    """Base of every method's config. Subclasses set ``method`` (the registry name)."""
-
-    method: ClassVar[str] = ""
-    needs_arch: ClassVar[bool] = False
-    """True when the method rebuilds the architecture (a registry model), not any nn.Module."""
-    keeps_architecture: ClassVar[bool] = True
-    """True when the materialised model has the base architecture's shapes (its state dict loads into the base)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict that :func:`config_from_dict` turns back into an equal config."""
-        out: dict[str, Any] = {"method": self.method}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
-
-    @property
-    def budget_spec(self) -> Budget | None:
-        b = getattr(self, "budget", None)
-        return None if b is None else Budget.parse(b)
 
 
 @dataclass(frozen=True)
@@ -62,12 +39,33 @@ def register_method(config_cls: type[MethodConfig], planner: Callable[[nn.Module
     """Register ``builder(model, config) -> CompressedModel`` for ``config_cls`` (and its planner, if any)."""
     if not config_cls.method:
         raise ValueError(f"{config_cls.__name__}.method must name the method")
+    check_declarations(config_cls)
 
     def deco(builder: Callable[[nn.Module, Any], "CompressedModel"]):
         METHODS.add(config_cls.method, MethodEntry(config_cls, builder, planner))
         return builder
 
     return deco
+
+
+def check_declarations(config_cls: type[MethodConfig]) -> None:
+    """Raise when a config's declarations contradict its fields (called by ``register_method``)."""
+    fields = options_of(config_cls)
+    name = config_cls.__name__
+    bad_axes = [a for a in config_cls.axes if a not in AXES or a not in fields]
+    if bad_axes:
+        raise ValueError(f"{name}.axes: {bad_axes} must be fields of {name} and among {AXES}")
+    bad = [o for o in config_cls.space_options if o not in fields or o in AXES or o == "seed"]
+    if bad:
+        raise ValueError(f"{name}.space_options: {bad} must be fields of {name} other than the axes {AXES} and seed")
+    for preset, fixed in config_cls.presets.items():
+        unknown = [k for k in fixed if k not in fields]
+        if unknown:
+            raise ValueError(f"{name}.presets[{preset!r}]: {unknown} are not fields of {name}")
+    taken = {n for e in METHODS._items.values() for n in (e.config_cls.method, *e.config_cls.presets)} | {DENSE}
+    clash = [p for p in [config_cls.method, *config_cls.presets] if p in taken]
+    if clash:
+        raise ValueError(f"{name}: method or preset name(s) {clash} are already taken")
 
 
 def list_methods() -> list[str]:

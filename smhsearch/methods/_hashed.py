@@ -26,7 +26,7 @@ signed and summed, never a Python loop.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,13 +69,16 @@ class HashedNets(MethodConfig):
     """
 
     method = "hashednets"
+    axes = ("budget", "scope")
+    space_options = ("hashes", "sign", "per_layer")
+    presets = {"hashed1": {"hashes": 1}, "hashed2": {"hashes": 2}, "hashed10": {"hashes": 10}}
 
     budget: BudgetLike
-    hashes: int = 1
-    scope: Scope = "all"
-    sign: bool = True
-    per_layer: bool = False
-    seed: int = 0
+    hashes: int = field(default=1, metadata={"help": "K, independent hash functions"})
+    scope: Scope = field(default="all", metadata={"help": "which tensors are hashed"})
+    sign: bool = field(default=True, metadata={"help": "an independent random sign per hashed entry"})
+    per_layer: bool = field(default=False, metadata={"help": "one pool per layer (Chen et al.) instead of one for the model"})
+    seed: int = field(default=0, metadata={"help": "seed of the hash functions and the pool"})
 
     def __post_init__(self) -> None:
         Budget.parse(self.budget)

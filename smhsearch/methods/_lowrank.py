@@ -18,7 +18,7 @@ initialisation gave it, with balanced factors.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -38,10 +38,11 @@ class LowRank(MethodConfig):
     """
 
     method = "lowrank"
+    axes = ("budget", "scope")
 
     budget: BudgetLike
-    scope: Scope = "all"
-    seed: int = 0
+    scope: Scope = field(default="all", metadata={"help": "which tensors are factorised"})
+    seed: int = field(default=0, metadata={"help": "seed of the factors"})
 
     def __post_init__(self) -> None:
         Budget.parse(self.budget)

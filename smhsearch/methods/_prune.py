@@ -16,7 +16,7 @@ anywhere (``set_progress`` not yet called) the model is dense and stores everyth
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,12 +39,14 @@ class Prune(MethodConfig):
     """
 
     method = "prune"
+    axes = ("budget", "scope")
+    space_options = ("start", "end", "steps")
 
     budget: BudgetLike
-    scope: Scope = "all"
-    start: float = 0.0
-    end: float = 0.75
-    steps: int = 20
+    scope: Scope = field(default="all", metadata={"help": "which tensors are pruned"})
+    start: float = field(default=0.0, metadata={"help": "fraction of training where sparsity starts rising"})
+    end: float = field(default=0.75, metadata={"help": "fraction of training where the budget is reached"})
+    steps: int = field(default=20, metadata={"help": "mask updates between start and end"})
 
     def __post_init__(self) -> None:
         Budget.parse(self.budget)

@@ -19,7 +19,7 @@ Choices the paper leaves open, and why:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import torch
@@ -47,11 +47,12 @@ class SMH(MethodConfig):
     """
 
     method = "smh"
+    axes = ("budget", "scope", "scale")
 
     budget: BudgetLike
-    scope: Scope = "all"
-    scale: ScaleMode = "fixed"
-    seed: int = 0
+    scope: Scope = field(default="all", metadata={"help": "which tensors are hashed"})
+    scale: ScaleMode = field(default="fixed", metadata={"help": "per-layer scale: fixed, or one trainable scalar a layer"})
+    seed: int = field(default=0, metadata={"help": "seed of U and V"})
 
     def __post_init__(self) -> None:
         Budget.parse(self.budget)

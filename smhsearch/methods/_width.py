@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -43,13 +43,15 @@ class WidthMultiplier(MethodConfig):
     """
 
     method = "width"
+    space_options = ("resolution",)
+    presets = {"width_res": {"resolution": True}}
     needs_arch = True  # rebuilds the architecture narrower: a registry model, not any nn.Module
     keeps_architecture = False
 
     budget: BudgetLike | None = None
-    alpha: float | None = None
-    resolution: bool = False
-    seed: int = 0
+    alpha: float | None = field(default=None, metadata={"help": "the multiplier itself, instead of a budget"})
+    resolution: bool = field(default=False, metadata={"help": "up-sample the input to keep the base model's FLOPs"})
+    seed: int = field(default=0, metadata={"help": "seed of the narrow model's initialisation"})
 
     def __post_init__(self) -> None:
         if (self.budget is None) == (self.alpha is None):

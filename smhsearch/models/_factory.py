@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from torch import nn
@@ -25,7 +25,6 @@ class ModelEntry:
     """Side of the square input the architecture was designed for (pixels)."""
     default_in_channels: int = 3
     doc: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 MODELS: Registry[ModelEntry] = Registry("architecture")

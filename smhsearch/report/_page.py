@@ -10,7 +10,7 @@ from typing import Any
 from .. import pareto
 from .._version import __version__
 from ._data import COLUMNS, ReportData
-from ._figures import FRONT_UID, SELECTED_UID, figure, hypervolume_table
+from ._figures import SELECTED_UID, figure, hypervolume_table
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1500px;padding:0 24px 48px;color:#222}
@@ -182,7 +182,6 @@ def page_data(data: ReportData) -> dict[str, Any]:
         "axes": list(pareto.AXES),
         "acc_name": pareto.ACCURACY[data.acc_key],
         "selected_uid": SELECTED_UID,
-        "front_uid": FRONT_UID,
         "trials": [{"number": t.number, "label": t.label, "status": t.status, "acc": num(t.get(data.acc_key)),
                     "stored_params": num(t.get("stored_params")), "throughput": num(t.get("throughput")), "flops": num(t.get("flops"))}
                    for t in data.trials],

@@ -1,0 +1,7 @@
+"""``python -m smhsearch``: the smhsearch command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

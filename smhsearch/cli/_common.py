@@ -1,0 +1,215 @@
+"""What every command shares: the bad-input error, tables, and flags derived from typed configs.
+
+Method flags come from the registered method configs' fields and training flags from
+:class:`smhsearch.train.TrainConfig`'s: a method added in one file gets its flags here
+without an edit. A flag that was not given is absent (``argparse.SUPPRESS``), so a
+command can tell "not given" from "given as the default", and a flag that does not
+apply to the chosen method is an error, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(Exception):
+    """Input the user must fix; the CLI prints it and exits with status 2."""
+
+
+def table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_typed(group, name: str, annotation: Any, help_text: str) -> None:
+    """One flag for a typed field: bools as --x/--no-x, Literals as choices, the rest parsed later by the field's type."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] if is_union(annotation) else [annotation]
+    if args == [bool]:
+        group.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        return
+    choices = typing.get_args(args[0]) if len(args) == 1 and typing.get_origin(args[0]) is typing.Literal else None
+    metavar = "|".join(map(str, choices)) if choices else name.upper()
+    group.add_argument(flag(name), dest=name, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
+
+
+def is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def given(args: argparse.Namespace, names) -> dict[str, Any]:
+    """The flags among ``names`` the user gave (absent ones were suppressed)."""
+    return {n: getattr(args, n) for n in names if hasattr(args, n)}
+
+
+# --- methods -------------------------------------------------------------------------------------
+
+def method_flag_names() -> list[str]:
+    """Every method config field (but seed, which is its own flag), in first-seen order."""
+    from ..methods import METHODS
+    from ..methods._config import options_of
+
+    names: dict[str, None] = {}
+    for m in METHODS.names():
+        names.update(dict.fromkeys(k for k in options_of(METHODS.get(m).config_cls) if k != "seed"))
+    return list(names)
+
+
+def add_method_flags(parser: argparse.ArgumentParser, default_method: str) -> None:
+    from ..methods import METHODS
+    from ..methods._config import options_of
+    from ..methods._schema import applies_to, method_names
+
+    parser.add_argument("--method", default=default_method, help=f"{' | '.join(method_names())} (default {default_method})")
+    group = parser.add_argument_group("method options (each applies to the methods named)")
+    for name in method_flag_names():
+        owners = applies_to(name)
+        info = options_of(METHODS.get(owners[0]).config_cls)[name]
+        text = "stored parameters: 46000, 46K, 5.3M, 25%% or 0.25" if name == "budget" else info.describe().replace("%", "%%")
+        add_typed(group, name, info.annotation, f"{text} [{', '.join(owners)}]")
+
+
+def method_from_flags(args: argparse.Namespace, seed: int):
+    """The method config ``--method`` and its flags describe (None for dense); BadInput naming the flag when wrong."""
+    from ..methods._config import DENSE, options_of
+    from ..methods._schema import applies_to, build_config, coerce, method_names, resolve, unknown_method
+
+    method = args.method
+    options = given(args, method_flag_names())
+    if method not in method_names():
+        raise BadInput(f"--method: {unknown_method(method)}")
+    if method == DENSE:
+        if options:
+            raise BadInput(f"{flag(next(iter(options)))}: does not apply to a dense model (it applies to: "
+                           f"{', '.join(applies_to(next(iter(options))))})")
+        return None
+    entry, _ = resolve(method)
+    fields = options_of(entry.config_cls)
+    for k in options:
+        if k not in fields:
+            raise BadInput(f"{flag(k)}: does not apply to method {method!r} (it applies to: {', '.join(applies_to(k))})")
+    try:
+        values = {k: coerce(fields[k], v) if isinstance(v, str) else v for k, v in options.items()}
+    except ValueError as e:
+        raise BadInput(f"{flag(str(e).split(':')[0])}: {e}") from None
+    if "budget" in fields and fields["budget"].default is None and "budget" not in values and "alpha" not in values:
+        raise BadInput(f"--budget: method {method!r} needs a budget (46000, 46K, 5.3M, 25% or 0.25)")
+    try:
+        return build_config(method, {}, values, seed=seed)
+    except (ValueError, TypeError) as e:
+        raise BadInput(f"{flag_for(str(e), list(fields))}{e}") from None
+
+
+def flag_for(message: str, keys: list[str]) -> str:
+    """The flag a config error is about: config messages start with the key, maybe after 'METHOD: '."""
+    heads = [message]
+    if ": " in message[:20] and message.split(": ", 1)[0].isalpha():
+        heads.append(message.split(": ", 1)[1])
+    for head in heads:
+        if head.startswith("give exactly one"):
+            return "--budget/--alpha: "
+        for key in sorted(keys, key=len, reverse=True):
+            if head.startswith(key) and head[len(key):len(key) + 1] in (":", " ", "="):
+                return f"{flag(key)}: "
+    return ""
+
+
+# --- training ------------------------------------------------------------------------------------
+
+TRAIN_FLAGS_SKIP = ("seed",)
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    import dataclasses
+
+    from ..train import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    group = parser.add_argument_group("training (defaults: smhsearch.train.TrainConfig)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in TRAIN_FLAGS_SKIP:
+            add_typed(group, f.name, hints[f.name], f"{f.metadata.get('help', '')} (default {f.default})".replace("%", "%%"))
+
+
+def train_from_flags(args: argparse.Namespace, seed: int):
+    import dataclasses
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from ..train import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    values = given(args, [f.name for f in dataclasses.fields(TrainConfig) if f.name not in TRAIN_FLAGS_SKIP])
+    if values.get("optimizer", "sgd") != "sgd":
+        for k in ("momentum", "nesterov"):
+            if k in values:
+                raise BadInput(f"{flag(k)}: applies to --optimizer sgd only, but --optimizer is {values['optimizer']!r}")
+    typed = {}
+    for k, v in values.items():
+        try:
+            typed[k] = TypeAdapter(hints[k]).validate_python(v, strict=False) if isinstance(v, str) else v
+        except ValidationError as e:
+            raise BadInput(f"{flag(k)}: {v!r} is not valid ({e.errors()[0]['msg']})") from None
+    try:
+        return TrainConfig(**typed, seed=seed)
+    except ValueError as e:
+        raise BadInput(f"{flag_for(str(e).split(' must hold')[0].lstrip('0<= '), list(hints))}{e}") from None
+
+
+# --- shared readers ------------------------------------------------------------------------------
+
+def load_space(path: Path):
+    from ..space import SpaceError
+    from ..space import load_space as load
+
+    try:
+        return load(path)
+    except SpaceError as e:
+        raise BadInput(str(e)) from None
+
+
+def load_run(run_path: Path):
+    from ..runs import RunError
+    from ..runs import load_run as load
+
+    try:
+        return load(run_path)
+    except RunError as e:
+        raise BadInput(f"RUN: {e}") from None
+
+
+def accuracy_key(accuracy: str) -> str:
+    keys = {"val": "val_acc", "test": "test_acc"}
+    if accuracy not in keys:
+        raise BadInput(f"--accuracy: unknown accuracy {accuracy!r}; allowed: val, test")
+    return keys[accuracy]
+
+
+def print_facts(facts: dict, as_json: bool) -> None:
+    from .._budget import format_count
+
+    if as_json:
+        print(json.dumps(facts, indent=2, default=str))
+        return
+    rows = [(k, format_count(v) if isinstance(v, int) and k.endswith(("parameters", "flops_per_sample")) else
+             (f"{v:.2f}x" if k == "compression" else (f"{v:.4f}" if isinstance(v, float) else str(v)))) for k, v in facts.items()]
+    print(table(rows))
+
+
+def refuse_overwrite(path: Path | None, force: bool, what: str = "--out") -> None:
+    """No command replaces a user's file (or fills a non-empty folder) unless --force says so."""
+    if path is None or force or not path.exists():
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    raise BadInput(f"{what}: {path} exists; nothing was written (pass --force to replace it)")

@@ -1,0 +1,82 @@
+"""``smhsearch compress``: compress an architecture to a budget and report its sizes (optionally save it)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._common import BadInput, add_method_flags, flag_for, method_from_flags, print_facts, refuse_overwrite
+
+
+def add(sub) -> None:
+    s = sub.add_parser("compress", help="compress an architecture to a budget and report its sizes")
+    s.add_argument("arch", metavar="ARCH", help="architecture name (see `smhsearch models`)")
+    add_method_flags(s, default_method="smh")
+    s.add_argument("--seed", type=int, default=0, help="seed of the model and the method")
+    s.add_argument("--num-classes", type=int)
+    s.add_argument("--in-channels", type=int)
+    s.add_argument("--input-size", type=int, help="input side in pixels for FLOPs (default: the architecture's)")
+    s.add_argument("--out", type=Path, help="write the compact file here")
+    s.add_argument("--force", action="store_true", help="replace --out if it exists")
+    s.add_argument("--json", dest="as_json", action="store_true")
+    s.set_defaults(func=main)
+
+
+def build(arch: str, config, seed: int, **model_kwargs):
+    """(base, compressed) for ``arch``; a config of None leaves the model dense."""
+    import torch
+
+    from ..methods import compress
+    from ..models import MODELS, create_model
+
+    if arch not in MODELS:
+        raise BadInput(f"ARCH: {MODELS.unknown_message(arch)}")
+    try:
+        torch.manual_seed(seed)
+        base = create_model(arch, **model_kwargs)
+        return base, (compress(base, config) if config is not None else base)
+    except ValueError as e:
+        raise BadInput(f"{flag_for(str(e), ['budget', 'scope', 'scale', 'num_classes', 'in_channels', 'hashes', 'alpha'])}{e}") from None
+
+
+def model_facts(base, model, input_shape: tuple[int, int, int]) -> dict:
+    """Sizes and costs of a (compressed) model, as compress reports them."""
+    from .. import measure
+    from ..export import compact_bytes
+    from ..methods import CompressedModel
+
+    base_count = measure.stored_parameters(base)
+    stored = measure.stored_parameters(model)
+    facts = {"base_parameters": base_count, "stored_parameters": stored, "virtual_parameters": measure.virtual_parameters(model),
+             "compression": base_count / stored, "flops_per_sample": measure.flops(model, input_shape), "input_shape": list(input_shape)}
+    if isinstance(model, CompressedModel):
+        facts["compact_bytes"] = compact_bytes(model)
+        facts.update({f"{model.config.method}_{k}": v for k, v in model.describe().items() if not isinstance(v, (list, dict))})
+    return facts
+
+
+def main(args: argparse.Namespace) -> int:
+    """Compress an architecture to a budget and print its sizes and costs; optionally save the compact file."""
+    from ..export import save_compact
+    from ..models import MODELS
+
+    config = method_from_flags(args, args.seed)
+    if config is None:
+        raise BadInput("--method: compress needs a compression method, not dense")
+    refuse_overwrite(args.out, args.force)
+    for name in ("num_classes", "in_channels", "input_size"):
+        value = getattr(args, name)
+        if value is not None and not 1 <= value <= 1_000_000:
+            raise BadInput(f"--{name.replace('_', '-')}: must lie in 1..1000000, but got {value}")
+    base, model = build(args.arch, config, args.seed, num_classes=args.num_classes, in_channels=args.in_channels)
+    side = args.input_size or MODELS.get(args.arch).default_input_size
+    model.set_progress(1.0)  # report the model as it stands after training (gradual pruning finishes)
+    try:
+        facts = {"arch": args.arch, "method": config.to_dict(),
+                 **model_facts(base, model, (base.smhsearch_arch["kwargs"]["in_channels"], side, side))}
+    except RuntimeError as e:  # an input the architecture cannot take (an MLP built for 28 px fed 64 px)
+        raise BadInput(f"--input-size: {args.arch} cannot take {side} px inputs: {str(e).splitlines()[0]}") from None
+    if args.out is not None:
+        facts["saved"] = str(save_compact(model, args.out))
+    print_facts(facts, args.as_json)
+    return 0

@@ -1,0 +1,100 @@
+"""``smhsearch export``: a trial's model as deployable files, each reloaded and checked against the trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ._common import BadInput, load_run
+
+
+def add(sub) -> None:
+    s = sub.add_parser("export", help="write a trial's model as deployable files, each checked against the trained model")
+    s.add_argument("run", type=Path, metavar="RUN")
+    s.add_argument("--trial", type=int, required=True, help="trial number (see the report or `smhsearch pick`)")
+    s.add_argument("--out", type=Path, required=True, help="folder to create (must not exist, or be empty)")
+    s.add_argument("--format", dest="formats", default=None,
+                   help="comma-separated: safetensors (dense), torchscript, pt2 (torch.export), onnx, compact "
+                        "(default: safetensors,onnx,compact; compact only for compressed trials)")
+    s.add_argument("--json", dest="as_json", action="store_true")
+    s.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    return cmd_export(args.run, args.trial, args.out, formats=args.formats, as_json=args.as_json)
+
+
+DEFAULT_EXPORT = ("safetensors", "onnx", "compact")
+
+
+def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None, as_json: bool = False) -> int:
+    """Write a trial's model as deployable files; each is reloaded and compared with the trained model first."""
+    import shutil
+    import tempfile
+
+    from ..data import normalization
+    from ..export import FORMATS, export_model, load_trained, readable_mode
+    from ..methods import CompressedModel
+
+    wanted = DEFAULT_EXPORT if formats is None else tuple(f.strip() for f in formats.split(",") if f.strip())
+    unknown = [f for f in wanted if f not in FORMATS]
+    if not wanted or unknown:
+        raise BadInput(f"--format: unknown format {(unknown or [formats])[0]!r}; allowed: {', '.join(FORMATS)} (comma-separated)")
+    run = load_run(run_path)
+    try:
+        t = run.trial(trial)
+    except ValueError as e:
+        raise BadInput(f"--trial: {e}") from None
+    if t.status != "complete" or t.model_file is None:
+        with_models = ", ".join(str(x.number) for x in run.trials if x.status == "complete" and x.model_file) or "none"
+        why = {"early_stopped": "was stopped early by the scheduler, so it has no trained model to export",
+               "failed": f"failed ({t.error}), so it has no trained model to export",
+               "interrupted": "was interrupted, so it has no trained model to export",
+               "running": "is still running", "queued": "has not started"}.get(
+            t.status, "has no model.safetensors in its folder (saved by smhsearch run for every finished trial)")
+        raise BadInput(f"--trial: trial {trial} ({t.label}) {why}; trials with a model: {with_models}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BadInput(f"--out: {out} exists and is not an empty folder; nothing was written")
+    model = load_trained(t.model_file)
+    if "compact" in wanted and not isinstance(model, CompressedModel):
+        if formats is not None:
+            raise BadInput(f"--format: trial {trial} is a dense model, so it has no compact file; "
+                           f"allowed for it: {', '.join(f for f in FORMATS if f != 'compact')}")
+        wanted = tuple(f for f in wanted if f != "compact")  # the default list: compact applies to compressed trials only
+    from ..space import dataset_shape
+
+    side = int(t.get("input_size") or 0)
+    _, channels, data_side = dataset_shape(run.space)
+    shape = (channels, data_side, data_side)  # what the trained model takes (a width_res model up-samples inside)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent if out.parent.exists() else None))
+    try:
+        records = export_model(model, staging, shape, wanted)
+        bad = [r for r in records if not r["ok"]]
+        if bad:
+            for r in bad:
+                print(f"smhsearch export: {r['format']}: outputs differ from the trained model by {r['max_abs_diff']:.3g} "
+                      f"(tolerance {r['tolerance']:.3g}); nothing was written", file=sys.stderr)
+            return 1
+        manifest = {"run": str(run_path), "trial": t.number, "label": t.label, "config": t.config, "metrics": t.metrics,
+                    "input_shape": [None, *shape], "model_input_size": side or None, "preprocess": normalization(run.dataset),
+                    "source_file": str(t.model_file),
+                    "files": [{**r, "path": Path(r["path"]).name} for r in records]}
+        (staging / "export.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        os.chmod(staging, readable_mode(0o777))  # mkdtemp makes it private; the export is an ordinary folder
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            out.rmdir()
+        shutil.move(str(staging), str(out))
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    if as_json:
+        print(json.dumps(manifest, indent=2, default=str))
+        return 0
+    print(f"exported trial {t.number} ({t.label}) to {out}; input (N, {', '.join(map(str, shape))})")
+    for r in manifest["files"]:
+        print(f"  {r['format']:<12} {r['path']:<28} {r['bytes']:>12,} bytes  max |diff| {r['max_abs_diff']:.2e} (ok)")
+    return 0

@@ -1,0 +1,103 @@
+"""``smhsearch pick``: the most accurate finished trial within the constraints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ._common import BadInput, accuracy_key, load_run, table
+
+
+def add(sub) -> None:
+    s = sub.add_parser("pick", help="the best finished trial under a size budget and other constraints")
+    s.add_argument("run", type=Path, metavar="RUN")
+    s.add_argument("--max-params", help="most stored parameters: 20000, 20K, 5.3M")
+    s.add_argument("--min-throughput", help="least inference samples/s, as measured in the run")
+    s.add_argument("--min-accuracy", help="least accuracy: 0.8 or 80%%")
+    s.add_argument("--accuracy", default="val", help="rank on val (default) or test accuracy")
+    s.add_argument("--json", dest="as_json", action="store_true")
+    s.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    return cmd_pick(args.run, max_params=args.max_params, min_throughput=args.min_throughput, min_accuracy=args.min_accuracy,
+                    accuracy=args.accuracy, as_json=args.as_json)
+
+
+def _constraint(flag: str, text: str | None, parse) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except ValueError as e:
+        raise BadInput(f"{flag}: {e}") from None
+
+
+def _trial_summary(t) -> dict:
+    keys = ("val_acc", "test_acc", "stored_params", "throughput", "flops", "compact_bytes")
+    return {"number": t.number, "label": t.label, "config": t.config, **{k: t.get(k) for k in keys},
+            "model_file": str(t.model_file) if t.model_file else None}
+
+
+MISS = {"max_params": "over --max-params", "min_throughput": "under --min-throughput", "min_accuracy": "under --min-accuracy"}
+
+
+def cmd_pick(run_path: Path, max_params: str | None = None, min_throughput: str | None = None, min_accuracy: str | None = None,
+             accuracy: str = "val", as_json: bool = False) -> int:
+    """Choose the most accurate finished trial within the constraints; exit 1 (listing the nearest) when none fits."""
+    from .._budget import format_count, parse_accuracy, parse_count
+    from ..pareto import Constraints, pick
+
+    acc_key = accuracy_key(accuracy)
+    if max_params is not None and max_params.strip().endswith("%"):
+        raise BadInput(f"--max-params: give an absolute count (20000, 20K, 5.3M), not {max_params!r}: "
+                       "a run can hold several architectures, so a percentage has no single base")
+    c = Constraints(_constraint("--max-params", max_params, parse_count), _constraint("--min-throughput", min_throughput, parse_count),
+                    _constraint("--min-accuracy", min_accuracy, parse_accuracy))
+    run = load_run(run_path)
+    result = pick(run.trials, c, acc_key)
+    finished = sum(t.status == "complete" for t in run.trials)
+    if as_json:
+        print(json.dumps({"constraints": c.__dict__, "accuracy": acc_key, "finished_trials": finished,
+                          "chosen": _trial_summary(result.chosen) if result.chosen else None,
+                          "satisfying": [t.number for t in result.satisfying],
+                          "nearest": [{**_trial_summary(t), "shortfalls": s} for t, s in result.nearest]}, indent=2, default=str))
+        return 0 if result.chosen else 1
+
+    def facts(t) -> str:
+        acc = t.get(acc_key)
+        return (f"{acc_key.replace('_acc', '')} acc {100 * acc:.2f}%, " if acc is not None else "") + \
+            f"{format_count(int(t.get('stored_params')))} stored, {t.get('throughput') or 0:,.0f} samples/s"
+
+    if result.chosen is None:
+        print(f"{run_path}: no finished trial satisfies {c.describe()} ({finished} finished trials of {len(run.trials)}).")
+        if result.nearest:
+            print("nearest:")
+            for t, short in result.nearest:
+                misses = ", ".join(f"{MISS[k]} by {100 * v:.1f}%" for k, v in short.items())
+                print(f"  #{t.number} {t.label}: {facts(t)} -- {misses}")
+        return 1
+    t = result.chosen
+    rows = [("trial", f"#{t.number} {t.label}"), ("why", f"the highest {acc_key.replace('_', ' ')} of the {len(result.satisfying)} "
+                                                         f"finished trials that satisfy {c.describe()}")]
+    if c.max_params is not None:
+        rows.append(("stored parameters", f"{int(t.get('stored_params')):,} <= {c.max_params:,.0f}"))
+    else:
+        rows.append(("stored parameters", f"{int(t.get('stored_params')):,}"))
+    thr = t.get("throughput")
+    rows.append(("inference throughput", f"{thr:,.1f}/s" + (f" >= {c.min_throughput:,.1f}/s" if c.min_throughput is not None else "")))
+    acc = t.get(acc_key)
+    rows.append((acc_key.replace("_", " "), f"{100 * acc:.2f}%" + (f" >= {100 * c.min_accuracy:.2f}%" if c.min_accuracy is not None else "")))
+    other = "test_acc" if acc_key == "val_acc" else "val_acc"
+    if t.get(other) is not None:
+        rows.append((other.replace("_", " "), f"{100 * t.get(other):.2f}%"))
+    if t.get("flops") is not None:
+        rows.append(("FLOPs per sample", f"{int(t.get('flops')):,}"))
+    if len(result.satisfying) > 1:
+        r = result.satisfying[1]
+        rows.append(("runner-up", f"#{r.number} {r.label}: {facts(r)}"))
+    rows.append(("model file", str(t.model_file) if t.model_file else "none saved"))
+    rows.append(("export with", f"smhsearch export {run_path} --trial {t.number} --out DIR"))
+    print(table(rows))
+    return 0

@@ -1,0 +1,41 @@
+"""``smhsearch run``: run, or resume, the search a space describes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ._common import BadInput, load_space
+
+
+def add(sub) -> None:
+    s = sub.add_parser("run", help="run (or resume) the search a space describes")
+    s.add_argument("space", type=Path, metavar="SPACE")
+    s.add_argument("--out", type=Path, help="run folder (default: runs/<space name>)")
+    s.add_argument("--address", help="Ray cluster: auto, or ray://host:port (default: a local Ray)")
+    s.add_argument("--max-trials", type=int, help="stop after this many trials in all")
+    s.add_argument("--fresh", action="store_true", help="discard the study in the run folder and start over")
+    s.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run (or resume) the search a space describes."""
+    from ..search import plan_run, run_search
+
+    space = load_space(args.space)
+    if args.max_trials is not None and args.max_trials < 1:
+        raise BadInput(f"--max-trials must be >= 1, but got {args.max_trials}")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise BadInput(f"--out: {args.out} is a file; give a run folder")
+    try:
+        plan = plan_run(space, args.space, args.out, args.max_trials)
+    except ValueError as e:
+        raise BadInput(f"{args.space}: search.max_params: {e}") from None
+    print(f"{space.name}: {plan.target_trials} trials over {len(plan.candidates)} candidates -> {plan.run_dir}", flush=True)
+    try:
+        summary = run_search(plan, address=args.address, fresh=args.fresh)
+    except ValueError as e:  # e.g. the space changed under an existing run folder
+        raise BadInput(str(e)) from None
+    print(json.dumps(summary, indent=2, default=str))
+    return 0

@@ -1,0 +1,64 @@
+"""``smhsearch train``: one job (build, compress, train, measure, save), the same one a search trial runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._common import (BadInput, add_method_flags, add_train_flags, flag_for, method_flag_names, method_from_flags, print_facts,
+                      refuse_overwrite, train_from_flags)
+
+
+def add(sub) -> None:
+    s = sub.add_parser("train", help="compress (or not), train on a dataset and report one model")
+    s.add_argument("arch", metavar="ARCH")
+    s.add_argument("--dataset", default="fashion-mnist-small", help="dataset name (default: the embedded fashion-mnist-small)")
+    s.add_argument("--root", type=Path, help="dataset folder (datasets that read files)")
+    add_method_flags(s, default_method="dense")
+    add_train_flags(s)
+    s.add_argument("--seed", type=int, default=0, help="seed of the model, the method and training")
+    s.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda, cuda:N")
+    s.add_argument("--out", type=Path, help="folder for result.json and model.safetensors (new or empty)")
+    s.add_argument("--force", action="store_true", help="write into --out even if it holds files")
+    s.add_argument("--json", dest="as_json", action="store_true")
+    s.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Compress (or not), train on a dataset, measure, and report one model."""
+    from ..data import DATASETS, DatasetNotFound
+    from ..job import JobSpec, resolve_device, run_job
+    from ..models import MODELS
+    from ..train import TrainingDiverged
+
+    method = method_from_flags(args, args.seed)
+    tcfg = train_from_flags(args, args.seed)
+    if args.arch not in MODELS:
+        raise BadInput(f"ARCH: {MODELS.unknown_message(args.arch)}")
+    if args.dataset not in DATASETS:
+        raise BadInput(f"--dataset: {DATASETS.unknown_message(args.dataset)}")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        raise BadInput(f"--device: {str(e).removeprefix('device: ')}") from None
+    refuse_overwrite(args.out, args.force)
+    spec = JobSpec(arch=args.arch, method=method, dataset=args.dataset, root=args.root, train=tcfg)
+    record = args.out / "result.json" if args.out is not None else None
+    try:
+        result = run_job(spec, device=device, record_path=record, progress=None)
+    except DatasetNotFound as e:
+        raise BadInput(f"--dataset/--root: {e}") from None
+    except TrainingDiverged as e:
+        print(f"smhsearch train: training diverged: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:  # refused before anything was written (a budget the model cannot meet, a root that does not apply)
+        if record is not None and record.is_file():
+            raise
+        raise BadInput(f"{flag_for(str(e), method_flag_names() + ['root', 'device'])}{e}") from None
+    shown = {"arch": args.arch, "dataset": args.dataset, "method": result.record["spec"]["method"], "device": result.record["device"],
+             **result.metrics}
+    if result.model_file is not None:
+        shown["model_file"] = str(result.model_file)
+    print_facts(result.record if args.as_json else shown, args.as_json)
+    return 0

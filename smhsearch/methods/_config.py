@@ -1,0 +1,82 @@
+"""The base of every method's config, and how its fields read as options.
+
+Below the registry on purpose: the schema of spaces and flags (``_schema``) and the
+registry (``_base``) both read configs, and neither needs the other to do so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Mapping, get_args, get_origin
+
+AXES: tuple[str, ...] = ("budget", "scope", "scale")
+"""The space axes shared by methods: a method reads the subset it declares in ``axes``."""
+
+DENSE = "dense"
+"""The name of the uncompressed model, in spaces and on the command line."""
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """One field of a method config, as a space or a flag sees it."""
+
+    name: str
+    annotation: Any
+    default: Any
+    help: str
+
+    @property
+    def is_bool(self) -> bool:
+        return self.annotation is bool
+
+    @property
+    def choices(self) -> tuple[Any, ...] | None:
+        """The allowed values when the type says them (a ``Literal``), else None."""
+        ann = self.annotation
+        if get_origin(ann) in (typing.Union, types.UnionType):  # Optional[Literal[...]]
+            rest = [a for a in get_args(ann) if a is not type(None)]
+            ann = rest[0] if len(rest) == 1 else ann
+        return get_args(ann) if get_origin(ann) is Literal else None
+
+    def describe(self) -> str:
+        allowed = f" ({' | '.join(map(str, self.choices))})" if self.choices else ""
+        return f"{self.help}{allowed}".strip()
+
+
+def options_of(config_cls: type[MethodConfig]) -> dict[str, OptionInfo]:
+    """Every field of ``config_cls`` with its resolved type, default and help text, in field order."""
+    hints = typing.get_type_hints(config_cls)
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        out[f.name] = OptionInfo(f.name, hints.get(f.name, Any), default, str(f.metadata.get("help", "")))
+    return out
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Base of every method's config. Subclasses set ``method`` (the registry name)."""
+
+    method: ClassVar[str] = ""
+    """The registry name (``"smh"``); also its name in spaces and on the command line."""
+    axes: ClassVar[tuple[str, ...]] = ("budget",)
+    """The shared space axes the method reads, among :data:`AXES` (``budget``, ``scope``, ``scale``)."""
+    space_options: ClassVar[tuple[str, ...]] = ()
+    """Its own fields a space may set on a method entry (``{name: hashednets, per_layer: true}``)."""
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    """Other names of the method, each fixing some options: ``{"hashed2": {"hashes": 2}}``."""
+    needs_arch: ClassVar[bool] = False
+    """True when the method rebuilds the architecture (a registry model), not any nn.Module."""
+    keeps_architecture: ClassVar[bool] = True
+    """True when the materialised model has the base architecture's shapes (its state dict loads into the base)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict that :func:`config_from_dict` turns back into an equal config."""
+        out: dict[str, Any] = {"method": self.method}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out

@@ -1,0 +1,31 @@
+"""The search driver: an Optuna study in the run folder, trials scheduled by Ray Tune.
+
+Run folder (``runs/<name>`` by default)::
+
+    space.yaml       the space as run (resolved)
+    study.db         the Optuna study (SQLite; or the space's ``storage``): the record of truth
+    trials/<n>/      trial.json (config, seed, versions, device, metrics, status) and model.safetensors
+                     (the compact file of a compressed model; the dense weights of a dense one)
+    ray/             Ray Tune's own experiment folders
+
+Each trial samples one categorical parameter, ``candidate``: an index into the space's
+list of valid configs (architecture x budget x method x scope x scale), after static
+constraints (``max_params``) have removed what cannot qualify. Grid, TPE, NSGA-II and
+random search all work on that list. Objectives (accuracy on validation, stored
+parameters, throughput, FLOPs) are told to Optuna when a trial finishes; ASHA stops
+trials early on per-epoch validation accuracy.
+
+Resume: ``smhsearch run`` on the same space opens the same study. Finished trials
+(complete, early-stopped or failed) are kept and not re-run; trials that were running
+when the driver died are marked interrupted and their configs enqueued again.
+"""
+
+from __future__ import annotations
+
+from ._driver import run_search, summarize
+from ._plan import STUDY_FILE, RunPlan, _sampler, _storage, objective_keys, plan_run, storage_url  # noqa: F401  (the private two: runs, tests)
+from ._study import REPORTED, open_study, trials_done
+from ._trial import run_trial, trial_spec
+
+__all__ = ["REPORTED", "STUDY_FILE", "RunPlan", "objective_keys", "open_study", "plan_run", "run_search", "run_trial", "storage_url",
+           "summarize", "trial_spec", "trials_done"]

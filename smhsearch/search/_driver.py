@@ -1,0 +1,111 @@
+"""The driver: opens the study, starts or joins Ray, and runs the trials the run still owes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import yaml
+
+from ..space import Candidate
+from ._plan import RunPlan, objective_keys
+from ._study import _searcher, open_study, trials_done
+from ._trial import run_trial
+
+log = logging.getLogger(__name__)
+
+class _Progress:
+    """Ray Tune callback: one line per finished trial, with counts and the best so far."""
+
+    def __new__(cls, plan: RunPlan, already: int):
+        from ray.tune import Callback
+
+        class Progress(Callback):
+            def __init__(self) -> None:
+                self.done, self.failed, self.best = already, 0, None
+                self.t0 = time.time()
+
+            def _finish(self, trials, trial, failed: bool) -> None:
+                running = sum(t.status == "RUNNING" and t is not trial for t in trials)
+                self.done += 1
+                self.failed += failed
+                r = trial.last_result or {}
+                try:
+                    label = Candidate.from_params(trial.config["_candidate"]).label()
+                except (KeyError, TypeError):
+                    label = trial.trial_id
+                if not failed and r.get("val_acc") is not None and (self.best is None or r["val_acc"] > self.best[0]):
+                    self.best = (r["val_acc"], label)
+                best = f"best val {self.best[0]:.4f} ({self.best[1]})" if self.best else "no result yet"
+                state = "FAILED" if failed else f"val {r.get('val_acc', float('nan')):.4f} at epoch {r.get('epoch', '?')}"
+                print(f"[{self.done}/{plan.target_trials} done, {running} running, {self.failed} failed] "
+                      f"{label}: {state} | {best} | {time.time() - self.t0:.0f}s", flush=True)
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                self._finish(trials, trial, False)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                self._finish(trials, trial, True)
+
+        return Progress()
+
+
+def run_search(plan: RunPlan, address: str | None = None, fresh: bool = False) -> dict[str, Any]:
+    """Run (or resume) the search of ``plan``; returns a summary of the study."""
+    import ray
+    from ray import tune
+
+    study, storage = open_study(plan, fresh)
+    (plan.run_dir / "space.yaml").write_text(yaml.safe_dump(json.loads(plan.space.model_dump_json()), sort_keys=False))
+    done = trials_done(study)
+    remaining = plan.target_trials - done
+    if remaining <= 0:
+        log.info("all %d trials of %s are done", plan.target_trials, plan.run_dir)
+        return summarize(study)
+    keys, _ = objective_keys(plan.space)
+    res = plan.space.resources
+    if not ray.is_initialized():
+        extra: dict[str, Any] = {"num_cpus": os.cpu_count()} if address is None else {}
+        ray.init(address=address or "local", include_dashboard=False, configure_logging=True, logging_level=logging.WARNING,
+                 log_to_driver=False, **extra)
+    scheduler = None
+    if plan.space.scheduler.kind == "asha" and plan.space.train.epochs > 1:
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=plan.space.train.epochs,
+                                  grace_period=plan.space.scheduler.grace_period,
+                                  reduction_factor=plan.space.scheduler.reduction_factor)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, space_json=plan.space.model_dump_json(), run_dir=str(plan.run_dir.resolve()),
+                             space_path=str(plan.space_path.resolve())),
+        {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
+    tuner = tune.Tuner(
+        trainable,
+        # reuse_actors: a trial reuses a finished trial's worker instead of starting a Python (and torch) anew
+        tune_config=tune.TuneConfig(search_alg=_searcher(plan, storage), scheduler=scheduler, num_samples=remaining, reuse_actors=True,
+                                    max_concurrent_trials=res.max_concurrent),
+        run_config=tune.RunConfig(name=f"{plan.space.name}-{int(time.time())}", storage_path=str((plan.run_dir / "ray").resolve()),
+                                  verbose=0, callbacks=[_Progress(plan, done)],
+                                  failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
+    )
+    tuner.fit()
+    return summarize(study)
+
+
+def summarize(study) -> dict[str, Any]:
+    import optuna
+
+    S = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == S.COMPLETE]
+    best = max(complete, key=lambda t: t.values[0], default=None)
+    return {
+        "complete": len(complete),
+        "early_stopped": sum(t.state == S.PRUNED for t in trials),
+        "failed": sum(t.state == S.FAIL and not t.user_attrs.get("interrupted") for t in trials),
+        "interrupted": sum(bool(t.user_attrs.get("interrupted")) for t in trials),
+        "best": None if best is None else {"number": best.number, "config": best.user_attrs.get("config"), "values": best.values},
+    }

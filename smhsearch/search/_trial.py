@@ -1,0 +1,60 @@
+"""One trial inside a Ray worker: the job of its candidate (``smhsearch.job``), reported to Ray Tune."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..space import Candidate, Space, dataset_root
+
+def trial_spec(space: Space, space_path: Path, cand: Candidate):
+    """The job a candidate of ``space`` runs: its model and method, the space's data and training."""
+    from .job import JobSpec
+
+    return JobSpec(arch=cand.arch, method=cand.method_config(space.train.seed), dataset=space.dataset.name,
+                   root=dataset_root(space, space_path),
+                   dataset_kwargs={"size": space.dataset.resolution} if space.dataset.resolution else {},
+                   train=space.train_config(cand.method))
+
+
+def run_trial(config: dict, space_json: str, run_dir: str, space_path: str) -> None:
+    """One trial, inside a Ray worker: the job of its candidate, reporting every epoch to Ray Tune."""
+    import torch
+    from ray import tune
+
+    from .job import run_job, write_record
+    from .plugins import load_plugins
+
+    number = int(config["_number"])
+    record_path = Path(run_dir) / "trials" / f"{number:04d}" / "trial.json"
+    record: dict[str, Any] = {"number": number, "config": config.get("_candidate")}
+    try:
+        raw = json.loads(space_json)
+        load_plugins(raw.get("plugins") or [])  # a worker is a fresh process: user methods register here too
+        space = Space.model_validate(raw)
+        cand = Candidate.from_params(config["_candidate"])
+        record["label"] = cand.label()
+        spec = trial_spec(space, Path(space_path), cand)
+    except Exception as e:  # before the job could start: still leave a record saying why
+        write_record(record_path, {**record, "status": "failed", "error": f"{type(e).__name__}: {e}"})
+        raise
+    torch.set_num_threads(max(1, int(space.resources.cpus_per_trial)))
+    device = "cuda" if space.resources.gpus_per_trial > 0 else "cpu"  # asked-for GPUs must exist (resolve_device)
+    epochs, floor = space.train.epochs, space.search.min_throughput
+
+    def on_start(static: dict) -> None:
+        if floor is not None and static["throughput"] < floor:
+            raise ValueError(f"inference throughput {static['throughput']:.1f}/s is below search.min_throughput {floor}")
+
+    def on_epoch(m, static: dict) -> None:
+        if m.epoch < epochs:  # the last epoch is reported once, with the test accuracy
+            tune.report({**static, "val_acc": m.val_acc, "epoch": m.epoch, "train_loss": m.train_loss})
+
+    try:
+        result = run_job(spec, device=device, record_path=record_path, record=record, on_start=on_start, on_epoch=on_epoch)
+    except Exception as e:
+        if not record_path.is_file():  # refused before the job wrote anything: the trial's folder still says why
+            write_record(record_path, {**record, "status": "failed", "error": f"{type(e).__name__}: {e}"})
+        raise
+    tune.report(result.metrics)

@@ -1,0 +1,186 @@
+"""The registry is the schema: a method added in one file works from YAML, the CLI and the contract suite.
+
+``tests/plugins/toy_method.py`` is a method smhsearch's code knows nothing of. Nothing
+outside that file names it: spaces find it through ``plugins:``, the command line
+through ``$SMHSEARCH_PLUGINS``, and the contract's own test functions run on it as they
+are. Also here: every key or flag that does not apply is an error, never silence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smhsearch.methods import METHODS
+from smhsearch.space import SpaceError, load_space
+
+from .conftest import TINY
+
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")]), "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def cli(*args: str, env=None, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "smhsearch", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env or ENV, **kw)
+
+
+@pytest.fixture
+def toy():
+    """The toy plugin registered in this process, and unregistered afterwards."""
+    sys.path.insert(0, str(PLUGINS))
+    import toy_method
+
+    yield toy_method
+    METHODS._items.pop("toyshare", None)
+    sys.modules.pop("toy_method", None)
+    sys.path.remove(str(PLUGINS))
+
+
+TOY_SPACE = """name: toy
+plugins: [toy_method]
+train: {epochs: 1, batch_size: 256, lr: 0.05}
+space:
+  arch: [resnet8]
+  budget: ["20%"]
+  method: [toyshare, {name: toyshare, stride: [2, 5]}]
+search: {sampler: grid}
+scheduler: {kind: none}
+resources: {cpus_per_trial: 1}
+"""
+
+
+def test_plugin_method_is_checked_and_run_from_yaml(tmp_path):
+    space = tmp_path / "toy.yaml"
+    space.write_text(TOY_SPACE)
+    r = cli("check", str(space), "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["prescreen"]
+    assert [row["candidate"] for row in rows] == ["resnet8 toyshare@20% (all)", "resnet8 toyshare@20% (all/stride=2)",
+                                                  "resnet8 toyshare@20% (all/stride=5)"]
+    assert all(row["stored_params"] <= 0.2 * 75_002 for row in rows)
+    r = cli("run", str(space), "--out", str(tmp_path / "run"), "--max-trials", "2", cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "trials").glob("*/trial.json"))]
+    assert [rec["status"] for rec in records] == ["complete", "complete"]
+    assert [rec["spec"]["method"]["stride"] for rec in records] == [1, 2]  # the option reached the config the trial built
+    assert all(rec["metrics"]["stored_params"] <= 0.2 * 75_002 and rec["metrics"]["val_acc"] > 0.1 for rec in records)
+
+
+def test_plugin_method_on_the_command_line(tmp_path):
+    env = {**ENV, "SMHSEARCH_PLUGINS": "toy_method"}
+    r = cli("compress", "resnet8", "--method", "toyshare", "--budget", "20%", "--stride", "3", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["method"] == {"method": "toyshare", "budget": "20%", "scope": "all", "stride": 3, "seed": 0}
+    r = cli("compress", "resnet8", "--method", "toyshare3", "--budget", "20%", "--stride", "2", env=env)
+    assert r.returncode == 2 and "--stride: stride: method 'toyshare3' fixes stride=3" in r.stderr
+    r = cli("compress", "resnet8", "--method", "smh", "--budget", "20%", "--stride", "2", env=env)
+    assert r.returncode == 2 and "--stride: does not apply to method 'smh' (it applies to: toyshare)" in r.stderr
+    r = cli("compress", "resnet8", "--method", "toyshare", "--budget", "20%", env={**ENV, "SMHSEARCH_PLUGINS": "no_such_plugin"})
+    assert r.returncode == 2 and "cannot import plugin module 'no_such_plugin'" in r.stderr
+
+
+def test_contract_suite_runs_on_the_plugin_unchanged(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pytest", str(Path(__file__).parent / "test_contract.py"), "-q", "-k", "toyshare",
+                        "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600, env={**ENV, "SMHSEARCH_PLUGINS": "toy_method"}, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:]
+    passed = int(re.search(r"(\d+) passed", r.stdout).group(1))
+    assert passed >= 5 * len(TINY), r.stdout[-2000:]  # every contract check, on every tiny model, ran on the plugin
+
+
+def test_registering_a_taken_name_or_a_bad_declaration_raises(toy):
+    from dataclasses import dataclass
+
+    from smhsearch.methods import MethodConfig, register_method
+
+    @dataclass(frozen=True)
+    class Clash(MethodConfig):
+        method = "clash"
+        presets = {"hashed2": {}}
+        budget: int = 1
+
+    with pytest.raises(ValueError, match=r"\['hashed2'\] are already taken"):
+        register_method(Clash)(lambda m, c: m)
+
+    @dataclass(frozen=True)
+    class BadAxis(MethodConfig):
+        method = "badaxis"
+        axes = ("budget", "scale")
+        budget: int = 1
+
+    with pytest.raises(ValueError, match=r"BadAxis.axes: \['scale'\] must be fields"):
+        register_method(BadAxis)(lambda m, c: m)
+
+
+SPACE = "name: x\n{extra}space: {{arch: [resnet8], budget: ['10%'], method: {methods}{axes}}}\n"
+NOT_APPLYING = {
+    "misspelt lr-mult method": (dict(extra="train: {variable_lr_mult: {smhh: 10}}\n", methods="[smh]"),
+                                "train.variable_lr_mult: ['smhh'] name no method of this space; allowed: smh"),
+    "lr-mult for an absent method": (dict(extra="train: {variable_lr_mult: {hashed1: 10}}\n", methods="[smh]"),
+                                     "['hashed1'] name no method of this space"),
+    "momentum with adamw": (dict(extra="train: {optimizer: adamw, momentum: 0.5}\n", methods="[smh]"),
+                            "train: momentum applies to optimizer sgd only, but optimizer is 'adamw'"),
+    "root of the embedded set": (dict(extra="dataset: {name: fashion-mnist-small, root: data}\n", methods="[smh]"),
+                                 "dataset: root does not apply to fashion-mnist-small"),
+    "scale without smh": (dict(methods="[hashed2, width]", axes=", scale: [learnable]"),
+                          "space.scale: no method of this space reads it (it applies to: smh)"),
+    "option of another method": (dict(methods="[{name: smh, hashes: 2}]"),
+                                 "space.method: smh: option(s) ['hashes'] do not apply; allowed: none"),
+    "option a preset fixes": (dict(methods="[{name: hashed2, hashes: 3}]"),
+                              "hashes: method 'hashed2' fixes hashes=2; use 'hashednets' to set it"),
+    "option value out of range": (dict(methods="[{name: prune, end: 2.0}]"),
+                                  "0 <= start < end <= 1 must hold, but got (start=0.0, end=2.0)"),
+    "asha settings with no scheduler": (dict(extra="scheduler: {kind: none, grace_period: 3}\n", methods="[smh]"),
+                                        "scheduler: grace_period applies to kind asha only"),
+    "warm-up past the end": (dict(extra="train: {epochs: 2, warmup_epochs: 2}\n", methods="[smh]"),
+                             "train: 0 <= warmup_epochs < epochs must hold, but got (warmup_epochs=2.0, epochs=2)"),
+    "zero lr multiplier": (dict(extra="train: {variable_lr_mult: 0}\n", methods="[smh]"),
+                           "train: variable_lr_mult > 0 must hold"),
+    "unknown method": (dict(methods="[smh, hashed3]"), "space.method: unknown method 'hashed3'; nearest: hashed1"),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_APPLYING), ids=list(NOT_APPLYING))
+def test_a_key_that_does_not_apply_is_an_error(case, tmp_path):
+    parts, message = NOT_APPLYING[case]
+    path = tmp_path / "s.yaml"
+    path.write_text(SPACE.format(extra=parts.get("extra", ""), methods=parts["methods"], axes=parts.get("axes", "")))
+    with pytest.raises(SpaceError) as e:
+        load_space(path)
+    assert message in str(e.value) and str(path) in str(e.value)
+
+
+def test_the_same_setting_in_its_right_place_is_accepted(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(SPACE.format(extra="train: {optimizer: sgd, momentum: 0.5, variable_lr_mult: {hashednets: 10}}\n",
+                                 methods="[smh, {name: hashednets, per_layer: true, hashes: [1, 2]}, width_res]", axes=", scale: [learnable]"))
+    space = load_space(path)
+    labels = [c.label() for c in space.candidates()]
+    assert labels == ["resnet8 smh@10% (all/learnable)", "resnet8 hashednets@10% (all/hashes=1/per_layer=True)",
+                      "resnet8 hashednets@10% (all/hashes=2/per_layer=True)", "resnet8 width_res@10%"]
+    configs = [c.method_config(seed=7) for c in space.candidates()]
+    assert [type(c).__name__ for c in configs] == ["SMH", "HashedNets", "HashedNets", "WidthMultiplier"]
+    assert configs[2].hashes == 2 and configs[2].per_layer and configs[2].seed == 7 and configs[3].resolution
+    assert space.lr_mult("hashednets") == 10 and space.lr_mult("smh") == 1 and space.train_config("hashednets").momentum == 0.5
+
+
+@pytest.mark.parametrize("args,message", [
+    (["compress", "resnet8", "--budget", "10%", "--hashes", "10"], "--hashes: does not apply to method 'smh' (it applies to: hashednets)"),
+    (["compress", "resnet8", "--method", "width", "--budget", "10%", "--scale", "learnable"], "--scale: does not apply to method 'width'"),
+    (["train", "resnet8", "--budget", "10%"], "--budget: does not apply to a dense model"),
+    (["train", "resnet8", "--optimizer", "adamw", "--nesterov"], "--nesterov: applies to --optimizer sgd only"),
+    (["train", "resnet8", "--root", "/tmp"], "--root: root does not apply to fashion-mnist-small"),
+    (["train", "resnet8", "--method", "smh", "--budget", "10%", "--epochs", "0"], "--epochs: epochs >= 1 must hold"),
+])
+def test_a_flag_that_does_not_apply_is_an_error(args, message, tmp_path):
+    r = cli(*args, "--out", str(tmp_path / "out"))
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
