@@ -15,7 +15,8 @@ else the CPU (XLA is used only when asked for).
   chosen (it needs a GradScaler, which buys nothing over bf16 on devices that have it);
 - ``determinism(on)``: cuDNN's deterministic/benchmark switches and
   ``torch.use_deterministic_algorithms`` (warn_only: an op without a deterministic kernel
-  warns rather than stopping a trial), restored on exit;
+  warns rather than stopping a trial), restored on exit (``CUBLAS_WORKSPACE_CONFIG``,
+  which cuBLAS reads once, is set when this module is imported, unless already set);
 - ``time_steps(fn, warmup, repeats)``: seconds per call (CUDA events, so timing adds no
   host sync between steps; elsewhere sync + perf_counter);
 - ``reset_peak_memory()`` / ``peak_memory()``: bytes the allocator handed out at most;
@@ -43,6 +44,9 @@ from torch import nn
 
 Amp = Literal["auto", "bf16", "off"]
 CHOICES = "auto, cpu, cuda, cuda:N or xla"
+# Deterministic cuBLAS needs this before the process's first cuBLAS call, which can come before
+# train() (a throughput measurement); set here, at import, unless the user chose a value.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 CONTEXT_BYTES = 1 << 30
 """GPU memory one process needs outside PyTorch's allocator (CUDA context, cuDNN/cuBLAS handles): kept out of its memory fraction."""
 
@@ -57,6 +61,11 @@ def _cuda_unavailable(request: str, flag: str) -> str:
     return f"{flag}={request!r} asks for a GPU, but CUDA is not available here ({_cuda_facts()}); use {flag}=cpu or auto"
 
 
+def _cuda() -> torch.device:
+    # "cuda" with its index: a dataset's device copy and the model then name the same device
+    return torch.device("cuda", torch.cuda.current_device())
+
+
 def resolve_device(request: str | torch.device | None = "auto", *, flag: str = "device") -> torch.device:
     """The ``torch.device`` for ``request`` (auto, cpu, cuda, cuda:N, xla); ValueError naming ``flag`` when it is unavailable.
 
@@ -67,14 +76,16 @@ def resolve_device(request: str | torch.device | None = "auto", *, flag: str = "
     """
     text = "auto" if request is None else str(request).strip().lower()
     if text == "auto":
-        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        return _cuda() if torch.cuda.is_available() else torch.device("cpu")
     if text == "cpu":
         return torch.device("cpu")
     m = re.fullmatch(r"cuda(?::(\d+))?", text)
     if m:
         if not torch.cuda.is_available():
             raise ValueError(_cuda_unavailable(text, flag))
-        index = int(m.group(1) or 0)
+        if m.group(1) is None:
+            return _cuda()
+        index = int(m.group(1))
         if index >= torch.cuda.device_count():
             raise ValueError(f"{flag}={text!r}: only {torch.cuda.device_count()} GPUs are visible (cuda:0..cuda:{torch.cuda.device_count() - 1})")
         return torch.device("cuda", index)
@@ -107,7 +118,7 @@ def trial_device(gpus_per_trial: float, *, key: str = "resources.gpus_per_trial"
     if not torch.cuda.is_available():
         raise ValueError(f"{key}={gpus_per_trial:g} asks for a GPU, but this worker sees none ({_cuda_facts()}); "
                          f"set {key}: 0 to train on the CPU")
-    return torch.device("cuda")
+    return _cuda()
 
 
 def memory_fraction_for(gpus_per_trial: float, total_bytes: int, context_bytes: int = CONTEXT_BYTES) -> float | None:
@@ -173,9 +184,6 @@ class Backend:
         cudnn = torch.backends.cudnn
         before = (cudnn.deterministic, cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
                   torch.is_deterministic_algorithms_warn_only_enabled())
-        if on:
-            # cuBLAS reads this when it creates its handle: set before the first CUDA matmul (train() starts with it)
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         cudnn.deterministic, cudnn.benchmark = on, (not on) and self.device.type == "cuda"
         torch.use_deterministic_algorithms(on, warn_only=True)
         try:

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checkpoint import load_checkpoint, save_checkpoint
 from .data import DatasetSplits
 from .data._splits import Split
 from .device import Backend, backend, model_device, resolve_device
@@ -272,35 +273,6 @@ def _self_check(model: nn.Module, compiled: Callable, be: Backend, amp: torch.dt
         be.set_rng_state(rng)
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint whole
-
-
-def _load_checkpoint(path: Path, be: Backend, model: nn.Module, opt, sched, gen: torch.Generator) -> tuple[int, list[EpochMetrics]]:
-    """Restore a checkpoint; (first epoch to run, history so far).
-
-    Model and optimizer tensors load straight onto the training device (map_location);
-    the RNG states go back as CPU uint8 tensors, the only kind ``set_rng_state`` takes.
-    """
-    state = torch.load(path, map_location=be.device, weights_only=True)
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    gen.set_state(state["generator"].cpu())
-    be.set_rng_state(state["rng"] if "rng" in state else {"cpu": state["torch_rng"]})  # torch_rng: checkpoints of 0.x
-    log.info("resumed from %s after epoch %d", path, int(state["epoch"]) + 1)
-    return int(state["epoch"]) + 1, [EpochMetrics(**h) for h in state["history"]]
-
-
-def _checkpoint_state(model: nn.Module, opt, sched, gen: torch.Generator, be: Backend, epoch: int,
-                      history: list[EpochMetrics]) -> dict[str, Any]:
-    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "generator": gen.get_state(), "rng": be.rng_state(), "epoch": epoch, "history": [asdict(h) for h in history]}
-
-
 def _set_memory_format(model: nn.Module, fmt: torch.memory_format) -> None:
     if isinstance(model, CompressedModel):
         model.set_memory_format(fmt)  # its computed weights follow too
@@ -313,6 +285,7 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=cfg.lr)
+
 
 def train(
     model: nn.Module,
@@ -371,7 +344,8 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
     history: list[EpochMetrics] = []
     start_epoch = 0
     if ckpt is not None and ckpt.is_file():
-        start_epoch, history = _load_checkpoint(ckpt, be, model, opt, sched, gen)
+        start_epoch, done = load_checkpoint(ckpt, be, model, opt, sched, gen)
+        history = [EpochMetrics(**h) for h in done]
     show_bar = progress if progress is not None else sys.stderr.isatty()
     stopped = False
     compressed = model if isinstance(model, CompressedModel) else None
@@ -420,7 +394,7 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
         if show_bar:
             print(msg, file=sys.stderr)
         if ckpt is not None:
-            _save_checkpoint(ckpt, _checkpoint_state(model, opt, sched, gen, be, epoch, history))
+            save_checkpoint(ckpt, model, opt, sched, gen, be, epoch, [asdict(h) for h in history])
         if callback is not None:
             try:
                 keep_going = callback(m)
