@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-import platform
 import re
 import subprocess
 import sys
@@ -13,27 +13,30 @@ from typing import Any
 
 import torch
 
+from smhsearch.device import CHOICES, device_name, resolve_device
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def device_name(device: torch.device) -> str:
-    """A human name of the device: the GPU's name, or the CPU model and core count."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or "cpu"
+def add_device_argument(p: argparse.ArgumentParser, default: str = "cpu") -> None:
+    """Every benchmark names the device it measures: results are filed under it."""
+    p.add_argument("--device", default=default, help=f"{CHOICES} (default: {default}); results are named after it")
+
+
+def parse_device(request: str) -> torch.device:
+    """``--device`` resolved by smhsearch's device layer; an unavailable one exits with status 2 and says why."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
-        found = re.search(r"model name\s*:\s*(.+)", text)
-        model = found.group(1).strip() if found else model
-    except OSError:
-        pass
-    return f"{model} ({torch.get_num_threads()} threads)"
+        return resolve_device(request, flag="--device")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def device_slug(device: torch.device) -> str:
+    """The results-file suffix: ``cpu``, ``cuda-<gpu name>`` or ``xla``."""
     if device.type == "cuda":
-        return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
-    return "cpu"
+        return "cuda-" + re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
+    return device.type
 
 
 def environment(device: torch.device) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The HashedNets paper's MNIST setups (Chen et al. 2015), on the CPU.
+"""The HashedNets paper's MNIST setups (Chen et al. 2015), on the CPU by default.
 
 3-layer net (one hidden layer of 1000, ``mlp_1x1000``) and 5-layer net (three hidden
 layers of 1000, ``mlp_3x1000``), compressed to 1/8 and 1/64 of their parameters, by
@@ -20,8 +20,10 @@ widening a sweep only trains what is new.
 
     python benchmarks/hashednets_mnist.py                   # needs ../shared/data/mnist
     python benchmarks/hashednets_mnist.py --datasets fashion-mnist --epochs 5
+    python benchmarks/hashednets_mnist.py --device cuda     # results filed under the GPU's name
 
-Writes benchmarks/results/hashednets_mnist-cpu.json and .md.
+Writes benchmarks/results/hashednets_mnist-<device>.json and .md (``-cpu`` by default); runs
+already in that file are reused, never those measured on another device.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from smhsearch.data import dataset_from_arrays, load_dataset
 from smhsearch.data._idx import read_idx
 from smhsearch.train import TrainConfig, TrainingDiverged, train
 
-from _common import RESULTS, write_result  # type: ignore[import-not-found]
+from _common import RESULTS, add_device_argument, device_slug, parse_device, write_result  # type: ignore[import-not-found]
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 PAPER = {  # test error %, Chen et al. Table (1000 hidden units)
@@ -47,6 +49,7 @@ PAPER = {  # test error %, Chen et al. Table (1000 hidden units)
     ("1/64", 3): {"NN": 6.28, "HashNet": 2.79}, ("1/64", 5): {"NN": 2.69, "HashNet": 1.99},
 }
 ARCHS = {3: "mlp_1x1000", 5: "mlp_3x1000"}
+CPU = torch.device("cpu")
 SWEEP = {"SMH": [10.0, 30.0, 100.0], "HashNet": [0.1, 0.3, 1.0], "NN": [1.0]}
 
 
@@ -70,14 +73,15 @@ def config_for(method: str, fraction: float, seed: int = 0):
     return WidthMultiplier(budget=fraction)
 
 
-def train_one(data, layers: int, fraction: float, method: str, epochs: int, lr: float, mult: float, seed: int = 0) -> dict:
+def train_one(data, layers: int, fraction: float, method: str, epochs: int, lr: float, mult: float, seed: int = 0,
+              device: torch.device = CPU) -> dict:
     """One training run: seed sets the initialisation, the method's own seed (hash functions, U/V) and the data order."""
     torch.manual_seed(seed)
     m = smhsearch.compress(smhsearch.create_model(ARCHS[layers]), config_for(method, fraction, seed))
     cfg = TrainConfig(epochs=epochs, batch_size=50, lr=lr, momentum=0.9, weight_decay=0.0, variable_lr_mult=mult, seed=seed)
     t0 = time.perf_counter()
     try:
-        r = train(m, data, cfg, progress=False)
+        r = train(m, data, cfg, device=device, progress=False)
     except TrainingDiverged as e:
         return {"variable_lr_mult": mult, "seed": seed, "diverged": str(e)}
     return {"variable_lr_mult": mult, "seed": seed, "val_acc": r.best_val_acc, "final_val_acc": r.history[-1].val_acc,
@@ -85,7 +89,7 @@ def train_one(data, layers: int, fraction: float, method: str, epochs: int, lr: 
 
 
 def run_setting(data, layers: int, comp: str, method: str, epochs: int, lr: float, sweep: list[float], previous: dict,
-                seeds: int = 1) -> dict:
+                seeds: int = 1, device: torch.device = CPU) -> dict:
     fraction = 1 / int(comp.split("/")[1])
     best = None
     tried = []
@@ -97,7 +101,7 @@ def run_setting(data, layers: int, comp: str, method: str, epochs: int, lr: floa
             if "final_val_acc" in row and (best is None or row["final_val_acc"] > best["final_val_acc"]):
                 best = row
             continue
-        row = train_one(data, layers, fraction, method, epochs, lr, mult)
+        row = train_one(data, layers, fraction, method, epochs, lr, mult, device=device)
         tried.append(row)
         if "final_val_acc" in row and (best is None or row["final_val_acc"] > best["final_val_acc"]):
             best = row
@@ -107,7 +111,7 @@ def run_setting(data, layers: int, comp: str, method: str, epochs: int, lr: floa
         for seed in range(1, seeds):
             old = previous.get((data.name, layers, comp, method, epochs, lr, best["variable_lr_mult"], seed))
             repeats.append({**old, "reused": True} if old is not None else
-                           train_one(data, layers, fraction, method, epochs, lr, best["variable_lr_mult"], seed))
+                           train_one(data, layers, fraction, method, epochs, lr, best["variable_lr_mult"], seed, device))
     errors = [r["test_error_pct"] for r in [best or {}, *repeats] if "test_error_pct" in r]
     stored = smhsearch.compress(smhsearch.create_model(ARCHS[layers]), config_for(method, fraction)).stored_count()
     return {"method": method, "layers": layers, "compression": comp, "stored": stored, "chosen": best, "tried": tried,
@@ -124,10 +128,12 @@ def main() -> None:
     p.add_argument("--smh-mults", type=float, nargs="+", default=SWEEP["SMH"])
     p.add_argument("--hashnet-mults", type=float, nargs="+", default=SWEEP["HashNet"])
     p.add_argument("--seeds", type=int, default=3, help="seeds per method at its chosen multiplier (selection uses seed 0)")
+    add_device_argument(p)
     a = p.parse_args()
+    device = parse_device(a.device)
     sweep = {"SMH": a.smh_mults, "HashNet": a.hashnet_mults, "NN": SWEEP["NN"]}
     previous = {}
-    old_path = RESULTS / "hashednets_mnist-cpu.json"
+    old_path = RESULTS / f"hashednets_mnist-{device_slug(device)}.json"
     if old_path.is_file():  # runs already made with the same settings (the seed is fixed): reuse them
         import json
 
@@ -157,7 +163,7 @@ def main() -> None:
         rows = []
         for layers in (3, 5):
             for comp in ("1/8", "1/64"):
-                res = {m: run_setting(data, layers, comp, m, epochs, a.lr, sweep[m], previous, a.seeds) for m in ("NN", "HashNet", "SMH")}
+                res = {m: run_setting(data, layers, comp, m, epochs, a.lr, sweep[m], previous, a.seeds, device) for m in ("NN", "HashNet", "SMH")}
                 rows.append(res)
                 ok = res["SMH"]["test_error_mean"] <= res["HashNet"]["test_error_mean"]
                 paper = PAPER[(comp, layers)] if ds == "mnist-17k" else {"NN": float("nan"), "HashNet": float("nan")}
@@ -165,9 +171,9 @@ def main() -> None:
                           f"{'yes' if ok else 'no'} | {paper['NN']:.2f} | {paper['HashNet']:.2f} |")
                 print(md[-1], flush=True)
         out[ds] = {"dataset": data.describe(), "epochs": epochs, "settings": rows}
-    path = write_result("hashednets_mnist", torch.device("cpu"), {"lr": a.lr, "batch_size": 50, "sweep": sweep, "seeds": a.seeds, "results": out,
+    path = write_result("hashednets_mnist", device, {"lr": a.lr, "batch_size": 50, "sweep": sweep, "seeds": a.seeds, "results": out,
                                                                  "paper_test_error_pct": {f"{k[0]} {k[1]}-layer": v for k, v in PAPER.items()}})
-    (RESULTS / "hashednets_mnist-cpu.md").write_text(
+    (RESULTS / f"hashednets_mnist-{device_slug(device)}.md").write_text(
         f"Test error % (lower is better), mean ± sd over {a.seeds} seeds at each method's multiplier chosen on validation "
         "(seed 0). MNIST here is trained on its first 17,435 training images only.\n\n" + "\n".join(md) + "\n")
     print(f"wrote {path}")

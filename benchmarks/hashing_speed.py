@@ -24,7 +24,7 @@ import smhsearch
 from smhsearch import SMH, HashedNets, measure
 from smhsearch.models import create_model
 
-from _common import write_result  # type: ignore[import-not-found]
+from _common import add_device_argument, parse_device, write_result  # type: ignore[import-not-found]
 
 PAPER = {"5.3M": {"smh": 6060, "hashed1": 4000, "hashed2": 2800, "hashed10": 790},
          "7.9M": {"smh": 6040, "hashed1": 3900, "hashed2": 2500, "hashed10": 760}}
@@ -32,12 +32,12 @@ PAPER = {"5.3M": {"smh": 6060, "hashed1": 4000, "hashed2": 2800, "hashed10": 790
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
+    add_device_argument(p)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--budgets", nargs="+", default=["5.3M", "7.9M"])
     a = p.parse_args()
-    device = torch.device(a.device)
+    device = parse_device(a.device)
     gpu = device.type == "cuda"
     side, batch = (224, 128) if gpu else (64, 16)
     amp = torch.bfloat16 if gpu else None

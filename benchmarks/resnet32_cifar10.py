@@ -29,7 +29,7 @@ from smhsearch import SMH, WidthMultiplier
 from smhsearch.data import load_dataset
 from smhsearch.train import TrainConfig, train
 
-from _common import RESULTS, device_slug, write_result  # type: ignore[import-not-found]
+from _common import RESULTS, add_device_argument, device_slug, parse_device, write_result  # type: ignore[import-not-found]
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 PAPER = {"dense": 92.49, "smh@46K": 90.2, "smh@118K": 92.5, "width@29.4K": 84.4, "width@115.8K": 89.2}
@@ -38,14 +38,14 @@ TARGETS = {"dense": 92.4, "smh@118K": 92.3, "smh@46K": 90.0}
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda")
+    add_device_argument(p)
     p.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--smh-lr-mult", type=float, default=10.0)
     p.add_argument("--subset", type=int, help="train on this many images only (smoke runs)")
     p.add_argument("--models", nargs="+", default=["dense", "smh@46K", "smh@118K", "width@46K", "width@118K"])
     a = p.parse_args()
-    device = torch.device(a.device)
+    device = parse_device(a.device)
     data = load_dataset("cifar10", root=a.root)
     if a.subset:
         data.train.x, data.train.y = data.train.x[: a.subset], data.train.y[: a.subset]

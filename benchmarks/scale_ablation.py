@@ -5,9 +5,9 @@ parameters, trained with the same hyper-parameters for both scales, over several
 seeds. The paper (EfficientNet B0-B4 on ImageNet, 15 settings) found a mean gain of
 +0.7 points that was never negative.
 
-    python benchmarks/scale_ablation.py [--epochs 5] [--seeds 0 1 2]
+    python benchmarks/scale_ablation.py [--device cpu] [--epochs 5] [--seeds 0 1 2]
 
-Writes benchmarks/results/scale_ablation-cpu.json and .md.
+Writes benchmarks/results/scale_ablation-<device>.json and .md (``-cpu`` by default).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from smhsearch import SMH
 from smhsearch.data import load_dataset
 from smhsearch.train import TrainConfig, train
 
-from _common import RESULTS, write_result  # type: ignore[import-not-found]
+from _common import RESULTS, add_device_argument, device_slug, parse_device, write_result  # type: ignore[import-not-found]
 
 
 def main() -> None:
@@ -31,7 +31,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--budgets", nargs="+", default=["10%", "25%"])
     p.add_argument("--variable-lr-mult", type=float, default=10.0)
+    add_device_argument(p)
     a = p.parse_args()
+    device = parse_device(a.device)
     data = load_dataset("fashion-mnist-small")
     rows, md = [], ["| budget | fixed (mean test acc %) | learnable | gain (points) | per-seed gains |", "|---|---|---|---|---|"]
     for budget in a.budgets:
@@ -42,7 +44,7 @@ def main() -> None:
                 base = smhsearch.create_model("resnet8", in_channels=1)
                 m = smhsearch.compress(base, SMH(budget=budget, scale=scale, seed=seed))
                 cfg = TrainConfig(epochs=a.epochs, batch_size=128, lr=0.05, variable_lr_mult=a.variable_lr_mult, seed=seed)
-                acc[scale].append(100 * train(m, data, cfg, progress=False).test_acc)
+                acc[scale].append(100 * train(m, data, cfg, device=device, progress=False).test_acc)
         gains = [l - f for f, l in zip(acc["fixed"], acc["learnable"])]
         rows.append({"budget": budget, "test_acc_pct": acc, "gains": gains, "mean_gain": statistics.mean(gains)})
         md.append(f"| {budget} | {statistics.mean(acc['fixed']):.2f} | {statistics.mean(acc['learnable']):.2f} | "
@@ -51,9 +53,9 @@ def main() -> None:
     mean_gain = statistics.mean(r["mean_gain"] for r in rows)
     summary = {"mean_gain_points": mean_gain, "never_negative_per_budget": all(r["mean_gain"] >= 0 for r in rows),
                "paper": {"mean_gain_points": 0.7, "never_negative": True}}
-    path = write_result("scale_ablation", torch.device("cpu"), {"setting": "resnet8 on fashion-mnist-small", "epochs": a.epochs,
+    path = write_result("scale_ablation", device, {"setting": "resnet8 on fashion-mnist-small", "epochs": a.epochs,
                                                                "seeds": a.seeds, "rows": rows, "summary": summary})
-    (RESULTS / "scale_ablation-cpu.md").write_text(
+    (RESULTS / f"scale_ablation-{device_slug(device)}.md").write_text(
         f"ResNet-8 on the embedded Fashion-MNIST subset, SMH, {a.epochs} epochs, seeds {a.seeds}.\n\n" + "\n".join(md)
         + f"\n\nMean gain of the learnable scale: {mean_gain:+.2f} points (paper: +0.7, never negative).\n")
     print(f"wrote {path}")

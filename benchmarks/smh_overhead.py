@@ -29,7 +29,7 @@ import smhsearch
 from smhsearch import SMH, measure
 from smhsearch.models import create_model
 
-from _common import device_name, write_result  # type: ignore[import-not-found]
+from _common import add_device_argument, device_name, parse_device, write_result  # type: ignore[import-not-found]
 
 
 def matmul_floor(n: int, M: int, device: torch.device, dtype: torch.dtype, repeats: int) -> dict[str, float]:
@@ -133,12 +133,12 @@ def case(arch: str, budget: str, side: int, batch: int, device: torch.device, am
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
+    add_device_argument(p)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--only", choices=["b2", "r32"], help="run one case")
     a = p.parse_args()
-    device = torch.device(a.device)
+    device = parse_device(a.device)
     gpu = device.type == "cuda"
     if gpu:
         torch.backends.cudnn.benchmark = True

@@ -8,7 +8,8 @@
 - ``flops``: fvcore's count on the materialised dense model for one sample, where one
   fused multiply-add counts as one flop (fvcore's rule: it reports MACs). This is what
   deployment costs; SMH's training-time matmul is reported apart (``describe()``).
-- ``throughput``: samples per second, the median over timed repeats after warm-up.
+- ``throughput``: samples per second on a named device, the median over timed repeats
+  after warm-up, and the latency of one sample alone (batch 1) beside it.
 - ``file_bytes``: bytes on disk (a compressed model's compact file: ``export.compact_bytes``).
 """
 
@@ -18,15 +19,15 @@ import copy
 import logging
 import os
 import statistics
-import time
 from pathlib import Path
-from typing import Literal, NamedTuple, Sequence
+from typing import Callable, Literal, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._fvcore import count_flops
+from .device import Backend, backend, resolve_device
 from .methods._base import CompressedModel, trainable_count
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,10 @@ class Throughput(NamedTuple):
     """Median seconds per step."""
     steps_s: list[float]
     """Every timed step, seconds."""
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    latency_s: float | None = None
+    """Median seconds of one batch-1 inference (infer mode), None when not measured."""
+    device: str = ""
+    """What was measured on: the GPU's name, or the CPU model and thread count."""
 
 
 def throughput(
@@ -90,57 +90,72 @@ def throughput(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     num_classes: int | None = None,
+    latency: bool | None = None,
 ) -> Throughput:
-    """Samples per second of a training step or an inference forward, median of ``repeats``.
+    """Samples per second of a training step or an inference forward on ``device``, median of ``repeats``.
 
     A training step is forward, cross-entropy, backward and an SGD-with-momentum step,
     on a copy of ``model`` (the caller's model is not changed). Inference runs in eval
     mode under ``torch.inference_mode``. ``amp_dtype`` (e.g. ``torch.bfloat16``) runs
-    under autocast.
+    under autocast. Steps are timed by :mod:`smhsearch.device` (CUDA events on a GPU).
+    ``latency`` (default: in infer mode) also times one sample alone, what a deployed
+    model answering one request costs.
+
+    >>> from smhsearch.models import create_model
+    >>> t = throughput(create_model("mlp_1x1000"), (1, 28, 28), batch_size=8, warmup=1, repeats=2)
+    >>> t.samples_per_s > 0 and t.latency_s > 0 and "threads" in t.device
+    True
     """
     if mode not in ("train", "infer"):
         raise ValueError(f"mode must be 'train' or 'infer', but got {mode!r}")
     if batch_size < 1 or repeats < 1 or warmup < 0:
         raise ValueError(f"batch_size and repeats must be >= 1 and warmup >= 0, but got {batch_size}, {repeats}, {warmup}")
-    device = torch.device(device)
-    m = copy.deepcopy(model).to(device)
+    be = backend(resolve_device(device, flag="device"))
+    if amp_dtype is torch.bfloat16 and not be.bf16_supported():
+        raise ValueError(f"amp_dtype=torch.bfloat16, but {be.device} ({be.name()}) does not run bfloat16")
+    m = copy.deepcopy(model).to(be.device)
     memory_format = torch.channels_last if channels_last and len(input_shape) == 3 else torch.contiguous_format
-    if channels_last:
-        m = m.to(memory_format=torch.channels_last)
-    x = torch.randn(batch_size, *input_shape, device=device).contiguous(memory_format=memory_format)
-    autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
-
-    if mode == "train":
-        m.train()
-        with torch.no_grad(), autocast:
-            classes = num_classes or m(x[:2]).shape[-1]
-        y = torch.randint(0, classes, (batch_size,), device=device)
-        opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
-
-        def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            with autocast:
-                loss = F.cross_entropy(m(x), y)
-            loss.backward()
-            opt.step()
+    if isinstance(m, CompressedModel):
+        m.set_memory_format(memory_format)
     else:
-        m.eval()
-
-        def step() -> None:
-            with torch.inference_mode(), autocast:
-                m(x)
-
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
+        m = m.to(memory_format=memory_format)
+    x = torch.randn(batch_size, *input_shape, device=be.device).contiguous(memory_format=memory_format)
+    step = _train_step(m, x, be, amp_dtype, num_classes) if mode == "train" else _infer_step(m, x, be, amp_dtype)
+    times = be.time_steps(step, warmup, repeats)
     med = statistics.median(times)
-    return Throughput(batch_size / med, med, times)
+    lat = None
+    if latency if latency is not None else mode == "infer":
+        m.eval()
+        lat = statistics.median(be.time_steps(_infer_step(m, x[:1].clone(memory_format=memory_format), be, amp_dtype),
+                                              warmup, repeats))
+    return Throughput(batch_size / med, med, times, lat, be.name())
+
+
+def _train_step(m: nn.Module, x: torch.Tensor, be: Backend, amp: torch.dtype | None, num_classes: int | None) -> Callable[[], None]:
+    m.train()
+    with torch.no_grad(), be.autocast(amp):
+        classes = num_classes or m(x[:2]).shape[-1]
+    y = torch.randint(0, classes, (len(x),), device=x.device)
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with be.autocast(amp):
+            loss = F.cross_entropy(m(x), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _infer_step(m: nn.Module, x: torch.Tensor, be: Backend, amp: torch.dtype | None) -> Callable[[], None]:
+    m.eval()
+
+    def step() -> None:
+        with torch.inference_mode(), be.autocast(amp):
+            m(x)
+
+    return step
 
 
 def file_bytes(path: str | os.PathLike) -> int:

@@ -13,11 +13,17 @@
   unit-std U @ V moves, under Adam, by about lr * M^(1/4) relative to itself, while a
   dense weight of std s moves by lr / s. Benchmarks measure the multiplier; it is not
   assumed.
-- On CUDA: bf16 autocast and channels_last by default; small datasets live on the GPU
-  and are augmented there (see ``smhsearch.data``).
-- Deterministic seeds; a per-epoch callback (validation accuracy and loss, time) that
-  can stop training (the search's early stopping); checkpoint and resume that
-  reproduce the uninterrupted run; a NaN or infinite loss raises TrainingDiverged.
+- Devices go through :mod:`smhsearch.device`. On CUDA: bf16 autocast where the GPU runs
+  bf16 natively, channels_last (computed weights included), and ``torch.compile`` where
+  a self-check passes (``compile: auto``); small datasets live on the GPU and are
+  augmented there (see ``smhsearch.data``). Nothing waits for the device every step:
+  loss and accuracy sums stay on it, and the loss is checked for NaN/inf every
+  ``check_every`` steps and at each epoch's end.
+- Deterministic: seeds, and deterministic kernels (cuDNN's included) unless
+  ``deterministic=False`` asks for the fastest ones; a per-epoch callback (validation
+  accuracy and loss, time) that can stop training (the search's early stopping);
+  checkpoint and resume that reproduce the uninterrupted run bit for bit on the same
+  device; a NaN or infinite loss raises TrainingDiverged.
 - Compressed models are told their progress every step (``set_progress``), which drives
   gradual pruning.
 """
@@ -37,8 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checkpoint import load_checkpoint, save_checkpoint
 from .data import DatasetSplits
 from .data._splits import Split
+from .device import Backend, backend, model_device, resolve_device
 from .methods._base import CompressedModel
 
 log = logging.getLogger(__name__)
@@ -71,8 +79,12 @@ class TrainConfig:
     label_smoothing: float = field(default=0.0, metadata={"help": "cross-entropy label smoothing"})
     variable_lr_mult: float = field(default=1.0, metadata={"help": "lr multiplier of the method's shared variables"})
     grad_clip: float | None = field(default=None, metadata={"help": "clip the total gradient norm to this"})
-    amp: Literal["auto", "bf16", "off"] = field(default="auto", metadata={"help": "bf16 autocast (auto: on CUDA)"})
+    amp: Literal["auto", "bf16", "off"] = field(default="auto", metadata={"help": "auto: bf16 where the device runs it natively (CUDA from Ampere on)"})
     channels_last: bool | None = field(default=None, metadata={"help": "channels_last memory format (default: on CUDA)"})
+    compile: Literal["auto", "on", "off"] = field(default="auto", metadata={
+        "help": "torch.compile of the model; auto: on CUDA only, where its self-check passes"})
+    deterministic: bool = field(default=True, metadata={"help": "deterministic kernels; off lets cuDNN autotune (faster, not bit-reproducible)"})
+    check_every: int = field(default=50, metadata={"help": "steps between the host's checks that the loss is finite"})
     eval_batch_size: int = field(default=1024, metadata={"help": "batch size of evaluation"})
     seed: int = field(default=0, metadata={"help": "seed of shuffling, augmentation and initialisation"})
 
@@ -94,6 +106,9 @@ class TrainConfig:
         need(self.variable_lr_mult > 0, "variable_lr_mult > 0", variable_lr_mult=self.variable_lr_mult)
         need(self.grad_clip is None or self.grad_clip > 0, "grad_clip is None or > 0", grad_clip=self.grad_clip)
         need(self.amp in ("auto", "bf16", "off"), "amp in ('auto', 'bf16', 'off')", amp=self.amp)
+        need(self.compile in ("auto", "on", "off"), "compile in ('auto', 'on', 'off')", compile=self.compile)
+        need(isinstance(self.deterministic, bool), "deterministic is a bool", deterministic=self.deterministic)
+        need(isinstance(self.check_every, int) and self.check_every >= 1, "check_every >= 1", check_every=self.check_every)
         need(isinstance(self.seed, int) and self.seed >= 0, "seed >= 0", seed=self.seed)
 
 
@@ -153,33 +168,118 @@ def lr_factor(step: int, total: int, warmup: int, schedule: Schedule) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
-def _device(device: str | torch.device | None) -> torch.device:
-    return torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 1024, device: str | torch.device | None = None,
-             amp_dtype: torch.dtype | None = None) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``model`` on ``split``, in eval mode."""
-    device = _device(device)
+def evaluate(model: nn.Module, split: Split, batch_size: int = 1024, amp_dtype: torch.dtype | None = None,
+             channels_last: bool = False) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``model`` on ``split``, in eval mode, on the device the model is on.
+
+    The sums stay on that device; the host reads them once, at the end.
+    """
+    device = model_device(model)
     was_training = model.training
     model.eval()
-    correct, loss_sum, n = 0, 0.0, 0
-    with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), device=device)
+    n = 0
+    with backend(device).autocast(amp_dtype):
         for x, y in split.batches(batch_size, device=device):
+            if channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             out = model(x).float()
-            loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
-            correct += int((out.argmax(1) == y).sum())
+            loss_sum += F.cross_entropy(out, y, reduction="sum")
+            correct += (out.argmax(1) == y).sum()
             n += len(y)
     model.train(was_training)
-    return correct / max(1, n), loss_sum / max(1, n)
+    return int(correct) / max(1, n), float(loss_sum) / max(1, n)
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint whole
+class _DivergenceWatch:
+    """The losses of the last ``every`` steps, kept on the device and checked for NaN/inf in one host sync.
+
+    Checking each step's loss on the host would stall the GPU's queue every step; a
+    diverged loss is still caught within ``every`` steps (and at each epoch's end), and
+    the error names its exact step and learning rate.
+    """
+
+    def __init__(self, device: torch.device, every: int) -> None:
+        self.losses = torch.zeros(every, device=device)  # (every,)
+        self.where: list[tuple[int, int, float]] = []  # (epoch, step, lr) of each slot
+
+    def add(self, loss: torch.Tensor, epoch: int, step: int, lr: float) -> None:
+        self.losses[len(self.where)] = loss.detach()  # a device-side copy: no sync
+        self.where.append((epoch, step, lr))
+        if len(self.where) == len(self.losses):
+            self.check()
+
+    def check(self) -> None:
+        n = len(self.where)
+        if n == 0:
+            return
+        bad = ~torch.isfinite(self.losses[:n])
+        if bool(bad.any()):  # the one host sync of the window
+            j = int(bad.nonzero()[0])
+            epoch, step, lr = self.where[j]
+            raise TrainingDiverged(f"loss became {float(self.losses[j])} at epoch {epoch + 1}, step {step + 1} (lr={lr:.3g}; "
+                                   f"found checking steps {self.where[0][1] + 1}-{self.where[-1][1] + 1}); "
+                                   "lower the learning rate or add warm-up")
+        self.where.clear()
+
+
+def _compile(model: nn.Module, mode: str, be: Backend, amp: torch.dtype | None, x: torch.Tensor) -> tuple[Callable, str]:
+    """The forward the training loop calls and what was decided: "on", "off", or "off: why".
+
+    ``auto`` compiles on CUDA only (on the CPU, compiling costs minutes and the loop is
+    not the bottleneck), and only when :func:`_self_check` passes on the first batch.
+    """
+    if mode == "off" or (mode == "auto" and be.device.type != "cuda"):
+        return model, "off"
+    compiled = torch.compile(model)
+    if mode == "on":
+        return compiled, "on"
+    note = _self_check(model, compiled, be, amp, x)
+    if note != "on":
+        log.warning("torch.compile %s; training eagerly", note)
+    return (compiled if note == "on" else model), note
+
+
+def _self_check(model: nn.Module, compiled: Callable, be: Backend, amp: torch.dtype | None, x: torch.Tensor) -> str:
+    """"on" when ``compiled`` gives ``model``'s eval outputs (to bf16 tolerance) and a training forward and backward
+    of it run; else "off: why". Leaves no trace: buffers, gradients and RNG states are restored."""
+    buffers = {k: b.clone() for k, b in model.named_buffers()}
+    rng, was_training = be.rng_state(), model.training
+    try:
+        model.eval()
+        with torch.no_grad(), be.autocast(amp):
+            ref, got = model(x).float(), compiled(x).float()
+        model.train()
+        with be.autocast(amp):
+            compiled(x).float().sum().backward()  # the training graph compiles here (and is kept) or fails
+        same = torch.allclose(got, ref, rtol=2e-2, atol=2e-2 * (1.0 + float(ref.abs().max())))
+        return "on" if same else "off: compiled outputs differ from eager ones"
+    except Exception as e:  # any compiler failure means training eagerly
+        return f"off: {type(e).__name__}: {str(e)[:160]}"
+    finally:
+        model.train(was_training)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.grad = None
+            for k, b in model.named_buffers():
+                b.copy_(buffers[k])
+        be.set_rng_state(rng)
+
+
+def _set_memory_format(model: nn.Module, fmt: torch.memory_format) -> None:
+    if isinstance(model, CompressedModel):
+        model.set_memory_format(fmt)  # its computed weights follow too
+    else:
+        model.to(memory_format=fmt)
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 def train(
@@ -194,30 +294,42 @@ def train(
 ) -> TrainResult:
     """Train ``model`` on ``data`` as ``cfg`` says; evaluate on validation each epoch and on test at the end.
 
-    ``callback(metrics)`` runs after every epoch; returning ``False`` (or raising
-    :class:`StopTraining`) stops. With ``checkpoint``, the state is saved after every
-    epoch and, if the file exists, training resumes from it.
+    ``device``: None trains where ``model`` already is (a CPU model stays on the CPU even
+    when a GPU is visible); a request (``"cuda"``, ``"cuda:1"``, ``"auto"``, ...) moves the
+    model there, and one that is unavailable is a ValueError (see
+    :func:`smhsearch.device.resolve_device`). ``callback(metrics)`` runs after every
+    epoch; returning ``False`` (or raising :class:`StopTraining`) stops. With
+    ``checkpoint``, the state is saved after every epoch and, if the file exists,
+    training resumes from it. The model comes back in the standard memory layout.
 
     >>> import smhsearch
     >>> from smhsearch.data import load_dataset
     >>> data = load_dataset("synthetic", n=64, size=8)
     >>> r = train(smhsearch.create_model("resnet8", widths=(4, 4, 4)), data, TrainConfig(epochs=1, batch_size=32), progress=False)
-    >>> r.epochs_run
-    1
+    >>> r.epochs_run, r.device
+    (1, 'cpu')
     """
-    device = _device(device)
+    device = model_device(model) if device is None else resolve_device(device, flag="device")
+    be = backend(device)
+    amp = be.autocast_dtype(cfg.amp)
+    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+    with be.determinism(cfg.deterministic):
+        model.to(device)
+        _set_memory_format(model, torch.channels_last if channels_last else torch.contiguous_format)
+        try:
+            return _train(model, data, cfg, be, amp, channels_last, callback, Path(checkpoint) if checkpoint else None, progress)
+        finally:
+            _set_memory_format(model, torch.contiguous_format)
+
+
+def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend, amp: torch.dtype | None, channels_last: bool,
+           callback: Callable[[EpochMetrics], bool | None] | None, ckpt: Path | None, progress: bool | None) -> TrainResult:
+    device = be.device
     t_start = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    amp = torch.bfloat16 if cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda") else None
-    model.to(device)
-    if cfg.channels_last if cfg.channels_last is not None else device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    groups = param_groups(model, cfg)
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
-    else:
-        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    be.reset_peak_memory()
+    torch.manual_seed(cfg.seed)  # every device's generator
+    gen = torch.Generator().manual_seed(cfg.seed)  # data order and augmentation: the same on every device
+    opt = _optimizer(model, cfg)
     n_train = len(data.train)
     drop_last = n_train > cfg.batch_size  # never a batch of one through batch-norm
     steps_per_epoch = n_train // cfg.batch_size if drop_last else 1
@@ -226,24 +338,18 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
     history: list[EpochMetrics] = []
     start_epoch = 0
-    ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch = int(state["epoch"]) + 1
-        history = [EpochMetrics(**h) for h in state["history"]]
-        log.info("resumed from %s after epoch %d", ckpt, start_epoch)
+        start_epoch, done = load_checkpoint(ckpt, be, model, opt, sched, gen)
+        history = [EpochMetrics(**h) for h in done]
     show_bar = progress if progress is not None else sys.stderr.isatty()
     stopped = False
     compressed = model if isinstance(model, CompressedModel) else None
+    forward, compile_note = None, "off"
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
-        loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
+        loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), dtype=torch.int64, device=device), 0
+        watch = _DivergenceWatch(device, cfg.check_every)
         batches = data.train.batches(cfg.batch_size, shuffle=True, augment=True, generator=gen, device=device, drop_last=drop_last)
         if show_bar:
             from tqdm.auto import tqdm
@@ -253,14 +359,14 @@ def train(
             step = epoch * steps_per_epoch + i
             if compressed is not None:
                 compressed.set_progress(step / total)
-            if x.ndim == 4 and device.type == "cuda":
+            if channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-                out = model(x)
+            if forward is None:
+                forward, compile_note = _compile(model, cfg.compile, be, amp, x)
+            with be.autocast(amp):
+                out = forward(x)
                 loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1} "
-                                       f"(lr={sched.get_last_lr()[1]:.3g}); lower the learning rate or add warm-up")
+            watch.add(loss, epoch, i, sched.get_last_lr()[1])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
@@ -270,10 +376,11 @@ def train(
             loss_sum += loss.detach() * len(y)
             correct += (out.argmax(1) == y).sum()
             seen += len(y)
+        watch.check()
         if compressed is not None and epoch == cfg.epochs - 1:
             compressed.set_progress(1.0)
-        val_acc, val_loss = evaluate(model, data.val, cfg.eval_batch_size, device, amp)
-        m = EpochMetrics(epoch + 1, float(loss_sum) / max(1, seen), float(correct) / max(1, seen), val_loss, val_acc,
+        val_acc, val_loss = evaluate(model, data.val, cfg.eval_batch_size, amp, channels_last)
+        m = EpochMetrics(epoch + 1, float(loss_sum) / max(1, seen), int(correct) / max(1, seen), val_loss, val_acc,
                          sched.get_last_lr()[1], time.perf_counter() - t0)
         history.append(m)
         msg = (f"epoch {m.epoch}/{cfg.epochs}  loss {m.train_loss:.4f}  train {m.train_acc:.4f}  "
@@ -282,9 +389,7 @@ def train(
         if show_bar:
             print(msg, file=sys.stderr)
         if ckpt is not None:
-            _save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
-                                    "history": [asdict(h) for h in history]})
+            save_checkpoint(ckpt, model, opt, sched, gen, be, epoch, [asdict(h) for h in history])
         if callback is not None:
             try:
                 keep_going = callback(m)
@@ -293,6 +398,8 @@ def train(
             if keep_going is False:
                 stopped = epoch + 1 < cfg.epochs
                 break
-    test_acc, test_loss = evaluate(model, data.test, cfg.eval_batch_size, device, amp)
+    test_acc, test_loss = evaluate(model, data.test, cfg.eval_batch_size, amp, channels_last)
+    extra = {"device_name": be.name(), "amp": str(amp).removeprefix("torch.") if amp else "off", "channels_last": channels_last,
+             "compile": compile_note, "deterministic": cfg.deterministic, "peak_memory_bytes": be.peak_memory()}
     return TrainResult(history, test_acc, test_loss, max((h.val_acc for h in history), default=0.0), len(history),
-                       stopped, time.perf_counter() - t_start, str(device))
+                       stopped, time.perf_counter() - t_start, str(device), extra)

@@ -124,3 +124,30 @@ def test_compact_round_trip(case, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), m(x))
     assert loaded.config == m.config
+
+
+def test_channels_last_reaches_every_conv_weight(case, tmp_path):
+    """In channels_last mode each conv gets its weight (stored or computed) in that layout, and outputs do not change."""
+    method, name = case
+    _, m, shape = make(method, name)
+    if len(shape) != 3 or not any(isinstance(mod, torch.nn.Conv2d) for mod in m.modules()):
+        pytest.skip(f"{name} has no convolution")
+    m.set_progress(1.0)
+    x = torch.randn(2, *shape)
+    for training in (True, False):  # the training path and the eval cache
+        m.train(training)
+        with torch.no_grad():
+            m.set_memory_format(torch.contiguous_format)
+            ref = m(x)
+            m.set_memory_format(torch.channels_last)
+            seen = []
+            hooks = [mod.register_forward_pre_hook(lambda mod, args: seen.append(
+                (tuple(mod.weight.shape), mod.weight.is_contiguous(memory_format=torch.channels_last))))
+                for mod in m.modules() if isinstance(mod, torch.nn.Conv2d)]
+            got = m(x.contiguous(memory_format=torch.channels_last))
+            for h in hooks:
+                h.remove()
+        assert seen and all(ok for _, ok in seen), [s for s, ok in seen if not ok]
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+    path = smhsearch.save_compact(m, tmp_path / "m.safetensors")  # safetensors takes standard-layout tensors only
+    assert path.is_file()

@@ -96,3 +96,56 @@ def test_cifar10_from_shared_data():
 def test_full_fashion_mnist_from_debian():
     d = load_dataset("fashion-mnist")
     assert (len(d.train) + len(d.val), len(d.test)) == (60_000, 10_000)
+
+
+def _image_folder(root, per_class: dict[str, int]) -> None:
+    """A real ImageFolder tree of small PNGs, one folder per class."""
+    from PIL import Image
+
+    for i, (cls, n) in enumerate(per_class.items()):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for j in range(n):
+            Image.new("RGB", (12, 10), color=(40 * i, 20 * j, 100)).save(root / cls / f"{j}.png")
+
+
+def test_imagefolder_index_is_cached_and_follows_the_folder(tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    from smhsearch.data._imagefolder import folder_index
+
+    _image_folder(tmp_path / "train", {"cat": 5, "dog": 4})
+    cache = tmp_path / "cache"
+    classes, samples = folder_index(tmp_path / "train", cache)
+    reference = ImageFolder(str(tmp_path / "train"))
+    assert classes == reference.classes and samples == reference.samples  # torchvision's own scan and order
+    [index_file] = (cache / "imagefolder").iterdir()
+    index = json.loads(index_file.read_text())
+    index["samples"] = index["samples"][1:]  # a doctored index: read back only if the cache is what is used
+    index_file.write_text(json.dumps(index))
+    assert len(folder_index(tmp_path / "train", cache)[1]) == 8
+    _image_folder(tmp_path / "train", {"cat": 6})  # a new image changes its class folder: the index is rebuilt
+    assert len(folder_index(tmp_path / "train", cache)[1]) == 10
+    unwritable = tmp_path / "file"
+    unwritable.write_text("")
+    assert len(folder_index(tmp_path / "train", unwritable)[1]) == 10  # no cache: a rescan, no failure
+
+
+def test_imagefolder_keeps_its_workers_across_epochs(tmp_path):
+    _image_folder(tmp_path / "train", {"a": 6, "b": 6})
+    _image_folder(tmp_path / "val", {"a": 2, "b": 2})
+    d = load_dataset("imagenet", root=tmp_path, size=8, val_per_class=1, workers=1, cache=tmp_path / "cache")
+    assert (len(d.train), len(d.val), len(d.test), d.num_classes) == (10, 2, 4, 2)
+    g = torch.Generator().manual_seed(0)
+    pids = []
+    for _ in range(2):  # two epochs
+        ys = [y for x, y in d.train.batches(4, shuffle=True, augment=True, generator=g, drop_last=True)]
+        assert len(ys) == 2 and all(len(y) == 4 for y in ys)
+        [(loader, _)] = d.train._loaders.values()
+        pids.append([w.pid for w in loader._iterator._workers])
+    assert pids[0] == pids[1] and len(pids[0]) == 1  # the same worker process served both epochs
+    x, y = next(d.test.batches(4))
+    assert x.shape == (4, 3, 8, 8) and sorted(y.tolist()) == [0, 0, 1, 1]
+    _image_folder(tmp_path / "val", {"c": 1})
+    with pytest.raises(DatasetNotFound, match="val has 3 class folders and .*train 2"):
+        load_dataset("imagenet", root=tmp_path, cache=tmp_path / "cache")
+    d.train.close()

@@ -47,9 +47,14 @@ def test_throughput_is_measured_and_leaves_model_alone(mode):
     t = measure.throughput(m, shape, batch_size=4, mode=mode, warmup=1, repeats=3)
     assert len(t.steps_s) == 3 and all(s > 0 for s in t.steps_s)
     assert t.samples_per_s == pytest.approx(4 / t.step_s)
+    assert "threads" in t.device  # the CPU measured, named
+    assert (t.latency_s is not None and t.latency_s > 0) if mode == "infer" else t.latency_s is None
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     with pytest.raises(ValueError, match="mode must be"):
         measure.throughput(m, shape, mode="fast")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda' asks for a GPU"):
+            measure.throughput(m, shape, device="cuda")
 
 
 def test_compact_file_holds_only_stored_variables(tmp_path):

@@ -57,6 +57,17 @@ def test_pruning_is_global_by_magnitude():
     assert kept.min() > 0
 
 
+def test_progress_after_loading_a_pruned_state_never_unprunes():
+    """set_progress compares with a host copy of the level (no GPU sync each step); a state-dict load must refresh it."""
+    a = smhsearch.compress(create_model("resnet8"), Prune(budget="20%", steps=4))
+    a.set_progress(1.0)
+    b = smhsearch.compress(create_model("resnet8"), Prune(budget="20%", steps=4))
+    b.load_state_dict(a.state_dict())  # what resuming a checkpoint does
+    b.set_progress(0.3)  # level 1 of 4: already passed
+    assert b.describe()["level"] == 4 and int(b.mask.sum()) == b.keep
+    assert torch.equal(b.mask, a.mask)
+
+
 def test_pruned_weights_get_no_gradient():
     m = smhsearch.compress(create_model("resnet8"), Prune(budget="30%"))
     m.set_progress(1.0)

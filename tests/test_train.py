@@ -10,7 +10,8 @@ import torch
 import smhsearch
 from smhsearch import SMH, Prune
 from smhsearch.data import load_dataset
-from smhsearch.train import StopTraining, TrainConfig, TrainingDiverged, lr_factor, param_groups, train
+from smhsearch.device import backend
+from smhsearch.train import StopTraining, TrainConfig, TrainingDiverged, _self_check, evaluate, lr_factor, param_groups, train
 
 FAST = TrainConfig(epochs=1, batch_size=64, lr=0.05, eval_batch_size=2000)
 
@@ -68,6 +69,23 @@ def test_resume_reproduces_the_uninterrupted_run(small, tmp_path):
         assert torch.equal(p, q), n
     assert r_resumed.test_acc == r_straight.test_acc
     assert [h.val_acc for h in r_resumed.history] == [h.val_acc for h in r_straight.history]
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert set(state["rng"]) >= {"cpu"} and all(t.dtype == torch.uint8 and t.device.type == "cpu" for t in state["rng"].values())
+
+
+def test_resume_reads_checkpoints_written_before_the_device_layer(small, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05)
+    straight = tiny_mlp()
+    train(straight, small, cfg, progress=False)
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_mlp(), small, cfg, checkpoint=ckpt, callback=lambda m: (_ for _ in ()).throw(KeyboardInterrupt), progress=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state["torch_rng"] = state.pop("rng")["cpu"]  # the old layout: the CPU state alone, under another key
+    torch.save(state, ckpt)
+    resumed = tiny_mlp()
+    train(resumed, small, cfg, checkpoint=ckpt, progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(straight.state_dict().values(), resumed.state_dict().values()))
 
 
 def test_callback_stops_early(small):
@@ -90,6 +108,98 @@ def test_nan_loss_raises_training_diverged(small):
         m.net[-1].weight.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, step 1 \(lr="):
         train(m, small, FAST, progress=False)
+
+
+class NaNAt(torch.nn.Module):
+    """``tiny_mlp`` whose forward number ``at`` (1-based) returns NaN; counts its training forwards."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.net, self.at, self.calls = tiny_mlp(), at, 0
+
+    def forward(self, x):
+        out = self.net(x)
+        if self.training:
+            self.calls += 1
+            if self.calls == self.at:
+                out = out * float("nan")
+        return out
+
+
+@pytest.mark.parametrize("every", [5, 1000])
+def test_a_nan_loss_is_caught_within_the_window_and_named_exactly(small, every):
+    m = NaNAt(3)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, step 3 \(lr=0.05; found checking steps 1-"):
+        train(m, small, TrainConfig(epochs=2, batch_size=64, lr=0.05, check_every=every), progress=False)
+    steps_per_epoch = len(small.train) // 64
+    assert m.calls == min(every, steps_per_epoch)  # checked at the window's end, or at the epoch's end, not later
+
+
+def test_train_stays_on_the_models_device_unless_asked(small):
+    m = tiny_mlp()
+    r = train(m, small, FAST, progress=False)
+    assert r.device == "cpu" and next(m.parameters()).device.type == "cpu"
+    assert r.extra["amp"] == "off" and r.extra["compile"] == "off" and r.extra["deterministic"] is True
+    assert "threads" in r.extra["device_name"]
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device='cuda' asks for a GPU, but CUDA is not available"):
+            train(tiny_mlp(), small, FAST, device="cuda", progress=False)
+    acc, loss = evaluate(m, small.test, 500)
+    assert acc == r.test_acc and loss == pytest.approx(r.test_loss)
+
+
+def test_channels_last_training_on_the_cpu():
+    data = load_dataset("synthetic", n=512, in_channels=1, size=16)
+    runs = {}
+    for channels_last in (False, True):
+        m = smhsearch.compress(tiny_cnn(), SMH(budget="30%", scale="learnable"))
+        seen = []
+        conv = next(mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d) and mod.kernel_size == (3, 3)
+                    and mod.in_channels > 1)  # a 3x3 weight with one input channel is both layouts at once
+        conv.register_forward_pre_hook(lambda mod, args: seen.append(mod.weight.is_contiguous(memory_format=torch.channels_last)))
+        r = train(m, data, TrainConfig(epochs=2, batch_size=64, lr=0.05, channels_last=channels_last), progress=False)
+        runs[channels_last] = (r, seen, m)
+        assert r.extra["channels_last"] is channels_last and seen and all(w is channels_last for w in seen)
+        assert m.memory_format == torch.contiguous_format  # the caller gets the standard layout back
+        assert all(p.is_contiguous() for p in m.parameters())
+    (a, _, ma), (b, _, mb) = runs[False], runs[True]
+    assert [h.train_loss for h in b.history] == pytest.approx([h.train_loss for h in a.history], rel=1e-4)
+    for p, q in zip(ma.parameters(), mb.parameters()):  # the same training, up to the kernels' rounding
+        assert torch.allclose(p, q, atol=1e-4)
+
+
+def test_bf16_autocast_on_the_cpu(small):
+    r = train(tiny_mlp(), small, TrainConfig(epochs=1, batch_size=64, lr=0.05, amp="bf16"), progress=False)
+    assert r.extra["amp"] == "bfloat16" and r.test_acc > 0.7
+
+
+def test_compile_self_check_leaves_no_trace_and_refuses_a_wrong_graph():
+    m = smhsearch.compress(tiny_cnn(), SMH(budget="30%"))
+    m.train()
+    x = torch.randn(8, 1, 28, 28)
+    be = backend("cpu")
+    before = {k: b.clone() for k, b in m.named_buffers()}
+    rng = torch.get_rng_state()
+    assert _self_check(m, torch.compile(m, backend="eager"), be, None, x) == "on"  # dynamo's graphs, run without inductor
+    assert all(torch.equal(b, before[k]) for k, b in m.named_buffers())  # batch-norm statistics untouched
+    assert all(p.grad is None for p in m.parameters()) and torch.equal(torch.get_rng_state(), rng) and m.training
+    assert _self_check(m, lambda t: m(t) + 1.0, be, None, x) == "off: compiled outputs differ from eager ones"
+
+    def broken(t):
+        raise RuntimeError("inductor fell over")
+
+    assert _self_check(m, broken, be, None, x) == "off: RuntimeError: inductor fell over"
+    assert all(torch.equal(b, before[k]) for k, b in m.named_buffers())
+
+
+@pytest.mark.slow
+def test_compile_on_trains_like_eager(small):
+    """torch.compile on the CPU: minutes of compiling on 2 cores, hence slow."""
+    eager, compiled = tiny_mlp(), tiny_mlp()
+    cfg = TrainConfig(epochs=1, batch_size=64, lr=0.05)
+    a = train(eager, small, cfg, progress=False)
+    b = train(compiled, small, TrainConfig(**{**cfg.__dict__, "compile": "on"}), progress=False)
+    assert b.extra["compile"] == "on" and abs(a.test_acc - b.test_acc) < 0.02
 
 
 def test_pruning_reaches_its_budget_during_training(small):
@@ -124,7 +234,8 @@ def test_schedules():
     "kwargs,match",
     [({"epochs": 0}, r"epochs >= 1 must hold, but got \(epochs=0\)"), ({"optimizer": "adam"}, "optimizer in"),
      ({"lr": -1.0}, "lr > 0"), ({"warmup_epochs": 20.0}, "warmup_epochs < epochs"), ({"schedule": "step"}, "schedule in"),
-     ({"amp": "fp16"}, "amp in")],
+     ({"amp": "fp16"}, "amp in"), ({"compile": "yes"}, "compile in"), ({"check_every": 0}, "check_every >= 1"),
+     ({"deterministic": "on"}, "deterministic is a bool")],
 )
 def test_bad_train_config(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -4,7 +4,8 @@ Small datasets (everything but ImageNet) are held whole as uint8 tensors, moved 
 the training device, and batched there: shuffling, normalisation and augmentation
 (random crop with padding, horizontal flip) are batched tensor ops, so an epoch is not
 bound by a data loader. Random draws come from a CPU generator the caller seeds, so a
-run is reproducible on any device.
+run is reproducible on any device; an epoch's draws (order, crop offsets, flips) go to
+the device in one copy each, so no batch waits on the host.
 """
 
 from __future__ import annotations
@@ -24,13 +25,25 @@ class Split(Protocol):
                 device: torch.device | str = "cpu", drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
 
-def random_crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator | None) -> torch.Tensor:
-    """Zero-pad by ``pad``, crop back to the input size at a random offset, flip half. (B, C, H, W)"""
+def crop_flip_draws(n: int, pad: int, gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random (row offset, column offset, flip) for ``n`` images, drawn on the CPU from ``gen``. Each (n,)"""
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    return oy, ox, flip
+
+
+def random_crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator | None = None,
+                     draws: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Zero-pad by ``pad``, crop back to the input size at a random offset, flip half. (B, C, H, W)
+
+    ``draws`` (from :func:`crop_flip_draws`, already on ``x``'s device) replace drawing
+    from ``gen``: a split draws a whole epoch's at once, so a GPU batch does not wait
+    for a host-to-device copy of its offsets.
+    """
     B, C, H, W = x.shape
+    oy, ox, flip = draws if draws is not None else (t.to(x.device) for t in crop_flip_draws(B, pad, gen))
     xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (B,), generator=gen).to(x.device)
-    ox = torch.randint(0, 2 * pad + 1, (B,), generator=gen).to(x.device)
-    flip = (torch.rand(B, generator=gen) < 0.5).to(x.device)
     rows = oy[:, None] + torch.arange(H, device=x.device)  # (B, H)
     cols = ox[:, None] + torch.arange(W, device=x.device)  # (B, W)
     cols = torch.where(flip[:, None], cols.flip(1), cols)
@@ -75,11 +88,13 @@ class TensorSplit:
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
         stop = n - n % batch_size if drop_last else n
+        crop = augment and self.augment == "crop_flip"
+        draws = [t.to(x.device) for t in crop_flip_draws(n, 4, generator)] if crop else []  # (n,) each, one copy an epoch
         for i in range(0, stop, batch_size):
             idx = order[i : i + batch_size]
             xb = (x[idx].float() / 255.0 - mean) / std  # (B, C, H, W)
-            if augment and self.augment == "crop_flip":
-                xb = random_crop_flip(xb, 4, generator)
+            if crop:
+                xb = random_crop_flip(xb, 4, draws=tuple(d[i : i + len(idx)] for d in draws))
             yield xb, y[idx]
 
 

@@ -155,11 +155,25 @@ class CompressedModel(nn.Module):
     """
 
     config: MethodConfig
+    memory_format: torch.memory_format = torch.contiguous_format
+    """The layout of 4-D weights (channels_last on GPUs): stored and computed ones alike."""
 
     def __init__(self, config: MethodConfig, arch: dict[str, Any] | None) -> None:
         super().__init__()
         self.config = config
         self.arch = copy.deepcopy(arch)
+
+    def set_memory_format(self, memory_format: torch.memory_format) -> "CompressedModel":
+        """Lay 4-D weights out in ``memory_format``: the stored ones now, the computed ones at every forward.
+
+        The trainer calls it with ``torch.channels_last`` on GPUs, so convolutions get
+        weights in the layout cuDNN wants instead of converting them every step.
+        """
+        if memory_format not in (torch.contiguous_format, torch.channels_last):
+            raise ValueError(f"memory_format must be torch.contiguous_format or torch.channels_last, but got {memory_format}")
+        self.memory_format = memory_format
+        self.to(memory_format=memory_format)
+        return self
 
     def materialize(self) -> nn.Module:
         raise NotImplementedError
@@ -244,14 +258,21 @@ class ReparametrizedModel(CompressedModel):
     def _variables(self) -> Iterable[torch.Tensor]:
         return list(self._parameters.values()) + list(self._buffers.values())
 
+    def _laid_out(self) -> list[torch.Tensor]:
+        """``dense_weights()`` with 4-D weights in the model's memory format (a copy only when it is channels_last)."""
+        weights = self.dense_weights()
+        if self.memory_format == torch.contiguous_format:
+            return weights
+        return [w.contiguous(memory_format=self.memory_format) if w.ndim == 4 else w for w in weights]
+
     def _weights(self) -> list[torch.Tensor]:
         if self.training or torch.is_grad_enabled():
             self._cache = None
-            return self.dense_weights()
+            return self._laid_out()
         key = tuple((v.data_ptr(), v._version, v.dtype) for v in self._variables() if v is not None)
-        key += (torch.is_autocast_enabled(),)
+        key += (torch.is_autocast_enabled(), self.memory_format)
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self.dense_weights())
+            self._cache = (key, self._laid_out())
         return self._cache[1]
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -274,7 +295,7 @@ class ReparametrizedModel(CompressedModel):
         weights = self._weights()
         self.train(was_training)
         for t, w in zip(self.targets, weights):
-            p = nn.Parameter(w.detach().to(torch.float32).clone())
+            p = nn.Parameter(w.detach().to(torch.float32).clone(memory_format=torch.contiguous_format))
             for mod_name, attr in t.slots:  # same Parameter in every tied slot; key order kept
                 dense.get_submodule(mod_name)._parameters[attr] = p
         dense.train(was_training)

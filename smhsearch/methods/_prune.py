@@ -67,6 +67,9 @@ class PruneModel(ReparametrizedModel):
         self.keep = keep
         self.register_buffer("mask", torch.ones(self.hashed_count, dtype=torch.bool))  # (N,)
         self.register_buffer("level", torch.tensor(0, dtype=torch.int64))  # mask updates applied so far
+        # The host's copy of ``level``: set_progress runs every step, and reading the buffer
+        # would wait for the GPU each time. None after a state-dict load (read once then).
+        self._host_level: int | None = 0
 
     def nonzeros_at(self, level: int) -> int:
         """Nonzero prunable weights after ``level`` of the ``steps`` updates."""
@@ -77,9 +80,16 @@ class PruneModel(ReparametrizedModel):
         c = self.config
         t = (fraction - c.start) / (c.end - c.start)
         level = int(np.clip(np.floor(t * c.steps + 1e-9), 0, c.steps))
-        if level > int(self.level):
+        if self._host_level is None:
+            self._host_level = int(self.level)
+        if level > self._host_level:
             self._prune_to(self.nonzeros_at(level))
             self.level.fill_(level)
+            self._host_level = level
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._host_level = None  # the loaded buffer may hold another level
 
     @torch.no_grad()
     def _prune_to(self, nonzeros: int) -> None:

@@ -38,9 +38,9 @@ class RunPlan:
 
 def plan_run(space: Space, space_path: Path, out: Path | None = None, max_trials: int | None = None) -> RunPlan:
     """Which candidates a run covers (static constraints applied) and how many trials it owes."""
-    from ._budget import Budget
+    from .._budget import Budget
 
-    from .space import applicable_candidates
+    from ..space import applicable_candidates
 
     candidates, _ = applicable_candidates(space)
     if space.search.max_params is not None:
@@ -50,7 +50,7 @@ def plan_run(space: Space, space_path: Path, out: Path | None = None, max_trials
         def fits(c: Candidate) -> bool:
             import torch
 
-            from .models import create_model
+            from ..models import create_model
 
             with torch.device("meta"):
                 total = sum(p.numel() for p in create_model(c.arch, **kw(c.arch)).parameters())

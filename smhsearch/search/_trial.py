@@ -10,7 +10,7 @@ from ..space import Candidate, Space, dataset_root
 
 def trial_spec(space: Space, space_path: Path, cand: Candidate):
     """The job a candidate of ``space`` runs: its model and method, the space's data and training."""
-    from .job import JobSpec
+    from ..job import JobSpec
 
     return JobSpec(arch=cand.arch, method=cand.method_config(space.train.seed), dataset=space.dataset.name,
                    root=dataset_root(space, space_path),
@@ -23,8 +23,8 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str) -> N
     import torch
     from ray import tune
 
-    from .job import run_job, write_record
-    from .plugins import load_plugins
+    from ..job import run_job, write_record
+    from ..plugins import load_plugins
 
     number = int(config["_number"])
     record_path = Path(run_dir) / "trials" / f"{number:04d}" / "trial.json"

@@ -1,0 +1,45 @@
+"""The trainer's checkpoint: everything an interrupted run needs to continue as if it never stopped.
+
+Model, optimizer and scheduler state, the data generator, and the global RNG states of
+the training device (the CPU's, and CUDA's on a GPU) as the device layer keeps them.
+Tensors load straight onto the training device (``map_location``); RNG states go back
+as CPU uint8 tensors, the only kind ``set_rng_state`` takes (a GPU checkpoint loaded
+with ``map_location="cuda"`` would otherwise hand it CUDA tensors).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .device import Backend
+
+log = logging.getLogger(__name__)
+
+
+def save_checkpoint(path: Path, model: nn.Module, opt, sched, gen: torch.Generator, be: Backend, epoch: int,
+                    history: list[dict[str, Any]]) -> None:
+    """Write the state after ``epoch`` (0-based) atomically: a kill mid-write leaves the previous checkpoint whole."""
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             "generator": gen.get_state(), "rng": be.rng_state(), "epoch": epoch, "history": history}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, be: Backend, model: nn.Module, opt, sched, gen: torch.Generator) -> tuple[int, list[dict[str, Any]]]:
+    """Restore the state in ``path`` into the given objects; (first epoch to run, history so far)."""
+    state = torch.load(path, map_location=be.device, weights_only=True)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    gen.set_state(state["generator"].cpu())
+    be.set_rng_state(state["rng"] if "rng" in state else {"cpu": state["torch_rng"]})  # torch_rng: checkpoints before the device layer
+    log.info("resumed from %s after epoch %d", path, int(state["epoch"]) + 1)
+    return int(state["epoch"]) + 1, state["history"]

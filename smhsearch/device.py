@@ -1,0 +1,319 @@
+"""One device layer: what the trainer, measurement and checkpoints need of a device.
+
+A device request is ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``xla``.
+:func:`resolve_device` turns it into a ``torch.device`` or raises a ValueError that
+names the flag or key it came from; a request for CUDA on a machine without it is an
+error, never a silent fall-back to the CPU. ``auto`` is CUDA when a GPU is visible,
+else the CPU (XLA is used only when asked for).
+
+:func:`backend` gives, per device type, the few operations that differ between devices:
+
+- ``synchronize()``: wait for queued work (CUDA kernels, XLA's lazy graph);
+- ``rng_state()`` / ``set_rng_state()``: the global RNG states a checkpoint must keep,
+  always as CPU uint8 tensors (``torch.set_rng_state`` refuses anything else);
+- ``autocast_dtype(amp)``: bf16 only where the device runs it natively; float16 is never
+  chosen (it needs a GradScaler, which buys nothing over bf16 on devices that have it);
+- ``determinism(on)``: cuDNN's deterministic/benchmark switches and
+  ``torch.use_deterministic_algorithms`` (warn_only: an op without a deterministic kernel
+  warns rather than stopping a trial), restored on exit (``CUBLAS_WORKSPACE_CONFIG``,
+  which cuBLAS reads once, is set when this module is imported, unless already set);
+- ``time_steps(fn, warmup, repeats)``: seconds per call (CUDA events, so timing adds no
+  host sync between steps; elsewhere sync + perf_counter);
+- ``reset_peak_memory()`` / ``peak_memory()``: bytes the allocator handed out at most;
+- ``set_memory_fraction(f)``: a cap on this process's share of the GPU, for trials that
+  share one (see :func:`share_gpu`).
+
+>>> resolve_device("cpu")
+device(type='cpu')
+>>> backend(torch.device("cpu")).autocast_dtype("auto") is None
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Literal
+
+import torch
+from torch import nn
+
+Amp = Literal["auto", "bf16", "off"]
+CHOICES = "auto, cpu, cuda, cuda:N or xla"
+# Deterministic cuBLAS needs this before the process's first cuBLAS call, which can come before
+# train() (a throughput measurement); set here, at import, unless the user chose a value.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+CONTEXT_BYTES = 1 << 30
+"""GPU memory one process needs outside PyTorch's allocator (CUDA context, cuDNN/cuBLAS handles): kept out of its memory fraction."""
+
+
+def _cuda_facts() -> str:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return (f"torch {torch.__version__} built with {'CUDA ' + torch.version.cuda if torch.version.cuda else 'no CUDA'}, "
+            f"{torch.cuda.device_count()} GPUs visible" + (f", CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else ""))
+
+
+def _cuda_unavailable(request: str, flag: str) -> str:
+    return f"{flag}={request!r} asks for a GPU, but CUDA is not available here ({_cuda_facts()}); use {flag}=cpu or auto"
+
+
+def _cuda() -> torch.device:
+    # "cuda" with its index: a dataset's device copy and the model then name the same device
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def resolve_device(request: str | torch.device | None = "auto", *, flag: str = "device") -> torch.device:
+    """The ``torch.device`` for ``request`` (auto, cpu, cuda, cuda:N, xla); ValueError naming ``flag`` when it is unavailable.
+
+    >>> resolve_device("tpu", flag="--device")
+    Traceback (most recent call last):
+    ...
+    ValueError: --device='tpu' is not a device; allowed: auto, cpu, cuda, cuda:N or xla
+    """
+    text = "auto" if request is None else str(request).strip().lower()
+    if text == "auto":
+        return _cuda() if torch.cuda.is_available() else torch.device("cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    m = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if m:
+        if not torch.cuda.is_available():
+            raise ValueError(_cuda_unavailable(text, flag))
+        if m.group(1) is None:
+            return _cuda()
+        index = int(m.group(1))
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"{flag}={text!r}: only {torch.cuda.device_count()} GPUs are visible (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        return torch.device("cuda", index)
+    if text in ("xla", "xla:0"):
+        try:
+            import torch_xla.core.xla_model as xm  # type: ignore[import-not-found]
+        except ImportError:
+            raise ValueError(f"{flag}={text!r} needs PyTorch/XLA (pip install torch_xla), which is not installed") from None
+        return torch.device(xm.xla_device())
+    raise ValueError(f"{flag}={text!r} is not a device; allowed: {CHOICES}")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The one device ``model``'s parameters and buffers live on (the CPU for a model with none)."""
+    devices = {t.device for t in [*model.parameters(), *model.buffers()]}
+    if len(devices) > 1:
+        raise ValueError(f"the model's tensors are on several devices ({', '.join(sorted(map(str, devices)))}); move it to one, "
+                         "or pass device=")
+    return devices.pop() if devices else torch.device("cpu")
+
+
+def trial_device(gpus_per_trial: float, *, key: str = "resources.gpus_per_trial") -> torch.device:
+    """The device a trial runs on: CUDA when the space gives it GPUs (an error when none is visible), else the CPU.
+
+    Ray hands each GPU trial its GPU through CUDA_VISIBLE_DEVICES, so the device is
+    ``cuda`` (index 0 of what the worker sees).
+    """
+    if gpus_per_trial <= 0:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError(f"{key}={gpus_per_trial:g} asks for a GPU, but this worker sees none ({_cuda_facts()}); "
+                         f"set {key}: 0 to train on the CPU")
+    return _cuda()
+
+
+def memory_fraction_for(gpus_per_trial: float, total_bytes: int, context_bytes: int = CONTEXT_BYTES) -> float | None:
+    """This process's cap on the GPU's memory when ``gpus_per_trial`` < 1 (None: a whole GPU, no cap).
+
+    Each process also holds a CUDA context outside PyTorch's allocator, so the cap is the
+    trial's share less ``context_bytes``: k trials at 1/k of a GPU then fit together.
+
+    >>> memory_fraction_for(0.25, 80 * 2**30)
+    0.2375
+    """
+    if gpus_per_trial >= 1:
+        return None
+    return max(0.01, gpus_per_trial - context_bytes / total_bytes)
+
+
+class Backend:
+    """The operations smhsearch needs of one device, as the CPU does them; device types override."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def name(self) -> str:
+        """The CPU model and thread count (a speed figure names what it was measured on)."""
+        model = platform.processor() or "cpu"
+        try:
+            found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+            model = found.group(1).strip() if found else model
+        except OSError:
+            pass
+        return f"{model} ({torch.get_num_threads()} threads)"
+
+    def synchronize(self) -> None:
+        pass
+
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        return {"cpu": torch.get_rng_state()}
+
+    def set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`rng_state` returned (a state saved on another device type restores its CPU part)."""
+        torch.set_rng_state(state["cpu"].cpu())
+
+    def bf16_supported(self) -> bool:
+        return True  # CPU autocast runs bf16 (slowly without AVX-512 BF16, so "auto" does not choose it)
+
+    def autocast_dtype(self, amp: Amp) -> torch.dtype | None:
+        """The autocast dtype for ``amp``: None for off; "auto" is bf16 where the device runs it natively."""
+        if amp not in ("auto", "bf16", "off"):
+            raise ValueError(f"amp must be one of 'auto', 'bf16', 'off', but got {amp!r}")
+        if amp == "bf16" and not self.bf16_supported():
+            raise ValueError(f"amp='bf16', but {self.device} ({self.name()}) does not run bfloat16; use amp: off")
+        return torch.bfloat16 if amp == "bf16" or (amp == "auto" and self._auto_bf16()) else None
+
+    def _auto_bf16(self) -> bool:
+        return False
+
+    def autocast(self, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+    @contextlib.contextmanager
+    def determinism(self, on: bool) -> Iterator[None]:
+        """Deterministic kernels (``on``) or the fastest (cuDNN autotuning); the previous switches come back on exit."""
+        cudnn = torch.backends.cudnn
+        before = (cudnn.deterministic, cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
+                  torch.is_deterministic_algorithms_warn_only_enabled())
+        cudnn.deterministic, cudnn.benchmark = on, (not on) and self.device.type == "cuda"
+        torch.use_deterministic_algorithms(on, warn_only=True)
+        try:
+            yield
+        finally:
+            cudnn.deterministic, cudnn.benchmark = before[0], before[1]
+            torch.use_deterministic_algorithms(before[2], warn_only=before[3])
+
+    def time_steps(self, fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
+        """Seconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+        for _ in range(warmup):
+            fn()
+        self.synchronize()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            self.synchronize()
+            times.append(time.perf_counter() - t0)
+        return times
+
+    def reset_peak_memory(self) -> None:
+        pass
+
+    def peak_memory(self) -> int | None:
+        """Peak bytes allocated since the last reset; None where the device does not count them (the CPU)."""
+        return None
+
+    def set_memory_fraction(self, fraction: float) -> bool:
+        """Cap this process's share of the device's memory; False where the device has no such cap."""
+        return False
+
+    @property
+    def pin_memory(self) -> bool:
+        """Whether host batches should be pinned for an asynchronous copy to this device."""
+        return False
+
+
+class CUDABackend(Backend):
+    def name(self) -> str:
+        return torch.cuda.get_device_name(self.device)
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        return {**super().rng_state(), "cuda": torch.cuda.get_rng_state(self.device)}
+
+    def set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
+        super().set_rng_state(state)
+        if "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"].cpu(), self.device)
+
+    def bf16_supported(self) -> bool:
+        # native bf16 only (Ampere and later): emulated bf16 is slower than float32
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+
+    def _auto_bf16(self) -> bool:
+        return self.bf16_supported()
+
+    def time_steps(self, fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
+        # events recorded in stream order: steps queue back to back, one sync at the end
+        for _ in range(warmup):
+            fn()
+        torch.cuda.synchronize(self.device)
+        with torch.cuda.device(self.device):
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+            for start, end in events:
+                start.record()
+                fn()
+                end.record()
+        torch.cuda.synchronize(self.device)
+        return [start.elapsed_time(end) / 1000.0 for start, end in events]
+
+    def reset_peak_memory(self) -> None:
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_memory(self) -> int | None:
+        return int(torch.cuda.max_memory_allocated(self.device))
+
+    def set_memory_fraction(self, fraction: float) -> bool:
+        torch.cuda.set_per_process_memory_fraction(fraction, self.device)
+        return True
+
+    @property
+    def pin_memory(self) -> bool:
+        return True
+
+
+class XLABackend(Backend):
+    """PyTorch/XLA (TPUs): lazy tensors, so synchronising means cutting and running the graph.
+
+    Issue 21 completes this (the XLA RNG state, memory, autocast defaults); what is here is
+    what torch_xla has long offered and has not run on a TPU yet.
+    """
+
+    def name(self) -> str:
+        return f"xla ({self.device})"
+
+    def synchronize(self) -> None:
+        import torch_xla.core.xla_model as xm  # type: ignore[import-not-found]
+
+        xm.mark_step()
+        xm.wait_device_ops()
+
+
+BACKENDS: dict[str, type[Backend]] = {"cpu": Backend, "cuda": CUDABackend, "xla": XLABackend}
+
+
+def backend(device: torch.device | str) -> Backend:
+    """The :class:`Backend` of ``device`` (a ``torch.device`` as :func:`resolve_device` returns)."""
+    device = torch.device(device)
+    if device.type not in BACKENDS:
+        raise ValueError(f"device type {device.type!r} is not supported; allowed: {', '.join(BACKENDS)}")
+    return BACKENDS[device.type](device)
+
+
+def device_name(device: torch.device | str) -> str:
+    """A human name of ``device``: the GPU's name, or the CPU model and thread count."""
+    return backend(device).name()
+
+
+def share_gpu(device: torch.device, gpus_per_trial: float) -> float | None:
+    """Cap this process's GPU memory at its share (``gpus_per_trial`` < 1) so trials sharing a GPU fit; the fraction set, or None.
+
+    Call once per trial process, before the model goes to the GPU.
+    """
+    if device.type != "cuda":
+        return None
+    fraction = memory_fraction_for(gpus_per_trial, torch.cuda.get_device_properties(device).total_memory)
+    if fraction is not None:
+        backend(device).set_memory_fraction(fraction)
+    return fraction
