@@ -62,29 +62,6 @@ class JobResult:
     model_file: Path | None = None
 
 
-def resolve_device(request: str | None) -> str:
-    """``auto`` (or None): CUDA when there is one, else the CPU; anything else must exist, or ValueError."""
-    import torch
-
-    if request in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(request)
-    except RuntimeError as e:
-        raise ValueError(f"device: {request!r} is not a device (allowed: auto, cpu, cuda, cuda:N): {e}") from None
-    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
-        raise ValueError(f"device: {request!r} was asked for, but this machine has {torch.cuda.device_count()} CUDA devices")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device: {request!r} is not supported (allowed: auto, cpu, cuda, cuda:N)")
-    return str(device)
-
-
-def device_name(device: str) -> str:
-    import torch
-
-    return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else platform.processor() or "cpu"
-
-
 def versions() -> dict[str, str]:
     import torch
 
@@ -119,27 +96,33 @@ def build(spec: JobSpec, data) -> tuple[Any, Any]:
     return base, (compress(base, spec.method) if spec.method is not None else base)
 
 
-def static_metrics(base, model, data) -> dict[str, Any]:
-    """What a model costs before training: sizes (its base's too), FLOPs, inference throughput, its input side."""
+def static_metrics(base, model, data, device) -> dict[str, Any]:
+    """What a model costs before training: sizes (its base's too), FLOPs, inference throughput and latency on
+    ``device`` (as the model will run there: autocast and memory format), its input side."""
     from . import measure
+    from .device import backend
     from .methods import CompressedModel
 
     shape = (data.in_channels, data.input_size, data.input_size)
+    speed = measure.throughput(model, shape, batch_size=64, mode="infer", warmup=1, repeats=3, device=device,
+                               amp_dtype=backend(device).autocast_dtype("auto"), channels_last=device.type == "cuda")
     return {
         "base_params": measure.stored_parameters(base),
         "stored_params": measure.final_stored_parameters(model),
         "virtual_params": measure.virtual_parameters(model),
         "flops": measure.flops(model, shape),
-        "throughput": measure.throughput(model, shape, batch_size=64, mode="infer", warmup=1, repeats=3).samples_per_s,
+        "throughput": speed.samples_per_s,
+        "latency_s": speed.latency_s,
         "input_size": model.input_size(data.input_size) if isinstance(model, CompressedModel) else data.input_size,
     }
 
 
-def run_job(spec: JobSpec, *, device: str | None = "cpu", data=None, record_path: Path | None = None, record: dict | None = None,
+def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path: Path | None = None, record: dict | None = None,
             on_start: Callable[[dict], None] | None = None, on_epoch: Callable[[EpochMetrics, dict], None] | None = None,
             progress: bool | None = False) -> JobResult:
     """Build, compress, measure, train and save one model as ``spec`` says.
 
+    ``device``: ``auto``, ``cpu``, ``cuda[:N]`` (see :mod:`smhsearch.device`; an unavailable one is a ValueError).
     ``data``: splits already in memory (a benchmark's own subset), instead of loading ``spec.dataset``.
     ``record``: fields the caller adds to the record (a trial's number and config).
     ``on_start(static_metrics)`` runs before training and may raise to refuse the model
@@ -152,6 +135,7 @@ def run_job(spec: JobSpec, *, device: str | None = "cpu", data=None, record_path
     """
     from . import measure
     from .data import load_dataset
+    from .device import device_name, resolve_device
     from .export import compact_bytes, save_trained
     from .methods import CompressedModel
     from .train import train
@@ -164,7 +148,7 @@ def run_job(spec: JobSpec, *, device: str | None = "cpu", data=None, record_path
     data = data if data is not None else load_dataset(spec.dataset, spec.root, **spec.dataset_kwargs)
     rec["data"] = data.describe()
     base, model = build(spec, data)
-    static = static_metrics(base, model, data)
+    static = static_metrics(base, model, data, device)
     rec["metrics"] = dict(static)
     if isinstance(model, CompressedModel):  # what the method resolved the budget to (SMH's n and M, width's alpha, ...)
         rec["method_details"] = {k: v for k, v in model.describe().items() if not isinstance(v, (list, dict))}
@@ -190,7 +174,8 @@ def run_job(spec: JobSpec, *, device: str | None = "cpu", data=None, record_path
                  "train_seconds": result.seconds}
         if isinstance(model, CompressedModel):  # the file's real size: the one just written, else the same writer's
             final["compact_bytes"] = measure.file_bytes(model_file) if model_file is not None else compact_bytes(model)
-        rec.update(status="complete", metrics=final, finished=time.time(), stopped_early=result.stopped_early)
+        rec.update(status="complete", metrics=final, finished=time.time(), stopped_early=result.stopped_early,
+                   train_settings=result.settings)
         save()
         return JobResult(model, result, final, rec, model_file)
     except Exception as e:

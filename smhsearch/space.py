@@ -259,6 +259,11 @@ class Space(_Strict):
                                  f"allowed: {', '.join(sorted(names)) or 'none (only dense)'}")
         return self
 
+    def as_written(self) -> str:
+        """The space as JSON with only the keys its file set: what re-validates to the same space (in a
+        worker, or from a run's space.yaml) without defaults tripping the checks that a key applies."""
+        return self.model_dump_json(exclude_unset=True)
+
     def candidates(self) -> list["Candidate"]:
         """Every distinct trial config the space allows, in a stable order."""
         out, seen = [], set()
@@ -442,9 +447,7 @@ def applicable_candidates(space: Space, bases: dict[str, Any] | None = None) -> 
 
 def _check_feasible(space: Space, path: Path) -> None:
     """Every budget must be below some architecture it is paired with, and meetable wherever it is below."""
-    import torch
-
-    from .methods import METHODS, WidthMultiplier, compress
+    from .methods import METHODS, WidthMultiplier
 
     bases = _meta_bases(space)
     kept, skipped = applicable_candidates(space, bases)
@@ -464,12 +467,32 @@ def _check_feasible(space: Space, path: Path) -> None:
             else:  # methods that search their own shapes: build on the meta device
                 if isinstance(cfg, WidthMultiplier):  # resolution changes FLOPs, not feasibility (and FLOPs need values)
                     cfg = dataclasses.replace(cfg, resolution=False)
-                with torch.device("meta"):
-                    compress(bases[c.arch], cfg)
+                _build_to_check(bases[c.arch], cfg, lambda: _real_base(space, c.arch))
         except ValueError as e:
             problems.append(f"{path}: space.method: {c.label()}: {e}")
     if problems:
         raise SpaceError("\n".join(problems))
+
+
+def _build_to_check(meta_base, cfg, real_base) -> None:
+    """Build ``cfg`` on the meta device (shapes only); a method whose builder needs values there is built for real."""
+    import torch
+
+    from .methods import compress
+
+    try:
+        with torch.device("meta"):
+            compress(meta_base, cfg)
+    except ValueError:
+        raise
+    except Exception:  # e.g. a plugin's init reads a value (.item()) from a meta tensor: check it on the CPU instead
+        compress(real_base(), cfg)
+
+
+def _real_base(space: Space, arch: str):
+    from .models import create_model
+
+    return create_model(arch, **dataset_model_kwargs(space)(arch))
 
 
 def dataset_shape(space: Space) -> tuple[int, int, int]:

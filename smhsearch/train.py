@@ -133,6 +133,8 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     device: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    """How the run actually went on its device: device name, autocast dtype, channels_last, compile, determinism, peak memory."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -399,7 +401,7 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
                 stopped = epoch + 1 < cfg.epochs
                 break
     test_acc, test_loss = evaluate(model, data.test, cfg.eval_batch_size, amp, channels_last)
-    extra = {"device_name": be.name(), "amp": str(amp).removeprefix("torch.") if amp else "off", "channels_last": channels_last,
+    settings = {"device_name": be.name(), "amp": str(amp).removeprefix("torch.") if amp else "off", "channels_last": channels_last,
              "compile": compile_note, "deterministic": cfg.deterministic, "peak_memory_bytes": be.peak_memory()}
     return TrainResult(history, test_acc, test_loss, max((h.val_acc for h in history), default=0.0), len(history),
-                       stopped, time.perf_counter() - t_start, str(device), extra)
+                       stopped, time.perf_counter() - t_start, str(device), settings)

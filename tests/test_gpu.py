@@ -58,12 +58,12 @@ def test_bf16_and_channels_last_training():
                                                                   args[0].is_contiguous(memory_format=torch.channels_last),
                                                                   torch.is_autocast_enabled("cuda"))))
     r = train(m, cifar_like(), TrainConfig(epochs=2, batch_size=128, lr=0.05, compile="off"), device="cuda", progress=False)
-    assert r.device.startswith("cuda") and r.extra["channels_last"] is True
-    assert r.extra["amp"] == ("bfloat16" if native_bf16() else "off")  # bf16 only where the GPU runs it natively
+    assert r.device.startswith("cuda") and r.settings["channels_last"] is True
+    assert r.settings["amp"] == ("bfloat16" if native_bf16() else "off")  # bf16 only where the GPU runs it natively
     assert seen and all(w and x for w, x, _ in seen)  # computed weights and inputs reach the conv in channels_last
     assert all(autocast is native_bf16() for _, _, autocast in seen)
     assert all(h.train_loss == h.train_loss for h in r.history)  # finite
-    assert r.extra["peak_memory_bytes"] > 0
+    assert r.settings["peak_memory_bytes"] > 0
     assert next(m.parameters()).device.type == "cuda" and all(p.is_contiguous() for p in m.parameters())
 
 
@@ -166,7 +166,7 @@ def test_memory_share_caps_the_allocator():
 def test_compile_auto_is_on_where_its_self_check_passes():
     m = smh_resnet8()
     r = train(m, cifar_like(), TrainConfig(epochs=2, batch_size=128, lr=0.05, compile="auto"), device="cuda", progress=False)
-    assert r.extra["compile"] == "on", r.extra["compile"]
+    assert r.settings["compile"] == "on", r.settings["compile"]
     assert all(h.train_loss == h.train_loss for h in r.history)
 
 

@@ -143,7 +143,7 @@ NOT_APPLYING = {
                              "train: 0 <= warmup_epochs < epochs must hold, but got (warmup_epochs=2.0, epochs=2)"),
     "zero lr multiplier": (dict(extra="train: {variable_lr_mult: 0}\n", methods="[smh]"),
                            "train: variable_lr_mult > 0 must hold"),
-    "unknown method": (dict(methods="[smh, hashed3]"), "space.method: unknown method 'hashed3'; nearest: hashed1"),
+    "unknown method": (dict(methods="[smh, hashed3]"), "space.method: unknown method 'hashed3'; nearest: hashed2, hashed1"),
 }
 
 
@@ -177,6 +177,7 @@ def test_the_same_setting_in_its_right_place_is_accepted(tmp_path):
     (["train", "resnet8", "--budget", "10%"], "--budget: does not apply to a dense model"),
     (["train", "resnet8", "--optimizer", "adamw", "--nesterov"], "--nesterov: applies to --optimizer sgd only"),
     (["train", "resnet8", "--root", "/tmp"], "--root: root does not apply to fashion-mnist-small"),
+    (["train", "resnet8", "--device", "cuda:7"], "--device='cuda:7'"),
     (["train", "resnet8", "--method", "smh", "--budget", "10%", "--epochs", "0"], "--epochs: epochs >= 1 must hold"),
 ])
 def test_a_flag_that_does_not_apply_is_an_error(args, message, tmp_path):

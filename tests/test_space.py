@@ -52,7 +52,7 @@ BAD = {
     "unknown arch": ("name: x\nspace: {arch: [resnet9], budget: ['10%'], method: [smh]}\n",
                      "space.arch: unknown architecture 'resnet9'; nearest: resnet8"),
     "unknown method": ("name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh, hashed3]}\n",
-                       "space.method: unknown method 'hashed3'; nearest: hashed1"),
+                       "space.method: unknown method 'hashed3'; nearest: hashed2, hashed1"),
     "bad sampler": ("name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\nsearch: {sampler: bayes}\n",
                     "search.sampler: Input should be 'grid', 'tpe', 'nsga2' or 'random'"),
     "impossible budget": ("name: x\nspace: {arch: [resnet32], budget: [1000], method: [smh]}\n",

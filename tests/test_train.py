@@ -139,8 +139,8 @@ def test_train_stays_on_the_models_device_unless_asked(small):
     m = tiny_mlp()
     r = train(m, small, FAST, progress=False)
     assert r.device == "cpu" and next(m.parameters()).device.type == "cpu"
-    assert r.extra["amp"] == "off" and r.extra["compile"] == "off" and r.extra["deterministic"] is True
-    assert "threads" in r.extra["device_name"]
+    assert r.settings["amp"] == "off" and r.settings["compile"] == "off" and r.settings["deterministic"] is True
+    assert "threads" in r.settings["device_name"]
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"device='cuda' asks for a GPU, but CUDA is not available"):
             train(tiny_mlp(), small, FAST, device="cuda", progress=False)
@@ -159,7 +159,7 @@ def test_channels_last_training_on_the_cpu():
         conv.register_forward_pre_hook(lambda mod, args: seen.append(mod.weight.is_contiguous(memory_format=torch.channels_last)))
         r = train(m, data, TrainConfig(epochs=2, batch_size=64, lr=0.05, channels_last=channels_last), progress=False)
         runs[channels_last] = (r, seen, m)
-        assert r.extra["channels_last"] is channels_last and seen and all(w is channels_last for w in seen)
+        assert r.settings["channels_last"] is channels_last and seen and all(w is channels_last for w in seen)
         assert m.memory_format == torch.contiguous_format  # the caller gets the standard layout back
         assert all(p.is_contiguous() for p in m.parameters())
     (a, _, ma), (b, _, mb) = runs[False], runs[True]
@@ -170,7 +170,7 @@ def test_channels_last_training_on_the_cpu():
 
 def test_bf16_autocast_on_the_cpu(small):
     r = train(tiny_mlp(), small, TrainConfig(epochs=1, batch_size=64, lr=0.05, amp="bf16"), progress=False)
-    assert r.extra["amp"] == "bfloat16" and r.test_acc > 0.7
+    assert r.settings["amp"] == "bfloat16" and r.test_acc > 0.7
 
 
 def test_compile_self_check_leaves_no_trace_and_refuses_a_wrong_graph():
@@ -199,7 +199,7 @@ def test_compile_on_trains_like_eager(small):
     cfg = TrainConfig(epochs=1, batch_size=64, lr=0.05)
     a = train(eager, small, cfg, progress=False)
     b = train(compiled, small, TrainConfig(**{**cfg.__dict__, "compile": "on"}), progress=False)
-    assert b.extra["compile"] == "on" and abs(a.test_acc - b.test_acc) < 0.02
+    assert b.settings["compile"] == "on" and abs(a.test_acc - b.test_acc) < 0.02
 
 
 def test_pruning_reaches_its_budget_during_training(small):

@@ -28,7 +28,8 @@ def add(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     """Compress (or not), train on a dataset, measure, and report one model."""
     from ..data import DATASETS, DatasetNotFound
-    from ..job import JobSpec, resolve_device, run_job
+    from ..device import resolve_device
+    from ..job import JobSpec, run_job
     from ..models import MODELS
     from ..train import TrainingDiverged
 
@@ -39,9 +40,9 @@ def main(args: argparse.Namespace) -> int:
     if args.dataset not in DATASETS:
         raise BadInput(f"--dataset: {DATASETS.unknown_message(args.dataset)}")
     try:
-        device = resolve_device(args.device)
+        device = resolve_device(args.device, flag="--device")
     except ValueError as e:
-        raise BadInput(f"--device: {str(e).removeprefix('device: ')}") from None
+        raise BadInput(str(e)) from None
     refuse_overwrite(args.out, args.force)
     spec = JobSpec(arch=args.arch, method=method, dataset=args.dataset, root=args.root, train=tcfg)
     record = args.out / "result.json" if args.out is not None else None

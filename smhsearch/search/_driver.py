@@ -59,7 +59,7 @@ def run_search(plan: RunPlan, address: str | None = None, fresh: bool = False) -
     from ray import tune
 
     study, storage = open_study(plan, fresh)
-    (plan.run_dir / "space.yaml").write_text(yaml.safe_dump(json.loads(plan.space.model_dump_json()), sort_keys=False))
+    (plan.run_dir / "space.yaml").write_text(yaml.safe_dump(json.loads(plan.space.as_written()), sort_keys=False))
     done = trials_done(study)
     remaining = plan.target_trials - done
     if remaining <= 0:
@@ -79,7 +79,7 @@ def run_search(plan: RunPlan, address: str | None = None, fresh: bool = False) -
                                   grace_period=plan.space.scheduler.grace_period,
                                   reduction_factor=plan.space.scheduler.reduction_factor)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, space_json=plan.space.model_dump_json(), run_dir=str(plan.run_dir.resolve()),
+        tune.with_parameters(run_trial, space_json=plan.space.as_written(), run_dir=str(plan.run_dir.resolve()),
                              space_path=str(plan.space_path.resolve())),
         {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
     tuner = tune.Tuner(

@@ -23,6 +23,7 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str) -> N
     import torch
     from ray import tune
 
+    from ..device import share_gpu, trial_device
     from ..job import run_job, write_record
     from ..plugins import load_plugins
 
@@ -40,7 +41,12 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str) -> N
         write_record(record_path, {**record, "status": "failed", "error": f"{type(e).__name__}: {e}"})
         raise
     torch.set_num_threads(max(1, int(space.resources.cpus_per_trial)))
-    device = "cuda" if space.resources.gpus_per_trial > 0 else "cpu"  # asked-for GPUs must exist (resolve_device)
+    try:  # GPUs asked for must be there: never a silent fall-back to the CPU
+        device = trial_device(space.resources.gpus_per_trial)
+        share_gpu(device, space.resources.gpus_per_trial)  # trials sharing a GPU each keep to their share of its memory
+    except Exception as e:
+        write_record(record_path, {**record, "status": "failed", "error": f"{type(e).__name__}: {e}"})
+        raise
     epochs, floor = space.train.epochs, space.search.min_throughput
 
     def on_start(static: dict) -> None:
