@@ -136,3 +136,13 @@ def quick_run(tmp_path_factory) -> Path:
     r = smhsearch_cli("run", str(ROOT / "spaces" / "quick.yaml"), "--out", str(out))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests skip, saying why, where no CUDA device is visible (they run with ``pytest -m gpu``)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False here)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
