@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench install browser clean
+.PHONY: demo test test-all test-gpu lint bench install browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,9 +23,14 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
-## everything, slow tests included
+## everything a CPU machine runs: the default suite and the tests marked slow
+## (a -m given here replaces the `-m 'not slow and not gpu'` of pyproject's addopts)
 test-all: $(STAMP) browser
 	$(BIN)/python -m pytest -m "not gpu"
+
+## the tests marked gpu alone (on a machine with CUDA; elsewhere they skip and say why)
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -m gpu
 
 ## the main job on the embedded default: the search of spaces/quick.yaml (a few minutes on 2 CPU cores),
 ## its report (reports/quick.html) and the pick under a budget

@@ -30,9 +30,9 @@ class UserNet(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
-def tiny(name: str) -> tuple[nn.Module, tuple[int, ...]]:
-    """A tiny model and its per-sample input shape."""
-    torch.manual_seed(0)
+def tiny(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
+    """A tiny model and its per-sample input shape; ``seed`` draws its initial weights."""
+    torch.manual_seed(seed)
     if name == "resnet8":
         return create_model("resnet8", widths=(8, 16, 16)), (3, 16, 16)
     if name == "mlp":
@@ -45,6 +45,56 @@ def tiny(name: str) -> tuple[nn.Module, tuple[int, ...]]:
 
 
 TINY = ["resnet8", "mlp", "user"]
+
+
+@torch.no_grad()
+def perturb(model: nn.Module, seed: int = 1234) -> nn.Module:
+    """Move every tensor ``model`` saves away from where any constructor leaves it; returns ``model``.
+
+    A round trip (state dict, compact file, materialisation) compared on a freshly built
+    model passes even when nothing is loaded, because the rebuild starts from the same
+    seeds. After this, only a faithful load reproduces the model:
+
+    - a compressed model is taken part-way through training (``set_progress(0.6)``), so
+      gradual pruning has masked weights and counted its level;
+    - every floating parameter gets noise of a tenth of its own magnitude (absolute where
+      it is all zeros, as batch-norm's bias starts);
+    - every saved floating buffer moves: batch-norm's running means shift, its running
+      variances and the methods' per-layer scales (SMH's ``scale_init``) are rescaled;
+    - batch-norm's ``num_batches_tracked`` counts on.
+
+    Buffers that are not saved (HashedNets' index and signs, rebuilt from its hash seed)
+    are left alone, and so are the other integer buffers (the hash seed, the pruning level).
+    """
+    from smhsearch.methods import CompressedModel
+
+    if isinstance(model, CompressedModel):
+        model.set_progress(0.6)
+    g = torch.Generator().manual_seed(seed)
+    noise = lambda t: torch.randn(t.shape, generator=g, dtype=t.dtype).to(t.device)  # noqa: E731
+    for p in model.parameters():
+        if p.is_floating_point():
+            scale = float(p.abs().mean()) or 1.0
+            p.add_(0.1 * scale * noise(p))
+    saved = set(model.state_dict(keep_vars=True))
+    for name, b in model.named_buffers():
+        if name not in saved:
+            continue
+        if b.is_floating_point():
+            if name.endswith("running_mean"):
+                b.add_(0.3 * noise(b))
+            else:  # variances and scales: positive, so rescale them
+                b.mul_(torch.exp(0.3 * noise(b)))
+        elif name.endswith("num_batches_tracked"):
+            b.add_(7)
+    return model
+
+
+def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """Two state dicts (or compact state dicts) hold the same keys and bit-equal tensors."""
+    assert a.keys() == b.keys(), sorted(set(a) ^ set(b))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
 
 @pytest.fixture(params=TINY)
@@ -86,3 +136,13 @@ def quick_run(tmp_path_factory) -> Path:
     r = smhsearch_cli("run", str(ROOT / "spaces" / "quick.yaml"), "--out", str(out))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests skip, saying why, where no CUDA device is visible (they run with ``pytest -m gpu``)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False here)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -86,6 +86,12 @@ def test_train_writes_result_and_compact_file(tmp_path):
 
     model = load_trained(tmp_path / "t" / "model.safetensors")
     assert isinstance(model, CompressedModel) and model.config.method == "smh" and json.loads(r.stdout)["status"] == "complete"
+    # the file is the trained model, not a fresh build of its config: it scores the test accuracy the run reported
+    from smhsearch.data import load_dataset
+    from smhsearch.train import evaluate
+
+    test = load_dataset("fashion-mnist-small").test
+    assert evaluate(model, test)[0] == pytest.approx(facts["metrics"]["test_acc"], abs=1.5 / len(test))
 
 
 @pytest.mark.parametrize(

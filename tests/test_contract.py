@@ -2,6 +2,11 @@
 
 Parametrised over the method registry: a newly registered method is tested by
 adding nothing here. Each method's config is built with a budget alone.
+
+Round trips (state dict, compact file, materialisation) start from a model moved away
+from its initialisation (``perturb``: weights, batch-norm statistics, method buffers,
+training progress) and load into a model built from other seeds, so a load that loads
+nothing fails.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import smhsearch
 from smhsearch.methods import METHODS, CompressedModel
 from smhsearch.plugins import load_plugins
 
-from .conftest import TINY, tiny
+from .conftest import TINY, assert_same_state, perturb, tiny
 
 load_plugins()  # methods a user names in $SMHSEARCH_PLUGINS are held to the same contract
 METHOD_NAMES = METHODS.names()
@@ -26,7 +31,7 @@ FRACTION = 0.5  # half the base: every method can reach it on every tiny model (
 def make(method: str, model_name: str, seed: int = 0, **kw):
     if METHODS.get(method).config_cls.needs_arch and model_name == "user":
         pytest.skip(f"{method} rebuilds registry architectures; a user nn.Module is refused (tested apart)")
-    base, shape = tiny(model_name)
+    base, shape = tiny(model_name, seed=seed)
     cfg = METHODS.get(method).config_cls(budget=FRACTION, **kw)
     if hasattr(cfg, "seed"):
         cfg = dataclasses.replace(cfg, seed=seed)
@@ -76,12 +81,32 @@ def test_every_trainable_parameter_gets_a_gradient(case):
 def test_state_dict_round_trip(case):
     method, name = case
     _, m, shape = make(method, name, seed=1)
+    perturb(m)
     _, other, _ = make(method, name, seed=2)
-    other.load_state_dict(m.state_dict())
     x = torch.randn(2, *shape)
     m.eval(), other.eval()
     with torch.no_grad():
+        assert not torch.allclose(other(x), m(x))  # the test can fail: before the load, the two differ
+    other.load_state_dict(m.state_dict())
+    assert_same_state(other.state_dict(), m.state_dict())
+    assert other.describe() == m.describe()
+    with torch.no_grad():
         torch.testing.assert_close(other(x), m(x))
+
+
+def test_eval_outputs_follow_in_place_updates(case):
+    """Eval outputs track every variable: a cache of computed weights must drop when one changes in place (a load, a step)."""
+    method, name = case
+    _, m, shape = make(method, name)
+    x = torch.randn(2, *shape)
+    m.eval()
+    with torch.no_grad():
+        before = m(x)
+        perturb(m)
+        after = m(x)
+        recomputed = copy.deepcopy(m)(x)  # a copy never carries the cache
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, recomputed)
 
 
 def test_same_seed_same_model(case):
@@ -97,10 +122,7 @@ def test_same_seed_same_model(case):
 def test_materialized_model_gives_same_outputs(case):
     method, name = case
     base, m, shape = make(method, name)
-    m.train()  # move batch-norm statistics away from their init first
-    for _ in range(2):
-        m(torch.randn(8, *shape))
-    m.eval()
+    perturb(m).eval()
     dense = smhsearch.materialize(m)
     assert not isinstance(dense, CompressedModel)
     assert type(dense) is type(base)
@@ -108,22 +130,28 @@ def test_materialized_model_gives_same_outputs(case):
     x = torch.randn(4, *shape)
     with torch.no_grad():
         torch.testing.assert_close(dense(x), m(x))
-    if m.config.keeps_architecture:  # the dense state dict loads into a fresh copy of the base architecture
-        fresh = copy.deepcopy(base)
+    if m.config.keeps_architecture:  # the dense state dict loads into another copy of the base architecture, and is the model
+        fresh = tiny(name, seed=5)[0].eval()
+        with torch.no_grad():
+            assert not torch.allclose(fresh(x), m(x))
         fresh.load_state_dict(dense.state_dict())
+        with torch.no_grad():
+            torch.testing.assert_close(fresh(x), m(x))
 
 
 def test_compact_round_trip(case, tmp_path):
     method, name = case
-    base, m, shape = make(method, name)
-    m.set_progress(1.0)
-    m.eval()
+    base, m, shape = make(method, name, seed=1)  # not the default seed: the file's header must carry it
+    perturb(m).eval()
     path = smhsearch.save_compact(m, tmp_path / "m.safetensors")
-    loaded = smhsearch.load_compact(path, model=None if name != "user" else tiny(name)[0])
+    torch.manual_seed(99)  # the rebuild inside load_compact draws other initial weights than `make` did
+    loaded = smhsearch.load_compact(path, model=None if name != "user" else tiny(name, seed=99)[0])
     x = torch.randn(3, *shape)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), m(x))
     assert loaded.config == m.config
+    assert loaded.describe() == m.describe()
+    assert_same_state(loaded.compact_state_dict(), m.compact_state_dict())
 
 
 def test_channels_last_reaches_every_conv_weight(case, tmp_path):

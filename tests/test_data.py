@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from importlib import resources
+
+import numpy as np
 
 import pytest
 import torch
 
 from smhsearch.data import DatasetNotFound, list_datasets, load_dataset
-from smhsearch.data._splits import random_crop_flip
+from smhsearch.data._splits import random_crop_flip, split_off_val
 
 from .conftest import SHARED_DATA
 
@@ -52,9 +55,38 @@ def test_crop_flip_is_a_shifted_or_mirrored_copy():
         assert set(vals.tolist()) <= set(x[b].flatten().tolist())
 
 
-def test_validation_is_held_out_of_train():
-    d = load_dataset("fashion-mnist-small", val_fraction=0.25)
-    assert len(d.val) == 2000 and len(d.train) == 6000
+def _samples(x: torch.Tensor, y: torch.Tensor) -> Counter:
+    """The multiset of (image bytes, label) pairs of a split: what it holds, whatever the order."""
+    return Counter((bytes(img.numpy().tobytes()), int(lab)) for img, lab in zip(x, y))
+
+
+def test_split_off_val_partitions_the_indices():
+    idx = torch.arange(1000)
+    (train, _), (val, _) = split_off_val(idx, idx, 0.25, seed=3)
+    t, v = set(train.tolist()), set(val.tolist())
+    assert len(v) == 250 and len(t) == 750 == len(train)  # no index twice within a split
+    assert not t & v and t | v == set(range(1000))
+    assert val.tolist() != list(range(250))  # a seeded permutation, not the first rows
+    (_, _), (again, _) = split_off_val(idx, idx, 0.25, seed=3)
+    assert torch.equal(again, val)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25])
+def test_validation_and_train_partition_the_training_file(fraction):
+    """As documented: validation is held out of the training file, so the two are disjoint and together are that file."""
+    d = load_dataset("fashion-mnist-small", val_fraction=fraction)
+    with resources.files("smhsearch.data").joinpath("_embedded/fashion_mnist_small.npz").open("rb") as f:
+        z = np.load(f)
+        file = _samples(torch.from_numpy(z["x_train"]), torch.from_numpy(z["y_train"]))
+    train, val = _samples(d.train.x, d.train.y), _samples(d.val.x, d.val.y)
+    assert len(d.val) == round(fraction * 8000) and len(d.train) == 8000 - len(d.val)
+    assert train + val == file  # every training sample lands in exactly one split, none is made up or dropped
+    shared = set(train) & set(val)  # only an image the file itself holds more than once may sit on both sides
+    assert all(file[k] > 1 for k in shared), len(shared)
+    assert not set(_samples(d.test.x, d.test.y)) & set(file)  # the test split is the file's own test set, none of train
+
+
+def test_bad_val_fraction():
     with pytest.raises(ValueError, match=r"val_fraction must lie in \(0, 1\)"):
         load_dataset("fashion-mnist-small", val_fraction=1.5)
 

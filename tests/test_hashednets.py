@@ -11,7 +11,7 @@ import smhsearch
 from smhsearch import HashedNets
 from smhsearch.models import create_model
 
-from .conftest import tiny
+from .conftest import perturb, tiny
 from .test_smh import _OpCounter
 
 
@@ -70,14 +70,32 @@ def test_budget_is_met_with_the_pool():
 
 
 def test_indices_are_int32_buffers_not_saved(tmp_path):
-    m = smhsearch.compress(create_model("resnet20"), HashedNets(budget="30%", hashes=2))
+    m = smhsearch.compress(create_model("resnet20"), HashedNets(budget="30%", hashes=2, seed=3))
     assert m.index.dtype == torch.int32
     assert "index" not in dict(m.named_parameters()) and "index" not in m.state_dict()
+    perturb(m).eval()
     path = smhsearch.save_compact(m, tmp_path / "h.safetensors")
     with safe_open(str(path), framework="pt") as f:
         assert "index" not in f.keys() and "pool" in f.keys()
+    torch.manual_seed(1)
     loaded = smhsearch.load_compact(path)
-    assert torch.equal(loaded.index, m.index) and torch.equal(loaded.signs, m.signs)
+    assert torch.equal(loaded.index, m.index) and torch.equal(loaded.signs, m.signs)  # rebuilt from the seed the file records
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), m(x))
+
+
+def test_state_dict_carries_the_hash():
+    """Loading a state dict into a model built with another hash seed rebuilds that hash's tables."""
+    base, shape = tiny("resnet8")
+    m = perturb(smhsearch.compress(base, HashedNets(budget=0.3, hashes=2, seed=4))).eval()
+    other = smhsearch.compress(tiny("resnet8", seed=1)[0], HashedNets(budget=0.3, hashes=2, seed=5)).eval()
+    assert not torch.equal(other.index, m.index)
+    other.load_state_dict(m.state_dict())
+    assert torch.equal(other.index, m.index) and torch.equal(other.signs, m.signs) and other.config == m.config
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        torch.testing.assert_close(other(x), m(x))
 
 
 def test_gather_is_one_vectorised_op():

@@ -14,7 +14,7 @@ import smhsearch
 from smhsearch import SMH, measure
 from smhsearch.models import create_model
 
-from .conftest import UserNet, tiny
+from .conftest import UserNet, assert_same_state, perturb, tiny
 
 
 def test_flops_closed_form():
@@ -79,15 +79,17 @@ def test_compact_file_holds_only_stored_variables(tmp_path):
 
 
 def test_load_compact_of_user_model_needs_the_module(tmp_path):
-    m = smhsearch.compress(UserNet(), SMH(budget=0.5))
+    torch.manual_seed(0)
+    m = perturb(smhsearch.compress(UserNet(), SMH(budget=0.5))).eval()
     path = smhsearch.save_compact(m, tmp_path / "u.safetensors")
     with pytest.raises(ValueError, match="pass that module"):
         smhsearch.load_compact(path)
     with pytest.raises(ValueError, match="does not fit the rebuilt model"):
         smhsearch.load_compact(path, model=UserNet(num_classes=7))
+    torch.manual_seed(3)  # another initialisation of the same module: only the file can make it equal
     loaded = smhsearch.load_compact(path, model=UserNet())
+    assert_same_state(loaded.state_dict(), m.state_dict())
     x = torch.randn(2, 3, 8, 8)
-    m.eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), m(x))
 

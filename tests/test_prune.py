@@ -10,6 +10,8 @@ import smhsearch
 from smhsearch import Prune
 from smhsearch.models import create_model
 
+from .conftest import perturb
+
 
 def _nonzeros(model) -> int:
     return sum(int((p != 0).sum()) for p in model.parameters())
@@ -79,20 +81,25 @@ def test_pruned_weights_get_no_gradient():
 
 
 def test_compact_file_stores_values_and_bits(tmp_path):
+    torch.manual_seed(0)
     base = create_model("resnet20")
     m = smhsearch.compress(base, Prune(budget="10%"))
     m.set_progress(1.0)
-    path = smhsearch.save_compact(m.eval(), tmp_path / "p.safetensors")
+    perturb(m).eval()  # trained-like weights and BN statistics, so a rebuild from the config alone cannot pass
+    path = smhsearch.save_compact(m, tmp_path / "p.safetensors")
     with safe_open(str(path), framework="pt") as f:
         assert f.get_tensor("values").numel() == m.keep
         assert f.get_tensor("mask_bits").numel() == (m.hashed_count + 7) // 8
         assert not any(k.startswith("weights.") for k in f.keys())
     assert path.stat().st_size < 0.2 * 4 * 269_722
+    torch.manual_seed(1)  # load_compact's rebuild starts from other weights
     loaded = smhsearch.load_compact(path)
     assert loaded.stored_count() == m.stored_count()
+    assert torch.equal(loaded.mask, m.mask) and loaded.describe() == m.describe()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), m(x))
+        torch.testing.assert_close(smhsearch.materialize(loaded)(x), m(x))
 
 
 @pytest.mark.parametrize(

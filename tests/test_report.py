@@ -73,17 +73,76 @@ class _Table(HTMLParser):
             self._in = False
 
 
+SENSE = {"stored_params": "min", "throughput": "max", "flops": "min"}  # written out here, not read from pareto.AXES
+
+
+def _raw_finished(run_dir) -> list[dict]:
+    """The finished trials as the run folder holds them: COMPLETE in the Optuna study, metrics from trial.json."""
+    import json
+
+    import optuna
+
+    study = optuna.load_study(study_name="quick", storage=f"sqlite:///{run_dir / 'study.db'}")
+    out = []
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            record = json.loads((run_dir / "trials" / f"{t.number:04d}" / "trial.json").read_text())
+            assert record["status"] == "complete"
+            out.append({"number": t.number, "method": t.user_attrs["config"]["method"], **record["metrics"]})
+    return out
+
+
+def _brute_front(rows: list[dict], axis: str, acc: str) -> set[int]:
+    """Trials no other trial beats: as good on both counts and strictly better on one (equal points all stay)."""
+    better = (lambda a, b: a < b) if SENSE[axis] == "min" else (lambda a, b: a > b)
+    def dominates(p, q):
+        no_worse = (p[axis] == q[axis] or better(p[axis], q[axis])) and p[acc] >= q[acc]
+        return no_worse and (better(p[axis], q[axis]) or p[acc] > q[acc])
+    return {q["number"] for q in rows if not any(dominates(p, q) for p in rows)}
+
+
+def _brute_hypervolume(rows: list[dict], axis: str, acc: str, ref_cost: float) -> float:
+    """Area dominated in (log10 cost, accuracy) above accuracy 0, swept as a union of rectangles."""
+    import math
+
+    sign = -1.0 if SENSE[axis] == "min" else 1.0  # turn the cost into a gain: both coordinates maximised
+    pts = sorted(((sign * math.log10(r[axis]), r[acc]) for r in rows), reverse=True)
+    ref = sign * math.log10(ref_cost)
+    area, height = 0.0, 0.0
+    for i, (u, a) in enumerate(pts):
+        height = max(height, a)
+        nxt = pts[i + 1][0] if i + 1 < len(pts) else ref
+        area += (u - nxt) * height
+    return area
+
+
 def test_report_data_is_pareto_data(quick_run):
     run = load_run(quick_run)
     assert run.name == "quick" and len(run.trials) == 7
+    rows = _raw_finished(quick_run)
+    assert len(rows) >= 2
     data = report_data(run)
-    for axis in pareto.AXES:
-        assert data.fronts[axis] == pareto.front(run.trials, axis)
-        assert data.hypervolumes[axis] == pareto.hypervolumes(run.trials, axis)
-    assert data.best_under(None) == pareto.pick(run.trials, pareto.Constraints()).chosen
+    for axis in SENSE:
+        fr = data.fronts[axis]
+        assert sorted(fr.points) == sorted((r["number"], float(r[axis]), float(r["val_acc"])) for r in rows)
+        assert set(fr.numbers) == _brute_front(rows, axis, "val_acc") and fr.numbers
+        xs = [x for _, x, _ in fr.front]
+        assert xs == sorted(xs)  # by cost ascending
+        worst = max(r[axis] for r in rows) * 2 if SENSE[axis] == "min" else min(r[axis] for r in rows) / 2
+        hv = data.hypervolumes[axis]
+        assert set(hv) == {r["method"] for r in rows}
+        for method, value in hv.items():
+            mine = [r for r in rows if r["method"] == method]
+            assert value == pytest.approx(_brute_hypervolume(mine, axis, "val_acc", worst), rel=1e-9), (axis, method)
+    best = max(rows, key=lambda r: (r["val_acc"], -r["stored_params"], r["throughput"], -r["number"]))
+    assert data.best_under(None).number == best["number"]
     on_test = report_data(run, "test_acc")  # --accuracy test: the same data on test accuracy
-    assert on_test.fronts["stored_params"] == pareto.front(run.trials, "stored_params", "test_acc")
-    assert on_test.best_under(None) == pareto.pick(run.trials, pareto.Constraints(), "test_acc").chosen
+    assert set(on_test.fronts["stored_params"].numbers) == _brute_front(rows, "stored_params", "test_acc")
+    best = max(rows, key=lambda r: (r["test_acc"], -r["stored_params"], r["throughput"], -r["number"]))
+    assert on_test.best_under(None).number == best["number"]
+    cap = sorted(r["stored_params"] for r in rows)[1]  # a budget that rules out all but the two smallest
+    fitting = [r for r in rows if r["stored_params"] <= cap]
+    assert data.best_under(cap).number == max(fitting, key=lambda r: (r["val_acc"], -r["stored_params"], r["throughput"], -r["number"]))["number"]
     assert data.published == []  # fashion-mnist-small: no paper reports on it
     # the hover carries the whole config, every metric and what the method resolved (SMH's n and M)
     from smhsearch.report._figures import hover_text

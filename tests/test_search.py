@@ -80,6 +80,7 @@ def test_run_records_every_trial_and_a_failure_does_not_stop_it(tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["chosen"]["config"]["method"] in ("dense", "smh")
 
 
+@pytest.mark.slow  # two driver starts and four 3-epoch trials: over a minute on 2 cores
 def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path):
     space = write_space(tmp_path, "t2", "dense, smh, width, lowrank", epochs=3)
     run = tmp_path / "run"
@@ -137,6 +138,7 @@ def test_run_on_a_real_local_cluster(tmp_path):
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
 
 
+@pytest.mark.slow  # three driver starts, each starting Ray: over a minute on 2 cores
 def test_max_trials_then_resume_then_fresh(tmp_path):
     space = write_space(tmp_path, "t4", "dense, width")
     run = tmp_path / "run"

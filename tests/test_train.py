@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 import smhsearch
 from smhsearch import SMH, Prune
@@ -240,3 +241,81 @@ def test_schedules():
 def test_bad_train_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
+
+
+# --- optimiser, label smoothing, gradient clipping: each checked where ignoring the option would show ---------------
+
+
+class _WithIdleWeight(nn.Module):
+    """The tiny MLP plus a weight matrix whose gradient is exactly zero at every step (it enters the output times 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.mlp = smhsearch.create_model("mlp", hidden=[64])
+        self.idle = nn.Parameter(torch.randn(4, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x) + 0.0 * self.idle.sum()
+
+
+def test_adamw_trains_and_decays_decoupled(small):
+    """AdamW: the loss falls, and a weight with zero gradient shrinks by exactly (1 - lr * wd) a step.
+
+    Only decoupled decay does that: Adam with L2 would normalise wd * w into steps of about lr,
+    SGD with momentum would shrink it faster, and no decay would leave it as it is.
+    """
+    lr, wd, bs = 1e-3, 0.05, 64
+    model = _WithIdleWeight()
+    idle0 = model.idle.detach().clone()
+    _, loss0 = evaluate(model, small.val, device="cpu")
+    cfg = TrainConfig(epochs=1, batch_size=bs, optimizer="adamw", lr=lr, weight_decay=wd, schedule="constant", eval_batch_size=2000)
+    r = train(model, small, cfg, progress=False)
+    assert r.history[0].val_loss < 0.6 * loss0 and r.test_acc > 0.7  # chance: 0.10, loss ln 10
+    steps = len(small.train) // bs
+    torch.testing.assert_close(model.idle.detach(), idle0 * (1 - lr * wd) ** steps, rtol=2e-5, atol=0)
+    assert not torch.allclose(model.idle.detach(), idle0, rtol=1e-4, atol=0)  # the decay is visible at this tolerance
+
+
+def _smoothed_loss(logits: torch.Tensor, y: torch.Tensor, eps: float) -> float:
+    """Label smoothing written out: (1 - eps) * NLL of the label + eps * mean over the K classes of their NLL."""
+    logp = torch.log_softmax(logits.double(), 1)
+    nll = -logp.gather(1, y[:, None]).squeeze(1)
+    return float(((1 - eps) * nll + eps * -logp.mean(1)).mean())
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.3])
+def test_label_smoothing_is_the_formula(small, eps):
+    """With a learning rate too small to move the weights, the epoch's training loss is the loss at init."""
+    torch.manual_seed(0)
+    model = smhsearch.create_model("mlp", hidden=[32])
+    with torch.no_grad():
+        model.net[-1].weight.mul_(20.0)  # confident logits: near uniform ones make smoothing almost a no-op
+        x, y = next(small.train.batches(len(small.train)))
+        logits = model(x)
+    cfg = TrainConfig(epochs=1, batch_size=80, lr=1e-12, momentum=0.0, weight_decay=0.0, schedule="constant", label_smoothing=eps)
+    assert len(small.train) % cfg.batch_size == 0  # every sample is seen once
+    r = train(model, small, cfg, progress=False)
+    assert r.history[0].train_loss == pytest.approx(_smoothed_loss(logits, y, eps), rel=1e-4)
+    assert abs(_smoothed_loss(logits, y, 0.3) - _smoothed_loss(logits, y, 0.0)) > 1e-2  # so ignoring eps would fail
+
+
+@pytest.mark.parametrize("clip", [None, 0.01])
+def test_grad_clipping_bounds_the_step(clip):
+    """One plain SGD step (lr 1, no momentum, no decay) moves the weights by the gradient it used:
+    its norm is the clip bound when clipping, the raw gradient's norm when not, in the raw gradient's direction."""
+    data = load_dataset("synthetic", n=48, num_classes=3, in_channels=1, size=8)
+    torch.manual_seed(0)
+    model = smhsearch.create_model("mlp", num_classes=3, image_size=8, hidden=[16])
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = next(data.train.batches(len(data.train)))
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    raw = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    model.zero_grad(set_to_none=True)
+    assert raw.norm() > 10 * 0.01
+    cfg = TrainConfig(epochs=1, batch_size=64, lr=1.0, momentum=0.0, weight_decay=0.0, schedule="constant", grad_clip=clip)
+    train(model, data, cfg, progress=False)  # 48 samples, batch 64: exactly one step
+    step = torch.cat([(b - p.detach()).reshape(-1) for b, p in zip(before, model.parameters())])
+    expected = raw.norm() if clip is None else torch.tensor(clip)
+    torch.testing.assert_close(step.norm(), expected, rtol=1e-4, atol=0)
+    assert torch.nn.functional.cosine_similarity(step, raw, dim=0) > 0.9999

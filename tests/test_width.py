@@ -10,7 +10,7 @@ from smhsearch import WidthMultiplier, measure
 from smhsearch.methods._width import ALPHA_STEP, find_alpha
 from smhsearch.models import create_model
 
-from .conftest import UserNet
+from .conftest import UserNet, assert_same_state, perturb
 
 
 def _count(name: str, alpha: float, **kw) -> int:
@@ -67,9 +67,11 @@ def test_mobilenet_strong_baseline_resolution_near_paper():
 
 
 def test_compact_round_trip_of_strong_baseline(tmp_path):
-    m = smhsearch.compress(create_model("resnet8"), WidthMultiplier(budget=0.4, resolution=True)).eval()
+    m = perturb(smhsearch.compress(create_model("resnet8"), WidthMultiplier(budget=0.4, resolution=True))).eval()
+    torch.manual_seed(7)
     loaded = smhsearch.load_compact(smhsearch.save_compact(m, tmp_path / "w.safetensors"))
     assert loaded.alpha == m.alpha and loaded.side == m.side
+    assert_same_state(loaded.state_dict(), m.state_dict())
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), m(x))

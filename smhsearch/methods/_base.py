@@ -256,7 +256,10 @@ class ReparametrizedModel(CompressedModel):
         raise NotImplementedError
 
     def _variables(self) -> Iterable[torch.Tensor]:
-        return list(self._parameters.values()) + list(self._buffers.values())
+        # Every tensor the hashed weights are computed from, held in submodules too (LowRank's
+        # and Prune's ParameterLists): the eval cache is valid only while none of them changed.
+        # The base skeleton holds only the unhashed parameters, which the cache does not hold.
+        return [v for n, v in [*self.named_parameters(), *self.named_buffers()] if not n.startswith("base.")]
 
     def _laid_out(self) -> list[torch.Tensor]:
         """``dense_weights()`` with 4-D weights in the model's memory format (a copy only when it is channels_last)."""
