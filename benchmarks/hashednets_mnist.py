@@ -39,7 +39,8 @@ import smhsearch
 from smhsearch import SMH, HashedNets, WidthMultiplier
 from smhsearch.data import dataset_from_arrays, load_dataset
 from smhsearch.data._idx import read_idx
-from smhsearch.train import TrainConfig, TrainingDiverged, train
+from smhsearch.job import JobSpec, run_job
+from smhsearch.train import TrainConfig, TrainingDiverged
 
 from _common import RESULTS, add_device_argument, device_slug, parse_device, write_result  # type: ignore[import-not-found]
 
@@ -76,12 +77,10 @@ def config_for(method: str, fraction: float, seed: int = 0):
 def train_one(data, layers: int, fraction: float, method: str, epochs: int, lr: float, mult: float, seed: int = 0,
               device: torch.device = CPU) -> dict:
     """One training run: seed sets the initialisation, the method's own seed (hash functions, U/V) and the data order."""
-    torch.manual_seed(seed)
-    m = smhsearch.compress(smhsearch.create_model(ARCHS[layers]), config_for(method, fraction, seed))
     cfg = TrainConfig(epochs=epochs, batch_size=50, lr=lr, momentum=0.9, weight_decay=0.0, variable_lr_mult=mult, seed=seed)
     t0 = time.perf_counter()
-    try:
-        r = train(m, data, cfg, device=device, progress=False)
+    try:  # the one job path (smhsearch.job): seeded build, compress, train, as a search trial does it
+        r = run_job(JobSpec(ARCHS[layers], config_for(method, fraction, seed), train=cfg), data=data, device=device).train
     except TrainingDiverged as e:
         return {"variable_lr_mult": mult, "seed": seed, "diverged": str(e)}
     return {"variable_lr_mult": mult, "seed": seed, "val_acc": r.best_val_acc, "final_val_acc": r.history[-1].val_acc,

@@ -22,12 +22,11 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
 
-import smhsearch
 from smhsearch import SMH, WidthMultiplier
 from smhsearch.data import load_dataset
-from smhsearch.train import TrainConfig, train
+from smhsearch.job import JobSpec, run_job
+from smhsearch.train import TrainConfig
 
 from _common import RESULTS, add_device_argument, device_slug, parse_device, write_result  # type: ignore[import-not-found]
 
@@ -52,16 +51,13 @@ def main() -> None:
     results, md = {}, ["| model | stored params | test acc % | paper | target | wall s |", "|---|---|---|---|---|---|"]
     for name in a.models:
         kind, _, budget = name.partition("@")
-        torch.manual_seed(0)
-        base = smhsearch.create_model("resnet32")
-        model = base if kind == "dense" else smhsearch.compress(
-            base, SMH(budget=budget, scale="learnable") if kind == "smh" else WidthMultiplier(budget=budget))
+        method = None if kind == "dense" else SMH(budget=budget, scale="learnable") if kind == "smh" else WidthMultiplier(budget=budget)
         cfg = TrainConfig(epochs=a.epochs, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=min(2, a.epochs - 1) if a.epochs > 2 else 0,
                           variable_lr_mult=a.smh_lr_mult if kind == "smh" else 1.0)
         t0 = time.perf_counter()
-        r = train(model, data, cfg, device=device)
-        wall = time.perf_counter() - t0
-        stored = smhsearch.measure.stored_parameters(model)
+        job = run_job(JobSpec("resnet32", method, train=cfg), data=data, device=device, progress=None)  # as a search trial runs it
+        r, wall = job.train, time.perf_counter() - t0
+        stored = job.metrics["stored_params"]
         results[name] = {"stored": stored, "test_acc_pct": 100 * r.test_acc, "best_val_acc_pct": 100 * r.best_val_acc, "wall_s": wall,
                          "history": [h.__dict__ for h in r.history]}
         paper = PAPER.get(name, float("nan"))

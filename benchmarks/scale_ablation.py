@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import torch
 
-import smhsearch
 from smhsearch import SMH
 from smhsearch.data import load_dataset
-from smhsearch.train import TrainConfig, train
+from smhsearch.job import JobSpec, run_job
+from smhsearch.train import TrainConfig
 
 from _common import RESULTS, add_device_argument, device_slug, parse_device, write_result  # type: ignore[import-not-found]
 
@@ -40,11 +39,9 @@ def main() -> None:
         acc: dict[str, list[float]] = {"fixed": [], "learnable": []}
         for seed in a.seeds:
             for scale in ("fixed", "learnable"):
-                torch.manual_seed(seed)
-                base = smhsearch.create_model("resnet8", in_channels=1)
-                m = smhsearch.compress(base, SMH(budget=budget, scale=scale, seed=seed))
                 cfg = TrainConfig(epochs=a.epochs, batch_size=128, lr=0.05, variable_lr_mult=a.variable_lr_mult, seed=seed)
-                acc[scale].append(100 * train(m, data, cfg, device=device, progress=False).test_acc)
+                job = JobSpec("resnet8", SMH(budget=budget, scale=scale, seed=seed), train=cfg)  # the one job path, as a trial
+                acc[scale].append(100 * run_job(job, data=data, device=device).train.test_acc)
         gains = [l - f for f, l in zip(acc["fixed"], acc["learnable"])]
         rows.append({"budget": budget, "test_acc_pct": acc, "gains": gains, "mean_gain": statistics.mean(gains)})
         md.append(f"| {budget} | {statistics.mean(acc['fixed']):.2f} | {statistics.mean(acc['learnable']):.2f} | "
