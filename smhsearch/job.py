@@ -117,6 +117,20 @@ def static_metrics(base, model, data, device) -> dict[str, Any]:
     }
 
 
+def final_metrics(model, static: dict, result: TrainResult, model_file: Path | None) -> dict[str, Any]:
+    """The metrics of a trained model: the static ones, its stored count now, accuracies, epochs, time, compact bytes."""
+    from . import measure
+    from .export import compact_bytes
+    from .methods import CompressedModel
+
+    final = {**static, "stored_params": measure.stored_parameters(model), "val_acc": result.history[-1].val_acc,
+             "best_val_acc": result.best_val_acc, "test_acc": result.test_acc, "epoch": result.epochs_run, "train_seconds": result.seconds}
+    if isinstance(model, CompressedModel):  # the file's real size: the one just written (a dense model keeps its weights
+        # too, so any finished job can be exported), else the same writer's
+        final["compact_bytes"] = measure.file_bytes(model_file) if model_file is not None else compact_bytes(model)
+    return final
+
+
 def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path: Path | None = None, record: dict | None = None,
             on_start: Callable[[dict], None] | None = None, on_epoch: Callable[[EpochMetrics, dict], None] | None = None,
             progress: bool | None = False) -> JobResult:
@@ -133,10 +147,9 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
     command can report bad input having written nothing. From then on, any exception is
     recorded (status ``failed``, error, traceback) and re-raised.
     """
-    from . import measure
     from .data import load_dataset
     from .device import device_name, resolve_device
-    from .export import compact_bytes, save_trained
+    from .export import save_trained
     from .methods import CompressedModel
     from .train import train
 
@@ -166,14 +179,8 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
 
         result = train(model, data, spec.train, device=device, callback=epoch_done, progress=progress)
         model = model.cpu()
-        model_file = None
-        if record_path is not None:  # a dense model keeps its weights too: any finished job can be exported
-            model_file = save_trained(model, record_path.parent / "model.safetensors")
-        final = {**static, "stored_params": measure.stored_parameters(model), "val_acc": result.history[-1].val_acc,
-                 "best_val_acc": result.best_val_acc, "test_acc": result.test_acc, "epoch": result.epochs_run,
-                 "train_seconds": result.seconds}
-        if isinstance(model, CompressedModel):  # the file's real size: the one just written, else the same writer's
-            final["compact_bytes"] = measure.file_bytes(model_file) if model_file is not None else compact_bytes(model)
+        model_file = save_trained(model, record_path.parent / "model.safetensors") if record_path is not None else None
+        final = final_metrics(model, static, result, model_file)
         rec.update(status="complete", metrics=final, finished=time.time(), stopped_early=result.stopped_early,
                    train_settings=result.settings)
         save()

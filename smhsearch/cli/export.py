@@ -30,6 +30,23 @@ def main(args: argparse.Namespace) -> int:
 DEFAULT_EXPORT = ("safetensors", "onnx", "compact")
 
 
+def trial_with_model(run, trial: int):
+    """The run's trial ``trial``, which must have a trained model; BadInput saying why not, and which trials have one."""
+    try:
+        t = run.trial(trial)
+    except ValueError as e:
+        raise BadInput(f"--trial: {e}") from None
+    if t.status != "complete" or t.model_file is None:
+        with_models = ", ".join(str(x.number) for x in run.trials if x.status == "complete" and x.model_file) or "none"
+        why = {"early_stopped": "was stopped early by the scheduler, so it has no trained model to export",
+               "failed": f"failed ({t.error}), so it has no trained model to export",
+               "interrupted": "was interrupted, so it has no trained model to export",
+               "running": "is still running", "queued": "has not started"}.get(
+            t.status, "has no model.safetensors in its folder (saved by smhsearch run for every finished trial)")
+        raise BadInput(f"--trial: trial {trial} ({t.label}) {why}; trials with a model: {with_models}")
+    return t
+
+
 def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None, as_json: bool = False) -> int:
     """Write a trial's model as deployable files; each is reloaded and compared with the trained model first."""
     import shutil
@@ -44,18 +61,7 @@ def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None
     if not wanted or unknown:
         raise BadInput(f"--format: unknown format {(unknown or [formats])[0]!r}; allowed: {', '.join(FORMATS)} (comma-separated)")
     run = load_run(run_path)
-    try:
-        t = run.trial(trial)
-    except ValueError as e:
-        raise BadInput(f"--trial: {e}") from None
-    if t.status != "complete" or t.model_file is None:
-        with_models = ", ".join(str(x.number) for x in run.trials if x.status == "complete" and x.model_file) or "none"
-        why = {"early_stopped": "was stopped early by the scheduler, so it has no trained model to export",
-               "failed": f"failed ({t.error}), so it has no trained model to export",
-               "interrupted": "was interrupted, so it has no trained model to export",
-               "running": "is still running", "queued": "has not started"}.get(
-            t.status, "has no model.safetensors in its folder (saved by smhsearch run for every finished trial)")
-        raise BadInput(f"--trial: trial {trial} ({t.label}) {why}; trials with a model: {with_models}")
+    t = trial_with_model(run, trial)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"--out: {out} exists and is not an empty folder; nothing was written")
     model = load_trained(t.model_file)
