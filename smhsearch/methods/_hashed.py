@@ -26,9 +26,9 @@ shared by L = N K / P weights, c = N / P being the compression (N_l / P_l per la
   e_l = K s_l sqrt(s_l^2 + c s'^2), s'^2 the mean s^2 of the weights sharing the pool
   (1 per layer, the count-weighted mean of s_k^2 for one pool). Per-layer, K = 1:
   1 / sqrt(1 + c), x0.12 at 1/64 and x0.33 at 1/8, where the MNIST sweep chose x0.1 and
-  x0.3; one global pool on the MNIST MLP at 1/64: x290.
+  x0.3; one global pool on the MNIST MLP at 1/64: x310.
 - Adam: each pool entry moves +-eta_v, a weight sums K of them with independent signs:
-  e_l = sqrt(K) s_l: x1 per layer with K = 1, x1/sqrt(K) with K hashes, x48 for one
+  e_l = sqrt(K) s_l: x1 per layer with K = 1, x1/sqrt(K) with K hashes, x52 for one
   global pool at the MLP's s = 0.021 (that pool moved its weights ~50x too slowly
   under a plain Adam).
 - One global pool serves every layer: a layer of init std s_l above the typical one

@@ -31,8 +31,8 @@ so J J^T g carries, besides the weight's own gradient, a sum of c others' with r
 signs, which is sqrt(c) times larger. The first-order rule leaves that sum out and gives
 Chen et al.'s per-layer pools x1; the HashedNets MNIST sweep (SGD, momentum 0.9) chose
 x0.1 at 1/64 and x0.3 at 1/8, and the norm rule gives 1 / sqrt(1 + c) = 0.12 and 0.33.
-For SMH it gives x56 on the MNIST MLP, where the sweep chose x30 and x1000 diverged; the
-first-order rule would give x480.
+For SMH it gives x63 on the MNIST MLP, where the sweep chose x30 and x1000 diverged; the
+first-order rule would give about x480.
 
 **Weight decay.** PyTorch's SGD and AdamW both shrink a parameter by lr * weight_decay
 per step (SGD through the gradient). Weights homogeneous of degree k in a variable (U V

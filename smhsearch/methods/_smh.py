@@ -27,12 +27,12 @@ random M-dimensional subspaces.
   for gradients of gamma per weight (sbar^2 the count-weighted mean of s_k^2). The two are
   orthogonal, and dW_l = s_l dC_l, so against the dense step eta ||g_l||
   e_l = sqrt(n s_l^4 + (N / n) s_l^2 sbar^2)   (~ sqrt(2 n) s^2 when the s_l agree),
-  and U and V get 1 / mean(e_l): x56 on the 784-1000-10 MLP at any budget (n = 892,
+  and U and V get 1 / mean(e_l): x61-63 on the 784-1000-10 MLP at any budget (n = 892,
   s = 1/sqrt(3 * 784)). It does not depend on M: the budget changes which directions
   U V can move in, not how fast.
 - Adam: dU and dV have entries +-eta_v with incoherent signs, and a row of +-1 times V
   has norm^2 z V V^T z^T = n M^1/2, so each entry of dU V (and of U dV) moves by
-  eta_v M^1/4 and each weight by e_l = sqrt(2) M^1/4 s_l against a dense eta: x22 on
+  eta_v M^1/4 and each weight by e_l = sqrt(2) M^1/4 s_l against a dense eta: x24 on
   the MNIST MLP at 1/64 (M = 6).
 - Layers share U and V: a layer whose init std is above the typical one moves faster,
   about (s_l / sbar)^2 times under SGD and s_l / sbar under Adam (conv1 of a CIFAR
