@@ -27,6 +27,7 @@ default within 0.3 points of the best on MNIST and 0.5 on the Fashion-MNIST subs
     python benchmarks/lr_fairness.py               # the full run (680 trainings); --jobs N on N idle cores
     python benchmarks/lr_fairness.py --quick       # 3 / 2 epochs, one seed, x{1/3, 1, 3}
     python benchmarks/lr_fairness.py --smoke       # < 2 minutes, tiny subsets: checks the script, not the rates
+    python benchmarks/lr_fairness.py --base centre # the methods at 0.05 / 1e-3 rather than the dense model's best
 
 Resumable: every finished training is written to the JSON at once, and a rerun reuses
 the cells whose protocol (epochs, data size, rates) is unchanged. Writes
@@ -39,6 +40,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import multiprocessing
 import os
 import statistics
 import time
@@ -74,7 +77,6 @@ METHODS = {
 SWEEPS_WHOLE_LR = {"dense", "prune", "width"}  # no shared variables: their own rate is the whole learning rate
 SWEEP = [0.1, 1 / 3, 1.0, 3.0, 10.0]
 BATCH = 128
-WARMUP = 0.1  # of the epochs, linear
 
 _DATA: dict[tuple, object] = {}  # per worker process
 
@@ -106,7 +108,7 @@ def dataset(setting: str, n_train: int | None, n_test: int | None):
 
 
 def cell_key(c: dict) -> str:
-    return f"{c['setting']}|{c['budget']}|{c['method']}|{c['optimizer']}|x{c['factor']:.4g}|seed{c['seed']}"
+    return f"{c['setting']}|{c['budget']}|{c['method']}|{c['optimizer']}|lr{c['lr']:.3g}|x{c['factor']:.4g}|seed{c['seed']}"
 
 
 def run_cell(c: dict) -> dict:
@@ -124,7 +126,7 @@ def run_cell(c: dict) -> dict:
     t0 = time.perf_counter()
     out = {**c, "swept": "lr" if whole else "variable_lr_mult"}
     try:
-        r = train(model, data, cfg, progress=False)
+        r = train(model, data, cfg, device=c["device"], progress=False)
     except TrainingDiverged as e:
         return {**out, "diverged": str(e), "seconds": time.perf_counter() - t0}
     stored = model.final_stored_count() if hasattr(model, "final_stored_count") else sum(p.numel() for p in model.parameters())
@@ -148,8 +150,8 @@ def plan(a, methods: list[str], base_lr: dict[tuple[str, str], float]) -> list[d
                             cells.append({"setting": name, "budget": budget, "method": method, "optimizer": opt, "factor": f,
                                           "seed": seed, "epochs": epochs, "n_train": a.n_train, "n_test": a.n_test,
                                           "lr": base_lr[(name, opt)], "weight_decay": OPTIMIZERS[opt]["weight_decay"],
-                                          "warmup_epochs": WARMUP * epochs,
-                                          "batch_size": BATCH})
+                                          "warmup_epochs": a.warmup * epochs,
+                                          "batch_size": BATCH, "device": a.device})
     return cells
 
 
@@ -182,9 +184,10 @@ def summarise(cells: dict[str, dict]) -> list[dict]:
 def markdown(rows: list[dict]) -> str:
     out = ["| setting | budget | method | optimizer | default (test error %) | best x (val) | at best | default - best | within target |",
            "|---|---|---|---|---|---|---|---|---|"]
+    num = lambda v, fmt: "diverged" if math.isnan(v) else format(v, fmt)  # noqa: E731  (a seed diverged)
     for r in rows:
-        out.append(f"| {r['setting']} | {r['budget']} | {r['method']} | {r['optimizer']} | {r['default_error_pct']:.2f} | "
-                   f"x{r['best_factor']:.3g} | {r['best_error_pct']:.2f} | {r['gap_points']:+.2f} | "
+        out.append(f"| {r['setting']} | {r['budget']} | {r['method']} | {r['optimizer']} | {num(r['default_error_pct'], '.2f')} | "
+                   f"x{r['best_factor']:.3g} | {num(r['best_error_pct'], '.2f')} | {num(r['gap_points'], '+.2f')} | "
                    f"{'(reference)' if r['method'] == 'dense' else 'yes' if r['within_target'] else 'no'} |")
     return "\n".join(out) + "\n"
 
@@ -203,6 +206,10 @@ def main() -> None:
     p.add_argument("--budgets", nargs="+", help="only these of each setting's budgets (e.g. 1/64 10%%)")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--jobs", type=int, default=1, help="trainings run at once, one thread each")
+    p.add_argument("--base", choices=["dense-best", "centre"], default="dense-best",
+                   help="the rate the methods' sweeps multiply: the dense model's best, or the centre (0.05 / 1e-3)")
+    p.add_argument("--warmup", type=float, default=0.1, help="linear warm-up, as a fraction of the epochs")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (bf16 autocast: a separate results file, named for the GPU)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="about 3/10 of the epochs, one seed, x{1/3, 1, 3}")
     mode.add_argument("--smoke", action="store_true", help="1 epoch on 256 images, first budget, x{1, 3}: < 2 minutes")
@@ -213,16 +220,17 @@ def main() -> None:
     if a.smoke:
         a.seeds, a.sweep, a.n_train, a.n_test = 1, [1.0, 3.0], 256, 256
     name = "lr_fairness" + ("-smoke" if a.smoke else "-quick" if a.quick else "")
-    path = RESULTS / f"{name}-{device_slug(torch.device('cpu'))}.json"
+    device = torch.device(a.device)
+    path = RESULTS / f"{name}-{device_slug(device)}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     done: dict[str, dict] = json.loads(path.read_text()).get("cells", {}) if path.is_file() else {}
     header = {"protocol": {"settings": {k: SETTINGS[k] for k in a.settings}, "optimizers": OPTIMIZERS, "sweep": a.sweep,
-                           "seeds": a.seeds, "batch_size": BATCH, "warmup_fraction": WARMUP, "selection": "best mean final validation accuracy over seeds",
-                           "base_lr": "the dense model's best of the sweep around the optimizer's centre"}}
+                           "seeds": a.seeds, "batch_size": BATCH, "warmup_fraction": a.warmup, "base": a.base,
+                           "selection": "best mean final validation accuracy over seeds"}}
 
     def record(result: dict) -> None:
         done[cell_key(result)] = result
-        write(path, {**environment(torch.device("cpu")), **header, "cells": done})  # the summary is written at the end
+        write(path, {**environment(device), **header, "cells": done})  # the summary is written at the end
         shown = f"{result['test_error_pct']:.2f}% test error" if "test_error_pct" in result else "diverged"
         print(f"{cell_key(result)}: {shown} ({result['seconds']:.0f} s)", flush=True)
 
@@ -235,7 +243,7 @@ def main() -> None:
                 todo.append(c)
         print(f"{len(todo)} trainings to run, {len(cells) - len(todo)} reused from {path}", flush=True)
         if a.jobs > 1:
-            with ProcessPoolExecutor(a.jobs) as pool:
+            with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:  # CUDA-safe
                 for fut in as_completed([pool.submit(run_cell, c) for c in todo]):
                     record(fut.result())
         else:
@@ -245,16 +253,17 @@ def main() -> None:
 
     centre = {(name, opt): OPTIMIZERS[opt]["lr"] for name in a.settings for opt in a.optimizers}
     dense = run(plan(a, ["dense"], centre))  # phase 1: the dense model's own rate
-    base = dense_best(dense)
-    print("base rates (the dense model's best): " + ", ".join(f"{k[0]} {k[1]} {v:.3g}" for k, v in base.items()), flush=True)
+    base = dense_best(dense) if a.base == "dense-best" else centre
+    print(f"base rates ({a.base}): " + ", ".join(f"{k[0]} {k[1]} {v:.3g}" for k, v in base.items()), flush=True)
     current = {**dense, **run(plan(a, [m for m in a.methods if m != "dense"], base))}  # phase 2: every method around it
     header["protocol"]["base_lr_chosen"] = {f"{k[0]} {k[1]}": v for k, v in base.items()}
     rows = summarise(current)  # this plan's cells only: the file also keeps those of earlier protocols
-    write(path, {**environment(torch.device("cpu")), **header, "summary": rows, "cells": done})
+    write(path, {**environment(device), **header, "summary": rows, "cells": done})
     path.with_suffix(".md").write_text(
         "Test error % at each method's default rates and at the sweep point validation picks "
         f"(x{{{', '.join(f'{f:.3g}' for f in a.sweep)}}} of its own rates, mean over {a.seeds} seed(s)), "
-        "all at the dense model's best rate: " + ", ".join(f"{k[0]} {k[1]} lr {v:.3g}" for k, v in base.items())
+        f"all at {'the dense model' + chr(39) + 's best rate' if a.base == 'dense-best' else 'the centre of the dense sweep'}: "
+        + ", ".join(f"{k[0]} {k[1]} lr {v:.3g}" for k, v in base.items())
         + ". The dense rows show the dense sweep itself.\n\n" + markdown(rows))
     print(markdown(rows))
     print(f"wrote {path}")
