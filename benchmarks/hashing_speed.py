@@ -49,7 +49,7 @@ def main() -> None:
     for budget in a.budgets:
         models = {"dense": base, "smh": smhsearch.compress(base, SMH(budget=budget))}
         for k in (1, 2, 10):
-            models[f"hashed{k}"] = smhsearch.compress(base, HashedNets(budget=budget, hashes=k))
+            models[f"hashed{k}"] = smhsearch.compress(base, HashedNets.table1(budget, hashes=k))  # one pool, as Table 1
         steps: dict[str, list[float]] = {name: [] for name in models}
         for _ in range(a.rounds):
             for name, m in models.items():

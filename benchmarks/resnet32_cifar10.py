@@ -7,8 +7,8 @@ multiplier at equal size.
 
 Recipe (He et al.'s, on a cosine schedule): SGD with Nesterov momentum 0.9, lr 0.1,
 batch 128, weight decay 5e-4, random crop + flip, bf16 autocast, 200 epochs. SMH uses
-the learnable scale and a learning-rate multiplier on U and V (``--smh-lr-mult``,
-measured on the CPU-sized reproductions).
+the learnable scale; U and V train at the rates SMH derives (``--smh-lr-mult``
+multiplies them, 1 by default).
 
     python benchmarks/resnet32_cifar10.py --device cuda [--root ../shared/data/cifar10] [--epochs 200]
     python benchmarks/resnet32_cifar10.py --device cpu --epochs 1 --subset 2000   # a smoke run, not a result
@@ -40,7 +40,7 @@ def main() -> None:
     add_device_argument(p)
     p.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--smh-lr-mult", type=float, default=10.0)
+    p.add_argument("--smh-lr-mult", type=float, default=1.0, help="x SMH's derived rates on U and V")
     p.add_argument("--subset", type=int, help="train on this many images only (smoke runs)")
     p.add_argument("--models", nargs="+", default=["dense", "smh@46K", "smh@118K", "width@46K", "width@118K"])
     a = p.parse_args()

@@ -29,7 +29,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--budgets", nargs="+", default=["10%", "25%"])
-    p.add_argument("--variable-lr-mult", type=float, default=10.0)
+    p.add_argument("--variable-lr-mult", type=float, default=1.0,
+                   help="x SMH's derived rates on U and V (the recorded run predates them: x10 on the plain rate)")
     add_device_argument(p)
     a = p.parse_args()
     device = parse_device(a.device)

@@ -15,7 +15,7 @@ from . import measure
 from ._budget import Budget
 from ._version import __version__
 from .export import load_compact, materialize, read_compact_metadata, save_compact
-from .methods import SMH, CompressedModel, HashedNets, LowRank, Prune, WidthMultiplier, MethodConfig, compress, config_from_dict, list_methods, register_method
+from .methods import SMH, CompressedModel, HashedNets, LowRank, Prune, WidthMultiplier, MethodConfig, compress, config_from_dict, list_methods, param_groups, register_method
 from .models import create_model, list_models, register_model
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "load_compact",
     "materialize",
     "measure",
+    "param_groups",
     "read_compact_metadata",
     "register_method",
     "register_model",

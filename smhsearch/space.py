@@ -85,7 +85,7 @@ def _train_spec() -> type[BaseModel]:
     fields: dict[str, Any] = {f.name: (hints[f.name], Field(default=f.default, description=f.metadata.get("help")))
                               for f in dataclasses.fields(TrainConfig)}
     fields["variable_lr_mult"] = (Union[float, dict[str, float]], Field(
-        default=1.0, description="lr multiplier of the method's shared variables; a number, or one per method name"))
+        default=1.0, description="multiplies the derived rates of the method's shared variables (1 is fair); a number, or one per method name"))
 
     def check(self):
         d = self.model_dump()

@@ -2,17 +2,18 @@
 
 - SGD with (Nesterov) momentum or AdamW; cosine, one-cycle or constant schedules with
   linear warm-up; label smoothing; gradient clipping.
-- Weight decay applies to weight matrices and to each method's shared variables (SMH's
-  U and V, the HashedNets pool, low-rank factors): decaying U and V penalises
-  ||U||^2 + ||V||^2, the usual factored stand-in for a norm penalty on U @ V, doing the
-  job decay does on dense weights. It does not apply to biases, normalisation
-  parameters or learnable per-layer scales: those are gains, and decaying them pulls
-  whole layers toward zero, as decaying batch-norm's gamma would.
-- ``variable_lr_mult`` scales the learning rate of those shared variables alone.
-  Reparametrisation changes effective learning rates: a weight ``s * (U @ V)`` with
-  unit-std U @ V moves, under Adam, by about lr * M^(1/4) relative to itself, while a
-  dense weight of std s moves by lr / s. Benchmarks measure the multiplier; it is not
-  assumed.
+- Learning rates follow the parametrisation (``methods/_rates.py``): each method's
+  shared variables (SMH's U and V, the HashedNets pool, low-rank factors) train at the
+  multiplier of ``lr`` that its module derives for the chosen optimizer, under which one
+  step moves each computed weight as far as the dense model's weight at ``lr``; ``lr``
+  itself is the dense model's. ``variable_lr_mult`` multiplies those rates on top (an
+  override, for sweeps; 1 is the fair default).
+- Weight decay applies to weight matrices and to the shared variables, scaled so each
+  computed weight shrinks per step as a dense weight does: decaying U and V penalises
+  ||U||^2 + ||V||^2, the usual factored stand-in for a norm penalty on U @ V. It does not
+  apply to biases, normalisation parameters or learnable per-layer scales: those are
+  gains, and decaying them pulls whole layers toward zero, as decaying batch-norm's
+  gamma would.
 - Devices go through :mod:`smhsearch.device`. On CUDA: bf16 autocast where the GPU runs
   bf16 natively, channels_last (computed weights included), and ``torch.compile`` where
   a self-check passes (``compile: auto``); small datasets live on the GPU and are
@@ -48,6 +49,7 @@ from .data import DatasetSplits
 from .data._splits import Split
 from .device import Backend, backend, model_device, resolve_device
 from .methods._base import CompressedModel
+from .methods._rates import param_groups as fair_param_groups
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ class TrainConfig:
     schedule: Schedule = field(default="cosine", metadata={"help": "learning-rate schedule"})
     warmup_epochs: float = field(default=0.0, metadata={"help": "linear warm-up, in epochs"})
     label_smoothing: float = field(default=0.0, metadata={"help": "cross-entropy label smoothing"})
-    variable_lr_mult: float = field(default=1.0, metadata={"help": "lr multiplier of the method's shared variables"})
+    variable_lr_mult: float = field(default=1.0, metadata={"help": "multiplies the rates each method derives for its shared variables (1 is fair)"})
     grad_clip: float | None = field(default=None, metadata={"help": "clip the total gradient norm to this"})
     amp: Literal["auto", "bf16", "off"] = field(default="auto", metadata={"help": "auto: bf16 where the device runs it natively (CUDA from Ampere on)"})
     channels_last: bool | None = field(default=None, metadata={"help": "channels_last memory format (default: on CUDA)"})
@@ -141,19 +143,9 @@ class TrainResult:
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """Three groups: shared method variables (decay, lr x variable_lr_mult), weights (decay), the rest (no decay)."""
-    variables = set(model.variable_names()) if isinstance(model, CompressedModel) else set()
-    groups: dict[str, list[nn.Parameter]] = {"variables": [], "decay": [], "no_decay": []}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        key = "variables" if name in variables else ("decay" if p.ndim >= 2 else "no_decay")
-        groups[key].append(p)
-    return [
-        {"params": groups["variables"], "weight_decay": cfg.weight_decay, "lr": cfg.lr * cfg.variable_lr_mult, "name": "variables"},
-        {"params": groups["decay"], "weight_decay": cfg.weight_decay, "lr": cfg.lr, "name": "decay"},
-        {"params": groups["no_decay"], "weight_decay": 0.0, "lr": cfg.lr, "name": "no_decay"},
-    ]
+    """The optimizer's groups for ``model`` under ``cfg``: dense weights (decay), gains (no decay) and
+    each method variable at its own rate times ``cfg.variable_lr_mult`` (``methods._rates.param_groups``)."""
+    return fair_param_groups(model, cfg.lr, cfg.weight_decay, cfg.optimizer, cfg.variable_lr_mult)
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: Schedule) -> float:
@@ -338,6 +330,10 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
     total = steps_per_epoch * cfg.epochs
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
+
+    def base_lr() -> float:  # the dense rate now (a group may be missing: an all-hashed MLP has no dense weights)
+        return cfg.lr * lr_factor(sched.last_epoch, total, warmup, cfg.schedule)
+
     history: list[EpochMetrics] = []
     start_epoch = 0
     if ckpt is not None and ckpt.is_file():
@@ -368,7 +364,7 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
             with be.autocast(amp):
                 out = forward(x)
                 loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
-            watch.add(loss, epoch, i, sched.get_last_lr()[1])
+            watch.add(loss, epoch, i, base_lr())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
@@ -383,7 +379,7 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
             compressed.set_progress(1.0)
         val_acc, val_loss = evaluate(model, data.val, cfg.eval_batch_size, amp, channels_last)
         m = EpochMetrics(epoch + 1, float(loss_sum) / max(1, seen), int(correct) / max(1, seen), val_loss, val_acc,
-                         sched.get_last_lr()[1], time.perf_counter() - t0)
+                         base_lr(), time.perf_counter() - t0)
         history.append(m)
         msg = (f"epoch {m.epoch}/{cfg.epochs}  loss {m.train_loss:.4f}  train {m.train_acc:.4f}  "
                f"val {m.val_acc:.4f}  lr {m.lr:.3g}  {m.seconds:.1f}s")

@@ -73,14 +73,14 @@ def test_compress_every_method(args, key, check):
 
 def test_train_writes_result_and_compact_file(tmp_path):
     r = run("train", "mlp", "--method", "smh", "--budget", "30%", "--epochs", "1", "--lr", "0.05",
-            "--variable-lr-mult", "10", "--out", str(tmp_path / "t"), "--json")
+            "--variable-lr-mult", "1", "--out", str(tmp_path / "t"), "--json")  # x the derived rates
     assert r.returncode == 0, r.stderr
     facts = json.loads((tmp_path / "t" / "result.json").read_text())
     metrics = facts["metrics"]
     assert facts["status"] == "complete" and metrics["test_acc"] > 0.6 and metrics["stored_params"] <= int(0.3 * metrics["base_params"])
     assert facts["spec"]["dataset"] == "fashion-mnist-small" and len(facts["history"]) == 1
     assert {"smhsearch", "torch", "python"} <= set(facts["versions"]) and facts["spec"]["method"]["method"] == "smh"
-    assert facts["spec"]["train"]["variable_lr_mult"] == 10 and facts["spec"]["train"]["lr"] == 0.05
+    assert facts["spec"]["train"]["variable_lr_mult"] == 1 and facts["spec"]["train"]["lr"] == 0.05
     from smhsearch.export import load_trained
     from smhsearch.methods import CompressedModel
 

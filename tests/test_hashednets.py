@@ -21,7 +21,7 @@ def _raw(m) -> torch.Tensor:
 
 
 def test_k_index_maps_are_independent():
-    m = smhsearch.compress(create_model("resnet20"), HashedNets(budget="30%", hashes=2))
+    m = smhsearch.compress(create_model("resnet20"), HashedNets.table1("30%", hashes=2))  # one pool: K sub-pools
     idx = m.index.long()
     P0 = m.sub_pools[0]
     local0, local1 = idx[:, 0], idx[:, 1] - P0
@@ -63,10 +63,17 @@ def test_per_layer_pools_stay_in_their_layer():
 def test_budget_is_met_with_the_pool():
     base = create_model("resnet32")
     for k in (1, 2, 10):
-        m = smhsearch.compress(base, HashedNets(budget="46K", hashes=k))
-        unhashed = sum(p.numel() for p in m.base.parameters())
-        assert m.stored_count() == m.pool.numel() + unhashed
-        assert 46_000 - k < m.stored_count() <= 46_000
+        unhashed = sum(p.numel() for p in smhsearch.compress(base, HashedNets(budget="46K")).base.parameters())
+        one_pool = smhsearch.compress(base, HashedNets.table1("46K", hashes=k))
+        assert one_pool.stored_count() == one_pool.pool.numel() + unhashed
+        assert 46_000 - k < one_pool.stored_count() <= 46_000
+        per_layer = smhsearch.compress(base, HashedNets(budget="46K", hashes=k))
+        assert per_layer.stored_count() == per_layer.pool.numel() + unhashed == 46_000  # shares by largest remainder
+
+
+def test_default_is_per_layer_and_table1_is_one_pool():
+    assert HashedNets(budget=0.1).per_layer is True  # Chen et al.'s form
+    assert HashedNets.table1(0.1, hashes=2) == HashedNets(budget=0.1, hashes=2, per_layer=False)
 
 
 def test_indices_are_int32_buffers_not_saved(tmp_path):
@@ -146,5 +153,5 @@ def test_per_layer_pools_carry_their_layers_scale():
     for name, p in base.named_parameters():
         if p.numel() > 100:
             assert dense[name].std().item() == pytest.approx(p.std().item(), rel=1e-3)
-    glob = smhsearch.compress(base, HashedNets(budget=1 / 64))
+    glob = smhsearch.compress(base, HashedNets.table1(1 / 64))
     assert glob.scale_init.max() < 0.1  # a shared pool needs per-layer scales

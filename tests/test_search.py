@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = """name: {name}
 dataset: {{name: fashion-mnist-small}}
-train: {{epochs: {epochs}, batch_size: 256, lr: 0.05, variable_lr_mult: {{smh: 10.0, hashed1: 1.0e+9}}}}
+train: {{epochs: {epochs}, batch_size: 256, lr: 0.05, variable_lr_mult: {{hashed1: 1.0e+9}}}}
 space: {{arch: [mlp], budget: ["30%"], method: [{methods}]}}
 search: {{sampler: grid}}
 scheduler: {{kind: none}}

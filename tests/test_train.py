@@ -41,8 +41,16 @@ def test_one_epoch_beats_chance_by_a_margin(small):
 
 def test_smh_model_trains_too(small):
     m = smhsearch.compress(tiny_mlp(), SMH(budget="30%", scale="learnable"))
-    r = train(m, small, TrainConfig(epochs=1, batch_size=64, lr=0.05, variable_lr_mult=10.0), progress=False)
+    r = train(m, small, TrainConfig(epochs=1, batch_size=64, lr=0.05), progress=False)  # its own rates, no override
     assert r.test_acc > 0.65  # measured 0.81
+
+
+def test_the_trainer_applies_the_methods_rates(small):
+    """Undoing SMH's derived multiplier (the plain rate on U and V, as before the rule) trains far worse."""
+    m = smhsearch.compress(tiny_mlp(), SMH(budget="30%"))
+    undo = 1.0 / m.variable_rates("sgd")["U"].lr_mult
+    r = train(m, small, TrainConfig(epochs=1, batch_size=64, lr=0.05, variable_lr_mult=undo), progress=False)
+    assert r.test_acc < 0.65  # 0.82 at the derived rates (test_smh_model_trains_too)
 
 
 def test_same_seed_same_weights(small):
@@ -215,7 +223,10 @@ def test_weight_decay_groups():
     m = smhsearch.compress(tiny_cnn(), SMH(budget="30%", scale="learnable"))
     groups = {g["name"]: g for g in param_groups(m, TrainConfig(weight_decay=1e-4, variable_lr_mult=3.0, lr=0.1))}
     ids = lambda g: {id(p) for p in g["params"]}  # noqa: E731
-    assert ids(groups["variables"]) == {id(m.U), id(m.V)} and groups["variables"]["lr"] == pytest.approx(0.3)
+    rate = m.variable_rates("sgd")["U"].lr_mult  # the method's own multiplier; the override multiplies it
+    variables = groups["variables:U,V"]
+    assert ids(variables) == {id(m.U), id(m.V)} and variables["lr"] == pytest.approx(0.1 * rate * 3.0)
+    assert variables["weight_decay"] == pytest.approx(1e-4 / (2 * rate))  # U V shrinks as a dense weight would
     assert id(m.scale_gain) in ids(groups["no_decay"]) and groups["no_decay"]["weight_decay"] == 0.0
     assert all(p.ndim == 1 for p in groups["no_decay"]["params"])  # BN and scales
 

@@ -14,6 +14,7 @@ from ._base import (
 from ._hashed import HashedNets, HashedNetsModel
 from ._lowrank import LowRank, LowRankModel
 from ._prune import Prune, PruneModel
+from ._rates import OPTIMIZERS, VariableRate, param_groups
 from ._smh import SMH, SMHModel
 from ._width import WidthModel, WidthMultiplier
 from ._targets import Target, select_targets
@@ -27,16 +28,19 @@ __all__ = [
     "LowRank",
     "LowRankModel",
     "MethodConfig",
+    "OPTIMIZERS",
     "Prune",
     "PruneModel",
     "ReparametrizedModel",
     "SMHModel",
     "Target",
+    "VariableRate",
     "WidthModel",
     "WidthMultiplier",
     "compress",
     "config_from_dict",
     "list_methods",
+    "param_groups",
     "register_method",
     "select_targets",
 ]

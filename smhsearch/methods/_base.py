@@ -20,6 +20,7 @@ from .._budget import Budget, BudgetLike
 from .._registry import Registry
 from ..models._factory import arch_of
 from ._config import AXES, DENSE, MethodConfig, options_of
+from ._rates import Optimizer, VariableRate, param_groups
 from ._targets import Target
 
 
@@ -205,9 +206,34 @@ class CompressedModel(nn.Module):
         return default
 
     def variable_names(self) -> list[str]:
-        """Names of the method's shared variables (SMH's U and V, ...), which the trainer may give
-        their own learning-rate multiplier. Dense weights and gains are not among them."""
+        """Names of the method's shared variables (SMH's U and V, ...), which train at their own
+        rates (:meth:`variable_rates`). Dense weights and gains are not among them."""
         return []
+
+    def variable_rates(self, optimizer: Optimizer) -> dict[str, VariableRate]:
+        """Each variable's learning-rate multiplier under ``optimizer`` ("sgd" or "adamw").
+
+        The multiplier makes one step move each computed weight as the dense model's weight
+        moves at the dense learning rate (``methods/_rates.py`` states the rule; each method's
+        module derives its own). A method without shared variables trains as a dense model.
+        """
+        return {name: VariableRate(1.0) for name in self.variable_names()}
+
+    def param_groups(self, lr: float, weight_decay: float = 0.0, optimizer: Optimizer = "sgd",
+                     variable_lr_mult: float = 1.0) -> list[dict[str, Any]]:
+        """torch.optim parameter groups at the rates :meth:`variable_rates` derives: a plain optimizer
+        at the dense model's ``lr`` then trains this model fairly. ``variable_lr_mult`` multiplies the
+        variables' rates on top (for sweeps). Gains and norms get no weight decay.
+
+        >>> import torch, smhsearch
+        >>> m = smhsearch.compress(smhsearch.create_model("resnet8", widths=(4, 8, 8)), smhsearch.SMH(budget="30%"))
+        >>> opt = torch.optim.AdamW(m.param_groups(lr=1e-3, weight_decay=1e-2, optimizer="adamw"))
+        >>> [g["name"] for g in opt.param_groups]
+        ['no_decay', 'variables:U,V']
+        >>> opt.param_groups[1]["lr"] > 1e-3  # U and V of unit-std products move faster than dense weights
+        True
+        """
+        return param_groups(self, lr, weight_decay, optimizer, variable_lr_mult)
 
     def set_progress(self, fraction: float) -> None:
         """Tell the model how far training has got (0 at the start, 1 at the end).

@@ -13,8 +13,27 @@ one hash. Here each (k, role) pair hashes the weight's position with its own sal
 
 Scale: one global pool needs a per-layer scale (fixed, the base init's std, as SMH's)
 because layers of different init scales share variables. Per-layer pools (Chen et al.)
-carry their layer's scale in the pool itself instead, so SGD moves their weights as it
-moves dense weights.
+carry their layer's scale in the pool itself instead (scale 1). Per-layer pools are the
+default: they are the form Chen et al. trained, and each layer's rate is its own (below).
+The SMH paper's Table 1 baseline is ``per_layer=False`` (``HashedNets.table1(...)``).
+
+Learning rates (the rule of ``_rates.py``: one step moves each computed weight as the
+dense step does). Weight i of layer l is s_l Sum_k xi_k(i) pool_k[h_k(i)], so J has
+entries s_l xi = +-s_l (s_l = 1 with per-layer pools). Each pool entry of a sub-pool is
+shared by L = N K / P weights, c = N / P being the compression (N_l / P_l per layer).
+- SGD: (J J^T g)_i = s_i Sum_k xi_k(i) Sum_{i' in bucket_k(i)} xi_k(i') s_i' g_i'. The
+  weight's own term, K s_i^2 g_i, adds in quadrature to K L - K others' with random signs:
+  e_l = K s_l sqrt(s_l^2 + c s'^2), s'^2 the mean s^2 of the weights sharing the pool
+  (1 per layer, the count-weighted mean of s_k^2 for one pool). Per-layer, K = 1:
+  1 / sqrt(1 + c), x0.12 at 1/64 and x0.33 at 1/8, where the MNIST sweep chose x0.1 and
+  x0.3; one global pool on the MNIST MLP at 1/64: x310.
+- Adam: each pool entry moves +-eta_v, a weight sums K of them with independent signs:
+  e_l = sqrt(K) s_l: x1 per layer with K = 1, x1/sqrt(K) with K hashes, x52 for one
+  global pool at the MLP's s = 0.021 (that pool moved its weights ~50x too slowly
+  under a plain Adam).
+- One global pool serves every layer: a layer of init std s_l above the typical one
+  moves (s_l / sbar)^2 (SGD) or s_l / sbar (Adam) times faster; per-layer pools are exact
+  up to the rounding of their sizes.
 
 The hash is a splitmix64 finaliser on the weight's position, computed with NumPy: it is
 the same on every machine and torch version, so a compact file keeps only the pool and
@@ -26,6 +45,7 @@ signed and summed, never a Python loop.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +55,7 @@ from torch import nn
 
 from .._budget import Budget, BudgetLike
 from ._base import MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
+from ._rates import Optimizer, VariableRate, check_optimizer, shared_multiplier
 from ._targets import Scope, Target, calibrated_scales, check_scope, select_targets
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -62,7 +83,8 @@ class HashedNets(MethodConfig):
 
     hashes: K, the number of independent hash functions (the SMH paper compares 1, 2, 10).
     sign: multiply each hashed entry by an independent random sign (HashedNets' xi).
-    per_layer: one pool per layer (Chen et al.) instead of one for the whole model.
+    per_layer: one pool per layer, sized in proportion to it (Chen et al., the default), or
+        ``False``: one pool for the whole model (the SMH paper's Table 1, :meth:`table1`).
 
     >>> HashedNets(budget="25%", hashes=2).to_dict()["hashes"]
     2
@@ -71,14 +93,26 @@ class HashedNets(MethodConfig):
     method = "hashednets"
     axes = ("budget", "scope")
     space_options = ("hashes", "sign", "per_layer")
-    presets = {"hashed1": {"hashes": 1}, "hashed2": {"hashes": 2}, "hashed10": {"hashes": 10}}
+    presets = {"hashed1": {"hashes": 1}, "hashed2": {"hashes": 2}, "hashed10": {"hashes": 10},
+               # the SMH paper's Table 1 baseline: one pool for the whole model (its speed comparison)
+               "hashed1_pool": {"hashes": 1, "per_layer": False}, "hashed2_pool": {"hashes": 2, "per_layer": False},
+               "hashed10_pool": {"hashes": 10, "per_layer": False}}
 
     budget: BudgetLike
     hashes: int = field(default=1, metadata={"help": "K, independent hash functions"})
     scope: Scope = field(default="all", metadata={"help": "which tensors are hashed"})
     sign: bool = field(default=True, metadata={"help": "an independent random sign per hashed entry"})
-    per_layer: bool = field(default=False, metadata={"help": "one pool per layer (Chen et al.) instead of one for the model"})
+    per_layer: bool = field(default=True, metadata={"help": "one pool per layer (Chen et al.); false: one pool for the model (the SMH paper's Table 1)"})
     seed: int = field(default=0, metadata={"help": "seed of the hash functions and the pool"})
+
+    @classmethod
+    def table1(cls, budget: BudgetLike, hashes: int = 1, **kw: Any) -> "HashedNets":
+        """The SMH paper's Table 1 baseline: one pool for the whole model, K hashes into it.
+
+        >>> HashedNets.table1("25%", hashes=10).per_layer
+        False
+        """
+        return cls(budget=budget, hashes=hashes, per_layer=False, **kw)
 
     def __post_init__(self) -> None:
         Budget.parse(self.budget)
@@ -91,15 +125,22 @@ class HashedNets(MethodConfig):
 
 
 def pool_sizes(targets: list[Target], pool: int, hashes: int, per_layer: bool) -> list[int]:
-    """Sub-pool size of each (layer, hash) group, flattened layer-major; sums to <= pool."""
+    """Sub-pool size of each (layer, hash) group, flattened layer-major.
+
+    One pool: K equal sub-pools (sum <= pool). Per layer: each layer's share in proportion
+    to its size, at least K, by largest remainder so the shares sum to ``pool`` exactly,
+    each split into K sub-pools that differ by at most one.
+    """
     if not per_layer:
         return [pool // hashes] * hashes
     N = sum(t.numel for t in targets)
-    per_layer_pool = [max(hashes, pool * t.numel // N) for t in targets]
-    while sum(per_layer_pool) > pool:  # the max(...) floors can overshoot: take back from the largest
-        i = int(np.argmax(per_layer_pool))
-        per_layer_pool[i] -= 1
-    return [p // hashes for p in per_layer_pool for _ in range(hashes)]
+    exact = [pool * t.numel / N for t in targets]
+    shares = [max(hashes, int(x)) for x in exact]
+    while sum(shares) > pool:  # the max(...) floors can overshoot: take back from the largest
+        shares[int(np.argmax(shares))] -= 1
+    for i in sorted(range(len(targets)), key=lambda i: shares[i] - exact[i])[: pool - sum(shares)]:
+        shares[i] += 1  # the rest to the layers the floor shorted most
+    return [p // hashes + (1 if k < p % hashes else 0) for p in shares for k in range(hashes)]
 
 
 class HashedNetsModel(ReparametrizedModel):
@@ -181,6 +222,32 @@ class HashedNetsModel(ReparametrizedModel):
 
     def variable_names(self) -> list[str]:
         return ["pool"]
+
+    def layer_pools(self) -> list[int]:
+        """Pool variables each layer's weights draw from: its own pool, or the whole pool when shared."""
+        K = self.config.hashes
+        if not self.config.per_layer:
+            return [int(self.pool.numel())] * len(self.targets)
+        return [sum(self.sub_pools[i * K:(i + 1) * K]) for i in range(len(self.targets))]
+
+    def effective_rates(self, optimizer: Optimizer) -> torch.Tensor:
+        """e_l of each layer (module docstring): how far one step at rate eta on the pool moves
+        layer l's weights, against the dense step at eta. (L,) float64."""
+        check_optimizer(optimizer)
+        K = self.config.hashes
+        s = self.scale_init.detach().double().cpu()  # (L,)
+        if optimizer == "adamw":
+            return math.sqrt(K) * s
+        counts = torch.tensor(self.sizes, dtype=torch.float64)
+        if self.config.per_layer:  # bucket mates are the layer's own weights
+            c, mates_s2 = counts / torch.tensor(self.layer_pools(), dtype=torch.float64), s**2
+        else:
+            c, mates_s2 = counts.sum() / self.pool.numel(), (counts * s**2).sum() / counts.sum()
+        return K * s * torch.sqrt(s**2 + c * mates_s2)
+
+    def variable_rates(self, optimizer: Optimizer) -> dict[str, VariableRate]:
+        m = shared_multiplier(self.effective_rates(optimizer), self.sizes, [t.slots[0][0] for t in self.targets])
+        return {"pool": VariableRate(m)}
 
     def describe(self) -> dict[str, Any]:
         return {"N": self.hashed_count, "pool": int(self.pool.numel()), "hashes": self.config.hashes,
