@@ -148,6 +148,7 @@ def local_ray():
         ray.shutdown()
 
 
+@pytest.mark.slow  # a Ray start and three trials: about two minutes on 2 busy cores
 def test_a_tpe_run_samples_the_structured_space_and_budgets_off_any_grid(tmp_path, local_ray, cli):
     plan, path = plan_of(tmp_path, name="tpe_range", budget="{low: 20K, high: 400K, log: true}", methods="[smh, width]",
                          search="{sampler: tpe, trials: 3, seed: 0}")
