@@ -125,8 +125,8 @@ def test_an_interrupted_structured_trial_is_queued_again_with_its_params(tmp_pat
     assert by_number[cut["_number"]].state == S.FAIL and by_number[cut["_number"]].user_attrs["interrupted"]
     again = _searcher(plan, storage).suggest("t1")
     assert again["_candidate"] == cut["_candidate"] and study.get_trials()[again["_number"]].params == params
-    # the fingerprint covers the range: a changed bound is refused, not resumed
-    path.write_text(path.read_text().replace("high: 400K", "high: 300K"))
+    # the fingerprint covers the range itself: a changed range is refused, not resumed
+    path.write_text(path.read_text().replace("log: true", "log: false"))  # same candidates (the ends), another space
     with pytest.raises(ValueError, match="changed since .* --fresh"):
         open_study(plan_run(load_space(path), path, tmp_path / "run"))
 
