@@ -111,25 +111,31 @@ def reference_point(trials: Iterable[TrialRecord], x_key: str, acc_key: str = "v
     return (max(xs) * 2.0, 0.0) if AXES[x_key]["sense"] == "min" else (min(xs) / 2.0, 0.0)
 
 
+def hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float], x_key: str = "stored_params") -> float:
+    """The area ``points`` ((cost, accuracy) pairs) dominate in (log10 cost, accuracy), up to ``ref`` (cost, accuracy)."""
+    import moocore
+
+    if not points:
+        return 0.0
+    pts = np.array([[math.log10(float(x)), float(a)] for x, a in points])
+    maximise = [AXES[x_key]["sense"] == "max", True]
+    return float(moocore.hypervolume(pts, ref=[math.log10(ref[0]), ref[1]], maximise=maximise))
+
+
 def hypervolumes(trials: Iterable[TrialRecord], x_key: str = "stored_params", acc_key: str = "val_acc") -> dict[str, float]:
     """Per method, the area its finished trials dominate in (log10 cost, accuracy), up to :func:`reference_point`.
 
     The unit is accuracy x decades of cost; every method of a run shares one reference
     point, so the numbers compare methods within a run (not across runs).
     """
-    import moocore
-
     _check_keys(x_key, acc_key)
     trials = list(trials)
-    ref_x, ref_a = reference_point(trials, x_key, acc_key)
-    maximise = [AXES[x_key]["sense"] == "max", True]
+    ref = reference_point(trials, x_key, acc_key)
     out: dict[str, float] = {}
     for method in sorted({t.method for t in trials}):
         pool = eligible([t for t in trials if t.method == method], x_key, acc_key)
-        if not pool:
-            continue
-        pts = np.array([[math.log10(float(t.get(x_key))), float(t.get(acc_key))] for t in pool])
-        out[method] = float(moocore.hypervolume(pts, ref=[math.log10(ref_x), ref_a], maximise=maximise))
+        if pool:
+            out[method] = hypervolume([(float(t.get(x_key)), float(t.get(acc_key))) for t in pool], ref, x_key)
     return out
 
 

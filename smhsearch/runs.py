@@ -136,6 +136,8 @@ def load_run(path: str | Path) -> Run:
         raise RunError(f"{path}: the study {space.name!r} is not in {url}") from None
     records = []
     for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("rejected"):  # a sample that named no runnable candidate: never a trial of the run
+            continue
         folder = path / "trials" / f"{t.number:04d}"
         saved: dict[str, Any] = {}
         if (folder / "trial.json").is_file():

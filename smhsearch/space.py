@@ -145,9 +145,38 @@ def _method_entry(v: Any) -> MethodEntry:
     return MethodEntry(name=name, options=options)
 
 
+class BudgetRange(_Strict):
+    """``budget: {low: 5K, high: 500K, log: true}`` (counts) or ``{low: 0.02, high: 0.5, log: true}`` (fractions):
+    samplers draw a number from it (an int for counts, a float fraction otherwise) instead of a listed value."""
+
+    low: Union[int, float, str]
+    high: Union[int, float, str]
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "BudgetRange":
+        lo, hi = Budget.parse(self.low), Budget.parse(self.high)
+        if (lo.count is None) != (hi.count is None):
+            raise ValueError(f"low and high must both be counts (5K, 500K) or both fractions (0.02, '50%'), "
+                             f"but got low={self.low!r}, high={self.high!r}")
+        if self.bounds[0] >= self.bounds[1]:
+            raise ValueError(f"low must be below high, but got low={self.low!r}, high={self.high!r}")
+        return self
+
+    @property
+    def counts(self) -> bool:
+        """Whether the range is of absolute counts (else of fractions of the base model)."""
+        return Budget.parse(self.low).count is not None
+
+    @property
+    def bounds(self) -> tuple[int, int] | tuple[float, float]:
+        lo, hi = Budget.parse(self.low), Budget.parse(self.high)
+        return (lo.count, hi.count) if lo.count is not None else (lo.fraction, hi.fraction)  # type: ignore[return-value]
+
+
 class SpaceSpec(_Strict):
     arch: list[str] = Field(min_length=1)
-    budget: list[Union[int, float, str]] | None = Field(default=None, min_length=1)
+    budget: Union[list[Union[int, float, str]], BudgetRange, None] = Field(default=None)
     method: list[MethodEntry] = Field(min_length=1)
     scope: list[str] = Field(default=["all"], min_length=1)
     scale: list[str] = Field(default=["fixed"], min_length=1)
@@ -169,12 +198,36 @@ class SpaceSpec(_Strict):
             raise ValueError(f"method is a list of method names or mappings, but got {v!r}")
         return [_method_entry(x) for x in v]
 
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _budget_form(cls, v: Any) -> Any:  # one clear message instead of one per member of the union
+        if v is None or isinstance(v, (list, BudgetRange)):
+            return v
+        if not isinstance(v, dict):
+            raise ValueError(f"a list of budgets (46K, '25%', 0.1) or a range {{low, high, log}}, but got {v!r}")
+        unknown = sorted(set(v) - set(BudgetRange.model_fields))
+        if unknown or not {"low", "high"} <= set(v):
+            raise ValueError(f"a range has keys low, high (required) and log, but got {sorted(v)}")
+        try:
+            return BudgetRange(**v)
+        except ValidationError as e:
+            raise ValueError("; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())) from None
+
     @field_validator("budget")
     @classmethod
-    def _parse_budgets(cls, v: list | None) -> list | None:
-        for b in v or []:
-            Budget.parse(b)
+    def _parse_budgets(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("a list of budgets must not be empty")
+            for b in v:
+                Budget.parse(b)
         return v
+
+    def budget_values(self) -> list | None:
+        """The listed budgets, or a range's two ends (what ``check`` pre-screens; trials sample between them)."""
+        if isinstance(self.budget, BudgetRange):
+            return [self.budget.low, self.budget.high]
+        return self.budget
 
     @model_validator(mode="after")
     def _axes_that_apply(self) -> "SpaceSpec":
@@ -186,7 +239,8 @@ class SpaceSpec(_Strict):
                 users = [n for n in method_names() if n != DENSE and axis in resolve(n)[0].config_cls.axes]
                 raise ValueError(f"{axis}: no method of this space reads it (it applies to: {', '.join(users)})")
         if reads["budget"] and self.budget is None:
-            raise ValueError(f"budget: methods {', '.join(reads['budget'])} need a list of budgets (46K, 5.3M, '25%', 0.1)")
+            raise ValueError(f"budget: methods {', '.join(reads['budget'])} need a list of budgets (46K, 5.3M, '25%', 0.1) "
+                             "or a range ({low: 5K, high: 500K, log: true})")
         for axis in ("scope", "scale"):  # each value must be one every method that reads the axis accepts
             for name in reads[axis]:
                 for value in getattr(self, axis):
@@ -248,6 +302,13 @@ class Space(_Strict):
     storage: str | None = Field(default=None, description="SQLAlchemy URL or journal file; default SQLite in the run folder")
 
     @model_validator(mode="after")
+    def _grid_lists(self) -> "Space":
+        if self.search.sampler == "grid" and isinstance(self.space.budget, BudgetRange):
+            raise ValueError("search.sampler: grid enumerates listed values, but space.budget is a range; "
+                             "list the budgets, or use sampler tpe, nsga2 or random")
+        return self
+
+    @model_validator(mode="after")
     def _lr_mult_names(self) -> "Space":
         mult = self.train.variable_lr_mult
         if isinstance(mult, dict):
@@ -265,7 +326,7 @@ class Space(_Strict):
         return self.model_dump_json(exclude_unset=True)
 
     def candidates(self) -> list["Candidate"]:
-        """Every distinct trial config the space allows, in a stable order."""
+        """Every distinct trial config the space allows, in a stable order (a range budget: at its two ends)."""
         out, seen = [], set()
         s = self.space
         for arch, m in itertools.product(s.arch, s.method):
@@ -275,7 +336,7 @@ class Space(_Strict):
                 axes = resolve(m.name)[0].config_cls.axes
                 combos = [Candidate(arch, m.name, b if "budget" in axes else None, sc if "scope" in axes else None,
                                     sa if "scale" in axes else None, tuple(sorted(opts.items())))
-                          for b, sc, sa, opts in itertools.product(s.budget or [None], s.scope, s.scale, m.expanded)]
+                          for b, sc, sa, opts in itertools.product(s.budget_values() or [None], s.scope, s.scale, m.expanded)]
             for c in combos:
                 if c not in seen:
                     seen.add(c)
@@ -384,7 +445,7 @@ def _error_lines(path: Path, e: ValidationError) -> list[str]:
         head = msg.split(": ", 1)[0]
         if ": " in msg and head in _allowed_keys(key):  # a check of the whole section that names one of its keys
             key, msg = f"{key}.{head}" if key else head, msg.split(": ", 1)[1]
-        lines.append(f"{path}: {key}: {msg}")
+        lines.append(f"{path}: {key}: {msg}" if key else f"{path}: {msg}")
     return lines
 
 
@@ -452,7 +513,7 @@ def _check_feasible(space: Space, path: Path) -> None:
     bases = _meta_bases(space)
     kept, skipped = applicable_candidates(space, bases)
     problems = []
-    for b in space.space.budget or []:
+    for b in space.space.budget_values() or []:
         if any(c.budget == b for c in skipped) and not any(c.budget == b for c in kept):
             sizes = ", ".join(f"{a} {sum(p.numel() for p in m.parameters())}" for a, m in bases.items())
             problems.append(f"{path}: space.budget: budget {b!r} is not below any architecture's size ({sizes})")

@@ -87,7 +87,8 @@ def test_sampler_runs_trials_it_chose(tmp_path, run, sampler, cls):
     trials = study.get_trials()
     assert len(trials) == 2 and all(t.state == S.COMPLETE for t in trials), [(t.number, t.state) for t in trials]
     assert all("fixed_params" not in t.system_attrs for t in trials)  # sampled, not enqueued
-    assert all(0 <= t.params["candidate"] < len(plan.candidates) for t in trials)
+    assert all(t.params["arch"] == "mlp" and t.params["method"] in ("dense", "smh") for t in trials)  # structured, not an index
+    assert all(plan.structured.candidate_of(t.params) in plan.candidates for t in trials)
     if sampler == "nsga2":
         assert all("NSGAIISampler:generation" in t.system_attrs for t in trials)
         assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]

@@ -55,6 +55,9 @@ def main(args: argparse.Namespace) -> int:
         return 0
     print(f"{space_path}: valid. {len(plan.candidates)} candidates, {plan.target_trials} trials ({space.search.sampler}), "
           f"{space.train.epochs} epochs each on {space.dataset.name}")
+    if space.space.budget is not None and not isinstance(space.space.budget, list):  # a range: trials sample inside it
+        b = space.space.budget
+        print(f"space.budget is a range ({b.low} to {b.high}{', log' if b.log else ''}): candidates are shown at its two ends")
     width = max(len(r["candidate"]) for r in rows)
     print(f"{'candidate':<{width}}  {'stored':>9}  {'FLOPs':>9}  {'infer/s':>9}")
     for r in rows:

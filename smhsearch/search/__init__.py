@@ -8,10 +8,11 @@ Run folder (``runs/<name>`` by default)::
                      (the compact file of a compressed model; the dense weights of a dense one)
     ray/             Ray Tune's own experiment folders
 
-Each trial samples one categorical parameter, ``candidate``: an index into the space's
-list of valid configs (architecture x budget x method x scope x scale), after static
-constraints (``max_params``) have removed what cannot qualify. Grid, TPE, NSGA-II and
-random search all work on that list. Objectives (accuracy on validation, stored
+Each trial samples the structured space (``_params``): ``arch`` and ``method``
+categorical, ``budget`` a listed value or a number from a range, ``scope``/``scale`` and
+each method entry's listed options only where the chosen method reads them. A sample that
+is not a runnable candidate (budget not below the architecture, above ``max_params``) is
+rejected in the sampler without a training run. Grid enqueues every listed candidate once. Objectives (accuracy on validation, stored
 parameters, throughput, FLOPs) are told to Optuna when a trial finishes; ASHA stops
 trials early on per-epoch validation accuracy.
 

@@ -105,7 +105,8 @@ def summarize(study) -> dict[str, Any]:
     return {
         "complete": len(complete),
         "early_stopped": sum(t.state == S.PRUNED for t in trials),
-        "failed": sum(t.state == S.FAIL and not t.user_attrs.get("interrupted") for t in trials),
+        "failed": sum(t.state == S.FAIL and not t.user_attrs.get("interrupted") and not t.user_attrs.get("rejected") for t in trials),
+        "rejected": sum(bool(t.user_attrs.get("rejected")) for t in trials),
         "interrupted": sum(bool(t.user_attrs.get("interrupted")) for t in trials),
         "best": None if best is None else {"number": best.number, "config": best.user_attrs.get("config"), "values": best.values},
     }

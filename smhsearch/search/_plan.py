@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..space import OBJECTIVES, Candidate, Space, dataset_model_kwargs
 
@@ -24,40 +25,27 @@ class RunPlan:
     run_dir: Path
     candidates: list[Candidate]
     target_trials: int
+    structured: Any = None  # the StructuredSpace trials sample (._params)
 
     @property
     def storage_url(self) -> str:
         return storage_url(self.space, self.run_dir)
 
     def fingerprint(self) -> str:
-        """What a resumed study must share with its start: candidates, data, training and objectives (not the trial count)."""
-        text = json.dumps([[c.params() for c in self.candidates], self.space.dataset.model_dump(), self.space.train.model_dump(),
-                           self.space.search.objectives], sort_keys=True, default=str)
+        """What a resumed study must share with its start: the structured space (budget ranges included), its
+        candidates, data, training, objectives and max_params (not the trial count)."""
+        text = json.dumps([self.space.space.model_dump(), [c.params() for c in self.candidates], self.space.dataset.model_dump(),
+                           self.space.train.model_dump(), self.space.search.objectives, self.space.search.max_params],
+                          sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def plan_run(space: Space, space_path: Path, out: Path | None = None, max_trials: int | None = None) -> RunPlan:
-    """Which candidates a run covers (static constraints applied) and how many trials it owes."""
-    from .._budget import Budget
+    """Which candidates a run covers (static constraints applied), how trials sample them and how many it owes."""
+    from ._params import StructuredSpace
 
-    from ..space import applicable_candidates
-
-    candidates, _ = applicable_candidates(space)
-    if space.search.max_params is not None:
-        limit = Budget.parse(space.search.max_params)
-        kw = dataset_model_kwargs(space)
-
-        def fits(c: Candidate) -> bool:
-            import torch
-
-            from ..models import create_model
-
-            with torch.device("meta"):
-                total = sum(p.numel() for p in create_model(c.arch, **kw(c.arch)).parameters())
-            cap = limit.resolve(total)
-            return (total if c.budget is None else Budget.parse(c.budget).resolve(total)) <= cap
-
-        candidates = [c for c in candidates if fits(c)]
+    structured = StructuredSpace(space, *_sizes_and_caps(space))
+    candidates = [c for c in space.candidates() if structured.why_not(c) is None]
     if not candidates:
         raise ValueError("no candidate of the space satisfies search.max_params")
     target = space.search.trials or len(candidates)
@@ -65,7 +53,23 @@ def plan_run(space: Space, space_path: Path, out: Path | None = None, max_trials
         target = min(target, len(candidates))
     if max_trials is not None:
         target = min(target, max_trials)
-    return RunPlan(space, space_path, out or Path("runs") / space.name, candidates, target)
+    return RunPlan(space, space_path, out or Path("runs") / space.name, candidates, target, structured)
+
+
+def _sizes_and_caps(space: Space) -> tuple[dict[str, int], dict[str, int | None]]:
+    """Each architecture's trainable size (built on the meta device) and its search.max_params cap (None: no cap)."""
+    import torch
+
+    from .._budget import Budget
+    from ..models import create_model
+
+    kw = dataset_model_kwargs(space)
+    sizes = {}
+    for arch in space.space.arch:
+        with torch.device("meta"):
+            sizes[arch] = sum(p.numel() for p in create_model(arch, **kw(arch)).parameters())
+    limit = None if space.search.max_params is None else Budget.parse(space.search.max_params)
+    return sizes, {a: None if limit is None else limit.resolve(n) for a, n in sizes.items()}
 
 
 def _storage(url: str):

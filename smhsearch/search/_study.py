@@ -1,4 +1,4 @@
-"""The Optuna side: the define-by-run space, the searcher that records outcomes faithfully, and resume."""
+"""The Optuna side: the searcher (sampling the structured space of ._params) that records outcomes faithfully, and resume."""
 
 from __future__ import annotations
 
@@ -7,21 +7,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..space import Candidate
 from ._plan import RunPlan, _sampler, _storage, objective_keys
 
 log = logging.getLogger(__name__)
 
-class CandidateSpace:
-    """The define-by-run space: one categorical, the candidate's index (a picklable callable)."""
-
-    def __init__(self, candidates: list[Candidate]) -> None:
-        self.params = [c.params() for c in candidates]
-
-    def __call__(self, trial) -> dict[str, Any]:
-        i = trial.suggest_categorical("candidate", list(range(len(self.params))))
-        trial.set_user_attr("config", self.params[i])
-        return {"_candidate": self.params[i]}
+MAX_REJECTED = 1000  # consecutive rejected samples before the searcher gives up (a space almost all invalid)
 
 
 def _searcher_class():
@@ -36,7 +26,16 @@ def _searcher_class():
             self._run_dir, self._epochs = Path(run_dir), epochs
 
         def suggest(self, trial_id: str):
-            cfg = super().suggest(trial_id)
+            import optuna
+
+            for _ in range(MAX_REJECTED):  # a rejected sample is told FAIL at once: it never reaches Ray
+                cfg = super().suggest(trial_id)
+                if not (isinstance(cfg, dict) and "_rejected" in cfg):
+                    break
+                self._ot_study.tell(self._ot_trials.pop(trial_id), state=optuna.trial.TrialState.FAIL)
+            else:
+                raise RuntimeError(f"{MAX_REJECTED} samples in a row were not runnable candidates (budget not below the "
+                                   "architecture's size, or above search.max_params); narrow space.budget or space.arch")
             if isinstance(cfg, dict):
                 cfg["_number"] = self._ot_trials[trial_id].number
             return cfg
@@ -75,7 +74,7 @@ REPORTED = ("val_acc", "test_acc", "best_val_acc", "stored_params", "virtual_par
 
 def _searcher(plan: RunPlan, storage):
     keys, modes = objective_keys(plan.space)
-    return _searcher_class()(space=CandidateSpace(plan.candidates), metric=keys, mode=modes, sampler=_sampler(plan),
+    return _searcher_class()(space=plan.structured, metric=keys, mode=modes, sampler=_sampler(plan),
                              study_name=plan.space.name, storage=storage, run_dir=str(plan.run_dir.resolve()),
                              epochs=plan.space.train.epochs)
 
@@ -117,14 +116,14 @@ def open_study(plan: RunPlan, fresh: bool = False):
         interrupted.append(t)
         log.info("trial %d was interrupted; its config is queued again", t.number)
     if plan.space.search.sampler == "grid":  # the grid: every candidate not yet covered, in order
-        def candidate_of(t) -> int | None:  # an enqueued trial not yet started keeps its params in fixed_params
-            return t.params.get("candidate", t.system_attrs.get("fixed_params", {}).get("candidate"))
+        def candidate_of(t):  # an enqueued trial not yet started keeps its params in fixed_params
+            return plan.structured.candidate_of(t.params or t.system_attrs.get("fixed_params", {}))
 
-        covered = {candidate_of(t) for t in study.get_trials(deepcopy=False)
-                   if t.state in (S.COMPLETE, S.PRUNED, S.WAITING) or (t.state == S.FAIL and not t.user_attrs.get("interrupted"))}
-        for i in range(len(plan.candidates)):
-            if i not in covered:
-                study.enqueue_trial({"candidate": i}, skip_if_exists=False)
+        covered = {candidate_of(t) for t in study.get_trials(deepcopy=False) if t.state in (S.COMPLETE, S.PRUNED, S.WAITING)
+                   or (t.state == S.FAIL and not t.user_attrs.get("interrupted") and not t.user_attrs.get("rejected"))}
+        for c in plan.candidates:
+            if c not in covered:
+                study.enqueue_trial(plan.structured.params_of(c), skip_if_exists=False)
     else:
         for t in interrupted:
             study.enqueue_trial(t.params, skip_if_exists=False)
@@ -150,5 +149,5 @@ def trials_done(study) -> int:
     import optuna
 
     S = optuna.trial.TrialState
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state in (S.COMPLETE, S.PRUNED) or (t.state == S.FAIL and not t.user_attrs.get("interrupted")))
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state in (S.COMPLETE, S.PRUNED)
+               or (t.state == S.FAIL and not t.user_attrs.get("interrupted") and not t.user_attrs.get("rejected")))
