@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterable, Sequence
 
@@ -20,6 +21,19 @@ from .._budget import Budget, BudgetLike
 from .._registry import Registry
 from ..models._factory import arch_of
 from ._targets import Target
+
+
+def state_metadata(module: nn.Module) -> dict[str, dict[str, Any]]:
+    """The ``_metadata`` of ``module.state_dict()``: each submodule's version, which some
+    modules' ``_load_from_state_dict`` read (MNASNet refuses a state dict without it)."""
+    return {k: dict(v) for k, v in getattr(module.state_dict(), "_metadata", {}).items()}
+
+
+def with_metadata(tensors: dict[str, torch.Tensor], metadata: dict[str, dict[str, Any]]) -> "OrderedDict[str, torch.Tensor]":
+    """``tensors`` as a state dict carrying ``metadata`` (what ``load_state_dict`` hands each module)."""
+    state: OrderedDict[str, torch.Tensor] = OrderedDict(tensors)
+    state._metadata = OrderedDict((k, dict(v)) for k, v in metadata.items())  # type: ignore[attr-defined]
+    return state
 
 
 @dataclass(frozen=True)
@@ -37,8 +51,16 @@ class MethodConfig:
         out: dict[str, Any] = {"method": self.method}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
+            out[f.name] = v.to_dict() if hasattr(v, "to_dict") else (list(v) if isinstance(v, tuple) else v)  # a ScopeRule: its dict
         return out
+
+    def select(self, model: nn.Module, require: bool = True) -> list[Target] | None:
+        """The tensors of ``model`` this method compresses, in order; None for a method that rebuilds
+        the architecture instead of choosing tensors (the width multiplier).
+
+        ``require=True``: a model with nothing to compress is a ``ValueError``.
+        """
+        return None
 
     @property
     def budget_spec(self) -> Budget | None:
@@ -208,9 +230,13 @@ class CompressedModel(nn.Module):
         """The tensors a compact file stores (no two sharing memory, as safetensors asks)."""
         return {k: v.detach().clone().contiguous() for k, v in self.state_dict().items()}
 
-    def load_compact_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Inverse of :meth:`compact_state_dict`; raises RuntimeError on a mismatch."""
-        self.load_state_dict(tensors, strict=True)
+    def load_compact_state_dict(self, tensors: dict[str, torch.Tensor], metadata: dict[str, dict[str, Any]] | None = None) -> None:
+        """Inverse of :meth:`compact_state_dict`; raises RuntimeError on a mismatch.
+
+        ``metadata``: the module versions the state was saved with (:func:`state_metadata`);
+        None takes this model's own, the versions of the modules that were just built.
+        """
+        self.load_state_dict(with_metadata(tensors, state_metadata(self) if metadata is None else metadata), strict=True)
 
 
 class ReparametrizedModel(CompressedModel):

@@ -35,7 +35,7 @@ from torch import nn
 
 from .._budget import Budget, BudgetLike
 from ._base import MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
-from ._targets import Scope, Target, calibrated_scales, check_scope, select_targets
+from ._targets import Scope, ScopeRule, Target, calibrated_scales, parse_scope, scope_label, select_targets
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -72,7 +72,7 @@ class HashedNets(MethodConfig):
 
     budget: BudgetLike
     hashes: int = 1
-    scope: Scope = "all"
+    scope: Scope | ScopeRule = "all"
     sign: bool = True
     per_layer: bool = False
     seed: int = 0
@@ -81,10 +81,13 @@ class HashedNets(MethodConfig):
         Budget.parse(self.budget)
         if isinstance(self.hashes, bool) or not isinstance(self.hashes, int) or self.hashes < 1:
             raise ValueError(f"hashes must be an int >= 1, but got {self.hashes!r}")
-        check_scope(self.scope)
+        object.__setattr__(self, "scope", parse_scope(self.scope))
         if not isinstance(self.sign, bool) or not isinstance(self.per_layer, bool):
             raise ValueError(f"sign and per_layer must be bools, but got sign={self.sign!r}, per_layer={self.per_layer!r}")
         check_seed(self.seed)
+
+    def select(self, model: nn.Module, require: bool = True) -> list[Target]:
+        return select_targets(model, self.scope, require=require)
 
 
 def pool_sizes(targets: list[Target], pool: int, hashes: int, per_layer: bool) -> list[int]:
@@ -181,7 +184,7 @@ class HashedNetsModel(ReparametrizedModel):
 
     def describe(self) -> dict[str, Any]:
         return {"N": self.hashed_count, "pool": int(self.pool.numel()), "hashes": self.config.hashes,
-                "per_layer": self.config.per_layer, "layers": len(self.targets), "scope": self.config.scope}
+                "per_layer": self.config.per_layer, "layers": len(self.targets), "scope": scope_label(self.config.scope)}
 
     def extra_repr(self) -> str:
         return f"N={self.hashed_count}, pool={self.pool.numel()}, hashes={self.config.hashes}, per_layer={self.config.per_layer}"
@@ -189,7 +192,7 @@ class HashedNetsModel(ReparametrizedModel):
 
 def _plan(model: nn.Module, config: HashedNets) -> tuple[list[Target], int]:
     """(targets, pool size) for ``config``; a budget that cannot give every sub-pool a variable is refused."""
-    plan = plan_budget(model, select_targets(model, config.scope, require=True), config.budget, "HashedNets")
+    plan = plan_budget(model, config.select(model), config.budget, "HashedNets")
     targets, target, unhashed = plan.targets, plan.budget, plan.rest
     groups = config.hashes * (len(targets) if config.per_layer else 1)
     pool = target - unhashed
