@@ -27,6 +27,7 @@ from torch import nn
 
 from ._version import __version__
 from .methods._base import CompressedModel, compress, config_from_dict, state_metadata, with_metadata
+from .methods._targets import state_to_be_loaded
 
 COMPACT_FORMAT = "smhsearch.compact"
 DENSE_FORMAT = "smhsearch.dense"  # a materialised model's weights (save_dense)
@@ -143,7 +144,8 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
         if arch is None:
             raise ValueError(f"{path} was saved from a user nn.Module: pass that module as load_compact(path, model=...)")
         model = create_model(arch["name"], **arch["kwargs"])
-    compressed = compress(model, config)
+    with state_to_be_loaded():  # the file's state replaces the init: skip its arithmetic
+        compressed = compress(model, config)
     layout = compressed.layout()
     if layout != meta["layout"]:
         first = next((f"{a} != {b}" for a, b in zip(layout, meta["layout"]) if a != b), f"{len(layout)} != {len(meta['layout'])} entries")

@@ -15,8 +15,9 @@ from ._hashed import HashedNets, HashedNetsModel
 from ._lowrank import LowRank, LowRankModel
 from ._prune import Prune, PruneModel
 from ._smh import SMH, SMHModel
+from ._selection import Selection, TensorChoice, format_selection, selection_summary
 from ._width import WidthModel, WidthMultiplier
-from ._targets import Target, select_targets
+from ._targets import SCOPES, ScopeRule, Target, select_targets
 
 __all__ = [
     "METHODS",
@@ -30,13 +31,19 @@ __all__ = [
     "Prune",
     "PruneModel",
     "ReparametrizedModel",
+    "SCOPES",
     "SMHModel",
+    "ScopeRule",
+    "Selection",
     "Target",
+    "TensorChoice",
     "WidthModel",
     "WidthMultiplier",
     "compress",
     "config_from_dict",
+    "format_selection",
     "list_methods",
     "register_method",
     "select_targets",
+    "selection_summary",
 ]

@@ -35,9 +35,10 @@ from torch import nn
 
 from .._budget import Budget, BudgetLike
 from ._base import MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
-from ._targets import Scope, ScopeRule, Target, calibrated_scales, parse_scope, scope_label, select_targets
+from ._targets import Scope, ScopeRule, Target, init_scales, parse_scope, scope_label, select_targets
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+_CHUNK = 1 << 16
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -121,8 +122,7 @@ class HashedNetsModel(ReparametrizedModel):
         # The hash is part of the model: the state dict carries its seed (not its tables).
         self.register_buffer("hash_seed", torch.tensor(config.seed, dtype=torch.int64))
         with torch.no_grad():
-            raw = torch.split(self._gather(), self.sizes)
-            scales = calibrated_scales(targets, list(raw))  # (L,)
+            scales = init_scales(targets, lambda: list(torch.split(self._gather(), self.sizes)))  # (L,)
             if config.per_layer:
                 # Chen et al.'s parametrisation: each layer's pool holds its weights at their own
                 # scale, so under SGD a weight moves as a dense one would (a small multiplier s
@@ -136,8 +136,8 @@ class HashedNetsModel(ReparametrizedModel):
     def _hash_tables(targets: list[Target], sizes: list[int], config: HashedNets) -> tuple[torch.Tensor, torch.Tensor]:
         K = config.hashes
         N = sum(t.numel for t in targets)
-        idx = np.empty((N, K), dtype=np.int64)
-        sgn = np.ones((N, K), dtype=np.float32)
+        idx = np.empty((N, K), dtype=np.int32)  # pool offsets fit: the pool is below the budget, below 2^31
+        sgn = (np.empty if config.sign else np.ones)((N, K), dtype=np.float32)  # with signs, every entry is written
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         groups = [(0, N, 0)] if not config.per_layer else []
         if config.per_layer:
@@ -145,14 +145,17 @@ class HashedNetsModel(ReparametrizedModel):
             for layer, t in enumerate(targets):
                 groups.append((start, start + t.numel, layer))
                 start += t.numel
-        for start, stop, layer in groups:
-            pos = np.arange(start, stop, dtype=np.uint64)
+        # Positions are hashed a chunk at a time: the temporaries of a chunk stay in cache,
+        # where hashing a large model's positions in one piece is several times slower.
+        chunks = [(a, min(a + _CHUNK, stop), layer) for start, stop, layer in groups for a in range(start, stop, _CHUNK)]
+        for a, b, layer in chunks:
+            pos = np.arange(a, b, dtype=np.uint64)
             for k in range(K):
                 g = layer * K + k
-                idx[start:stop, k] = offsets[g] + (hash_positions(pos, config.seed, k, 0) % np.uint64(sizes[g])).astype(np.int64)
+                idx[a:b, k] = offsets[g] + (hash_positions(pos, config.seed, k, 0) % np.uint64(sizes[g])).astype(np.int64)
                 if config.sign:
-                    sgn[start:stop, k] = np.where(hash_positions(pos, config.seed, k, 1) >> np.uint64(63), -1.0, 1.0)
-        return torch.from_numpy(idx.astype(np.int32)), torch.from_numpy(sgn)
+                    sgn[a:b, k] = np.where(hash_positions(pos, config.seed, k, 1) >> np.uint64(63), -1.0, 1.0)
+        return torch.from_numpy(idx), torch.from_numpy(sgn)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         seed = state_dict.get(prefix + "hash_seed")

@@ -60,8 +60,10 @@ class LowRank(MethodConfig):
 
 
 def _matrix(t: Target) -> tuple[int, int]:
-    """(rows, cols) of a weight seen as a matrix: (out, in * prod(kernel))."""
-    return t.shape[0], math.prod(t.shape[1:])
+    """(rows, cols) of a weight seen as a matrix: (out, in * prod(kernel)); leading dimensions of
+    size 1 join the rows, so a positional embedding (1, S, D) is the (S, D) matrix it holds."""
+    lead = next((i for i, s in enumerate(t.shape) if s > 1), 0)
+    return math.prod(t.shape[: lead + 1]), math.prod(t.shape[lead + 1:])
 
 
 def factorisable(model: nn.Module, t: Target) -> bool:

@@ -27,7 +27,7 @@ from torch import nn
 
 from .._budget import Budget, BudgetLike, format_count
 from ._base import BudgetPlan, MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
-from ._targets import Scope, ScopeRule, Target, calibrated_scales, parse_scope, scope_label, select_targets
+from ._targets import Scope, ScopeRule, Target, init_scales, parse_scope, scope_label, select_targets
 
 ScaleMode = Literal["fixed", "learnable"]
 SCALES: tuple[str, ...] = get_args(ScaleMode)
@@ -118,8 +118,8 @@ class SMHModel(ReparametrizedModel):
         # whole cut is one split (whose backward is one concatenation).
         self._split_sizes = self.sizes + [shape.n * shape.n - shape.N]
         with torch.no_grad():
-            chunks = torch.split((self.U @ self.V).reshape(-1), self._split_sizes)
-        self.register_buffer("scale_init", calibrated_scales(targets, list(chunks[:-1])))  # (L,)
+            raw = lambda: list(torch.split((self.U @ self.V).reshape(-1), self._split_sizes)[:-1])  # noqa: E731
+            self.register_buffer("scale_init", init_scales(targets, raw))  # (L,)
         if config.scale == "learnable":
             self.scale_gain = nn.Parameter(torch.ones(len(targets)))  # (L,)
         else:

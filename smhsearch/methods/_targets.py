@@ -7,8 +7,9 @@ functionally), positional embeddings, ``nn.Embedding``, a user layer's own
 
 - ``"all"``: every trainable weight of a conv, linear or embedding layer and its bias,
   and every other trainable tensor with two or more dimensions of size > 1 (a
-  matrix or more), with its bias (``bias`` beside ``weight``, ``in_proj_bias``
-  beside ``in_proj_weight``). A tensor shaped for broadcasting but holding one
+  matrix or more), with its bias (a ``*bias*`` tensor of a module that holds such a
+  matrix: ``in_proj_bias`` beside ``in_proj_weight``, a user layer's ``bias`` beside
+  its ``kernel``). A tensor shaped for broadcasting but holding one
   vector, such as ConvNeXt's layer scale (C, 1, 1) or Swin-V2's logit scale
   (heads, 1, 1), is a per-channel gain like a bias without a weight: it stays dense,
   because its constant init (1e-6, log 10) cannot be given by random products.
@@ -27,10 +28,12 @@ model built in the usual way is the order of creation the SMH paper tiles by.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence, Union, get_args
+from typing import Any, Callable, Iterator, Literal, Sequence, Union, get_args
 
 import torch
 from torch import nn
@@ -190,10 +193,8 @@ def _refuses_slot(module: nn.Module, attr: str, scope: str) -> str | None:
     p = module._parameters[attr]
     if is_matrix(p.shape):
         return None
-    weight = _weight_of(attr)
-    partner = module._parameters.get(weight) if weight else None
-    if partner is not None and is_matrix(partner.shape):
-        return None
+    if "bias" in attr and any(q is not None and is_matrix(q.shape) for q in module._parameters.values()):
+        return None  # a bias of a layer that holds a weight matrix, whatever the names (in_proj_bias, a user's kernel + bias)
     return "a vector (gain, scale or token), not a weight matrix or its bias"
 
 
@@ -259,8 +260,11 @@ def init_std(tensor: torch.Tensor, owner: nn.Module, attr: str = "weight") -> fl
     std = float(t.std()) if t.numel() > 1 else 0.0
     if std > 0.0 and math.isfinite(std):
         return std
-    partner = _weight_of(attr)
-    weight = owner._parameters.get(partner) if partner else tensor  # a bias: its weight's fan-in; else its own rows
+    weight: torch.Tensor | None = tensor  # a weight: the fan-in of its own rows
+    if "bias" in attr:  # a bias: its weight's fan-in (the one of the same name, else the module's matrix)
+        weight = owner._parameters.get(_weight_of(attr) or "")
+        if weight is None:
+            weight = next((q for q in owner._parameters.values() if q is not None and is_matrix(q.shape)), None)
     fan_in = weight[0].numel() if weight is not None and weight.dim() >= 2 else t.numel()
     return 1.0 / math.sqrt(3.0 * max(fan_in, 1))
 
@@ -294,6 +298,27 @@ def select_targets(model: nn.Module, scope: str | ScopeRule, require: bool = Fal
     if require and not targets:
         raise ValueError(_nothing_message(scope))
     return targets
+
+
+_LOADING = contextvars.ContextVar("smhsearch_loading", default=False)
+
+
+@contextlib.contextmanager
+def state_to_be_loaded() -> Iterator[None]:
+    """Within it, a compressed model is built to receive a saved state: the init arithmetic whose
+    results the state replaces (SMH's calibration matmul, HashedNets' calibration gather) is skipped."""
+    token = _LOADING.set(True)
+    try:
+        yield
+    finally:
+        _LOADING.reset(token)
+
+
+def init_scales(targets: list[Target], raw: Callable[[], list[torch.Tensor]]) -> torch.Tensor:
+    """:func:`calibrated_scales` of ``raw()``; ones, without calling ``raw``, when a saved state will replace them."""
+    if _LOADING.get():
+        return torch.ones(len(targets), dtype=torch.float32)
+    return calibrated_scales(targets, raw())
 
 
 def calibrated_scales(targets: list[Target], raw: list[torch.Tensor]) -> torch.Tensor:
