@@ -7,7 +7,7 @@ so the width-multiplier baseline applies to it.
 
 >>> from smhsearch.models import create_model
 >>> sum(p.numel() for p in create_model("vit_cifar_tiny").parameters())
-457354
+460906
 """
 
 from __future__ import annotations
