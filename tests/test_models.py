@@ -115,7 +115,7 @@ def test_vit_cifar_tiny_is_torchvision_vit_of_the_documented_shape():
 
     m = create_model("vit_cifar_tiny")
     assert isinstance(m, VisionTransformer)
-    assert (m.image_size, m.patch_size, m.hidden_dim, m.mlp_dim, len(m.encoder.layers)) == (32, 4, 96, 192, 6)
+    assert (m.image_size, m.patch_size, m.hidden_dim, m.mlp_dim, len(m.encoder.layers)) == (32, 4, 96, 192, 4)
     assert m.encoder.layers[0].self_attention.num_heads == 3
     with pytest.raises(ValueError, match="hidden must be divisible by heads"):
         create_model("vit_cifar_tiny", hidden=100)

@@ -64,11 +64,47 @@ def test_scope_all_takes_every_weight_tensor_and_no_norm_or_vector():
     assert {t.name for t in select_targets(Kernel(), "all")} == {"kernel", "bias"}  # a bias beside a matrix of any name
 
 
+class RMSNorm(nn.Module):
+    """A user's normalisation layer: known by its class name."""
+
+    def __init__(self, shape) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.weight
+
+
 def test_normalisation_is_never_selected_whatever_its_shape():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LayerNorm([4, 6, 6]), nn.GroupNorm(2, 4), nn.BatchNorm2d(4))
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LayerNorm([4, 6, 6]), nn.GroupNorm(2, 4), nn.BatchNorm2d(4), RMSNorm((4, 6, 6)),
+                          nn.InstanceNorm2d(4, affine=True))
     assert model[1].weight.dim() == 3  # a matrix-shaped norm parameter
     assert {t.name for t in select_targets(model, "all")} == {"0.weight", "0.bias"}
     assert {t.name for t in select_targets(model, ScopeRule(include=["."]))} == {"0.weight", "0.bias"}
+
+
+class Listed(nn.Module):
+    """Matrices held in a ParameterList and a ParameterDict, read by index and key inside forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mats = nn.ParameterList([nn.Parameter(torch.randn(4, 4) / 2) for _ in range(2)])
+        self.named = nn.ParameterDict({"out": nn.Parameter(torch.randn(4, 3) / 2)})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for w in self.mats:
+            x = torch.tanh(x @ w)
+        return x @ self.named["out"]
+
+
+def test_parameter_containers_get_the_computed_weights():
+    base = Listed()
+    m = smhsearch.compress(base, SMH(budget=20))
+    assert [t.name for t in m.targets] == ["mats.0", "mats.1", "named.out"]
+    m.eval()
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), smhsearch.materialize(m)(x))
 
 
 @pytest.mark.parametrize("config", [SMH(budget=0.5), HashedNets(budget=0.5, hashes=2), Prune(budget=0.5), LowRank(budget=0.6)],

@@ -1,13 +1,13 @@
 """A small vision transformer for 32x32 images (CIFAR), torchvision's ``VisionTransformer``.
 
 Patches of 4x4 give 64 tokens plus the class token. ``vit_cifar_tiny`` is sized to
-train on two CPU cores: 6 layers, 3 heads of 32 channels (hidden 96), MLP 192.
+train on two CPU cores: 4 layers, 3 heads of 32 channels (hidden 96), MLP 192.
 ``width`` multiplies the hidden and MLP widths, keeping the heads (each head narrows),
 so the width-multiplier baseline applies to it.
 
 >>> from smhsearch.models import create_model
 >>> sum(p.numel() for p in create_model("vit_cifar_tiny").parameters())
-460906
+311338
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import nn
 from ._factory import register_model
 
 
-def vit_cifar(num_classes: int, in_channels: int, image_size: int = 32, patch_size: int = 4, layers: int = 6, heads: int = 3,
+def vit_cifar(num_classes: int, in_channels: int, image_size: int = 32, patch_size: int = 4, layers: int = 4, heads: int = 3,
               hidden: int = 96, mlp: int = 192, width: float = 1.0, dropout: float = 0.0) -> nn.Module:
     from torchvision.models.vision_transformer import VisionTransformer
 
@@ -36,4 +36,4 @@ def vit_cifar(num_classes: int, in_channels: int, image_size: int = 32, patch_si
 
 
 register_model("vit_cifar_tiny", family="vit_cifar", num_classes=10, input_size=32,
-               doc="ViT for 32x32 inputs: patch 4, 6 layers, 3 heads, hidden 96, MLP 192 (torchvision's VisionTransformer).")(vit_cifar)
+               doc="ViT for 32x32 inputs: patch 4, 4 layers, 3 heads, hidden 96, MLP 192 (torchvision's VisionTransformer).")(vit_cifar)
