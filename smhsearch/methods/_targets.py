@@ -33,7 +33,7 @@ import contextvars
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal, Sequence, Union, get_args
+from typing import Any, Callable, Iterator, Literal, Sequence, get_args
 
 import torch
 from torch import nn
@@ -100,9 +100,6 @@ class ScopeRule:
         return "rule(" + ", ".join(parts + ([f"min_size={self.min_size}"] if self.min_size else [])) + ")"
 
 
-ScopeLike = Union[str, ScopeRule, dict]
-
-
 def parse_scope(scope: Any) -> str | ScopeRule:
     """A scope as configs hold it: one of :data:`SCOPES`, or a :class:`ScopeRule` (from a rule or its dict)."""
     if isinstance(scope, ScopeRule):
@@ -115,16 +112,6 @@ def parse_scope(scope: Any) -> str | ScopeRule:
     if isinstance(scope, str) and scope in SCOPES:
         return scope
     raise ValueError(f"scope must be one of {', '.join(repr(s) for s in SCOPES)} or {_RULE_SYNTAX}, but got {scope!r}")
-
-
-def check_scope(scope: Any) -> str | ScopeRule:
-    """:func:`parse_scope` under the name the method configs have always called."""
-    return parse_scope(scope)
-
-
-def scope_to_json(scope: str | ScopeRule) -> str | dict[str, Any]:
-    """What a config's ``to_dict`` writes for its scope (``config_from_dict`` reads it back)."""
-    return scope.to_dict() if isinstance(scope, ScopeRule) else scope
 
 
 def scope_label(scope: str | ScopeRule) -> str:
