@@ -15,7 +15,8 @@ from . import measure
 from ._budget import Budget
 from ._version import __version__
 from .export import load_compact, materialize, read_compact_metadata, save_compact
-from .methods import SMH, CompressedModel, HashedNets, LowRank, Prune, WidthMultiplier, MethodConfig, compress, config_from_dict, list_methods, param_groups, register_method
+from .methods import (SMH, CompressedModel, HashedNets, LowRank, MethodConfig, Prune, ScopeRule, WidthMultiplier, compress,
+                      config_from_dict, list_methods, param_groups, register_method, selection_summary)
 from .models import create_model, list_models, register_model
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "LowRank",
     "MethodConfig",
     "Prune",
+    "ScopeRule",
     "WidthMultiplier",
     "__version__",
     "compress",
@@ -41,4 +43,5 @@ __all__ = [
     "register_method",
     "register_model",
     "save_compact",
+    "selection_summary",
 ]

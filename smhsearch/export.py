@@ -7,7 +7,10 @@ values and a bitmask), every unhashed parameter, and the buffers the base keeps
 (batch-norm running statistics), which eval outputs need. Its header metadata records, as JSON, the method
 config and the architecture's registry name and arguments, so
 :func:`load_compact` can rebuild the module; a file made from a user ``nn.Module``
-needs that module passed back in.
+needs that module passed back in. Both the compact and the dense file also record the
+state dict's ``_metadata`` (each module's version), which loading hands back to
+``load_state_dict``: a module whose ``_load_from_state_dict`` reads its version
+(torchvision's MNASNet) could not be rebuilt without it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import torch
 from torch import nn
 
 from ._version import __version__
-from .methods._base import CompressedModel, compress, config_from_dict
+from .methods._base import CompressedModel, compress, config_from_dict, state_metadata, with_metadata
+from .methods._targets import state_to_be_loaded
 
 COMPACT_FORMAT = "smhsearch.compact"
 DENSE_FORMAT = "smhsearch.dense"  # a materialised model's weights (save_dense)
@@ -82,6 +86,23 @@ def _read_header(path: str | os.PathLike, formats: tuple[str, ...], what: str) -
     return meta
 
 
+def _metadata_json(module: nn.Module) -> str:
+    """The state dict's module versions as JSON; an entry JSON cannot write (a hook's object) is left out."""
+    out = {}
+    for prefix, entry in state_metadata(module).items():
+        try:
+            json.dumps(entry)
+        except (TypeError, ValueError):
+            entry = {k: v for k, v in entry.items() if k == "version"}
+        out[prefix] = entry
+    return json.dumps(out)
+
+
+def _read_metadata(meta: dict[str, str]) -> dict[str, dict[str, Any]] | None:
+    """The module versions a file's header records; None for a file written before they were recorded."""
+    return json.loads(meta["state_metadata"]) if "state_metadata" in meta else None
+
+
 def save_compact(model: CompressedModel, path: str | os.PathLike) -> Path:
     """Write ``model``'s stored variables and what rebuilds it to ``path`` (safetensors)."""
     if not isinstance(model, CompressedModel):
@@ -90,6 +111,7 @@ def save_compact(model: CompressedModel, path: str | os.PathLike) -> Path:
         "method": json.dumps(model.config.to_dict()),
         "arch": json.dumps(model.arch),
         "layout": json.dumps(model.layout()),
+        "state_metadata": _metadata_json(model),
     })
 
 
@@ -109,6 +131,7 @@ def read_compact_metadata(path: str | os.PathLike) -> dict[str, Any]:
         "arch": json.loads(meta["arch"]),
         "layout": json.loads(meta.get("layout", "[]")),
         "smhsearch_version": meta.get("smhsearch_version"),
+        "state_metadata": _read_metadata(meta),
     }
 
 
@@ -129,13 +152,14 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
         if arch is None:
             raise ValueError(f"{path} was saved from a user nn.Module: pass that module as load_compact(path, model=...)")
         model = create_model(arch["name"], **arch["kwargs"])
-    compressed = compress(model, config)
+    with state_to_be_loaded():  # the file's state replaces the init: skip its arithmetic
+        compressed = compress(model, config)
     layout = compressed.layout()
     if layout != meta["layout"]:
         first = next((f"{a} != {b}" for a, b in zip(layout, meta["layout"]) if a != b), f"{len(layout)} != {len(meta['layout'])} entries")
         raise ValueError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): hashed layout differs, {first}")
     try:
-        compressed.load_compact_state_dict(load_file(str(path), device=str(device)))
+        compressed.load_compact_state_dict(load_file(str(path), device=str(device)), meta["state_metadata"])
     except RuntimeError as e:
         raise ValueError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): {e}") from None
     return compressed.to(device).eval()
@@ -167,7 +191,8 @@ def save_dense(model: nn.Module, path: str | os.PathLike) -> Path:
     dense = materialize(model).cpu().eval()
     arch, side = _dense_arch(dense)
     state = {k: v.detach().contiguous().clone() for k, v in dense.state_dict().items()}
-    return _write_safetensors(state, path, DENSE_FORMAT, {"arch": json.dumps(arch), "upsample": json.dumps(side)})
+    return _write_safetensors(state, path, DENSE_FORMAT, {"arch": json.dumps(arch), "upsample": json.dumps(side),
+                                                          "state_metadata": _metadata_json(dense)})
 
 
 def file_format(path: str | os.PathLike) -> str:
@@ -192,7 +217,8 @@ def load_dense(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Mo
         model = create_model(arch["name"], **arch["kwargs"])
     if side is not None:
         model = Upsampled(model, int(side))
-    model.load_state_dict(load_file(str(path)))
+    metadata = _read_metadata(meta)
+    model.load_state_dict(with_metadata(load_file(str(path)), state_metadata(model) if metadata is None else metadata))
     return model.eval()
 
 

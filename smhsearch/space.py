@@ -178,7 +178,8 @@ class SpaceSpec(_Strict):
     arch: list[str] = Field(min_length=1)
     budget: Union[list[Union[int, float, str]], BudgetRange, None] = Field(default=None)
     method: list[MethodEntry] = Field(min_length=1)
-    scope: list[str] = Field(default=["all"], min_length=1)
+    scope: list[Union[str, dict[str, Any]]] = Field(default=["all"], min_length=1,
+                                                      description="all | conv | linear, or a rule {include: [regex], exclude: [regex], min_size: N}")
     scale: list[str] = Field(default=["fixed"], min_length=1)
 
     @field_validator("arch")
@@ -212,6 +213,13 @@ class SpaceSpec(_Strict):
             return BudgetRange(**v)
         except ValidationError as e:
             raise ValueError("; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())) from None
+
+    @field_validator("scope")
+    @classmethod
+    def _scopes(cls, v: list) -> list:
+        from .methods._targets import parse_scope
+
+        return [parse_scope(x) for x in v]  # rules become ScopeRule values: hashable, so candidates stay distinct in sets
 
     @field_validator("budget")
     @classmethod
@@ -382,11 +390,18 @@ class Candidate:
 
     @classmethod
     def from_params(cls, d: dict[str, Any]) -> "Candidate":
+        from .methods._targets import parse_scope
+
+        if isinstance(d.get("scope"), dict):  # a scope rule, as JSON records it
+            d = {**d, "scope": parse_scope(d["scope"])}
         own = {f.name for f in dataclasses.fields(cls)} - {"options"}
         return cls(**{k: v for k, v in d.items() if k in own}, options=tuple(sorted((k, v) for k, v in d.items() if k not in own)))
 
     def label(self) -> str:
-        extra = "/".join([str(v) for v in (self.scope, self.scale) if v] + [f"{k}={v}" for k, v in self.options])
+        from .methods._targets import scope_label
+
+        parts = ([scope_label(self.scope)] if self.scope else []) + ([self.scale] if self.scale else [])
+        extra = "/".join(parts + [f"{k}={v}" for k, v in self.options])
         return f"{self.arch} {self.method}" + (f"@{self.budget}" if self.budget is not None else "") + (f" ({extra})" if extra else "")
 
 
@@ -570,13 +585,13 @@ def dataset_shape(space: Space) -> tuple[int, int, int]:
 
 def dataset_model_kwargs(space: Space):
     """Model kwargs a dataset implies (classes, channels, MLP input size), per architecture."""
-    from .models import MODELS
+    from .models import IMAGE_SIZE_FAMILIES, MODELS
 
     classes, channels, size = dataset_shape(space)
 
     def kwargs(arch: str) -> dict[str, Any]:
         kw: dict[str, Any] = {"num_classes": classes, "in_channels": channels}
-        if MODELS.get(arch).family == "mlp":
+        if MODELS.get(arch).family in IMAGE_SIZE_FAMILIES:
             kw["image_size"] = size
         return kw
 

@@ -34,7 +34,7 @@ def test_compress_reports_and_saves(tmp_path):
         (["compress", "resnet32", "--budget", "10%", "--scope", "dense"], "--scope: scope: 'dense' is not a valid value (Input should be 'all' or 'conv'); allowed: all, conv"),
         (["compress", "resnet32", "--budget", "lots"], "--budget: budget must be"),
         (["compress", "resnet32", "--budget", "10K", "--method", "smj"], "--method: unknown method 'smj'; nearest: smh"),
-        (["models", "--family", "vit"], "--family: unknown family 'vit'; allowed: "),
+        (["models", "--family", "bert"], "--family: unknown family 'bert'; allowed: "),
         (["compress", "resnet20", "--method", "prune"], "--budget: method 'prune' needs a budget"),
         (["compress", "resnet20", "--method", "width", "--alpha", "2"], "--alpha: alpha must lie in (0, 1], but got 2.0"),
         (["compress", "resnet20", "--method", "hashednets", "--budget", "10%", "--hashes", "0"], "--hashes: hashes must be an int >= 1"),

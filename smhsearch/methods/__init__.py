@@ -16,8 +16,9 @@ from ._lowrank import LowRank, LowRankModel
 from ._prune import Prune, PruneModel
 from ._rates import OPTIMIZERS, VariableRate, param_groups
 from ._smh import SMH, SMHModel
+from ._selection import Selection, TensorChoice, format_selection, selection_summary
 from ._width import WidthModel, WidthMultiplier
-from ._targets import Target, select_targets
+from ._targets import SCOPES, ScopeRule, Target, select_targets
 
 __all__ = [
     "METHODS",
@@ -32,15 +33,21 @@ __all__ = [
     "Prune",
     "PruneModel",
     "ReparametrizedModel",
+    "SCOPES",
     "SMHModel",
+    "ScopeRule",
+    "Selection",
     "Target",
     "VariableRate",
+    "TensorChoice",
     "WidthModel",
     "WidthMultiplier",
     "compress",
     "config_from_dict",
+    "format_selection",
     "list_methods",
     "param_groups",
     "register_method",
     "select_targets",
+    "selection_summary",
 ]

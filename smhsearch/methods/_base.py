@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
@@ -22,6 +23,19 @@ from ..models._factory import arch_of
 from ._config import AXES, DENSE, MethodConfig, options_of
 from ._rates import Optimizer, VariableRate, param_groups
 from ._targets import Target
+
+
+def state_metadata(module: nn.Module) -> dict[str, dict[str, Any]]:
+    """The ``_metadata`` of ``module.state_dict()``: each submodule's version, which some
+    modules' ``_load_from_state_dict`` read (MNASNet refuses a state dict without it)."""
+    return {k: dict(v) for k, v in getattr(module.state_dict(), "_metadata", {}).items()}
+
+
+def with_metadata(tensors: dict[str, torch.Tensor], metadata: dict[str, dict[str, Any]]) -> "OrderedDict[str, torch.Tensor]":
+    """``tensors`` as a state dict carrying ``metadata`` (what ``load_state_dict`` hands each module)."""
+    state: OrderedDict[str, torch.Tensor] = OrderedDict(tensors)
+    state._metadata = OrderedDict((k, dict(v)) for k, v in metadata.items())  # type: ignore[attr-defined]
+    return state
 
 
 @dataclass(frozen=True)
@@ -246,9 +260,13 @@ class CompressedModel(nn.Module):
         """The tensors a compact file stores (no two sharing memory, as safetensors asks)."""
         return {k: v.detach().clone().contiguous() for k, v in self.state_dict().items()}
 
-    def load_compact_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Inverse of :meth:`compact_state_dict`; raises RuntimeError on a mismatch."""
-        self.load_state_dict(tensors, strict=True)
+    def load_compact_state_dict(self, tensors: dict[str, torch.Tensor], metadata: dict[str, dict[str, Any]] | None = None) -> None:
+        """Inverse of :meth:`compact_state_dict`; raises RuntimeError on a mismatch.
+
+        ``metadata``: the module versions the state was saved with (:func:`state_metadata`);
+        None takes this model's own, the versions of the modules that were just built.
+        """
+        self.load_state_dict(with_metadata(tensors, state_metadata(self) if metadata is None else metadata), strict=True)
 
 
 class ReparametrizedModel(CompressedModel):

@@ -78,5 +78,13 @@ class MethodConfig:
         out: dict[str, Any] = {"method": self.method}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
+            out[f.name] = v.to_dict() if hasattr(v, "to_dict") else (list(v) if isinstance(v, tuple) else v)  # a ScopeRule: its dict
         return out
+
+    def select(self, model, require: bool = True):
+        """The tensors of ``model`` this method compresses (``list[Target]``), in order; None for a method that
+        rebuilds the architecture instead of choosing tensors (the width multiplier).
+
+        ``require=True``: a model with nothing to compress is a ``ValueError``.
+        """
+        return None

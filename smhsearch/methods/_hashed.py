@@ -56,9 +56,10 @@ from torch import nn
 from .._budget import Budget, BudgetLike
 from ._base import MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
 from ._rates import Optimizer, VariableRate, check_optimizer, shared_multiplier
-from ._targets import Scope, Target, calibrated_scales, check_scope, select_targets
+from ._targets import Scope, ScopeRule, Target, init_scales, parse_scope, scope_label, select_targets
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+_CHUNK = 1 << 16
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -100,7 +101,7 @@ class HashedNets(MethodConfig):
 
     budget: BudgetLike
     hashes: int = field(default=1, metadata={"help": "K, independent hash functions"})
-    scope: Scope = field(default="all", metadata={"help": "which tensors are hashed"})
+    scope: Scope | ScopeRule = field(default="all", metadata={"help": "which tensors are hashed"})
     sign: bool = field(default=True, metadata={"help": "an independent random sign per hashed entry"})
     per_layer: bool = field(default=True, metadata={"help": "one pool per layer (Chen et al.); false: one pool for the model (the SMH paper's Table 1)"})
     seed: int = field(default=0, metadata={"help": "seed of the hash functions and the pool"})
@@ -118,10 +119,13 @@ class HashedNets(MethodConfig):
         Budget.parse(self.budget)
         if isinstance(self.hashes, bool) or not isinstance(self.hashes, int) or self.hashes < 1:
             raise ValueError(f"hashes must be an int >= 1, but got {self.hashes!r}")
-        check_scope(self.scope)
+        object.__setattr__(self, "scope", parse_scope(self.scope))
         if not isinstance(self.sign, bool) or not isinstance(self.per_layer, bool):
             raise ValueError(f"sign and per_layer must be bools, but got sign={self.sign!r}, per_layer={self.per_layer!r}")
         check_seed(self.seed)
+
+    def select(self, model: nn.Module, require: bool = True) -> list[Target]:
+        return select_targets(model, self.scope, require=require)
 
 
 def pool_sizes(targets: list[Target], pool: int, hashes: int, per_layer: bool) -> list[int]:
@@ -162,8 +166,7 @@ class HashedNetsModel(ReparametrizedModel):
         # The hash is part of the model: the state dict carries its seed (not its tables).
         self.register_buffer("hash_seed", torch.tensor(config.seed, dtype=torch.int64))
         with torch.no_grad():
-            raw = torch.split(self._gather(), self.sizes)
-            scales = calibrated_scales(targets, list(raw))  # (L,)
+            scales = init_scales(targets, lambda: list(torch.split(self._gather(), self.sizes)))  # (L,)
             if config.per_layer:
                 # Chen et al.'s parametrisation: each layer's pool holds its weights at their own
                 # scale, so under SGD a weight moves as a dense one would (a small multiplier s
@@ -177,8 +180,8 @@ class HashedNetsModel(ReparametrizedModel):
     def _hash_tables(targets: list[Target], sizes: list[int], config: HashedNets) -> tuple[torch.Tensor, torch.Tensor]:
         K = config.hashes
         N = sum(t.numel for t in targets)
-        idx = np.empty((N, K), dtype=np.int64)
-        sgn = np.ones((N, K), dtype=np.float32)
+        idx = np.empty((N, K), dtype=np.int32)  # pool offsets fit: the pool is below the budget, below 2^31
+        sgn = (np.empty if config.sign else np.ones)((N, K), dtype=np.float32)  # with signs, every entry is written
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         groups = [(0, N, 0)] if not config.per_layer else []
         if config.per_layer:
@@ -186,14 +189,17 @@ class HashedNetsModel(ReparametrizedModel):
             for layer, t in enumerate(targets):
                 groups.append((start, start + t.numel, layer))
                 start += t.numel
-        for start, stop, layer in groups:
-            pos = np.arange(start, stop, dtype=np.uint64)
+        # Positions are hashed a chunk at a time: the temporaries of a chunk stay in cache,
+        # where hashing a large model's positions in one piece is several times slower.
+        chunks = [(a, min(a + _CHUNK, stop), layer) for start, stop, layer in groups for a in range(start, stop, _CHUNK)]
+        for a, b, layer in chunks:
+            pos = np.arange(a, b, dtype=np.uint64)
             for k in range(K):
                 g = layer * K + k
-                idx[start:stop, k] = offsets[g] + (hash_positions(pos, config.seed, k, 0) % np.uint64(sizes[g])).astype(np.int64)
+                idx[a:b, k] = offsets[g] + (hash_positions(pos, config.seed, k, 0) % np.uint64(sizes[g])).astype(np.int64)
                 if config.sign:
-                    sgn[start:stop, k] = np.where(hash_positions(pos, config.seed, k, 1) >> np.uint64(63), -1.0, 1.0)
-        return torch.from_numpy(idx.astype(np.int32)), torch.from_numpy(sgn)
+                    sgn[a:b, k] = np.where(hash_positions(pos, config.seed, k, 1) >> np.uint64(63), -1.0, 1.0)
+        return torch.from_numpy(idx), torch.from_numpy(sgn)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         seed = state_dict.get(prefix + "hash_seed")
@@ -251,7 +257,7 @@ class HashedNetsModel(ReparametrizedModel):
 
     def describe(self) -> dict[str, Any]:
         return {"N": self.hashed_count, "pool": int(self.pool.numel()), "hashes": self.config.hashes,
-                "per_layer": self.config.per_layer, "layers": len(self.targets), "scope": self.config.scope}
+                "per_layer": self.config.per_layer, "layers": len(self.targets), "scope": scope_label(self.config.scope)}
 
     def extra_repr(self) -> str:
         return f"N={self.hashed_count}, pool={self.pool.numel()}, hashes={self.config.hashes}, per_layer={self.config.per_layer}"
@@ -259,7 +265,7 @@ class HashedNetsModel(ReparametrizedModel):
 
 def _plan(model: nn.Module, config: HashedNets) -> tuple[list[Target], int]:
     """(targets, pool size) for ``config``; a budget that cannot give every sub-pool a variable is refused."""
-    plan = plan_budget(model, select_targets(model, config.scope, require=True), config.budget, "HashedNets")
+    plan = plan_budget(model, config.select(model), config.budget, "HashedNets")
     targets, target, unhashed = plan.targets, plan.budget, plan.rest
     groups = config.hashes * (len(targets) if config.per_layer else 1)
     pool = target - unhashed

@@ -1,10 +1,12 @@
 """Per-layer low-rank factorisation to a budget.
 
-Each factorisable layer's weight, seen as a (out, in * k * k) matrix, is ``B @ A`` with
-B: (out, r) and A: (r, in * k * k). For a linear layer these are two thin matrices; for
-a k x k convolution it is exactly a k x k convolution to r channels (A) followed by a
-1 x 1 convolution (B). Depthwise and grouped convolutions are left dense, and so is
-any layer where factorising would not save parameters.
+Each factorisable tensor the scope selects, seen as a (rows, rest) matrix (a conv
+weight as (out, in * k * k)), is ``B @ A`` with B: (rows, r) and A: (r, rest). For a
+linear layer (or attention's ``in_proj_weight``) these are two thin matrices; for a
+k x k convolution it is exactly a k x k convolution to r channels (A) followed by a
+1 x 1 convolution (B). Only tensors of two or more dimensions are factorised: biases,
+depthwise and grouped convolutions are left dense, and so is any tensor where
+factorising would not save parameters.
 
 Ranks: every factorised layer keeps about the same share rho of its parameters,
 ``r = max(1, floor(rho * out * in_k / (out + in_k)))``, and rho is the largest (by
@@ -39,12 +41,12 @@ from torch import nn
 from .._budget import Budget, BudgetLike
 from ._base import MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
 from ._rates import Optimizer, VariableRate, check_optimizer
-from ._targets import Scope, Target, check_scope, select_targets
+from ._targets import Scope, ScopeRule, Target, parse_scope, scope_label, select_targets
 
 
 @dataclass(frozen=True)
 class LowRank(MethodConfig):
-    """Factorise every conv (groups = 1) and linear weight as B @ A, ranks set by the budget.
+    """Factorise every selected weight tensor (conv with groups = 1, linear, ...) as B @ A, ranks set by the budget.
 
     >>> LowRank(budget="25%").to_dict()["method"]
     'lowrank'
@@ -54,22 +56,32 @@ class LowRank(MethodConfig):
     axes = ("budget", "scope")
 
     budget: BudgetLike
-    scope: Scope = field(default="all", metadata={"help": "which tensors are factorised"})
+    scope: Scope | ScopeRule = field(default="all", metadata={"help": "which tensors are factorised"})
     seed: int = field(default=0, metadata={"help": "seed of the factors"})
 
     def __post_init__(self) -> None:
         Budget.parse(self.budget)
-        check_scope(self.scope)
+        object.__setattr__(self, "scope", parse_scope(self.scope))
         check_seed(self.seed)
+
+    def select(self, model: nn.Module, require: bool = True) -> list[Target]:
+        """The factorisable tensors the scope selects (the budget may still leave some dense)."""
+        candidates = [t for t in select_targets(model, self.scope) if factorisable(model, t)]
+        if require and not candidates:
+            raise ValueError(f"LowRank: the model has no factorisable weights (two or more dimensions, groups=1, "
+                             f"larger than rank 1) for scope={scope_label(self.scope)!r}")
+        return candidates
 
 
 def _matrix(t: Target) -> tuple[int, int]:
-    """(rows, cols) of a weight seen as a matrix: (out, in * prod(kernel))."""
-    return t.shape[0], math.prod(t.shape[1:])
+    """(rows, cols) of a weight seen as a matrix: (out, in * prod(kernel)); leading dimensions of
+    size 1 join the rows, so a positional embedding (1, S, D) is the (S, D) matrix it holds."""
+    lead = next((i for i, s in enumerate(t.shape) if s > 1), 0)
+    return math.prod(t.shape[: lead + 1]), math.prod(t.shape[lead + 1:])
 
 
 def factorisable(model: nn.Module, t: Target) -> bool:
-    if not t.name.endswith("weight") or len(t.shape) < 2:
+    if len(t.shape) < 2:
         return False
     mod = model.get_submodule(t.slots[0][0])
     if getattr(mod, "groups", 1) != 1:
@@ -135,7 +147,7 @@ class LowRankModel(ReparametrizedModel):
         return rates
 
     def describe(self) -> dict[str, Any]:
-        return {"rho": self.rho, "layers": len(self.targets), "ranks": list(self.ranks), "scope": self.config.scope}
+        return {"rho": self.rho, "layers": len(self.targets), "ranks": list(self.ranks), "scope": scope_label(self.config.scope)}
 
     def layout(self) -> list[Any]:
         return [[t.name, list(t.shape), r] for t, r in zip(self.targets, self.ranks)]
@@ -146,10 +158,7 @@ class LowRankModel(ReparametrizedModel):
 
 @register_method(LowRank)
 def _build_lowrank(model: nn.Module, config: LowRank) -> LowRankModel:
-    candidates = [t for t in select_targets(model, config.scope) if factorisable(model, t)]
-    if not candidates:
-        raise ValueError(f"LowRank: the model has no factorisable {'convolution' if config.scope == 'conv' else 'convolution or linear'} "
-                         f"weights (groups=1, larger than rank 1) for scope={config.scope!r}")
+    candidates = config.select(model)
     plan = plan_budget(model, candidates, config.budget, "LowRank")
     target, rest = plan.budget, plan.rest
     if stored_at(candidates, ranks_for(candidates, 0.0), rest) > target:

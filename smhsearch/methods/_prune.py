@@ -25,7 +25,7 @@ from torch import nn
 
 from .._budget import Budget, BudgetLike
 from ._base import MethodConfig, ReparametrizedModel, plan_budget, register_method, trainable_count
-from ._targets import Scope, Target, check_scope, select_targets
+from ._targets import Scope, ScopeRule, Target, parse_scope, scope_label, select_targets
 
 
 @dataclass(frozen=True)
@@ -43,18 +43,21 @@ class Prune(MethodConfig):
     space_options = ("start", "end", "steps")
 
     budget: BudgetLike
-    scope: Scope = field(default="all", metadata={"help": "which tensors are pruned"})
+    scope: Scope | ScopeRule = field(default="all", metadata={"help": "which tensors are pruned"})
     start: float = field(default=0.0, metadata={"help": "fraction of training where sparsity starts rising"})
     end: float = field(default=0.75, metadata={"help": "fraction of training where the budget is reached"})
     steps: int = field(default=20, metadata={"help": "mask updates between start and end"})
 
     def __post_init__(self) -> None:
         Budget.parse(self.budget)
-        check_scope(self.scope)
+        object.__setattr__(self, "scope", parse_scope(self.scope))
         if not (isinstance(self.start, (int, float)) and isinstance(self.end, (int, float)) and 0.0 <= self.start < self.end <= 1.0):
             raise ValueError(f"0 <= start < end <= 1 must hold, but got (start={self.start!r}, end={self.end!r})")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be an int >= 1, but got {self.steps!r}")
+
+    def select(self, model: nn.Module, require: bool = True) -> list[Target]:
+        return select_targets(model, self.scope, require=require)
 
 
 class PruneModel(ReparametrizedModel):
@@ -112,7 +115,7 @@ class PruneModel(ReparametrizedModel):
 
     def describe(self) -> dict[str, Any]:
         return {"N": self.hashed_count, "keep": self.keep, "nonzeros": int(self.mask.sum()),
-                "sparsity": 1.0 - int(self.mask.sum()) / self.hashed_count, "level": int(self.level), "scope": self.config.scope}
+                "sparsity": 1.0 - int(self.mask.sum()) / self.hashed_count, "level": int(self.level), "scope": scope_label(self.config.scope)}
 
     def compact_state_dict(self) -> dict[str, torch.Tensor]:
         # nonzero values and a bitmask, not dense tensors full of zeros
@@ -122,7 +125,7 @@ class PruneModel(ReparametrizedModel):
         state["mask_bits"] = torch.from_numpy(np.packbits(self.mask.cpu().numpy()))
         return state
 
-    def load_compact_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+    def load_compact_state_dict(self, tensors: dict[str, torch.Tensor], metadata: dict[str, dict[str, Any]] | None = None) -> None:
         tensors = dict(tensors)
         bits, values = tensors.pop("mask_bits"), tensors.pop("values")
         mask = torch.from_numpy(np.unpackbits(bits.cpu().numpy())[: self.hashed_count].astype(bool)).to(self.mask.device)
@@ -133,7 +136,7 @@ class PruneModel(ReparametrizedModel):
         tensors["mask"] = mask
         for i, chunk in enumerate(torch.split(dense, self.sizes)):
             tensors[f"weights.{i}"] = chunk.view(self.weights[i].shape)
-        self.load_state_dict(tensors, strict=True)
+        super().load_compact_state_dict(tensors, metadata)
 
     def extra_repr(self) -> str:
         return f"N={self.hashed_count}, keep={self.keep}, level={int(self.level)}/{self.config.steps}"
@@ -141,7 +144,7 @@ class PruneModel(ReparametrizedModel):
 
 def _plan(model: nn.Module, config: Prune) -> tuple[list[Target], int]:
     """(targets, nonzeros to keep) for ``config``; a budget the unpruned parameters already fill is refused."""
-    plan = plan_budget(model, select_targets(model, config.scope, require=True), config.budget, "Prune")
+    plan = plan_budget(model, config.select(model), config.budget, "Prune")
     targets, target, unpruned = plan.targets, plan.budget, plan.rest
     keep = target - unpruned
     if keep < 1:

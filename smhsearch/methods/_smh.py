@@ -53,7 +53,7 @@ from torch import nn
 from .._budget import Budget, BudgetLike, format_count
 from ._base import BudgetPlan, MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
 from ._rates import Optimizer, VariableRate, check_optimizer, shared_multiplier
-from ._targets import Scope, Target, calibrated_scales, check_scope, select_targets
+from ._targets import Scope, ScopeRule, Target, init_scales, parse_scope, scope_label, select_targets
 
 ScaleMode = Literal["fixed", "learnable"]
 SCALES: tuple[str, ...] = get_args(ScaleMode)
@@ -64,8 +64,10 @@ class SMH(MethodConfig):
     """Structured Multi-Hashing to a budget of stored trainable parameters.
 
     budget: int count, ``"5.3M"``, ``"46K"``, ``"25%"`` or a float fraction of the base.
-    scope: ``"all"`` hashes every conv and linear weight and bias; ``"conv"`` only
-        convolutions (depthwise and squeeze-excite 1x1 included). Batch-norm never.
+    scope: ``"all"`` hashes every weight tensor (conv, linear, embedding, attention's
+        projections, any other tensor of two or more dimensions) and its bias; ``"conv"``
+        only convolutions (depthwise and squeeze-excite 1x1 included), ``"linear"`` only
+        ``nn.Linear``; or a :class:`ScopeRule` over parameter names. Normalisation never.
     scale: ``"fixed"`` per-layer scale, or ``"learnable"`` (one trainable scalar a layer).
 
     >>> SMH(budget="25%", scope="conv", scale="learnable").to_dict()["scope"]
@@ -76,16 +78,19 @@ class SMH(MethodConfig):
     axes = ("budget", "scope", "scale")
 
     budget: BudgetLike
-    scope: Scope = field(default="all", metadata={"help": "which tensors are hashed"})
+    scope: Scope | ScopeRule = field(default="all", metadata={"help": "which tensors are hashed"})
     scale: ScaleMode = field(default="fixed", metadata={"help": "per-layer scale: fixed, or one trainable scalar a layer"})
     seed: int = field(default=0, metadata={"help": "seed of U and V"})
 
     def __post_init__(self) -> None:
         Budget.parse(self.budget)
-        check_scope(self.scope)
+        object.__setattr__(self, "scope", parse_scope(self.scope))
         if self.scale not in SCALES:
             raise ValueError(f"scale must be one of {', '.join(repr(s) for s in SCALES)}, but got {self.scale!r}")
         check_seed(self.seed)
+
+    def select(self, model: nn.Module, require: bool = True) -> list[Target]:
+        return select_targets(model, self.scope, require=require)
 
 
 @dataclass(frozen=True)
@@ -140,8 +145,8 @@ class SMHModel(ReparametrizedModel):
         # whole cut is one split (whose backward is one concatenation).
         self._split_sizes = self.sizes + [shape.n * shape.n - shape.N]
         with torch.no_grad():
-            chunks = torch.split((self.U @ self.V).reshape(-1), self._split_sizes)
-        self.register_buffer("scale_init", calibrated_scales(targets, list(chunks[:-1])))  # (L,)
+            raw = lambda: list(torch.split((self.U @ self.V).reshape(-1), self._split_sizes)[:-1])  # noqa: E731
+            self.register_buffer("scale_init", init_scales(targets, raw))  # (L,)
         if config.scale == "learnable":
             self.scale_gain = nn.Parameter(torch.ones(len(targets)))  # (L,)
         else:
@@ -179,7 +184,7 @@ class SMHModel(ReparametrizedModel):
     def describe(self) -> dict[str, Any]:
         sh = self.shape
         return {"N": sh.N, "n": sh.n, "M": sh.M, "layers": sh.layers, "unhashed": sh.unhashed,
-                "matmul_flops": sh.matmul_flops, "scope": self.config.scope, "scale": self.config.scale}
+                "matmul_flops": sh.matmul_flops, "scope": scope_label(self.config.scope), "scale": self.config.scale}
 
     def extra_repr(self) -> str:
         sh = self.shape
@@ -187,7 +192,7 @@ class SMHModel(ReparametrizedModel):
 
 
 def _plan(model: nn.Module, config: SMH) -> tuple[BudgetPlan, SMHShape]:
-    plan = plan_budget(model, select_targets(model, config.scope, require=True), config.budget, "SMH")
+    plan = plan_budget(model, config.select(model), config.budget, "SMH")
     return plan, plan_smh(plan, config)
 
 

@@ -1,11 +1,11 @@
-"""Architectures: CIFAR ResNets, torchvision's EfficientNet / MobileNet / ResNet, MLPs.
+"""Architectures: CIFAR ResNets, torchvision's EfficientNet / MobileNet / ResNet / ViT / Swin, a CIFAR ViT, MLPs.
 
 >>> from smhsearch.models import create_model, list_models
 >>> "resnet32" in list_models()
 True
 """
 
-from . import _mlp, _resnet_cifar, _torchvision  # noqa: F401  (registration)
-from ._factory import MODELS, ModelEntry, arch_of, create_model, list_models, model_info, register_model
+from . import _mlp, _resnet_cifar, _torchvision, _vit_cifar  # noqa: F401  (registration)
+from ._factory import IMAGE_SIZE_FAMILIES, MODELS, ModelEntry, arch_of, create_model, list_models, model_info, register_model
 
-__all__ = ["MODELS", "ModelEntry", "arch_of", "create_model", "list_models", "model_info", "register_model"]
+__all__ = ["IMAGE_SIZE_FAMILIES", "MODELS", "ModelEntry", "arch_of", "create_model", "list_models", "model_info", "register_model"]

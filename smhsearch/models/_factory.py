@@ -29,6 +29,9 @@ class ModelEntry:
 
 MODELS: Registry[ModelEntry] = Registry("architecture")
 
+IMAGE_SIZE_FAMILIES = ("mlp", "vit", "vit_cifar")
+"""Families built for one input size (``image_size=``): the dataset's side is passed to them."""
+
 
 def register_model(name: str, *, family: str, num_classes: int, input_size: int, in_channels: int = 3, doc: str = ""):
     """Register ``builder(num_classes=, in_channels=, **kwargs) -> nn.Module`` under ``name``."""

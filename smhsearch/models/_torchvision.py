@@ -1,7 +1,9 @@
 """ImageNet architectures from torchvision, built with random initialisation.
 
 ``in_channels`` other than 3 replaces the stem convolution by one of the same shape
-otherwise, initialised as torchvision initialises its convolutions.
+otherwise, initialised as torchvision initialises its convolutions. The vision
+transformers take ``image_size`` (ViT's positional embedding is sized for it; 224 by
+default); Swin takes any input side.
 """
 
 from __future__ import annotations
@@ -54,7 +56,39 @@ def _narrow(tv_name: str, num_classes: int, width: float, **kwargs) -> nn.Module
     if tv_name.startswith("mobilenet_v3"):
         setting, last = mobilenetv3._mobilenet_v3_conf(tv_name, width_mult=width)
         return mobilenetv3.MobileNetV3(setting, last, num_classes=num_classes, **kwargs)
+    if tv_name in _VIT:
+        return _narrow_vit(tv_name, num_classes, width, **kwargs)
+    if tv_name in _SWIN:
+        return _narrow_swin(tv_name, num_classes, width, **kwargs)
     raise ValueError(f"width multiplier is not available for {tv_name}: torchvision's ResNets fix their channel counts")
+
+
+# torchvision's ViT builders: (patch, layers, heads, hidden, mlp)
+_VIT = {"vit_b_16": (16, 12, 12, 768, 3072), "vit_b_32": (32, 12, 12, 768, 3072)}
+# torchvision's Swin builders: (embed_dim, depths, heads, window, stochastic depth)
+_SWIN = {"swin_t": (96, [2, 2, 6, 2], [3, 6, 12, 24], [7, 7], 0.2)}
+
+
+def per_head(dim: int, heads: int, width: float) -> int:
+    """``dim * width`` rounded to a whole number (>= 1) of channels per head, times the heads:
+    attention needs its width divisible by its head count, so the heads are kept and each narrows."""
+    return heads * max(1, int(round(dim / heads * width)))
+
+
+def _narrow_vit(tv_name: str, num_classes: int, width: float, image_size: int = 224, **kwargs) -> nn.Module:
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    patch, layers, heads, hidden, mlp = _VIT[tv_name]
+    return VisionTransformer(image_size, patch, layers, heads, per_head(hidden, heads, width), max(1, int(round(mlp * width))),
+                             num_classes=num_classes, **kwargs)
+
+
+def _narrow_swin(tv_name: str, num_classes: int, width: float, **kwargs) -> nn.Module:
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    embed, depths, heads, window, depth_prob = _SWIN[tv_name]
+    return SwinTransformer([4, 4], per_head(embed, heads[0], width), depths, heads, window,
+                           stochastic_depth_prob=kwargs.pop("stochastic_depth_prob", depth_prob), num_classes=num_classes, **kwargs)
 
 
 def _make(tv_name: str):
@@ -76,6 +110,8 @@ _FAMILIES = {
     "efficientnet": [(f"efficientnet_b{i}", s) for i, s in enumerate((224, 240, 260, 300, 380, 456, 528, 600))],
     "mobilenet": [("mobilenet_v2", 224), ("mobilenet_v3_small", 224), ("mobilenet_v3_large", 224)],
     "resnet": [("resnet18", 224), ("resnet34", 224), ("resnet50", 224), ("resnet101", 224)],
+    "vit": [("vit_b_16", 224), ("vit_b_32", 224)],
+    "swin": [("swin_t", 224)],
 }
 
 for _family, _members in _FAMILIES.items():
