@@ -185,3 +185,11 @@ def test_a_flag_that_does_not_apply_is_an_error(args, message, tmp_path):
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_compress_dry_run_says_what_is_hashed_and_writes_nothing(tmp_path):
+    r = cli("compress", "vit_b_32", "--budget", "10%", "--dry-run", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["method"] == "smh" and out["share_compressed"] > 0.97  # attention's in_proj weights included
+    assert sum(t["numel"] for t in out["tensors"]) == out["total"] == 88_224_232 and list(tmp_path.iterdir()) == []

@@ -18,6 +18,7 @@ def add(sub) -> None:
     s.add_argument("--input-size", type=int, help="input side in pixels for FLOPs (default: the architecture's)")
     s.add_argument("--out", type=Path, help="write the compact file here")
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
+    s.add_argument("--dry-run", action="store_true", help="only print what the method would compress and what stays dense")
     s.add_argument("--json", dest="as_json", action="store_true")
     s.set_defaults(func=main)
 
@@ -63,6 +64,8 @@ def main(args: argparse.Namespace) -> int:
     config = method_from_flags(args, args.seed)
     if config is None:
         raise BadInput("--method: compress needs a compression method, not dense")
+    if args.dry_run:
+        return dry_run(args, config)
     refuse_overwrite(args.out, args.force)
     for name in ("num_classes", "in_channels", "input_size"):
         value = getattr(args, name)
@@ -79,4 +82,32 @@ def main(args: argparse.Namespace) -> int:
     if args.out is not None:
         facts["saved"] = str(save_compact(model, args.out))
     print_facts(facts, args.as_json)
+    return 0
+
+
+def dry_run(args: argparse.Namespace, config) -> int:
+    """What ``config`` would compress in ``ARCH`` and what stays dense (count and share), from a meta-device build."""
+    import json
+
+    import torch
+
+    from ..methods import selection_summary
+    from ..methods._selection import format_selection
+    from ..models import MODELS, create_model
+
+    if args.out is not None:
+        raise BadInput("--out: --dry-run writes nothing; drop one of them")
+    if args.arch not in MODELS:
+        raise BadInput(f"ARCH: {MODELS.unknown_message(args.arch)}")
+    with torch.device("meta"):
+        base = create_model(args.arch, num_classes=args.num_classes, in_channels=args.in_channels)
+    try:
+        summary = selection_summary(base, config)
+    except ValueError as e:
+        raise BadInput(f"{flag_for(str(e), ['scope', 'budget'])}{e}") from None
+    if args.as_json:
+        print(json.dumps({"method": summary.method, "scope": summary.scope, "total": summary.total, "compressed": summary.compressed,
+                          "share_compressed": summary.share_compressed, "tensors": [t.__dict__ for t in summary.tensors]}, indent=2, default=str))
+    else:
+        print(format_selection(summary))
     return 0
