@@ -47,13 +47,17 @@ def plan_run(space: Space, space_path: Path, out: Path | None = None, max_trials
         limit = Budget.parse(space.search.max_params)
         kw = dataset_model_kwargs(space)
 
+        totals: dict[str, int] = {}  # per architecture, not per candidate (an EfficientNet takes a second even on meta)
+
         def fits(c: Candidate) -> bool:
             import torch
 
             from ..models import create_model
 
-            with torch.device("meta"):
-                total = sum(p.numel() for p in create_model(c.arch, **kw(c.arch)).parameters())
+            if c.arch not in totals:
+                with torch.device("meta"):
+                    totals[c.arch] = sum(p.numel() for p in create_model(c.arch, **kw(c.arch)).parameters())
+            total = totals[c.arch]
             cap = limit.resolve(total)
             return (total if c.budget is None else Budget.parse(c.budget).resolve(total)) <= cap
 
