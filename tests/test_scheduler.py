@@ -136,3 +136,7 @@ def test_a_real_run_stops_the_dominated_trial_and_its_record_says_so(tmp_path):
     assert rec1["history"][0]["val_acc"] > rec2["history"][0]["val_acc"]
     assert rec2["status"] == "early_stopped" and rec2["stopped_at_epoch"] == 1 and len(rec2["history"]) == 1
     assert t2.state.name == "PRUNED" and "(stopped early)" in r.stdout
+    # both deploy the same dense MLP: speed was measured once (by the first), with its spread, and shared
+    assert rec1["metrics"]["throughput"] == rec2["metrics"]["throughput"] and rec2["speed"]["cached"] and not rec1["speed"]["cached"]
+    assert rec1["metrics"]["latency_s"] > 0 and rec1["metrics"]["throughput_spread"] >= 0
+    assert len(list((run / "speed").glob("*.json"))) == 1

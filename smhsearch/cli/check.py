@@ -55,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['candidate']:<{width}}  {format_count(r['stored_params']):>9}  {format_count(r['flops']):>9}  {names[r['architecture']]}")
     print(f"pre-screen took {summary['prescreen_seconds']}s for {len(names)} distinct deployed networks; inference speed is "
-          "measured in the run, once per network and alone on its device (smhsearch bench re-measures on any machine)")
+          "measured in the run, once per network and alone on its device")
     return 0
 
 

@@ -12,8 +12,9 @@ Each trial samples one categorical parameter, ``candidate``: an index into the s
 list of valid configs (architecture x budget x method x scope x scale), after static
 constraints (``max_params``) have removed what cannot qualify. Grid, TPE, NSGA-II and
 random search all work on that list. Objectives (accuracy on validation, stored
-parameters, throughput, FLOPs) are told to Optuna when a trial finishes; ASHA stops
-trials early on per-epoch validation accuracy.
+parameters, throughput, FLOPs) are told to Optuna when a trial finishes; the scheduler
+(``_scheduler``: successive halving on non-dominated rank by default, or ASHA) stops
+trials early at rungs of epochs.
 
 Resume: ``smhsearch run`` on the same space opens the same study. Finished trials
 (complete, early-stopped or failed) are kept and not re-run; trials that were running
