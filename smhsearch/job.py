@@ -96,23 +96,17 @@ def build(spec: JobSpec, data) -> tuple[Any, Any]:
     return base, (compress(base, spec.method) if spec.method is not None else base)
 
 
-def static_metrics(base, model, data, device) -> dict[str, Any]:
-    """What a model costs before training: sizes (its base's too), FLOPs, inference throughput and latency on
-    ``device`` (as the model will run there: autocast and memory format), its input side."""
+def static_metrics(base, model, data) -> dict[str, Any]:
+    """What a model costs before training, speed apart: sizes (its base's too), FLOPs, its input side."""
     from . import measure
-    from .device import backend
     from .methods import CompressedModel
 
     shape = (data.in_channels, data.input_size, data.input_size)
-    speed = measure.throughput(model, shape, batch_size=64, mode="infer", warmup=1, repeats=3, device=device,
-                               amp_dtype=backend(device).autocast_dtype("auto"), channels_last=device.type == "cuda")
     return {
         "base_params": measure.stored_parameters(base),
         "stored_params": measure.final_stored_parameters(model),
         "virtual_params": measure.virtual_parameters(model),
         "flops": measure.flops(model, shape),
-        "throughput": speed.samples_per_s,
-        "latency_s": speed.latency_s,
         "input_size": model.input_size(data.input_size) if isinstance(model, CompressedModel) else data.input_size,
     }
 
@@ -131,9 +125,20 @@ def final_metrics(model, static: dict, result: TrainResult, model_file: Path | N
     return final
 
 
+def speed_metrics(model, data, device, phase=None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metrics, record) of the deployed model's inference speed on ``device`` (:mod:`smhsearch.speed`): measured
+    in the run's measurement phase when ``phase`` is given (cached per architecture, alone on the device), else now."""
+    from .speed import measure_speed
+
+    shape = (data.in_channels, data.input_size, data.input_size)
+    s = phase.measure(model, shape) if phase is not None else measure_speed(model, shape, device)
+    return ({k: s[k] for k in ("throughput", "latency_s", "throughput_spread")},
+            {k: s[k] for k in ("batch_size", "steps", "latency_spread", "device", "dtype") if k in s} | {"cached": s.get("cached", False)})
+
+
 def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path: Path | None = None, record: dict | None = None,
             on_start: Callable[[dict], None] | None = None, on_epoch: Callable[[EpochMetrics, dict], None] | None = None,
-            progress: bool | None = False) -> JobResult:
+            progress: bool | None = False, speed_phase=None) -> JobResult:
     """Build, compress, measure, train and save one model as ``spec`` says.
 
     ``device``: ``auto``, ``cpu``, ``cuda[:N]`` (see :mod:`smhsearch.device`; an unavailable one is a ValueError).
@@ -141,6 +146,8 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
     ``record``: fields the caller adds to the record (a trial's number and config).
     ``on_start(static_metrics)`` runs before training and may raise to refuse the model
     (the search's ``min_throughput``); ``on_epoch(metrics, static)`` after every epoch.
+    ``speed_phase``: a run's :class:`smhsearch.speed.SpeedPhase`; speed is then measured in
+    its phase (cached, alone on the device) and every epoch runs under its lock.
 
     Nothing is written until the model is built and accepted: an error before that (an
     unknown device, missing data, a budget the model cannot meet) is raised as it is, so a
@@ -161,7 +168,9 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
     data = data if data is not None else load_dataset(spec.dataset, spec.root, **spec.dataset_kwargs)
     rec["data"] = data.describe()
     base, model = build(spec, data)
-    static = static_metrics(base, model, data, device)
+    static = static_metrics(base, model, data)
+    speed, rec["speed"] = speed_metrics(model, data, device, speed_phase)
+    static.update(speed)
     rec["metrics"] = dict(static)
     if isinstance(model, CompressedModel):  # what the method resolved the budget to (SMH's n and M, width's alpha, ...)
         rec["method_details"] = {k: v for k, v in model.describe().items() if not isinstance(v, (list, dict))}
@@ -171,13 +180,23 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
     try:
 
         def epoch_done(m: EpochMetrics) -> None:
+            if speed_phase is not None:  # at the boundary: a measurement waiting for the device may run now
+                speed_phase.release_epoch()
             rec["history"] = rec.get("history", []) + [dataclasses.asdict(m)]
             rec["metrics"].update(val_acc=m.val_acc, epoch=m.epoch)
             save()
             if on_epoch is not None:
                 on_epoch(m, static)
+            if speed_phase is not None:
+                speed_phase.acquire_epoch()
 
-        result = train(model, data, spec.train, device=device, callback=epoch_done, progress=progress)
+        if speed_phase is not None:
+            speed_phase.acquire_epoch()
+        try:
+            result = train(model, data, spec.train, device=device, callback=epoch_done, progress=progress)
+        finally:
+            if speed_phase is not None:
+                speed_phase.release_epoch()
         model = model.cpu()
         model_file = save_trained(model, record_path.parent / "model.safetensors") if record_path is not None else None
         final = final_metrics(model, static, result, model_file)

@@ -13,7 +13,7 @@ and where to store the study::
       method: [dense, smh, hashed2, {name: hashednets, per_layer: true, hashes: [1, 2]}, width]
       scale: [fixed, learnable]
     search: {sampler: grid}
-    scheduler: {kind: asha, grace_period: 1, reduction_factor: 2}
+    scheduler: {kind: pareto, grace_period: 1, reduction_factor: 2}
     resources: {cpus_per_trial: 1}
 
 Nothing here is a second table of methods: the method names, which axes each reads
@@ -279,7 +279,10 @@ class SearchSpec(_Strict):
 
 
 class SchedulerSpec(_Strict):
-    kind: Literal["asha", "none"] = "asha"
+    """Early stopping at rungs of epochs (grace, grace*rf, ...): ``pareto`` stops a trial only when enough peers at its
+    rung dominate it on (accuracy, stored size, FLOPs) (``smhsearch.search._scheduler``); ``asha`` ranks on accuracy alone."""
+
+    kind: Literal["pareto", "asha", "none"] = "pareto"
     grace_period: int = Field(default=1, ge=1)
     reduction_factor: float = Field(default=3, gt=1)
 
@@ -287,7 +290,7 @@ class SchedulerSpec(_Strict):
     def _keys_that_apply(self) -> "SchedulerSpec":
         given = sorted({"grace_period", "reduction_factor"} & self.model_fields_set)
         if self.kind == "none" and given:
-            raise ValueError(f"{', '.join(given)} applies to kind asha only, but kind is 'none'")
+            raise ValueError(f"{', '.join(given)} applies to kinds pareto and asha only, but kind is 'none'")
         return self
 
 

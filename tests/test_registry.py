@@ -138,7 +138,7 @@ NOT_APPLYING = {
     "option value out of range": (dict(methods="[{name: prune, end: 2.0}]"),
                                   "0 <= start < end <= 1 must hold, but got (start=0.0, end=2.0)"),
     "asha settings with no scheduler": (dict(extra="scheduler: {kind: none, grace_period: 3}\n", methods="[smh]"),
-                                        "scheduler: grace_period applies to kind asha only"),
+                                        "scheduler: grace_period applies to kinds pareto and asha only"),
     "warm-up past the end": (dict(extra="train: {epochs: 2, warmup_epochs: 2}\n", methods="[smh]"),
                              "train: 0 <= warmup_epochs < epochs must hold, but got (warmup_epochs=2.0, epochs=2)"),
     "zero lr multiplier": (dict(extra="train: {variable_lr_mult: 0}\n", methods="[smh]"),

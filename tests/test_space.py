@@ -93,4 +93,17 @@ def test_check_prescreens_every_candidate(tmp_path):
     out = json.loads(r.stdout)
     assert out["candidates"] == len(out["prescreen"]) == out["trials"] == 7
     for row in out["prescreen"]:
-        assert row["stored_params"] > 0 and row["flops"] > 0 and row["infer_per_s"] > 0
+        assert row["stored_params"] > 0 and row["flops"] > 0 and "infer_per_s" not in row  # speed is the run's, measured alone
+    by = {row["candidate"]: row for row in out["prescreen"]}
+    # dense, SMH and HashedNets deploy one ResNet-8 (FLOPs counted once); each width is its own network
+    same = [by[k] for k in ("resnet8 dense", "resnet8 smh@10% (all/learnable)", "resnet8 hashed1@25% (all)")]
+    assert len({(r["architecture"], r["flops"]) for r in same}) == 1 and by["resnet8 dense"]["stored_params"] == 75_002
+    assert len({by["resnet8 width@10%"]["architecture"], by["resnet8 width@25%"]["architecture"], same[0]["architecture"]}) == 3
+    from smhsearch.methods import SMH, compress
+    from smhsearch.models import create_model
+    from smhsearch.speed import signature
+
+    # built on the meta device, the counts and the network are the real build's
+    real = compress(create_model("resnet8", num_classes=10, in_channels=1), SMH(budget="10%", scale="learnable"))
+    assert by["resnet8 smh@10% (all/learnable)"]["stored_params"] == real.stored_count()
+    assert by["resnet8 smh@10% (all/learnable)"]["architecture"] == signature(real.materialize())

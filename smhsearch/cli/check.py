@@ -19,9 +19,6 @@ def add(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Validate a space, count its trials and pre-screen every candidate's cost before any training."""
-    import torch
-
-    from .. import measure
     from .._budget import format_count
     from ..search import plan_run
     from ..space import dataset_model_kwargs, dataset_shape
@@ -32,21 +29,18 @@ def main(args: argparse.Namespace) -> int:
         plan = plan_run(space, space_path)
     except ValueError as e:
         raise BadInput(f"{space_path}: search.max_params: {e}") from None
-    from ..methods import compress
-    from ..models import create_model
-
+    rows = []
+    t0 = time.perf_counter()
+    flops_of: dict[str, int] = {}  # deployed architecture -> FLOPs: counted once per network, not once per candidate
+    bases: dict = {}
     kw = dataset_model_kwargs(space)
     _, channels, size = dataset_shape(space)
     shape = (channels, size, size)
-    rows = []
-    t0 = time.perf_counter()
     for c in plan.candidates:
-        torch.manual_seed(0)
-        base = create_model(c.arch, **kw(c.arch))
-        cfg = c.method_config()
-        model = compress(base, cfg) if cfg is not None else base
-        rows.append({"candidate": c.label(), "stored_params": measure.final_stored_parameters(model), "flops": measure.flops(model, shape),
-                     "infer_per_s": measure.throughput(model, shape, batch_size=32, mode="infer", warmup=1, repeats=3).samples_per_s})
+        stored, arch, net = _shapes_only(c, kw, bases)
+        if arch not in flops_of:
+            flops_of[arch] = _count_flops(net, shape)
+        rows.append({"candidate": c.label(), "stored_params": stored, "flops": flops_of[arch], "architecture": arch})
     summary = {"space": str(space_path), "name": space.name, "candidates": len(plan.candidates), "trials": plan.target_trials,
                "sampler": space.search.sampler, "dataset": space.dataset.name, "epochs": space.train.epochs,
                "prescreen_seconds": round(time.perf_counter() - t0, 1), "prescreen": rows}
@@ -59,8 +53,48 @@ def main(args: argparse.Namespace) -> int:
         b = space.space.budget
         print(f"space.budget is a range ({b.low} to {b.high}{', log' if b.log else ''}): candidates are shown at its two ends")
     width = max(len(r["candidate"]) for r in rows)
-    print(f"{'candidate':<{width}}  {'stored':>9}  {'FLOPs':>9}  {'infer/s':>9}")
+    print(f"{'candidate':<{width}}  {'stored':>9}  {'FLOPs':>9}  deploys")
+    names = {a: f"net {i + 1}" for i, a in enumerate(dict.fromkeys(r["architecture"] for r in rows))}
     for r in rows:
-        print(f"{r['candidate']:<{width}}  {format_count(r['stored_params']):>9}  {format_count(r['flops']):>9}  {r['infer_per_s']:>9.0f}")
-    print(f"pre-screen took {summary['prescreen_seconds']}s")
+        print(f"{r['candidate']:<{width}}  {format_count(r['stored_params']):>9}  {format_count(r['flops']):>9}  {names[r['architecture']]}")
+    print(f"pre-screen took {summary['prescreen_seconds']}s for {len(names)} distinct deployed networks; inference speed is "
+          "measured in the run, once per network and alone on its device")
     return 0
+
+
+def _shapes_only(c, kw, bases: dict):
+    """(stored parameters, deployed-network signature, deployed network) of a candidate, built on the meta device
+    (shapes only: no memory, no initialisation) from its architecture's base built once (``compress`` leaves a base
+    untouched); a method whose build needs values there is built on the CPU."""
+    import torch
+
+    from .. import measure
+    from ..methods import compress
+    from ..models import create_model
+    from ..speed import deployed, signature
+
+    def build(base):
+        cfg = c.method_config()
+        model = compress(base, cfg) if cfg is not None else base
+        net = deployed(model)
+        return measure.final_stored_parameters(model), signature(net), net
+
+    try:
+        with torch.device("meta"):
+            if c.arch not in bases:
+                bases[c.arch] = create_model(c.arch, **kw(c.arch))
+            return build(bases[c.arch])
+    except ValueError:
+        raise
+    except Exception:  # e.g. a method's init reads a value (.item()) from a meta tensor
+        torch.manual_seed(0)
+        return build(create_model(c.arch, **kw(c.arch)))
+
+
+def _count_flops(net, shape) -> int:
+    """fvcore's count on ``net``; a meta network gets uninitialised CPU storage first (FLOPs do not read values)."""
+    from .._fvcore import count_flops
+
+    if any(t.is_meta for t in net.state_dict().values()):
+        net = net.to_empty(device="cpu")
+    return count_flops(net, shape)

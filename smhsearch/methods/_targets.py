@@ -316,5 +316,6 @@ def calibrated_scales(targets: list[Target], raw: list[torch.Tensor]) -> torch.T
     the std it has in expectation) removes the sampling spread a small or
     correlated slice has. Returns a float32 (L,) tensor.
     """
-    realised = [float(r.detach().double().std()) if r.numel() > 1 else 1.0 for r in raw]
+    # a model built on the meta device (shapes only, as `smhsearch check` builds) has no values to calibrate on
+    realised = [float(r.detach().double().std()) if r.numel() > 1 and not r.is_meta else 1.0 for r in raw]
     return torch.tensor([t.init_std / (r if r > 0 else 1.0) for t, r in zip(targets, realised)], dtype=torch.float32)

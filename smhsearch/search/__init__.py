@@ -13,8 +13,9 @@ categorical, ``budget`` a listed value or a number from a range, ``scope``/``sca
 each method entry's listed options only where the chosen method reads them. A sample that
 is not a runnable candidate (budget not below the architecture, above ``max_params``) is
 rejected in the sampler without a training run. Grid enqueues every listed candidate once. Objectives (accuracy on validation, stored
-parameters, throughput, FLOPs) are told to Optuna when a trial finishes; ASHA stops
-trials early on per-epoch validation accuracy.
+parameters, throughput, FLOPs) are told to Optuna when a trial finishes; the scheduler
+(``_scheduler``: successive halving on non-dominated rank by default, or ASHA) stops
+trials early at rungs of epochs.
 
 Resume: ``smhsearch run`` on the same space opens the same study. Finished trials
 (complete, early-stopped or failed) are kept and not re-run; trials that were running

@@ -12,6 +12,7 @@ import yaml
 
 from ..space import Candidate
 from ._plan import RunPlan, objective_keys
+from ._scheduler import make_scheduler
 from ._study import _searcher, open_study, trials_done
 from ._trial import run_trial
 
@@ -41,6 +42,8 @@ class _Progress:
                     self.best = (r["val_acc"], label)
                 best = f"best val {self.best[0]:.4f} ({self.best[1]})" if self.best else "no result yet"
                 state = "FAILED" if failed else f"val {r.get('val_acc', float('nan')):.4f} at epoch {r.get('epoch', '?')}"
+                if not failed and int(r.get("epoch") or 0) < plan.space.train.epochs:
+                    state += " (stopped early)"
                 print(f"[{self.done}/{plan.target_trials} done, {running} running, {self.failed} failed] "
                       f"{label}: {state} | {best} | {time.time() - self.t0:.0f}s", flush=True)
 
@@ -71,13 +74,7 @@ def run_search(plan: RunPlan, address: str | None = None, fresh: bool = False) -
         extra: dict[str, Any] = {"num_cpus": os.cpu_count()} if address is None else {}
         ray.init(address=address or "local", include_dashboard=False, configure_logging=True, logging_level=logging.WARNING,
                  log_to_driver=False, **extra)
-    scheduler = None
-    if plan.space.scheduler.kind == "asha" and plan.space.train.epochs > 1:
-        from ray.tune.schedulers import ASHAScheduler
-
-        scheduler = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=plan.space.train.epochs,
-                                  grace_period=plan.space.scheduler.grace_period,
-                                  reduction_factor=plan.space.scheduler.reduction_factor)
+    scheduler = make_scheduler(plan.space)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, space_json=plan.space.as_written(), run_dir=str(plan.run_dir.resolve()),
                              space_path=str(plan.space_path.resolve())),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,11 @@ def _searcher_class():
                 else:
                     ot_trial.set_user_attr("early_stopped", True)
                     self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+                    if record:  # the trial was killed inside tune.report: its own record still says "running"
+                        from ..job import write_record
+
+                        write_record(record_path, {**record, "status": "early_stopped",
+                                                   "stopped_at_epoch": int((result or {}).get("epoch", 0)), "finished": time.time()})
             except Exception as e:  # never take the search down over bookkeeping; the trial's files hold its record
                 log.warning("could not record trial %d in the study: %s", ot_trial.number, e)
 

@@ -57,8 +57,11 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str) -> N
         if m.epoch < epochs:  # the last epoch is reported once, with the test accuracy
             tune.report({**static, "val_acc": m.val_acc, "epoch": m.epoch, "train_loss": m.train_loss})
 
-    try:
-        result = run_job(spec, device=device, record_path=record_path, record=record, on_start=on_start, on_epoch=on_epoch)
+    from ..speed import SpeedPhase
+
+    try:  # speed is measured once per deployed architecture, alone on the device (smhsearch.speed)
+        result = run_job(spec, device=device, record_path=record_path, record=record, on_start=on_start, on_epoch=on_epoch,
+                         speed_phase=SpeedPhase(run_dir, device, number))
     except Exception as e:
         if not record_path.is_file():  # refused before the job wrote anything: the trial's folder still says why
             write_record(record_path, {**record, "status": "failed", "error": f"{type(e).__name__}: {e}"})
