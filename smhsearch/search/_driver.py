@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from ..space import Candidate
+from ._lock import RunLock
 from ._plan import RunPlan, objective_keys
 from ._study import _searcher, open_study, trials_done
 from ._trial import run_trial
@@ -54,7 +55,15 @@ class _Progress:
 
 
 def run_search(plan: RunPlan, address: str | None = None, fresh: bool = False) -> dict[str, Any]:
-    """Run (or resume) the search of ``plan``; returns a summary of the study."""
+    """Run (or resume) the search of ``plan``; returns a summary of the study.
+
+    The run folder is locked for the whole call (:class:`RunLock`): a second driver is refused
+    with :class:`RunLocked` before it changes anything."""
+    with RunLock(plan.run_dir):
+        return _run_locked(plan, address, fresh)
+
+
+def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, Any]:
     import ray
     from ray import tune
 
