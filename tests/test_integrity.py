@@ -38,13 +38,18 @@ resources: {{cpus_per_trial: 1, max_concurrent: 1}}
 
 def write_space(folder: Path, name: str = "integ", methods: str = "[dense, smh]", search: str = "", extra: str = "") -> Path:
     path = folder / f"{name}.yaml"
-    path.write_text(SPACE.format(name=name, methods=methods, search=search) + extra)
+    text = SPACE.format(name=name, methods=methods, search=search)
+    if methods == "[dense]":  # no method reads a budget
+        text = text.replace(', budget: ["20%"]', "")
+    path.write_text(text + extra)
     return path
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    """Every file under ``folder`` with its size and mtime: what "nothing was touched" compares."""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file under ``folder`` with its size and mtime: what "nothing was touched" compares (but the lock's own
+    empty file, which a driver must create to ask for the lock and never removes: removing a flock file races)."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
 
 
 HOLDER = """
@@ -146,3 +151,119 @@ def test_run_on_a_live_run_folder_is_refused_and_touches_nothing(tmp_path, other
     after = snapshot(out)
     after.pop(DRIVER_FILE), before.pop(DRIVER_FILE)  # the holder's own heartbeat moves
     assert after == before
+
+
+# --- 2. a study and its files are bound together -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One Ray for the module's runs (the driver joins a Ray that is already up)."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def trial_json(out: Path, number: int) -> dict:
+    return json.loads((out / "trials" / f"{number:04d}" / "trial.json").read_text())
+
+
+def test_fresh_moves_the_old_run_aside_and_records_carry_their_study(tmp_path, local_ray, cli):
+    """Every trial.json names its study; --fresh moves trials/, study.db, space.yaml aside (nothing deleted)
+    and the new trial 0 is run, not adopted from the old trial 0's record."""
+    space = write_space(tmp_path, methods="[dense]")
+    out = tmp_path / "run"
+    rc, so, se = cli("run", space, "--out", out)
+    assert rc == 0, so + se
+    first = json.loads((out / "study.json").read_text())
+    old0 = trial_json(out, 0)
+    assert old0["study"] == {"name": "integ", "uid": first["uid"]} and old0["status"] == "complete"
+    rc, so, se = cli("run", space, "--out", out, "--fresh")
+    assert rc == 0, so + se
+    [aside] = list(out.glob(".old-*"))
+    assert f"moved to {aside}" in so
+    assert json.loads((aside / "trials" / "0000" / "trial.json").read_text()) == old0  # kept, whole
+    assert (aside / "study.db").is_file() and (aside / "space.yaml").is_file()
+    second = json.loads((out / "study.json").read_text())
+    new0 = trial_json(out, 0)
+    assert second["uid"] != first["uid"] and new0["study"]["uid"] == second["uid"]
+    assert new0["started"] > old0["finished"]  # trained again, not the old record adopted
+    old_study = optuna.load_study(study_name="integ", storage=f"sqlite:///{aside / 'study.db'}")
+    assert old_study.user_attrs["uid"] == first["uid"] and old_study.trials[0].state == S.COMPLETE
+
+
+def test_a_record_of_another_study_is_never_adopted(tmp_path):
+    """A trial left RUNNING (driver killed) whose folder holds a complete trial.json of ANOTHER study is marked
+    interrupted and queued again; with its own study's stamp the same record is adopted as complete."""
+    from smhsearch.job import write_record
+    from smhsearch.search import open_study, plan_run
+    from smhsearch.space import load_space
+
+    space_path = write_space(tmp_path, methods="[dense]")
+    plan = plan_run(load_space(space_path), space_path, tmp_path / "run")
+    metrics = {"val_acc": 0.5, "stored_params": 795010, "throughput": 100.0, "epoch": 1}  # the default objectives
+
+    def resume_with(uid_of_record: str | None) -> optuna.trial.FrozenTrial:
+        study, _ = open_study(plan)
+        t = study.ask()  # RUNNING, as a killed driver leaves it
+        write_record(plan.run_dir / "trials" / f"{t.number:04d}" / "trial.json",
+                     {"number": t.number, "study": {"name": "integ", "uid": uid_of_record or plan.study_uid},
+                      "status": "complete", "metrics": metrics})
+        study, _ = open_study(plan)
+        return study.trials[t.number]
+
+    foreign = resume_with("0123456789abcdef")
+    assert foreign.state == S.FAIL and foreign.user_attrs["interrupted"] is True
+    own = resume_with(None)
+    assert own.state == S.COMPLETE and own.values == [0.5, 795010, 100.0]
+
+
+def test_another_study_in_the_same_folder_is_refused(tmp_path, cli):
+    """The same --out with another space name, or a folder whose storage lost its study: exit 2, nothing touched."""
+    from smhsearch.search import open_study, plan_run
+    from smhsearch.space import load_space
+
+    space_path = write_space(tmp_path, methods="[dense]")
+    out = tmp_path / "run"
+    open_study(plan_run(load_space(space_path), space_path, out))
+    before = snapshot(out)
+    other = write_space(tmp_path, name="other", methods="[dense]")
+    rc, so, se = cli("run", other, "--out", out)
+    assert rc == 2 and "belongs to the study 'integ', not 'other'" in se and "--fresh" in se, so + se
+    assert snapshot(out) == before
+    (out / "study.db").unlink()  # e.g. a relative storage path that now points elsewhere
+    rc, so, se = cli("run", space_path, "--out", out)
+    assert rc == 2 and "which its storage no longer holds" in se, so + se
+    assert not (out / "study.db").exists()
+
+
+@pytest.mark.parametrize("name", ["..", "."])
+def test_a_name_that_escapes_the_runs_folder_is_refused(tmp_path, cli, name):
+    space = tmp_path / "esc.yaml"
+    space.write_text(write_space(tmp_path, methods="[dense]").read_text().replace("name: integ", f"name: '{name}'"))
+    for command in ("check", "run"):
+        rc, so, se = cli(command, space)
+        assert rc == 2 and "name" in se and "not only dots" in se, so + se
+    assert not (tmp_path / "space.yaml").exists()
+
+
+def test_a_relative_storage_path_is_taken_from_the_space_file(tmp_path, monkeypatch):
+    from smhsearch.search import plan_run
+    from smhsearch.space import load_space
+
+    sub = tmp_path / "spaces"
+    sub.mkdir()
+    for storage, expect in [("sqlite:///studies/s.db", f"sqlite:///{sub / 'studies' / 's.db'}"),
+                            ("studies/s.journal", str(sub / "studies" / "s.journal")),
+                            ("sqlite:////abs/s.db", "sqlite:////abs/s.db")]:
+        path = write_space(sub, methods="[dense]", extra=f"storage: {storage}\n")
+        for cwd in (tmp_path, sub):
+            monkeypatch.chdir(cwd)
+            assert plan_run(load_space(path), path).storage_url == expect

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from ..space import Candidate
+from ._binding import stamp
 from ._lock import RunLock
 from ._plan import RunPlan, objective_keys
 from ._study import _searcher, open_study, trials_done
@@ -89,7 +90,7 @@ def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, An
                                   reduction_factor=plan.space.scheduler.reduction_factor)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, space_json=plan.space.as_written(), run_dir=str(plan.run_dir.resolve()),
-                             space_path=str(plan.space_path.resolve())),
+                             space_path=str(plan.space_path.resolve()), study=stamp(plan.space.name, plan.study_uid)),
         {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
     tuner = tune.Tuner(
         trainable,
