@@ -267,3 +267,97 @@ def test_a_relative_storage_path_is_taken_from_the_space_file(tmp_path, monkeypa
         for cwd in (tmp_path, sub):
             monkeypatch.chdir(cwd)
             assert plan_run(load_space(path), path).storage_url == expect
+
+
+# --- 3. every bad input: exit 2, one line, nothing written, bounded time and memory ---------------
+
+def _garbage_idx(d: Path) -> list[str]:
+    (d / "idx").mkdir()
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (d / "idx" / stem).write_bytes(b"\x00\x00\x08\x03\xff\xff\xff\xff\x00\x00\x00\x1c\x00\x00\x00\x1c")  # 4G images, no data
+    return ["train", "mlp", "--method", "dense", "--dataset", "mnist", "--root", "idx", "--epochs", "1"]
+
+
+def _garbage_cifar(d: Path) -> list[str]:
+    (d / "c" / "cifar-10-batches-py").mkdir(parents=True)
+    for f in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"):
+        (d / "c" / "cifar-10-batches-py" / f).write_bytes(b"\x80\x04garbage")
+    return ["train", "resnet8", "--method", "dense", "--dataset", "cifar10", "--root", "c", "--epochs", "1"]
+
+
+def _corrupt_study(d: Path) -> list[str]:
+    (d / "r").mkdir()
+    (d / "r" / "space.yaml").write_text("name: r\nspace: {arch: [mlp], method: [dense]}\n")
+    (d / "r" / "study.db").write_bytes(b"not a database" * 100)
+    return ["pick", "r", "--max-params", "1M"]
+
+
+def _file_as(d: Path, name: str, text: bytes = b"mine") -> Path:
+    (d / name).write_bytes(text)
+    return d / name
+
+
+BAD = {
+    "non-utf8 space": (lambda d: ["check", str(_file_as(d, "s.yaml", b"name: a\n\xff\xfe: 1\n"))], "s.yaml: cannot read"),
+    "a folder as space": (lambda d: ((d / "f.yaml").mkdir(), ["check", "f.yaml"])[1], "f.yaml"),
+    "corrupt idx file": (_garbage_idx, "idx"),
+    "corrupt cifar folder": (_garbage_cifar, "not a readable cifar10 folder"),
+    "budget 1e400": (lambda d: ["compress", "mlp", "--budget", "1e400"], "--budget"),
+    "num-classes 1e11": (lambda d: ["compress", "mlp", "--budget", "50%", "--num-classes", "100000000000"], "--num-classes"),
+    "input-size 64 for a 28 px mlp": (lambda d: ["compress", "mlp", "--budget", "50%", "--input-size", "64"], "--input-size"),
+    "input-size 100000": (lambda d: ["compress", "mlp", "--budget", "50%", "--input-size", "100000"], "--input-size"),
+    "run --out a file": (lambda d: ["run", str(ROOT / "spaces" / "quick.yaml"), "--out", str(_file_as(d, "afile"))], "--out"),
+    "compress --out an existing file": (lambda d: ["compress", "mlp", "--budget", "50%", "--out", str(_file_as(d, "m.st"))],
+                                        "--force"),
+    "pick on a corrupt study.db": (_corrupt_study, "cannot read the study"),
+}
+if not __import__("torch").cuda.is_available():
+    BAD["--device cuda without one"] = (lambda d: ["train", "mlp", "--method", "dense", "--device", "cuda", "--epochs", "1"],
+                                        "--device")
+
+
+def _child(args: list[str], cwd: Path) -> tuple[int, str, float, int]:
+    """(exit status, stderr, CPU seconds, peak RSS in bytes) of the real command as a child process."""
+    p = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)  # this child's own usage (RUSAGE_CHILDREN would sum every child)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, err, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+
+
+@pytest.fixture(scope="module")
+def startup_cpu(tmp_path_factory) -> float:
+    """CPU seconds of starting Python with smhsearch and torch imported: what every command pays before it checks."""
+    _, _, cpu, _ = _child(["-c", "import smhsearch.cli, torch, smhsearch.methods"], tmp_path_factory.mktemp("base"))
+    return cpu
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, case, startup_cpu):
+    make, names = BAD[case]
+    args = make(tmp_path)
+    before = snapshot(tmp_path)
+    rc, err, cpu, rss = _child(["-m", "smhsearch.cli", *args], tmp_path)
+    assert rc == 2, err[-2000:]
+    assert "Traceback" not in err and err.strip().count("\n") == 0 and names in err, err[-2000:]
+    assert snapshot(tmp_path) == before  # nothing written, no stray temporary
+    assert cpu - startup_cpu < 5.0, f"{case}: {cpu:.1f}s CPU beyond a {startup_cpu:.1f}s start"
+    assert rss < 1 << 30, f"{case}: peak RSS {rss / 2**20:.0f} MiB"
+
+
+def test_atomic_write_removes_its_temporary_on_failure(tmp_path):
+    """A writer that fails mid-way (disk full, a bug) leaves the old file whole and no temporary behind."""
+    from smhsearch._atomic import atomic_path
+    from smhsearch.job import write_record
+
+    write_record(tmp_path / "trial.json", {"status": "complete"})
+    looped: dict = {"status": "complete"}
+    looped["self"] = looped
+    with pytest.raises(ValueError, match="Circular reference"):  # json cannot encode it: fails mid-write
+        write_record(tmp_path / "trial.json", looped)
+    assert json.loads((tmp_path / "trial.json").read_text()) == {"status": "complete"}
+    with pytest.raises(OSError), atomic_path(tmp_path / "x.bin") as tmp:
+        tmp.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trial.json"]
