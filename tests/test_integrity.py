@@ -361,3 +361,17 @@ def test_atomic_write_removes_its_temporary_on_failure(tmp_path):
         tmp.write_bytes(b"half")
         raise OSError(28, "No space left on device")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trial.json"]
+
+
+def test_changing_the_objectives_under_a_run_is_refused(tmp_path):
+    """The study's directions are fixed at its start: other objectives would make every later trial fail."""
+    from smhsearch.search import open_study, plan_run
+    from smhsearch.space import load_space
+
+    path = write_space(tmp_path, methods="[dense]", search=", objectives: [accuracy, stored_params]")
+    open_study(plan_run(load_space(path), path, tmp_path / "run"))
+    path = write_space(tmp_path, methods="[dense]", search=", objectives: [accuracy, flops]")
+    with pytest.raises(ValueError, match="search.objectives changed"):
+        open_study(plan_run(load_space(path), path, tmp_path / "run"))
+    path = write_space(tmp_path, methods="[dense]", search=", objectives: [accuracy, stored_params], trials: 5")
+    open_study(plan_run(load_space(path), path, tmp_path / "run"))  # a new trial count is fine

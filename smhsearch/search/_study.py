@@ -97,7 +97,8 @@ def open_study(plan: RunPlan, fresh: bool = False):
         study.set_user_attr("fingerprint", plan.fingerprint())
         study.set_user_attr("objectives", keys)
     elif fp != plan.fingerprint():
-        raise ValueError(f"the space's candidates, dataset or training settings changed since {plan.run_dir} was started; "
+        raise ValueError(f"the space's candidates, dataset, training settings or search.objectives changed since {plan.run_dir} "
+                         "was started; "
                          "run with --fresh to start over, or --out to use another folder")
     S = optuna.trial.TrialState
     interrupted = []
