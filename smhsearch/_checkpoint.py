@@ -10,7 +10,6 @@ with ``map_location="cuda"`` would otherwise hand it CUDA tensors).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,10 @@ def save_checkpoint(path: Path, model: nn.Module, opt, sched, gen: torch.Generat
     """Write the state after ``epoch`` (0-based) atomically: a kill mid-write leaves the previous checkpoint whole."""
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
              "generator": gen.get_state(), "rng": be.rng_state(), "epoch": epoch, "history": history}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    from ._atomic import atomic_path
+
+    with atomic_path(path, fsync=False) as tmp:  # a checkpoint only saves time: no fsync on every epoch
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path, be: Backend, model: nn.Module, opt, sched, gen: torch.Generator) -> tuple[int, list[dict[str, Any]]]:

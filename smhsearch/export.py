@@ -58,12 +58,12 @@ def _write_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike, 
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ._atomic import atomic_path
+
     header = {"format": fmt, "format_version": COMPACT_VERSION, "smhsearch_version": __version__, **meta}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=header)
-    os.chmod(tmp, readable_mode(0o666))  # safetensors writes 0600
-    os.replace(tmp, path)  # a crash mid-write never leaves a half file under the real name
+    with atomic_path(path) as tmp:  # a crash mid-write never leaves a half file under the real name, nor a stray .tmp
+        save_file(state, str(tmp), metadata=header)
+        os.chmod(tmp, readable_mode(0o666))  # safetensors writes 0600
     return path
 
 

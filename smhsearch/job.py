@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
 import time
 import traceback
@@ -72,13 +71,10 @@ def versions() -> dict[str, str]:
 
 def write_record(path: Path, record: dict) -> None:
     """Write a JSON record atomically: a kill mid-write leaves the previous version whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(record, indent=2, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from ._atomic import atomic_path
+
+    with atomic_path(path) as tmp:  # fsynced before the rename: a record cannot be recomputed
+        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
 def build(spec: JobSpec, data) -> tuple[Any, Any]:

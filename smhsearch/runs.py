@@ -110,6 +110,7 @@ def load_run(path: str | Path) -> Run:
     import optuna
 
     from .search import REPORTED, STUDY_FILE, _storage, storage_url
+    from .search._binding import redact
 
     path = Path(path)
     space_file = path / "space.yaml"
@@ -132,8 +133,11 @@ def load_run(path: str | Path) -> Run:
         raise RunError(f"{path} has no study ({STUDY_FILE}); was the run started?")
     try:
         study = optuna.load_study(study_name=space.name, storage=_storage(url))
+        uid = study.user_attrs.get("uid")
     except KeyError:
-        raise RunError(f"{path}: the study {space.name!r} is not in {url}") from None
+        raise RunError(f"{path}: the study {space.name!r} is not in {redact(url)}") from None
+    except Exception as e:  # a corrupt study.db, an unreachable server: one line, never a traceback
+        raise RunError(f"{path}: cannot read the study in {redact(url)}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     records = []
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get("rejected"):  # a sample that named no runnable candidate: never a trial of the run
@@ -143,8 +147,10 @@ def load_run(path: str | Path) -> Run:
         if (folder / "trial.json").is_file():
             try:
                 saved = json.loads((folder / "trial.json").read_text())
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, UnicodeDecodeError, OSError):
                 saved = {}
+            if not isinstance(saved, dict) or (uid is not None and (saved.get("study") or {}).get("uid") != uid):
+                saved = {}  # a corrupt record, or one left by another study: the study's own attrs stand
         config = t.user_attrs.get("config") or saved.get("config") or {}
         metrics = {k: t.user_attrs[k] for k in REPORTED if k in t.user_attrs}
         metrics.update(saved.get("metrics") or {})

@@ -312,6 +312,13 @@ class Space(_Strict):
     resources: ResourcesSpec = ResourcesSpec()
     storage: str | None = Field(default=None, description="SQLAlchemy URL or journal file; default SQLite in the run folder")
 
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder(cls, v: str) -> str:  # the run folder is runs/<name>: "." or ".." would escape it
+        if set(v) == {"."}:
+            raise ValueError(f"{v!r} is not a run folder name (letters, digits, '_', '.', '-', not only dots)")
+        return v
+
     @model_validator(mode="after")
     def _grid_lists(self) -> "Space":
         if self.search.sampler == "grid" and isinstance(self.space.budget, BudgetRange):

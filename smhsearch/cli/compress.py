@@ -67,10 +67,11 @@ def main(args: argparse.Namespace) -> int:
     if args.dry_run:
         return dry_run(args, config)
     refuse_overwrite(args.out, args.force)
-    for name in ("num_classes", "in_channels", "input_size"):
+    # bounds that keep a typo from asking for gigabytes (a 4096 px side is already 200 MB a sample)
+    for name, top in (("num_classes", 1_000_000), ("in_channels", 1_000_000), ("input_size", 4096)):
         value = getattr(args, name)
-        if value is not None and not 1 <= value <= 1_000_000:
-            raise BadInput(f"--{name.replace('_', '-')}: must lie in 1..1000000, but got {value}")
+        if value is not None and not 1 <= value <= top:
+            raise BadInput(f"--{name.replace('_', '-')}: must lie in 1..{top}, but got {value}")
     base, model = build(args.arch, config, args.seed, num_classes=args.num_classes, in_channels=args.in_channels)
     side = args.input_size or MODELS.get(args.arch).default_input_size
     model.set_progress(1.0)  # report the model as it stands after training (gradual pruning finishes)

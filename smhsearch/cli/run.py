@@ -21,7 +21,7 @@ def add(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run (or resume) the search a space describes."""
-    from ..search import plan_run, run_search
+    from ..search import RunLocked, plan_run, run_search
 
     space = load_space(args.space)
     if args.max_trials is not None and args.max_trials < 1:
@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"{space.name}: {plan.target_trials} trials over {len(plan.candidates)} candidates -> {plan.run_dir}", flush=True)
     try:
         summary = run_search(plan, address=args.address, fresh=args.fresh)
-    except ValueError as e:  # e.g. the space changed under an existing run folder
+    except (ValueError, RunLocked) as e:  # the space changed under an existing run folder; another driver holds it
         raise BadInput(str(e)) from None
     print(json.dumps(summary, indent=2, default=str))
     return 0

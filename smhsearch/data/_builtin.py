@@ -100,8 +100,12 @@ def _cifar(name: str, tv_name: str, folder: str, root: Path | None, download: bo
                               f"pass root=DIR holding {folder}/, or download=True when online")
     import torchvision
 
-    tr = getattr(torchvision.datasets, tv_name)(str(root), train=True, download=download)
-    te = getattr(torchvision.datasets, tv_name)(str(root), train=False, download=download)
+    try:  # torchvision checks each file's md5 before unpickling it: a corrupt folder is a RuntimeError here
+        tr = getattr(torchvision.datasets, tv_name)(str(root), train=True, download=download)
+        te = getattr(torchvision.datasets, tv_name)(str(root), train=False, download=download)
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError) as e:
+        raise ValueError(f"{name}: {root / folder} is not a readable {name} folder ({str(e).splitlines()[0]}); "
+                         f"it must hold torchvision's {folder}/ files unchanged") from None
     to_nchw = lambda d: np.ascontiguousarray(d.data.transpose(0, 3, 1, 2))  # noqa: E731
     return dataset_from_arrays(name, to_nchw(tr), np.array(tr.targets), to_nchw(te), np.array(te.targets), mean, std, "crop_flip",
                    classes, val_fraction)

@@ -32,8 +32,8 @@ def write_report(run: "str | os.PathLike | Run", out: str | os.PathLike | None =
         run = load_run(run)
     page = render(report_data(run, acc_key))
     path = Path(out) if out is not None else Path("reports") / f"{run.name}.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    from .._atomic import atomic_path
+
+    with atomic_path(path, fsync=False) as tmp:  # a report can be written again; only the half file is avoided
+        tmp.write_text(page, encoding="utf-8")
     return path

@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 
 from ..space import Candidate
+from ._binding import stamp
+from ._lock import RunLock
 from ._plan import RunPlan, objective_keys
 from ._scheduler import make_scheduler
 from ._study import _searcher, open_study, trials_done
@@ -57,7 +59,15 @@ class _Progress:
 
 
 def run_search(plan: RunPlan, address: str | None = None, fresh: bool = False) -> dict[str, Any]:
-    """Run (or resume) the search of ``plan``; returns a summary of the study."""
+    """Run (or resume) the search of ``plan``; returns a summary of the study.
+
+    The run folder is locked for the whole call (:class:`RunLock`): a second driver is refused
+    with :class:`RunLocked` before it changes anything."""
+    with RunLock(plan.run_dir):
+        return _run_locked(plan, address, fresh)
+
+
+def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, Any]:
     import ray
     from ray import tune
 
@@ -77,7 +87,7 @@ def run_search(plan: RunPlan, address: str | None = None, fresh: bool = False) -
     scheduler = make_scheduler(plan.space)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, space_json=plan.space.as_written(), run_dir=str(plan.run_dir.resolve()),
-                             space_path=str(plan.space_path.resolve())),
+                             space_path=str(plan.space_path.resolve()), study=stamp(plan.space.name, plan.study_uid)),
         {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
     tuner = tune.Tuner(
         trainable,

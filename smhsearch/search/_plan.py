@@ -26,6 +26,7 @@ class RunPlan:
     candidates: list[Candidate]
     target_trials: int
     structured: Any = None  # the StructuredSpace trials sample (._params)
+    study_uid: str | None = None  # set when the study is opened (see _binding)
 
     @property
     def storage_url(self) -> str:
@@ -53,6 +54,10 @@ def plan_run(space: Space, space_path: Path, out: Path | None = None, max_trials
         target = min(target, len(candidates))
     if max_trials is not None:
         target = min(target, max_trials)
+    if space.storage:  # a relative storage path means the same file from wherever the run is started
+        from ._binding import resolve_storage
+
+        space = space.model_copy(update={"storage": resolve_storage(space.storage, space_path.resolve().parent)})
     return RunPlan(space, space_path, out or Path("runs") / space.name, candidates, target, structured)
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from ._binding import bind, check_before_open, move_aside, record_of
 from ._plan import RunPlan, _sampler, _storage, objective_keys
 
 log = logging.getLogger(__name__)
@@ -22,9 +22,9 @@ def _searcher_class():
         """OptunaSearch that tells each trial its number, and records outcomes faithfully:
         errors as FAIL (not as complete with partial metrics), early stops as PRUNED, metrics as user attrs."""
 
-        def __init__(self, *args: Any, run_dir: str, epochs: int, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, run_dir: str, epochs: int, study_uid: str | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._run_dir, self._epochs = Path(run_dir), epochs
+            self._run_dir, self._epochs, self._study_uid = Path(run_dir), epochs, study_uid
 
         def suggest(self, trial_id: str):
             import optuna
@@ -47,8 +47,8 @@ def _searcher_class():
             if trial_id in self._completed_trials or trial_id not in self._ot_trials:
                 return
             ot_trial = self._ot_trials[trial_id]
+            record = record_of(self._run_dir, ot_trial.number, self._study_uid)  # {} for another study's file
             record_path = self._run_dir / "trials" / f"{ot_trial.number:04d}" / "trial.json"
-            record = json.loads(record_path.read_text()) if record_path.is_file() else {}
             for k, v in (result or {}).items():
                 if k in REPORTED:
                     ot_trial.set_user_attr(k, v)
@@ -82,7 +82,7 @@ def _searcher(plan: RunPlan, storage):
     keys, modes = objective_keys(plan.space)
     return _searcher_class()(space=plan.structured, metric=keys, mode=modes, sampler=_sampler(plan),
                              study_name=plan.space.name, storage=storage, run_dir=str(plan.run_dir.resolve()),
-                             epochs=plan.space.train.epochs)
+                             epochs=plan.space.train.epochs, study_uid=plan.study_uid)
 
 
 def open_study(plan: RunPlan, fresh: bool = False):
@@ -90,26 +90,26 @@ def open_study(plan: RunPlan, fresh: bool = False):
     import optuna
 
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    storage = _storage(plan.storage_url)
-    if fresh:
-        try:
-            optuna.delete_study(study_name=plan.space.name, storage=storage)
-        except KeyError:
-            pass
+    if fresh:  # nothing is deleted: the old files and study are moved aside
+        move_aside(plan.run_dir, plan.space.name, plan.storage_url, default_sqlite=not plan.space.storage)
+    storage = check_before_open(plan.run_dir, plan.space.name, lambda: _storage(plan.storage_url),
+                                default_sqlite=not plan.space.storage)
     keys, modes = objective_keys(plan.space)
     study = optuna.create_study(study_name=plan.space.name, storage=storage, load_if_exists=True,
                                 directions=["maximize" if m == "max" else "minimize" for m in modes])
+    plan.study_uid = bind(plan.run_dir, study)
     fp = study.user_attrs.get("fingerprint")
     if fp is None:
         study.set_user_attr("fingerprint", plan.fingerprint())
         study.set_user_attr("objectives", keys)
     elif fp != plan.fingerprint():
-        raise ValueError(f"the space's candidates, dataset or training settings changed since {plan.run_dir} was started; "
+        raise ValueError(f"the space's candidates, dataset, training settings or search.objectives changed since {plan.run_dir} "
+                         "was started; "
                          "run with --fresh to start over, or --out to use another folder")
     S = optuna.trial.TrialState
     interrupted = []
     for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)):
-        finished = _finished_record(plan, t.number, keys)
+        finished = _finished_record(plan, t.number, keys, plan.study_uid)
         if finished is not None:  # the trial finished and wrote its record, but the driver died before telling the study
             for k, v in finished.items():
                 if k in REPORTED:
@@ -136,13 +136,10 @@ def open_study(plan: RunPlan, fresh: bool = False):
     return study, storage
 
 
-def _finished_record(plan: RunPlan, number: int, keys: list[str]) -> dict[str, Any] | None:
-    """The final metrics a trial wrote to its trial.json, when it completed every epoch; else None."""
-    path = plan.run_dir / "trials" / f"{number:04d}" / "trial.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+def _finished_record(plan: RunPlan, number: int, keys: list[str], uid: str | None) -> dict[str, Any] | None:
+    """The final metrics a trial of the study ``uid`` wrote to its trial.json, when it completed every epoch; else None
+    (a record of another study, left in the folder, is never adopted)."""
+    record = record_of(plan.run_dir, number, uid)
     metrics = record.get("metrics") or {}
     if record.get("status") != "complete" or int(metrics.get("epoch", 0)) < plan.space.train.epochs:
         return None

@@ -18,7 +18,7 @@ def trial_spec(space: Space, space_path: Path, cand: Candidate):
                    train=space.train_config(cand.method))
 
 
-def run_trial(config: dict, space_json: str, run_dir: str, space_path: str) -> None:
+def run_trial(config: dict, space_json: str, run_dir: str, space_path: str, study: dict | None = None) -> None:
     """One trial, inside a Ray worker: the job of its candidate, reporting every epoch to Ray Tune."""
     import torch
     from ray import tune
@@ -29,7 +29,8 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str) -> N
 
     number = int(config["_number"])
     record_path = Path(run_dir) / "trials" / f"{number:04d}" / "trial.json"
-    record: dict[str, Any] = {"number": number, "config": config.get("_candidate")}
+    # the study stamp binds the record to its study: a resume never adopts another study's record
+    record: dict[str, Any] = {"number": number, "study": study, "config": config.get("_candidate")}
     try:
         raw = json.loads(space_json)
         load_plugins(raw.get("plugins") or [])  # a worker is a fresh process: user methods register here too
