@@ -171,7 +171,12 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
     if isinstance(model, CompressedModel):  # what the method resolved the budget to (SMH's n and M, width's alpha, ...)
         rec["method_details"] = {k: v for k, v in model.describe().items() if not isinstance(v, (list, dict))}
     if on_start is not None:
-        on_start(static)
+        try:
+            on_start(static)
+        except Exception as e:  # refused by the caller (a search's min_throughput): the record keeps what was measured
+            rec.update(status="failed", error=f"{type(e).__name__}: {e}", finished=time.time())
+            save()
+            raise
     save()
     try:
 

@@ -279,7 +279,7 @@ def test_adamw_trains_and_decays_decoupled(small):
     lr, wd, bs = 1e-3, 0.05, 64
     model = _WithIdleWeight()
     idle0 = model.idle.detach().clone()
-    _, loss0 = evaluate(model, small.val, device="cpu")
+    _, loss0 = evaluate(model, small.val)
     cfg = TrainConfig(epochs=1, batch_size=bs, optimizer="adamw", lr=lr, weight_decay=wd, schedule="constant", eval_batch_size=2000)
     r = train(model, small, cfg, progress=False)
     assert r.history[0].val_loss < 0.6 * loss0 and r.test_acc > 0.7  # chance: 0.10, loss ln 10
