@@ -197,6 +197,7 @@ def pick(trials: Iterable[TrialRecord], constraints: Constraints, acc_key: str =
 class PublishedPoint:
     dataset: str
     arch: str
+    family: str
     series: str
     params: float
     accuracy: float  # percent
@@ -214,17 +215,20 @@ def load_baselines() -> list[PublishedPoint]:
             continue
         with entry.open(newline="") as f:
             for row in csv.DictReader(f):
-                out.append(PublishedPoint(row["dataset"], row["arch"], row["series"], float(row["params"]), float(row["accuracy"]),
+                out.append(PublishedPoint(row["dataset"], row["arch"], row["family"], row["series"], float(row["params"]), float(row["accuracy"]),
                                           row["source"], row["where"], row.get("note", ""), entry.name))
     return out
 
 
-def published_points(dataset: str, archs: Iterable[str]) -> list[PublishedPoint]:
-    """The published points for ``dataset`` whose architecture is of the same family as one of ``archs``."""
-    from .models import MODELS
+def published_points(dataset: str, archs: Iterable[str], families: dict[str, str] | None = None) -> list[PublishedPoint]:
+    """The published points for ``dataset`` whose architecture is of the same family as one of ``archs``.
 
-    def family(name: str) -> str | None:
-        return MODELS.get(name).family if name in MODELS else None
+    ``families`` maps each of ``archs`` to its family (a run records them, so a report needs no
+    torch); without it the architecture registry is asked.
+    """
+    if families is None:
+        from .models import MODELS
 
-    families = {family(a) for a in archs} - {None}
-    return [p for p in load_baselines() if p.dataset == dataset and family(p.arch) in families]
+        families = {a: MODELS.get(a).family for a in archs if a in MODELS}
+    wanted = {families.get(a) for a in archs} - {None}
+    return [p for p in load_baselines() if p.dataset == dataset and p.family in wanted]

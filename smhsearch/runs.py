@@ -5,18 +5,28 @@ interrupted); ``trials/<n>/trial.json`` holds its metrics, history and error. A 
 whose folder is missing (a cluster whose run folder is not shared) falls back to the
 metrics the study keeps as user attributes. ``report``, ``pick`` and ``export`` all read
 a run through :func:`load_run`.
+
+Reading a run is light: it imports neither torch nor the space schema (whose methods
+need torch). The run's settings come from ``run.json``, the space as the driver
+validated it and its architectures' families; :attr:`Run.space`, the validated :class:`~smhsearch.space.Space`,
+is built only when asked for (``export`` needs it). A run written before that file
+existed is validated once on load instead.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .space import Candidate, Space
+from ._storage import REPORTED, RESOLVED_FILE, STUDY_FILE, open_storage, redact, storage_url
 
-# The study's states, as the user reads them.
+if TYPE_CHECKING:
+    from .space import Space
+
+AXES = ("arch", "method", "budget", "scope", "scale")  # a trial config's own keys; the rest are method options
 
 
 class RunError(ValueError):
@@ -37,7 +47,7 @@ class TrialRecord:
 
     @property
     def label(self) -> str:
-        return Candidate.from_params(self.config).label() if self.config else f"trial {self.number}"
+        return trial_label(self.config) if self.config else f"trial {self.number}"
 
     @property
     def arch(self) -> str:
@@ -64,20 +74,39 @@ class TrialRecord:
                 **self.metrics, "error": self.error}
 
 
+def trial_label(config: dict[str, Any]) -> str:
+    """``resnet8 smh@25% (all/learnable)``: what :meth:`smhsearch.space.Candidate.label` says, from a trial's config."""
+    options = sorted((k, v) for k, v in config.items() if k not in AXES)
+    extra = "/".join([str(config[k]) for k in ("scope", "scale") if config.get(k)] + [f"{k}={v}" for k, v in options])
+    budget = config.get("budget")
+    return f"{config.get('arch')} {config.get('method')}" + (f"@{budget}" if budget is not None else "") + \
+        (f" ({extra})" if extra else "")
+
+
 @dataclass
 class Run:
     path: Path
     name: str
-    space: Space
+    settings: dict[str, Any]  # the space as validated, plain JSON (every default filled in)
     trials: list[TrialRecord]
+    families: dict[str, str] | None = None  # arch -> family, as the driver recorded them (None: ask the registry)
 
     @property
     def dataset(self) -> str:
-        return self.space.dataset.name
+        return self.settings["dataset"]["name"]
 
     @property
     def epochs(self) -> int:
-        return self.space.train.epochs
+        return self.settings["train"]["epochs"]
+
+    @property
+    def training(self) -> dict[str, Any]:
+        return dict(self.settings["train"])
+
+    @cached_property
+    def space(self) -> "Space":
+        """The run's validated space (imports the schema, methods and torch: only ``export`` needs it)."""
+        return _validate(self.path / "space.yaml")
 
     def trial(self, number: int) -> TrialRecord:
         for t in self.trials:
@@ -109,33 +138,26 @@ def load_run(path: str | Path) -> Run:
     """Every trial of the run folder ``path`` (made by ``smhsearch run``), in trial order."""
     import optuna
 
-    from .search import REPORTED, STUDY_FILE, _storage, storage_url
-    from .search._binding import redact
-
     path = Path(path)
     space_file = path / "space.yaml"
     if not path.is_dir():
         raise RunError(f"no run folder at {path} (smhsearch run writes runs/<space name>)")
     if not space_file.is_file():
         raise RunError(f"{path} is not a run folder: it has no space.yaml (smhsearch run writes one)")
-    import yaml
-
-    from .plugins import load_plugins
-
-    try:
-        raw = yaml.safe_load(space_file.read_text())
-        load_plugins(raw.get("plugins") or [])
-        space = Space.model_validate(raw)
-    except Exception as e:
-        raise RunError(f"{space_file}: not a space this smhsearch reads: {e}") from None
-    url = storage_url(space, path)
-    if not space.storage and not (path / STUDY_FILE).is_file():
+    resolved, space = _resolved(path), None
+    if resolved is None:  # a run from before run.json: validate its space.yaml (imports torch)
+        space = _validate(space_file)
+        resolved = {"space": json.loads(space.model_dump_json()), "families": None}
+    settings = resolved["space"]
+    name = settings["name"]
+    url = storage_url(settings.get("storage"), path)
+    if not settings.get("storage") and not (path / STUDY_FILE).is_file():
         raise RunError(f"{path} has no study ({STUDY_FILE}); was the run started?")
     try:
-        study = optuna.load_study(study_name=space.name, storage=_storage(url))
+        study = optuna.load_study(study_name=name, storage=open_storage(url, read_only=True))
         uid = study.user_attrs.get("uid")
     except KeyError:
-        raise RunError(f"{path}: the study {space.name!r} is not in {redact(url)}") from None
+        raise RunError(f"{path}: the study {name!r} is not in {redact(url)}") from None
     except Exception as e:  # a corrupt study.db, an unreachable server: one line, never a traceback
         raise RunError(f"{path}: cannot read the study in {redact(url)}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     records = []
@@ -161,4 +183,34 @@ def load_run(path: str | Path) -> Run:
         records.append(TrialRecord(number=t.number, status=status, config=dict(config), metrics=metrics, error=error,
                                    history=saved.get("history") or [], folder=folder if folder.is_dir() else None,
                                    device=saved.get("device"), details=saved.get("method_details") or {}))
-    return Run(path=path, name=space.name, space=space, trials=records)
+    run = Run(path=path, name=name, settings=settings, trials=records, families=resolved["families"])
+    if space is not None:
+        run.__dict__["space"] = space  # already validated: the cached property need not do it again
+    return run
+
+
+def _resolved(path: Path) -> dict[str, Any] | None:
+    file = path / RESOLVED_FILE
+    if not file.is_file():
+        return None
+    try:
+        resolved = json.loads(file.read_text())
+        space = resolved["space"]
+        space["name"], space["dataset"]["name"], space["train"]["epochs"], dict(resolved["families"])  # noqa: B018  (what a read needs)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{file}: not the run record smhsearch run writes ({type(e).__name__}: {e})") from None
+    return resolved
+
+
+def _validate(space_file: Path) -> "Space":
+    import yaml
+
+    from .plugins import load_plugins
+    from .space import Space
+
+    try:
+        raw = yaml.safe_load(space_file.read_text())
+        load_plugins(raw.get("plugins") or [])
+        return Space.model_validate(raw)
+    except Exception as e:
+        raise RunError(f"{space_file}: not a space this smhsearch reads: {e}") from None

@@ -54,7 +54,8 @@ class _Strict(BaseModel):
 
 class DatasetSpec(_Strict):
     name: str = "fashion-mnist-small"
-    root: str | None = None
+    root: str | None = Field(default=None, description="the dataset's folder; a relative one is taken from the current directory")
+    download: bool = Field(default=False, description="fetch the files into root when missing (datasets whose loader downloads)")
     resolution: int | None = Field(default=None, gt=0, description="input side; default: the dataset's own")
 
     @field_validator("name")
@@ -73,7 +74,22 @@ class DatasetSpec(_Strict):
                              "(use method width_res to up-sample inputs)")
         if self.root is not None and self.name in EMBEDDED:
             raise ValueError(f"root does not apply to {self.name}: it reads no files")
+        if self.download:
+            able = downloadable()
+            if self.name not in able:
+                raise ValueError(f"download: {self.name}'s loader cannot download; datasets that can: {', '.join(able)}")
+            if self.root is None:
+                raise ValueError(f"download: needs dataset.root, the folder to put {self.name}'s files in")
         return self
+
+
+def downloadable() -> list[str]:
+    """Datasets whose loader takes ``download`` (torchvision's MNIST, Fashion-MNIST and CIFAR ones; a plugin's may too)."""
+    import inspect
+
+    from .data import DATASETS
+
+    return [n for n in DATASETS.names() if "download" in inspect.signature(DATASETS.get(n)).parameters]
 
 
 def _train_spec() -> type[BaseModel]:
@@ -437,6 +453,7 @@ def load_space(path: str | Path, check_data: bool = True) -> Space:
         space = Space.model_validate(raw)
     except ValidationError as e:
         raise SpaceError("\n".join(_error_lines(path, e))) from None
+    space = _absolute_root(space)
     if check_data:
         _check_dataset(space, path)
     _check_feasible(space, path)
@@ -474,15 +491,22 @@ def _error_lines(path: Path, e: ValidationError) -> list[str]:
     return lines
 
 
-def dataset_root(space: Space, path: Path) -> Path | None:
-    """The dataset root as an absolute path: relative roots are taken from the working
-    directory, or else from the space file's folder (trials run in folders of their own)."""
+def dataset_root(space: Space) -> Path | None:
+    """The dataset root as an absolute path; a relative root is taken from the current directory.
+
+    :func:`load_space` applies this once, where the user stands, so the run's space.yaml and
+    every trial (which runs in a folder of its own) carry the absolute root.
+    """
     if not space.dataset.root:
         return None
-    root = Path(space.dataset.root).expanduser()
-    if root.is_absolute():
-        return root
-    return root.resolve() if root.exists() else (path.parent / root).resolve()
+    return Path(space.dataset.root).expanduser().resolve()
+
+
+def _absolute_root(space: Space) -> Space:
+    root = dataset_root(space)
+    if root is None or str(root) == space.dataset.root:
+        return space
+    return space.model_copy(update={"dataset": space.dataset.model_copy(update={"root": str(root)})})
 
 
 def _check_dataset(space: Space, path: Path) -> None:
@@ -491,10 +515,14 @@ def _check_dataset(space: Space, path: Path) -> None:
 
     if space.dataset.name in EMBEDDED:
         return
+    # with download: true this fetches the files, once, here in the driver (not in every trial at once)
+    kw = {"download": True} if space.dataset.download else {}
     try:
-        load_dataset(space.dataset.name, dataset_root(space, path))
+        load_dataset(space.dataset.name, dataset_root(space), **kw)
     except DatasetNotFound as e:
         raise SpaceError(f"{path}: dataset.root: {e}") from None
+    except OSError as e:  # a download that could not reach its server, a root that cannot be written
+        raise SpaceError(f"{path}: dataset.download: could not fetch {space.dataset.name} into {space.dataset.root}: {e}") from None
 
 
 def _allowed_keys(parent: str) -> list[str]:

@@ -138,6 +138,26 @@ def quick_run(tmp_path_factory) -> Path:
     return out
 
 
+TINY_SPACE = """\
+name: tiny
+dataset: {name: fashion-mnist-small}
+train: {epochs: 1, batch_size: 128}
+space: {arch: [resnet8], method: [dense]}
+search: {sampler: grid, trials: 1}
+resources: {cpus_per_trial: 1}
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A real one-trial, one-epoch run (dense ResNet-8 on the embedded data; about a minute, mostly Ray starting)."""
+    base = tmp_path_factory.mktemp("tiny")
+    (base / "tiny.yaml").write_text(TINY_SPACE)
+    r = smhsearch_cli("run", str(base / "tiny.yaml"), "--out", str(base / "run"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return base / "run"
+
+
 def pytest_collection_modifyitems(config, items):
     """``gpu`` tests skip, saying why, where no CUDA device is visible (they run with ``pytest -m gpu``)."""
     if torch.cuda.is_available():

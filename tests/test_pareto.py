@@ -110,6 +110,7 @@ def test_every_published_point_names_a_registered_arch_a_source_and_a_plausible_
     assert len(pts) >= 90
     for p in pts:
         assert p.arch in MODELS, p
+        assert p.family == MODELS.get(p.arch).family, p  # the column a report matches on, without the registry
         assert p.dataset in {"cifar10", "imagenet", "mnist"}
         assert 0 < p.accuracy < 100 and p.params > 0 and p.source and p.where
     # the overlay matches on dataset and architecture family

@@ -73,5 +73,5 @@ def report_data(run: Run, acc_key: str = "val_acc") -> ReportData:
         counts[t.status] = counts.get(t.status, 0) + 1
     return ReportData(name=run.name, run_path=str(run.path), dataset=run.dataset, epochs=run.epochs, acc_key=acc_key,
                       trials=list(run.trials), fronts=fronts, hypervolumes=hv, references=refs,
-                      published=pareto.published_points(run.dataset, {t.arch for t in run.trials}), counts=counts,
-                      training=run.space.train.model_dump())
+                      published=pareto.published_points(run.dataset, {t.arch for t in run.trials}, run.families), counts=counts,
+                      training=run.training)

@@ -2,7 +2,9 @@
 
 Run folder (``runs/<name>`` by default)::
 
-    space.yaml       the space as run (resolved)
+    space.yaml       the space as run (the keys its file set: what re-validates to the same space)
+    run.json         the space with every default filled in and each architecture's family: what
+                     `report` and `pick` read, so they import neither the schema nor torch
     study.db         the Optuna study (SQLite; or the space's ``storage``): the record of truth
     trials/<n>/      trial.json (config, seed, versions, device, metrics, status) and model.safetensors
                      (the compact file of a compressed model; the dense weights of a dense one)

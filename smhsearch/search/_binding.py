@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .._storage import redact  # noqa: F401  (re-exported: the search's callers)
 from ._plan import STUDY_FILE
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,6 @@ RUN_FILES = ("trials", "space.yaml", BINDING_FILE, STUDY_FILE, f"{STUDY_FILE}-jo
 
 class RunMismatch(ValueError):
     """The run folder belongs to another study than the one this run would open."""
-
-
-def redact(text: str | None) -> str:
-    """``text`` with the password of any URL in it replaced by ``***`` (what may be printed or saved)."""
-    import re
-
-    return re.sub(r"(\w[\w+.-]*://[^:/@\s]*):[^@\s]*@", r"\1:***@", text or "")
 
 
 def resolve_storage(url: str | None, base: Path) -> str | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from .._storage import RESOLVED_FILE
 from ..space import Candidate
 from ._binding import stamp
 from ._lock import RunLock
@@ -58,6 +59,15 @@ class _Progress:
         return Progress()
 
 
+def _write_resolved(plan: RunPlan) -> None:
+    """What `report` and `pick` read instead of validating the space and asking the registry (both import torch)."""
+    from ..models import MODELS
+
+    families = {c.arch: MODELS.get(c.arch).family for c in plan.candidates if c.arch in MODELS}
+    resolved = {"space": json.loads(plan.space.model_dump_json()), "families": families}
+    (plan.run_dir / RESOLVED_FILE).write_text(json.dumps(resolved, indent=1, sort_keys=True))
+
+
 def run_search(plan: RunPlan, address: str | None = None, fresh: bool = False) -> dict[str, Any]:
     """Run (or resume) the search of ``plan``; returns a summary of the study.
 
@@ -73,6 +83,7 @@ def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, An
 
     study, storage = open_study(plan, fresh)
     (plan.run_dir / "space.yaml").write_text(yaml.safe_dump(json.loads(plan.space.as_written()), sort_keys=False))
+    _write_resolved(plan)
     done = trials_done(study)
     remaining = plan.target_trials - done
     if remaining <= 0:

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._storage import STUDY_FILE, open_storage  # noqa: F401  (STUDY_FILE: re-exported by search)
+from .._storage import storage_url as _url
 from ..space import OBJECTIVES, Candidate, Space, dataset_model_kwargs
-
-STUDY_FILE = "study.db"
 
 
 def storage_url(space: Space, run_dir: Path) -> str:
     """Where a run's study lives: the space's ``storage``, or the SQLite file in the run folder."""
-    return space.storage or f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
+    return _url(space.storage, run_dir)
 
 
 @dataclass
@@ -78,14 +78,7 @@ def _sizes_and_caps(space: Space) -> tuple[dict[str, int], dict[str, int | None]
 
 
 def _storage(url: str):
-    import optuna
-
-    if url.endswith((".log", ".journal")) and "://" not in url:
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        return JournalStorage(JournalFileBackend(url))
-    return optuna.storages.RDBStorage(url)
+    return open_storage(url)
 
 
 def _sampler(plan: RunPlan):

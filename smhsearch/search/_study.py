@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ._binding import bind, check_before_open, move_aside, record_of
+from .._storage import REPORTED
 from ._plan import RunPlan, _sampler, _storage, objective_keys
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,6 @@ def _searcher_class():
                 log.warning("could not record trial %d in the study: %s", ot_trial.number, e)
 
     return Searcher
-
-
-REPORTED = ("val_acc", "test_acc", "best_val_acc", "stored_params", "virtual_params", "flops", "throughput", "epoch",
-            "compact_bytes", "input_size")
 
 
 def _searcher(plan: RunPlan, storage):

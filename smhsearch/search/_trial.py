@@ -13,7 +13,7 @@ def trial_spec(space: Space, space_path: Path, cand: Candidate):
     from ..job import JobSpec
 
     return JobSpec(arch=cand.arch, method=cand.method_config(space.train.seed), dataset=space.dataset.name,
-                   root=dataset_root(space, space_path),
+                   root=dataset_root(space),
                    dataset_kwargs={"size": space.dataset.resolution} if space.dataset.resolution else {},
                    train=space.train_config(cand.method))
 
