@@ -41,3 +41,11 @@ def atomic_path(path: str | os.PathLike, fsync: bool = True) -> Iterator[Path]:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def write_record(path: Path, record: dict) -> None:
+    """Write a JSON record atomically: a kill mid-write leaves the previous version whole."""
+    import json
+
+    with atomic_path(path) as tmp:  # fsynced before the rename: a record cannot be recomputed
+        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")

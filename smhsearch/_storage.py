@@ -45,3 +45,16 @@ def redact(text: str | None) -> str:
     import re
 
     return re.sub(r"(\w[\w+.-]*://[^:/@\s]*):[^@\s]*@", r"\1:***@", text or "")
+
+
+def resolve_storage(url: str | None, base: Path) -> str | None:
+    """``url`` with a relative file path (journal file or ``sqlite:///relative.db``) made absolute from ``base``."""
+    if not url:
+        return url
+    if "://" not in url:
+        path = Path(url).expanduser()
+        return str(path if path.is_absolute() else (base / path).resolve())
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+        rel = url[len("sqlite:///"):]
+        return f"sqlite:///{(base / rel).resolve()}"
+    return url

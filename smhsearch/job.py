@@ -18,7 +18,6 @@ compact file of a compressed model or the weights of a dense one.
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import time
 import traceback
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .methods import MethodConfig
+from ._atomic import write_record  # noqa: F401  (re-exported: the job's record writer)
 from .train import EpochMetrics, TrainConfig, TrainResult
 
 
@@ -67,14 +67,6 @@ def versions() -> dict[str, str]:
     from ._version import __version__
 
     return {"smhsearch": __version__, "torch": torch.__version__, "python": platform.python_version()}
-
-
-def write_record(path: Path, record: dict) -> None:
-    """Write a JSON record atomically: a kill mid-write leaves the previous version whole."""
-    from ._atomic import atomic_path
-
-    with atomic_path(path) as tmp:  # fsynced before the rename: a record cannot be recomputed
-        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
 def build(spec: JobSpec, data) -> tuple[Any, Any]:

@@ -147,7 +147,7 @@ class SpeedPhase:
 
     def measure(self, model: nn.Module, input_shape: Sequence[int], batch_size: int = BATCH) -> dict[str, Any]:
         """The cached figure of ``model``'s deployed architecture, or a new one measured alone on the device."""
-        from .job import write_record
+        from ._atomic import write_record
 
         net = deployed(model)
         path = self.folder / f"{self.key(net, input_shape, batch_size)}.json"

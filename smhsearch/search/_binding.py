@@ -23,8 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .._storage import redact  # noqa: F401  (re-exported: the search's callers)
-from ._plan import STUDY_FILE
+from .._storage import redact, resolve_storage  # noqa: F401  (re-exported: the search's callers)
+from .._storage import STUDY_FILE
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +34,6 @@ RUN_FILES = ("trials", "space.yaml", BINDING_FILE, STUDY_FILE, f"{STUDY_FILE}-jo
 
 class RunMismatch(ValueError):
     """The run folder belongs to another study than the one this run would open."""
-
-
-def resolve_storage(url: str | None, base: Path) -> str | None:
-    """``url`` with a relative file path (journal file or ``sqlite:///relative.db``) made absolute from ``base``."""
-    if not url:
-        return url
-    if "://" not in url:
-        path = Path(url).expanduser()
-        return str(path if path.is_absolute() else (base / path).resolve())
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
-        rel = url[len("sqlite:///"):]
-        return f"sqlite:///{(base / rel).resolve()}"
-    return url
 
 
 def read_binding(run_dir: Path) -> dict[str, Any] | None:

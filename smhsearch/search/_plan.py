@@ -55,7 +55,7 @@ def plan_run(space: Space, space_path: Path, out: Path | None = None, max_trials
     if max_trials is not None:
         target = min(target, max_trials)
     if space.storage:  # a relative storage path means the same file from wherever the run is started
-        from ._binding import resolve_storage
+        from .._storage import resolve_storage
 
         space = space.model_copy(update={"storage": resolve_storage(space.storage, space_path.resolve().parent)})
     return RunPlan(space, space_path, out or Path("runs") / space.name, candidates, target, structured)

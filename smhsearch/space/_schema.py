@@ -1,27 +1,5 @@
-"""YAML search spaces: a validated schema, turned into trial candidates.
+"""The space schema: pydantic models of every section, method entries from the registry, and Candidate."""
 
-A space names what to compare (architectures x budgets x methods x scopes x scales,
-and each method's own options), how to train each trial, how to search and schedule,
-and where to store the study::
-
-    name: quick
-    dataset: {name: fashion-mnist-small}
-    train: {epochs: 3, batch_size: 128, lr: 0.05}
-    space:
-      arch: [resnet8]
-      budget: ["10%", "25%"]
-      method: [dense, smh, hashed2, {name: hashednets, per_layer: true, hashes: [1, 2]}, width]
-      scale: [fixed, learnable]
-    search: {sampler: grid}
-    scheduler: {kind: pareto, grace_period: 1, reduction_factor: 2}
-    resources: {cpus_per_trial: 1}
-
-Nothing here is a second table of methods: the method names, which axes each reads
-and which options a method entry may set come from the method registry
-(``smhsearch.methods._schema``), and ``train`` is :class:`smhsearch.train.TrainConfig`'s
-fields. Bad input is a :class:`SpaceError` naming the file, the key and the allowed
-values; the CLI turns it into exit status 2 before anything is written.
-"""
 
 from __future__ import annotations
 
@@ -29,16 +7,14 @@ import dataclasses
 import itertools
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_serializer, model_validator
 
-from ._budget import Budget
-from .methods import MethodConfig
-from .methods._schema import AXES, DENSE, build_config, method_names, resolve, space_options, unknown_method
-from .train import TrainConfig
+from .._budget import Budget
+from ..methods import MethodConfig
+from ..methods._schema import AXES, DENSE, build_config, method_names, resolve, space_options, unknown_method
+from ..train import TrainConfig
 
 OBJECTIVES = {"accuracy": "max", "stored_params": "min", "throughput": "max", "flops": "min"}
 EMBEDDED = ("fashion-mnist-small", "synthetic")  # datasets that read no files
@@ -61,7 +37,7 @@ class DatasetSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
-        from .data import DATASETS
+        from ..data import DATASETS
 
         if v not in DATASETS:
             raise ValueError(DATASETS.unknown_message(v))
@@ -87,7 +63,7 @@ def downloadable() -> list[str]:
     """Datasets whose loader takes ``download`` (torchvision's MNIST, Fashion-MNIST and CIFAR ones; a plugin's may too)."""
     import inspect
 
-    from .data import DATASETS
+    from ..data import DATASETS
 
     return [n for n in DATASETS.names() if "download" in inspect.signature(DATASETS.get(n)).parameters]
 
@@ -201,7 +177,7 @@ class SpaceSpec(_Strict):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, v: list[str]) -> list[str]:
-        from .models import MODELS
+        from ..models import MODELS
 
         for a in v:
             if a not in MODELS:
@@ -233,7 +209,7 @@ class SpaceSpec(_Strict):
     @field_validator("scope")
     @classmethod
     def _scopes(cls, v: list) -> list:
-        from .methods._targets import parse_scope
+        from ..methods._targets import parse_scope
 
         return [parse_scope(x) for x in v]  # rules become ScopeRule values: hashable, so candidates stay distinct in sets
 
@@ -416,7 +392,7 @@ class Candidate:
 
     @classmethod
     def from_params(cls, d: dict[str, Any]) -> "Candidate":
-        from .methods._targets import parse_scope
+        from ..methods._targets import parse_scope
 
         if isinstance(d.get("scope"), dict):  # a scope rule, as JSON records it
             d = {**d, "scope": parse_scope(d["scope"])}
@@ -424,217 +400,10 @@ class Candidate:
         return cls(**{k: v for k, v in d.items() if k in own}, options=tuple(sorted((k, v) for k, v in d.items() if k not in own)))
 
     def label(self) -> str:
-        from .methods._targets import scope_label
+        from ..methods._targets import scope_label
 
         parts = ([scope_label(self.scope)] if self.scope else []) + ([self.scale] if self.scale else [])
         extra = "/".join(parts + [f"{k}={v}" for k, v in self.options])
         return f"{self.arch} {self.method}" + (f"@{self.budget}" if self.budget is not None else "") + (f" ({extra})" if extra else "")
 
 
-def _format_loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-")))
-
-
-def load_space(path: str | Path, check_data: bool = True) -> Space:
-    """Read and validate a space file; :class:`SpaceError` names the file, key and allowed values.
-
-    ``check_data=False`` skips looking for the dataset's files (to validate a space on a
-    machine that does not hold its data); every other check still runs.
-    """
-    from .plugins import PluginError, load_plugins
-
-    path = Path(path)
-    raw = _read_yaml(path)
-    try:
-        load_plugins(raw.get("plugins") or [])
-    except PluginError as e:
-        raise SpaceError(f"{path}: plugins: {e}") from None
-    try:
-        space = Space.model_validate(raw)
-    except ValidationError as e:
-        raise SpaceError("\n".join(_error_lines(path, e))) from None
-    space = _absolute_root(space)
-    if check_data:
-        _check_dataset(space, path)
-    _check_feasible(space, path)
-    return space
-
-
-def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise SpaceError(f"{path}: no such space file")
-    try:
-        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpaceError(f"{path}: cannot read the space file as UTF-8 text: {e}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpaceError(f"{path}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
-    if not isinstance(raw, dict):
-        raise SpaceError(f"{path}: a space is a mapping with keys {', '.join(Space.model_fields)}; got {type(raw).__name__}")
-    return raw
-
-
-def _error_lines(path: Path, e: ValidationError) -> list[str]:
-    lines = []
-    for err in e.errors():
-        key = _format_loc(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            parent = _format_loc(err["loc"][:-1])
-            msg = f"unknown key; allowed keys{' under ' + parent if parent else ''}: {', '.join(_allowed_keys(parent))}"
-        head = msg.split(": ", 1)[0]
-        if ": " in msg and head in _allowed_keys(key):  # a check of the whole section that names one of its keys
-            key, msg = f"{key}.{head}" if key else head, msg.split(": ", 1)[1]
-        lines.append(f"{path}: {key}: {msg}" if key else f"{path}: {msg}")
-    return lines
-
-
-def dataset_root(space: Space) -> Path | None:
-    """The dataset root as an absolute path; a relative root is taken from the current directory.
-
-    :func:`load_space` applies this once, where the user stands, so the run's space.yaml and
-    every trial (which runs in a folder of its own) carry the absolute root.
-    """
-    if not space.dataset.root:
-        return None
-    return Path(space.dataset.root).expanduser().resolve()
-
-
-def _absolute_root(space: Space) -> Space:
-    root = dataset_root(space)
-    if root is None or str(root) == space.dataset.root:
-        return space
-    return space.model_copy(update={"dataset": space.dataset.model_copy(update={"root": str(root)})})
-
-
-def _check_dataset(space: Space, path: Path) -> None:
-    """A dataset that needs files must find them now, not in every trial."""
-    from .data import DatasetNotFound, load_dataset
-
-    if space.dataset.name in EMBEDDED:
-        return
-    # with download: true this fetches the files, once, here in the driver (not in every trial at once)
-    kw = {"download": True} if space.dataset.download else {}
-    try:
-        load_dataset(space.dataset.name, dataset_root(space), **kw)
-    except DatasetNotFound as e:
-        raise SpaceError(f"{path}: dataset.root: {e}") from None
-    except OSError as e:  # a download that could not reach its server, a root that cannot be written
-        raise SpaceError(f"{path}: dataset.download: could not fetch {space.dataset.name} into {space.dataset.root}: {e}") from None
-
-
-def _allowed_keys(parent: str) -> list[str]:
-    model: type[BaseModel] = Space
-    for part in filter(None, parent.split(".")):
-        field = model.model_fields.get(part)
-        ann = field.annotation if field else None
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    return list(model.model_fields)
-
-
-def _meta_bases(space: Space) -> dict[str, Any]:
-    """Each architecture of the space built on the meta device (shapes only, no memory)."""
-    import torch
-
-    from .models import create_model
-
-    kw = dataset_model_kwargs(space)
-    with torch.device("meta"):
-        return {a: create_model(a, **kw(a)) for a in space.space.arch}
-
-
-def applicable_candidates(space: Space, bases: dict[str, Any] | None = None) -> tuple[list[Candidate], list[Candidate]]:
-    """(kept, skipped): a pair whose budget is not below its architecture's size is not a
-    compression and is skipped (a grid over B1..B4 x the sizes of B0..B2 pairs B1 with 9.1M)."""
-    bases = bases or _meta_bases(space)
-    kept, skipped = [], []
-    for c in space.candidates():
-        total = sum(p.numel() for p in bases[c.arch].parameters())
-        fits = c.budget is None or Budget.parse(c.budget).resolve(total) < total
-        (kept if fits else skipped).append(c)
-    return kept, skipped
-
-
-def _check_feasible(space: Space, path: Path) -> None:
-    """Every budget must be below some architecture it is paired with, and meetable wherever it is below."""
-    from .methods import METHODS, WidthMultiplier
-
-    bases = _meta_bases(space)
-    kept, skipped = applicable_candidates(space, bases)
-    problems = []
-    for b in space.space.budget_values() or []:
-        if any(c.budget == b for c in skipped) and not any(c.budget == b for c in kept):
-            sizes = ", ".join(f"{a} {sum(p.numel() for p in m.parameters())}" for a, m in bases.items())
-            problems.append(f"{path}: space.budget: budget {b!r} is not below any architecture's size ({sizes})")
-    for c in kept:
-        try:
-            cfg = c.method_config()
-            if cfg is None:
-                continue
-            planner = METHODS.get(cfg.method).planner
-            if planner is not None:  # the builder's own arithmetic, no tensors made
-                planner(bases[c.arch], cfg)
-            else:  # methods that search their own shapes: build on the meta device
-                if isinstance(cfg, WidthMultiplier):  # resolution changes FLOPs, not feasibility (and FLOPs need values)
-                    cfg = dataclasses.replace(cfg, resolution=False)
-                _build_to_check(bases[c.arch], cfg, lambda: _real_base(space, c.arch))
-        except ValueError as e:
-            problems.append(f"{path}: space.method: {c.label()}: {e}")
-    if problems:
-        raise SpaceError("\n".join(problems))
-
-
-def _build_to_check(meta_base, cfg, real_base) -> None:
-    """Build ``cfg`` on the meta device (shapes only); a method whose builder needs values there is built for real."""
-    import torch
-
-    from .methods import compress
-
-    try:
-        with torch.device("meta"):
-            compress(meta_base, cfg)
-    except ValueError:
-        raise
-    except Exception:  # e.g. a plugin's init reads a value (.item()) from a meta tensor: check it on the CPU instead
-        compress(real_base(), cfg)
-
-
-def _real_base(space: Space, arch: str):
-    from .models import create_model
-
-    return create_model(arch, **dataset_model_kwargs(space)(arch))
-
-
-def dataset_shape(space: Space) -> tuple[int, int, int]:
-    """(classes, channels, input side) of the space's dataset, at its resolution."""
-    from .data import load_dataset
-
-    info = _DATASET_SHAPES.get(space.dataset.name)
-    if info is None:
-        d = load_dataset(space.dataset.name, space.dataset.root)
-        info = (d.num_classes, d.in_channels, d.input_size)
-    classes, channels, size = info
-    return classes, channels, space.dataset.resolution or size
-
-
-def dataset_model_kwargs(space: Space):
-    """Model kwargs a dataset implies (classes, channels, MLP input size), per architecture."""
-    from .models import IMAGE_SIZE_FAMILIES, MODELS
-
-    classes, channels, size = dataset_shape(space)
-
-    def kwargs(arch: str) -> dict[str, Any]:
-        kw: dict[str, Any] = {"num_classes": classes, "in_channels": channels}
-        if MODELS.get(arch).family in IMAGE_SIZE_FAMILIES:
-            kw["image_size"] = size
-        return kw
-
-    return kwargs
-
-
-_DATASET_SHAPES = {"fashion-mnist-small": (10, 1, 28), "fashion-mnist": (10, 1, 28), "mnist": (10, 1, 28), "cifar10": (10, 3, 32),
-                   "cifar100": (100, 3, 32), "imagenet": (1000, 3, 224)}
