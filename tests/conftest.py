@@ -10,6 +10,8 @@ from torch import nn
 
 from smhsearch.models import create_model
 
+collect_ignore = ["plugins"]  # plugin modules register methods when imported: only the tests that want them load them
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -166,3 +168,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One Ray for a test module's runs, loopback only and 2 CPUs (a driver joins a Ray that is already up)."""
+    import os
+
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -155,21 +155,6 @@ def test_run_on_a_live_run_folder_is_refused_and_touches_nothing(tmp_path, other
 
 # --- 2. a study and its files are bound together -------------------------------------------------
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One Ray for the module's runs (the driver joins a Ray that is already up)."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
 
 def trial_json(out: Path, number: int) -> dict:
     return json.loads((out / "trials" / f"{number:04d}" / "trial.json").read_text())

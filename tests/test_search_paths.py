@@ -38,23 +38,6 @@ def write_space(tmp_path: Path, name: str, search: str, budgets: str = '["20%", 
     return path
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One Ray instance for the module's runs (the driver joins a Ray that is already up instead of starting its own)."""
-    import os
-
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
 
 @pytest.fixture
 def run(local_ray, cli):

@@ -131,22 +131,6 @@ def test_an_interrupted_structured_trial_is_queued_again_with_its_params(tmp_pat
         open_study(plan_run(load_space(path), path, tmp_path / "run"))
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import os
-
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
 
 @pytest.mark.slow  # a Ray start and three trials: about two minutes on 2 busy cores
 def test_a_tpe_run_samples_the_structured_space_and_budgets_off_any_grid(tmp_path, local_ray, cli):

@@ -15,7 +15,7 @@ from torch import nn
 
 from smhsearch.methods import MethodConfig, ReparametrizedModel, register_method, select_targets
 from smhsearch.methods._base import check_seed, plan_budget
-from smhsearch.methods._targets import calibrated_scales, check_scope
+from smhsearch.methods._targets import calibrated_scales, parse_scope
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class ToyShare(MethodConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_scope(self.scope)
+        object.__setattr__(self, "scope", parse_scope(self.scope))
         if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
             raise ValueError(f"stride must be an int >= 1, but got {self.stride!r}")
         check_seed(self.seed)
