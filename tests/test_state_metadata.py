@@ -13,7 +13,8 @@ from torch import nn
 import smhsearch
 from smhsearch import SMH, HashedNets, Prune
 from smhsearch.export import load_dense, save_dense
-from smhsearch.train import _save_checkpoint
+from smhsearch._checkpoint import load_checkpoint, save_checkpoint
+from smhsearch.device import backend
 
 
 class Versioned(nn.Module):
@@ -79,12 +80,17 @@ def test_dense_file_and_materialised_state_dict_keep_module_versions(tmp_path, m
 
 
 def test_checkpoint_keeps_module_versions(tmp_path):
-    """train.py saves ``model.state_dict()`` with torch.save and resumes with weights_only=True."""
+    """The trainer's checkpoint (torch.save of the state dict) resumes a module that reads its version."""
+
+    def parts(model):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), torch.Generator().manual_seed(0)
+
     m = smhsearch.compress(Versioned(), SMH(budget=0.6))
-    _save_checkpoint(tmp_path / "c.pt", {"model": m.state_dict()})
-    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    save_checkpoint(tmp_path / "c.pt", m, *parts(m), backend("cpu"), 0, [])
     Versioned.seen = []
-    smhsearch.compress(Versioned(), SMH(budget=0.6)).load_state_dict(state["model"])
+    again = smhsearch.compress(Versioned(), SMH(budget=0.6))
+    assert load_checkpoint(tmp_path / "c.pt", backend("cpu"), again, *parts(again))[0] == 1
     assert Versioned.seen == [3]
 
 
