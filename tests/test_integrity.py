@@ -301,14 +301,22 @@ if not __import__("torch").cuda.is_available():
                                         "--device")
 
 
+# A small launcher measures the command. ru_maxrss is a high-water mark that survives exec, so a command
+# forked straight from pytest (over a GiB by now) would report pytest's size, not its own.
+_MEASURE = ("import json, os, subprocess, sys\n"
+            "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
+            "err = p.stderr.read()\n"
+            "_, status, u = os.wait4(p.pid, 0)\n"  # this child's own usage (RUSAGE_CHILDREN would sum every child)
+            "sys.stderr.write(err.decode(errors='replace'))\n"
+            "print(json.dumps([os.waitstatus_to_exitcode(status), u.ru_utime + u.ru_stime, u.ru_maxrss * 1024]))\n")
+
+
 def _child(args: list[str], cwd: Path) -> tuple[int, str, float, int]:
     """(exit status, stderr, CPU seconds, peak RSS in bytes) of the real command as a child process."""
-    p = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
-    err = p.stderr.read()
-    _, status, usage = os.wait4(p.pid, 0)  # this child's own usage (RUSAGE_CHILDREN would sum every child)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return p.returncode, err, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+    r = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    rc, cpu, rss = json.loads(r.stdout.strip().splitlines()[-1])
+    return rc, r.stderr, cpu, rss
 
 
 @pytest.fixture(scope="module")

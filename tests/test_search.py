@@ -185,10 +185,11 @@ def test_a_trial_that_finished_just_before_the_driver_died_is_recorded_not_rerun
     metrics = {"val_acc": 0.8, "test_acc": 0.79, "stored_params": 1234, "throughput": 50.0, "flops": 99, "epoch": 2}
     folder = plan.run_dir / "trials" / f"{finished.number:04d}"
     folder.mkdir(parents=True)
-    (folder / "trial.json").write_text(json.dumps({"number": finished.number, "status": "complete", "metrics": metrics}))
+    bound = {"uid": study.user_attrs["uid"]}  # as a trial of this study writes it (a record of another study is never adopted)
+    (folder / "trial.json").write_text(json.dumps({"number": finished.number, "status": "complete", "metrics": metrics, "study": bound}))
     cut_folder = plan.run_dir / "trials" / f"{cut.number:04d}"
     cut_folder.mkdir(parents=True)
-    (cut_folder / "trial.json").write_text(json.dumps({"number": cut.number, "status": "running", "metrics": {"epoch": 1}}))
+    (cut_folder / "trial.json").write_text(json.dumps({"number": cut.number, "status": "running", "metrics": {"epoch": 1}, "study": bound}))
 
     study, _ = open_study(plan)  # the resume
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}

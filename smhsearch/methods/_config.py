@@ -36,10 +36,9 @@ class OptionInfo:
     def choices(self) -> tuple[Any, ...] | None:
         """The allowed values when the type says them (a ``Literal``), else None."""
         ann = self.annotation
-        if get_origin(ann) in (typing.Union, types.UnionType):  # Optional[Literal[...]]
-            rest = [a for a in get_args(ann) if a is not type(None)]
-            ann = rest[0] if len(rest) == 1 else ann
-        return get_args(ann) if get_origin(ann) is Literal else None
+        members = [a for a in get_args(ann) if a is not type(None)] if get_origin(ann) in (typing.Union, types.UnionType) else [ann]
+        values = tuple(v for a in members if get_origin(a) is Literal for v in get_args(a))  # Literal, Optional or | a rule
+        return values or None
 
     def describe(self) -> str:
         allowed = f" ({' | '.join(map(str, self.choices))})" if self.choices else ""
