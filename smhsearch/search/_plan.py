@@ -10,7 +10,7 @@ from typing import Any
 
 from .._storage import STUDY_FILE, open_storage  # noqa: F401  (STUDY_FILE: re-exported by search)
 from .._storage import storage_url as _url
-from ..space import OBJECTIVES, Candidate, Space, dataset_model_kwargs
+from ..space import OBJECTIVES, Candidate, Space
 
 
 def storage_url(space: Space, run_dir: Path) -> str:
@@ -63,16 +63,10 @@ def plan_run(space: Space, space_path: Path, out: Path | None = None, max_trials
 
 def _sizes_and_caps(space: Space) -> tuple[dict[str, int], dict[str, int | None]]:
     """Each architecture's trainable size (built on the meta device) and its search.max_params cap (None: no cap)."""
-    import torch
-
     from .._budget import Budget
-    from ..models import create_model
+    from ..space import meta_bases
 
-    kw = dataset_model_kwargs(space)
-    sizes = {}
-    for arch in space.space.arch:
-        with torch.device("meta"):
-            sizes[arch] = sum(p.numel() for p in create_model(arch, **kw(arch)).parameters())
+    sizes = {a: sum(p.numel() for p in m.parameters()) for a, m in meta_bases(space).items()}
     limit = None if space.search.max_params is None else Budget.parse(space.search.max_params)
     return sizes, {a: None if limit is None else limit.resolve(n) for a, n in sizes.items()}
 

@@ -118,7 +118,7 @@ def _allowed_keys(parent: str) -> list[str]:
     return list(model.model_fields)
 
 
-def _meta_bases(space: Space) -> dict[str, Any]:
+def meta_bases(space: Space) -> dict[str, Any]:
     """Each architecture of the space built on the meta device (shapes only, no memory)."""
     import torch
 
@@ -132,7 +132,7 @@ def _meta_bases(space: Space) -> dict[str, Any]:
 def applicable_candidates(space: Space, bases: dict[str, Any] | None = None) -> tuple[list[Candidate], list[Candidate]]:
     """(kept, skipped): a pair whose budget is not below its architecture's size is not a
     compression and is skipped (a grid over B1..B4 x the sizes of B0..B2 pairs B1 with 9.1M)."""
-    bases = bases or _meta_bases(space)
+    bases = bases or meta_bases(space)
     kept, skipped = [], []
     for c in space.candidates():
         total = sum(p.numel() for p in bases[c.arch].parameters())
@@ -145,7 +145,7 @@ def _check_feasible(space: Space, path: Path) -> None:
     """Every budget must be below some architecture it is paired with, and meetable wherever it is below."""
     from ..methods import METHODS, WidthMultiplier
 
-    bases = _meta_bases(space)
+    bases = meta_bases(space)
     kept, skipped = applicable_candidates(space, bases)
     problems = []
     for b in space.space.budget_values() or []:
