@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def add(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     """Validate a space, count its trials and pre-screen every candidate's cost before any training."""
     from .._budget import format_count
-    from ..search import plan_run
+    from ..search._plan import local_resources, plan_run, resource_shortfall
     from ..space import dataset_model_kwargs, dataset_shape
 
     space_path = args.space
@@ -44,6 +45,10 @@ def main(args: argparse.Namespace) -> int:
     summary = {"space": str(space_path), "name": space.name, "candidates": len(plan.candidates), "trials": plan.target_trials,
                "sampler": space.search.sampler, "dataset": space.dataset.name, "epochs": space.train.epochs,
                "prescreen_seconds": round(time.perf_counter() - t0, 1), "prescreen": rows}
+    short = resource_shortfall(space, *local_resources(), "this machine")
+    summary["warnings"] = [f"{short}: `smhsearch run` here would refuse it; a cluster (run --address) must have them"] if short else []
+    for w in summary["warnings"]:
+        print(f"warning: {space_path}: {w}", file=sys.stderr)
     if args.as_json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -64,31 +69,18 @@ def main(args: argparse.Namespace) -> int:
 
 def _shapes_only(c, kw, bases: dict):
     """(stored parameters, deployed-network signature, deployed network) of a candidate, built on the meta device
-    (shapes only: no memory, no initialisation) from its architecture's base built once (``compress`` leaves a base
-    untouched); a method whose build needs values there is built on the CPU."""
-    import torch
-
+    from its architecture's base built once (``compress`` leaves a base untouched)."""
     from .. import measure
-    from ..methods import compress
-    from ..models import create_model
+    from ..methods import compress_shapes
+    from ..models import create_model, on_meta
     from ..speed import deployed, signature
 
-    def build(base):
-        cfg = c.method_config()
-        model = compress(base, cfg) if cfg is not None else base
-        net = deployed(model)
-        return measure.final_stored_parameters(model), signature(net), net
-
-    try:
-        with torch.device("meta"):
-            if c.arch not in bases:
-                bases[c.arch] = create_model(c.arch, **kw(c.arch))
-            return build(bases[c.arch])
-    except ValueError:
-        raise
-    except Exception:  # e.g. a method's init reads a value (.item()) from a meta tensor
-        torch.manual_seed(0)
-        return build(create_model(c.arch, **kw(c.arch)))
+    if c.arch not in bases:
+        with on_meta():
+            bases[c.arch] = create_model(c.arch, **kw(c.arch))
+    model = compress_shapes(bases[c.arch], c.method_config(), lambda: create_model(c.arch, **kw(c.arch)))
+    net = deployed(model)
+    return measure.final_stored_parameters(model), signature(net), net
 
 
 def _count_flops(net, shape) -> int:

@@ -90,17 +90,16 @@ def dry_run(args: argparse.Namespace, config) -> int:
     """What ``config`` would compress in ``ARCH`` and what stays dense (count and share), from a meta-device build."""
     import json
 
-    import torch
 
     from ..methods import selection_summary
     from ..methods._selection import format_selection
-    from ..models import MODELS, create_model
+    from ..models import MODELS, create_model, on_meta
 
     if args.out is not None:
         raise BadInput("--out: --dry-run writes nothing; drop one of them")
     if args.arch not in MODELS:
         raise BadInput(f"ARCH: {MODELS.unknown_message(args.arch)}")
-    with torch.device("meta"):
+    with on_meta():
         base = create_model(args.arch, num_classes=args.num_classes, in_channels=args.in_channels)
     try:
         summary = selection_summary(base, config)

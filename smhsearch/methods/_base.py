@@ -120,6 +120,25 @@ def compress(model: nn.Module, config: MethodConfig) -> "CompressedModel":
     return entry.builder(model, config)
 
 
+def compress_shapes(base: nn.Module, config: MethodConfig | None, real_base: Callable[[], nn.Module]) -> nn.Module:
+    """``config`` applied to a meta-device ``base`` (shapes only: no memory, no initialisation; ``None`` is the dense
+    base itself). A builder that needs values there (a plugin reading ``.item()`` from a meta tensor) is built on the
+    CPU from ``real_base()`` instead; a ``ValueError`` (an unmeetable budget, a bad option) is the answer, not a reason
+    to retry."""
+    from ..models._meta import on_meta
+
+    if config is None:
+        return base
+    try:
+        with on_meta():
+            return compress(base, config)
+    except ValueError:
+        raise
+    except Exception:
+        torch.manual_seed(0)
+        return compress(real_base(), config)
+
+
 def trainable_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 

@@ -17,6 +17,8 @@ candidates built on the meta device (no memory, no init).
 from __future__ import annotations
 
 import copy
+import functools
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -28,6 +30,7 @@ from torch import nn
 from .._budget import Budget, BudgetLike
 from .._fvcore import count_flops
 from ..models._factory import MODELS, arch_of, create_model
+from ..models._meta import on_meta
 from ..models._wrappers import Upsampled
 from ._base import CompressedModel, MethodConfig, check_seed, register_method, resolve_budget, trainable_count
 
@@ -99,15 +102,16 @@ class WidthModel(CompressedModel):
 
 
 def _count_at(arch: dict[str, Any]) -> Callable[[float], int]:
-    cache: dict[float, int] = {}
+    kwargs = json.dumps(arch["kwargs"], sort_keys=True)
+    return lambda alpha: _count(arch["name"], kwargs, alpha)
 
-    def count(alpha: float) -> int:
-        if alpha not in cache:
-            with torch.device("meta"):
-                cache[alpha] = trainable_count(create_model(arch["name"], **{**arch["kwargs"], "width": alpha}))
-        return cache[alpha]
 
-    return count
+@functools.lru_cache(maxsize=4096)
+def _count(name: str, kwargs: str, alpha: float) -> int:
+    """Trainable parameters of ``name`` at ``width=alpha``, built for its shapes alone; shared by every budget, scope
+    and candidate of a process that asks for the same architecture (a space's feasibility check asks hundreds)."""
+    with on_meta():
+        return trainable_count(create_model(name, **{**json.loads(kwargs), "width": alpha}))
 
 
 def find_alpha(count: Callable[[float], int], target: int) -> float | None:
@@ -127,23 +131,28 @@ def find_alpha(count: Callable[[float], int], target: int) -> float | None:
     return grid(best)
 
 
-@register_method(WidthMultiplier)
-def _build_width(model: nn.Module, config: WidthMultiplier) -> WidthModel:
+def _plan(model: nn.Module, config: WidthMultiplier) -> int | None:
+    """The parameter target ``config``'s budget resolves to (None for a fixed alpha), refused when even the narrowest
+    model on the alpha grid is over it: one shapes-only build, what a space's feasibility check needs."""
     arch = arch_of(model)
     if arch is None:
         raise ValueError("WidthMultiplier rebuilds the architecture narrower, so it needs a model from smhsearch.create_model; "
                          "a user nn.Module cannot be widened or narrowed automatically")
-    base_count = trainable_count(model)
     if config.alpha is not None:
-        alpha = float(config.alpha)
-    else:
-        target = resolve_budget(config.budget, base_count, "WidthMultiplier")
-        found = find_alpha(_count_at(arch), target)
-        if found is None:
-            smallest = _count_at(arch)(ALPHA_STEP)
-            raise ValueError(f"WidthMultiplier: no alpha in (0, 1] meets budget={config.budget!r} (= {target}): "
-                             f"the narrowest model ({arch['name']} at alpha={ALPHA_STEP}) has {smallest} parameters")
-        alpha = found
+        return None
+    target = resolve_budget(config.budget, trainable_count(model), "WidthMultiplier")
+    smallest = _count_at(arch)(ALPHA_STEP)
+    if smallest > target:
+        raise ValueError(f"WidthMultiplier: no alpha in (0, 1] meets budget={config.budget!r} (= {target}): "
+                         f"the narrowest model ({arch['name']} at alpha={ALPHA_STEP}) has {smallest} parameters")
+    return target
+
+
+@register_method(WidthMultiplier, planner=_plan)
+def _build_width(model: nn.Module, config: WidthMultiplier) -> WidthModel:
+    arch = arch_of(model)
+    target = _plan(model, config)
+    alpha = float(config.alpha) if target is None else find_alpha(_count_at(arch), target)
     torch.manual_seed(config.seed)
     narrow = create_model(arch["name"], **{**arch["kwargs"], "width": alpha})
     side = None

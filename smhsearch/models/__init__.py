@@ -7,5 +7,6 @@ True
 
 from . import _mlp, _resnet_cifar, _torchvision, _vit_cifar  # noqa: F401  (registration)
 from ._factory import IMAGE_SIZE_FAMILIES, MODELS, ModelEntry, arch_of, create_model, list_models, model_info, register_model
+from ._meta import on_meta
 
-__all__ = ["IMAGE_SIZE_FAMILIES", "MODELS", "ModelEntry", "arch_of", "create_model", "list_models", "model_info", "register_model"]
+__all__ = ["IMAGE_SIZE_FAMILIES", "MODELS", "ModelEntry", "arch_of", "create_model", "list_models", "model_info", "on_meta", "register_model"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +119,10 @@ def _allowed_keys(parent: str) -> list[str]:
 
 def meta_bases(space: Space) -> dict[str, Any]:
     """Each architecture of the space built on the meta device (shapes only, no memory)."""
-    import torch
-
-    from ..models import create_model
+    from ..models import create_model, on_meta
 
     kw = dataset_model_kwargs(space)
-    with torch.device("meta"):
+    with on_meta():
         return {a: create_model(a, **kw(a)) for a in space.space.arch}
 
 
@@ -143,7 +140,7 @@ def applicable_candidates(space: Space, bases: dict[str, Any] | None = None) -> 
 
 def _check_feasible(space: Space, path: Path) -> None:
     """Every budget must be below some architecture it is paired with, and meetable wherever it is below."""
-    from ..methods import METHODS, WidthMultiplier
+    from ..methods import METHODS, compress_shapes
 
     bases = meta_bases(space)
     kept, skipped = applicable_candidates(space, bases)
@@ -160,29 +157,12 @@ def _check_feasible(space: Space, path: Path) -> None:
             planner = METHODS.get(cfg.method).planner
             if planner is not None:  # the builder's own arithmetic, no tensors made
                 planner(bases[c.arch], cfg)
-            else:  # methods that search their own shapes: build on the meta device
-                if isinstance(cfg, WidthMultiplier):  # resolution changes FLOPs, not feasibility (and FLOPs need values)
-                    cfg = dataclasses.replace(cfg, resolution=False)
-                _build_to_check(bases[c.arch], cfg, lambda: _real_base(space, c.arch))
+            else:  # methods without one: build on the meta device
+                compress_shapes(bases[c.arch], cfg, lambda: _real_base(space, c.arch))
         except ValueError as e:
             problems.append(f"{path}: space.method: {c.label()}: {e}")
     if problems:
         raise SpaceError("\n".join(problems))
-
-
-def _build_to_check(meta_base, cfg, real_base) -> None:
-    """Build ``cfg`` on the meta device (shapes only); a method whose builder needs values there is built for real."""
-    import torch
-
-    from ..methods import compress
-
-    try:
-        with torch.device("meta"):
-            compress(meta_base, cfg)
-    except ValueError:
-        raise
-    except Exception:  # e.g. a plugin's init reads a value (.item()) from a meta tensor: check it on the CPU instead
-        compress(real_base(), cfg)
 
 
 def _real_base(space: Space, arch: str):
