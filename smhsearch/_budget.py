@@ -100,6 +100,23 @@ def parse_count(text: str) -> float:
     return value
 
 
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|ms|us|µs)\s*$")
+_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
+
+
+def parse_duration(text: str) -> float:
+    """A positive duration in seconds, its unit given: ``5ms``, ``0.2s``, ``300us``.
+
+    >>> parse_duration("5ms")
+    0.005
+    """
+    m = _DURATION.match(str(text))
+    value = float(m.group(1)) * _SECONDS[m.group(2)] if m else 0.0
+    if not m or not 0 < value < math.inf:
+        raise ValueError(f"expected a positive duration with its unit (5ms, 0.2s, 300us), but got {text!r}")
+    return value
+
+
 def parse_accuracy(text: str) -> float:
     """An accuracy as a fraction: ``0.8`` or ``80%``.
 

@@ -144,6 +144,7 @@ class Constraints:
     max_params: float | None = None
     min_throughput: float | None = None
     min_accuracy: float | None = None  # a fraction (0.8), on the same accuracy as the pick
+    max_latency: float | None = None  # seconds for one sample alone (batch 1)
 
     def shortfalls(self, t: TrialRecord, acc_key: str) -> dict[str, float]:
         """Each unmet constraint and by how much, relative to its bound (0.1 = 10% short)."""
@@ -155,6 +156,9 @@ class Constraints:
             out["min_throughput"] = math.inf if thr is None else 1 - thr / self.min_throughput
         if self.min_accuracy is not None and (acc is None or acc < self.min_accuracy):
             out["min_accuracy"] = math.inf if acc is None else (self.min_accuracy - acc) / max(self.min_accuracy, 1e-9)
+        lat = _num(t.get("latency_s"))
+        if self.max_latency is not None and (lat is None or lat > self.max_latency):
+            out["max_latency"] = math.inf if lat is None else lat / self.max_latency - 1
         return out
 
     def describe(self) -> str:
@@ -165,6 +169,8 @@ class Constraints:
             parts.append(f"throughput >= {self.min_throughput:,.1f}/s")
         if self.min_accuracy is not None:
             parts.append(f"accuracy >= {100 * self.min_accuracy:.2f}%")
+        if self.max_latency is not None:
+            parts.append(f"latency <= {1e3 * self.max_latency:,.3g} ms")
         return ", ".join(parts) or "no constraint"
 
 

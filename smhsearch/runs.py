@@ -15,6 +15,7 @@ existed is validated once on load instead.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,7 +27,10 @@ from ._storage import REPORTED, RESOLVED_FILE, STUDY_FILE, open_storage, redact,
 if TYPE_CHECKING:
     from .space import Space
 
-AXES = ("arch", "method", "budget", "scope", "scale")  # a trial config's own keys; the rest are method options
+AXES = ("arch", "method", "budget", "scope", "scale")
+BENCH_DIR = "bench"
+"""``<run>/bench/<name>.json``: a run's models timed again on a deployment target by ``smhsearch bench``."""
+SPEED_KEYS = ("throughput", "latency_s", "throughput_spread")  # a trial config's own keys; the rest are method options
 
 
 class RunError(ValueError):
@@ -90,6 +94,7 @@ class Run:
     settings: dict[str, Any]  # the space as validated, plain JSON (every default filled in)
     trials: list[TrialRecord]
     families: dict[str, str] | None = None  # arch -> family, as the driver recorded them (None: ask the registry)
+    speed_source: str = "the search: each trial's device during the run"  # where the trials' speed figures come from
 
     @property
     def dataset(self) -> str:
@@ -117,6 +122,29 @@ class Run:
 
     def complete(self) -> list[TrialRecord]:
         return [t for t in self.trials if t.status == "complete"]
+
+    def benches(self) -> dict[str, Path]:
+        """The deployment targets ``smhsearch bench`` timed this run's models on: name -> file."""
+        return {p.stem: p for p in sorted((self.path / BENCH_DIR).glob("*.json"))}
+
+    def with_speed(self, name: str) -> "Run":
+        """This run with every trial's speed figures (throughput, latency, spread) from the bench target ``name``; a
+        trial the target did not time has none (so no throughput constraint or axis can count it)."""
+        benches = self.benches()
+        if name not in benches:
+            raise RunError(f"{self.path}: no bench target {name!r}; targets: {', '.join(benches) or 'none (run smhsearch bench first)'}")
+        try:
+            record = json.loads(benches[name].read_text())
+            figures, source = record["trials"], (f"{record['device']} ({record['runtime']}, batch {record['batch_size']}) on "
+                                                 f"{record['host']}, timed by smhsearch bench (target {name!r})")
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+            raise RunError(f"{benches[name]}: not a bench record ({type(e).__name__}: {e})") from None
+        trials = []
+        for t in self.trials:
+            got = figures.get(str(t.number)) or {}
+            metrics = {k: v for k, v in t.metrics.items() if k not in SPEED_KEYS} | {k: got[k] for k in SPEED_KEYS if k in got}
+            trials.append(dataclasses.replace(t, metrics=metrics))
+        return dataclasses.replace(self, trials=trials, speed_source=source)
 
 
 def _state_name(trial) -> str:

@@ -35,7 +35,7 @@ import socket
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -93,20 +93,29 @@ def measure_speed(model: nn.Module, input_shape: Sequence[int], device: torch.de
     amp, channels_last = be.autocast_dtype("auto"), device.type == "cuda"
     net = deployed(model)
 
-    def rounds(batch: int) -> list[float]:
-        times: list[float] = []
-        while len(times) < max_steps:
-            t = throughput(net, input_shape, batch_size=batch, device=device, warmup=WARMUP if not times else 1,
-                           repeats=min(ROUND, max_steps - len(times)), amp_dtype=amp, channels_last=channels_last, latency=False)
-            times += t.steps_s
-            if spread(times) <= max_spread:
-                break
-        return times
+    def timer(batch: int) -> Callable[[int, int], list[float]]:
+        return lambda warmup, repeats: throughput(net, input_shape, batch_size=batch, device=device, warmup=warmup, repeats=repeats,
+                                                  amp_dtype=amp, channels_last=channels_last, latency=False).steps_s
 
-    steps, single = rounds(batch_size), rounds(1)
+    steps, single = timed_rounds(timer(batch_size), max_spread, max_steps), timed_rounds(timer(1), max_spread, max_steps)
+    return {**speed_figures(steps, single, batch_size), "device": device_name(device), "dtype": str(amp or torch.float32)}
+
+
+def timed_rounds(time_steps: Callable[[int, int], list[float]], max_spread: float = MAX_SPREAD, max_steps: int = MAX_STEPS) -> list[float]:
+    """Step times from ``time_steps(warmup, repeats)`` in rounds of :data:`ROUND` until their spread is at most
+    ``max_spread`` or ``max_steps`` steps were timed (the first round warms up :data:`WARMUP` steps, later ones one)."""
+    times: list[float] = []
+    while len(times) < max_steps:
+        times += time_steps(WARMUP if not times else 1, min(ROUND, max_steps - len(times)))
+        if spread(times) <= max_spread:
+            break
+    return times
+
+
+def speed_figures(steps: Sequence[float], single: Sequence[float], batch_size: int) -> dict[str, Any]:
+    """The recorded figures of step times at batch ``batch_size`` (throughput) and batch 1 (latency)."""
     return {"throughput": batch_size / statistics.median(steps), "throughput_spread": spread(steps),
-            "latency_s": statistics.median(single), "latency_spread": spread(single), "steps": len(steps),
-            "batch_size": batch_size, "device": device_name(device), "dtype": str(amp or torch.float32)}
+            "latency_s": statistics.median(single), "latency_spread": spread(single), "steps": len(steps), "batch_size": batch_size}
 
 
 class SpeedPhase:

@@ -21,7 +21,7 @@ LAYERS = [
     {"speed"},
     {"job"},
     {"space"},
-    {"search", "runs"},
+    {"search", "runs", "bench"},
     {"pareto", "baselines"},
     {"report"},
     {"cli", "__main__", "__init__"},

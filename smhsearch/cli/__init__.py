@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("run", "add", "run (or resume) the search a space describes"),
     "report": ("report", "add", "write a run's interactive Pareto report (self-contained HTML)"),
     "pick": ("pick", "add", "the best finished trial under a size budget and other constraints"),
+    "bench": ("bench", "add", "time a run's finished models on this machine, for pick and report --speed"),
     "export": ("export", "add", "write a trial's model as deployable files, each checked against the trained model"),
 }
 NEEDS_PLUGINS = ("methods", "compress", "train")  # commands that look methods up before reading any space

@@ -178,14 +178,19 @@ def load_space(path: Path):
         raise BadInput(str(e)) from None
 
 
-def load_run(run_path: Path):
+def load_run(run_path: Path, speed: str | None = None):
+    """The run at ``run_path``; with ``speed``, its speed figures from that ``smhsearch bench`` target (``--speed``)."""
     from ..runs import RunError
     from ..runs import load_run as load
 
     try:
-        return load(run_path)
+        run = load(run_path)
     except RunError as e:
         raise BadInput(f"RUN: {e}") from None
+    try:
+        return run if speed is None else run.with_speed(speed)
+    except RunError as e:
+        raise BadInput(f"--speed: {e}") from None
 
 
 def accuracy_key(accuracy: str) -> str:

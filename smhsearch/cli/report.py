@@ -13,6 +13,7 @@ def add(sub) -> None:
     s.add_argument("run", type=Path, metavar="RUN", help="run folder (runs/<space name>)")
     s.add_argument("--out", type=Path, help="report file (default: reports/<name>.html)")
     s.add_argument("--accuracy", default="val", help="val (default: selection is on validation) | test")
+    s.add_argument("--speed", metavar="TARGET", help="speed figures from this `smhsearch bench` target instead of the search's")
     s.add_argument("--force", action="store_true", help="replace --out if it exists (the default file is always rewritten)")
     s.set_defaults(func=main)
 
@@ -22,7 +23,7 @@ def main(args: argparse.Namespace) -> int:
     from ..report import write_report
 
     acc_key = accuracy_key(args.accuracy)
-    run = load_run(args.run)
+    run = load_run(args.run, args.speed)
     out = args.out
     if out is not None and out.is_dir():
         raise BadInput(f"--out: {out} is a folder; give the report's file name, e.g. {out / (run.name + '.html')}")

@@ -24,6 +24,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("virtual_params", "virtual params", "count"),
     ("flops", "FLOPs", "count"),
     ("throughput", "infer/s", "rate"),
+    ("latency_s", "latency ms", "ms"),
     ("compact_bytes", "compact bytes", "count"),
     ("epoch", "epochs", "int"),
     ("train_seconds", "train s", "rate"),
@@ -45,6 +46,7 @@ class ReportData:
     published: list[pareto.PublishedPoint]
     counts: dict[str, int]
     training: dict[str, Any] = field(default_factory=dict)  # the run's shared training settings
+    speed_source: str = ""  # where the speed figures come from (the search, or a `smhsearch bench` target)
     generated: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
 
     @property
@@ -74,4 +76,4 @@ def report_data(run: Run, acc_key: str = "val_acc") -> ReportData:
     return ReportData(name=run.name, run_path=str(run.path), dataset=run.dataset, epochs=run.epochs, acc_key=acc_key,
                       trials=list(run.trials), fronts=fronts, hypervolumes=hv, references=refs,
                       published=pareto.published_points(run.dataset, {t.arch for t in run.trials}, run.families), counts=counts,
-                      training=run.training)
+                      training=run.training, speed_source=run.speed_source)

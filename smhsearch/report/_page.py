@@ -157,7 +157,7 @@ def _cell(key: str, kind: str, v: Any) -> str:
         cls = ' class="err"' if key == "error" else ""
         return f'<td{cls} data-v="{html.escape(str(v), quote=True)}">{html.escape(str(v))}</td>'
     f = float(v)
-    shown = {"acc": f"{100 * f:.2f}", "count": f"{int(f):,}", "rate": f"{f:,.1f}", "int": f"{int(f)}"}[kind]
+    shown = {"acc": f"{100 * f:.2f}", "count": f"{int(f):,}", "rate": f"{f:,.1f}", "int": f"{int(f)}", "ms": f"{1e3 * f:.3g}"}[kind]
     return f'<td class="num" data-v="{f!r}">{shown}</td>'
 
 
@@ -229,6 +229,7 @@ def render(data: ReportData) -> str:
 {data.epochs} epochs per trial · {len(data.trials)} trials ({html.escape(counts)}) · fronts on {pareto.ACCURACY[data.acc_key]} ·
 generated {data.generated} by smhsearch {__version__}</div>
 <div class="meta">training: {html.escape(", ".join(f"{k}={v}" for k, v in data.training.items() if v is not None))}</div>
+<div class="meta" id="speed-source">inference speed (throughput, latency) measured on: {html.escape(data.speed_source)}</div>
 <section id="budget">{budget}</section>
 <p class="note">Each point is a trial: colour is the method, the marker is the architecture; open markers were stopped early by the
 scheduler (their accuracy, from fewer epochs, is a lower bound and they are on no front). The dotted line joins the non-dominated
