@@ -126,7 +126,7 @@ def speed_metrics(model, data, device, phase=None) -> tuple[dict[str, Any], dict
 
 def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path: Path | None = None, record: dict | None = None,
             on_start: Callable[[dict], None] | None = None, on_epoch: Callable[[EpochMetrics, dict], None] | None = None,
-            progress: bool | None = False, speed_phase=None) -> JobResult:
+            progress: bool | None = False, speed_phase=None, checkpoint: Path | None = None) -> JobResult:
     """Build, compress, measure, train and save one model as ``spec`` says.
 
     ``device``: ``auto``, ``cpu``, ``cuda[:N]`` (see :mod:`smhsearch.device`; an unavailable one is a ValueError).
@@ -136,6 +136,9 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
     (the search's ``min_throughput``); ``on_epoch(metrics, static)`` after every epoch.
     ``speed_phase``: a run's :class:`smhsearch.speed.SpeedPhase`; speed is then measured in
     its phase (cached, alone on the device) and every epoch runs under its lock.
+    ``checkpoint``: a file the training state is saved to after every epoch and resumed
+    from when it exists (a retried trial goes on from its last epoch); removed once the
+    job is complete.
 
     Nothing is written until the model is built and accepted: an error before that (an
     unknown device, missing data, a budget the model cannot meet) is raised as it is, so a
@@ -183,10 +186,11 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
             if speed_phase is not None:
                 speed_phase.acquire_epoch()
 
+        rec["resumed"] = checkpoint is not None and checkpoint.is_file()  # a retried trial goes on from its last epoch
         if speed_phase is not None:
             speed_phase.acquire_epoch()
         try:
-            result = train(model, data, spec.train, device=device, callback=epoch_done, progress=progress)
+            result = train(model, data, spec.train, device=device, callback=epoch_done, progress=progress, checkpoint=checkpoint)
         finally:
             if speed_phase is not None:
                 speed_phase.release_epoch()
@@ -194,8 +198,10 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
         model_file = save_trained(model, record_path.parent / "model.safetensors") if record_path is not None else None
         final = final_metrics(model, static, result, model_file)
         rec.update(status="complete", metrics=final, finished=time.time(), stopped_early=result.stopped_early,
-                   train_settings=result.settings)
+                   train_settings=result.settings, history=[dataclasses.asdict(h) for h in result.history])  # a resumed job's too
         save()
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
         return JobResult(model, result, final, rec, model_file)
     except Exception as e:
         rec.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(), finished=time.time())

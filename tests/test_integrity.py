@@ -277,6 +277,13 @@ def _corrupt_study(d: Path) -> list[str]:
     return ["pick", "r", "--max-params", "1M"]
 
 
+def _greedy(d: Path) -> list[str]:
+    """A local run whose trials ask for GPUs no machine here has: they would wait for ever."""
+    path = write_space(d, methods="[dense]")
+    path.write_text(path.read_text().replace("cpus_per_trial: 1,", "cpus_per_trial: 1, gpus_per_trial: 1000,"))
+    return ["run", str(path), "--out", str(d / "run")]
+
+
 def _file_as(d: Path, name: str, text: bytes = b"mine") -> Path:
     (d / name).write_bytes(text)
     return d / name
@@ -295,6 +302,7 @@ BAD = {
     "compress --out an existing file": (lambda d: ["compress", "mlp", "--budget", "50%", "--out", str(_file_as(d, "m.st"))],
                                         "--force"),
     "pick on a corrupt study.db": (_corrupt_study, "cannot read the study"),
+    "a GPU request this machine cannot give": (_greedy, "resources.gpus_per_trial=1000 but this machine has"),
 }
 if not __import__("torch").cuda.is_available():
     BAD["--device cuda without one"] = (lambda d: ["train", "mlp", "--method", "dense", "--device", "cuda", "--epochs", "1"],

@@ -14,7 +14,7 @@ from .._storage import RESOLVED_FILE
 from ..space import Candidate
 from ._binding import stamp
 from ._lock import RunLock
-from ._plan import RunPlan, objective_keys
+from ._plan import RunPlan, local_resources, objective_keys, resource_shortfall
 from ._scheduler import make_scheduler
 from ._study import _searcher, open_study, trials_done
 from ._trial import run_trial
@@ -72,7 +72,12 @@ def run_search(plan: RunPlan, address: str | None = None, fresh: bool = False) -
     """Run (or resume) the search of ``plan``; returns a summary of the study.
 
     The run folder is locked for the whole call (:class:`RunLock`): a second driver is refused
-    with :class:`RunLocked` before it changes anything."""
+    with :class:`RunLocked` before it changes anything. A local run asking for resources this machine lacks is refused
+    before anything is written (its trials would wait for ever)."""
+    if address is None:
+        short = resource_shortfall(plan.space, *local_resources(), "this machine")
+        if short:
+            raise ValueError(f"{plan.space_path}: {short}; no trial could ever start (give --address of a cluster that has them)")
     with RunLock(plan.run_dir):
         return _run_locked(plan, address, fresh)
 
@@ -95,6 +100,11 @@ def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, An
         extra: dict[str, Any] = {"num_cpus": os.cpu_count()} if address is None else {}
         ray.init(address=address or "local", include_dashboard=False, configure_logging=True, logging_level=logging.WARNING,
                  log_to_driver=False, **extra)
+    if address is not None:  # a cluster may add nodes (an autoscaler): say so, do not refuse
+        total = ray.cluster_resources()
+        short = resource_shortfall(plan.space, total.get("CPU", 0), total.get("GPU", 0), f"the cluster at {address} now")
+        if short:
+            log.warning("%s: trials wait until nodes that have them join", short)
     scheduler = make_scheduler(plan.space)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, space_json=plan.space.as_written(), run_dir=str(plan.run_dir.resolve()),
@@ -107,7 +117,9 @@ def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, An
                                     max_concurrent_trials=res.max_concurrent),
         run_config=tune.RunConfig(name=f"{plan.space.name}-{int(time.time())}", storage_path=str((plan.run_dir / "ray").resolve()),
                                   verbose=0, callbacks=[_Progress(plan, done)],
-                                  failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
+                                  # a lost worker or node: the trial runs again, from its checkpoint (run_trial says
+                                  # which failures are final)
+                                  failure_config=tune.FailureConfig(max_failures=plan.space.search.retries, fail_fast=False)),
     )
     tuner.fit()
     return summarize(study)

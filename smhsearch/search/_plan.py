@@ -88,6 +88,24 @@ def _sampler(plan: RunPlan):
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def resource_shortfall(space: Space, cpus: float, gpus: float, where: str) -> str | None:
+    """What a trial asks for that ``where`` (``cpus`` CPUs, ``gpus`` GPUs) cannot give: such a trial would wait for
+    ever. None when every request fits."""
+    res, path = space.resources, "resources"
+    short = [f"{path}.{key}={want:g} but {where} has {have:g}" for key, want, have in
+             (("cpus_per_trial", res.cpus_per_trial, cpus), ("gpus_per_trial", res.gpus_per_trial, gpus)) if want > have]
+    return "; ".join(short) or None
+
+
+def local_resources() -> tuple[int, int]:
+    """(CPUs, GPUs) of this machine, as a local Ray would count them."""
+    import os
+
+    import torch
+
+    return os.cpu_count() or 1, torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def objective_keys(space: Space) -> tuple[list[str], list[str]]:
     """Report keys and Optuna directions, in the space's objective order."""
     keys = [{"accuracy": "val_acc", "stored_params": "stored_params", "throughput": "throughput", "flops": "flops"}[o]

@@ -55,9 +55,11 @@ def _searcher_class():
                     ot_trial.set_user_attr(k, v)
             keys = self.metric if isinstance(self.metric, list) else [self.metric]
             self._completed_trials.add(trial_id)  # first: Ray must never tell the same trial twice
+            if error and record.get("status") == "complete":  # it finished: what was lost is the acknowledgement
+                result, error = record.get("metrics") or {}, False
             try:
                 if error or record.get("status") == "failed":
-                    ot_trial.set_user_attr("error", record.get("error", "the trial raised (see Ray's log)"))
+                    ot_trial.set_user_attr("error", record.get("error") if record.get("status") == "failed" else _died(record_path, record))
                     self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
                 elif result and int(result.get("epoch", 0)) >= self._epochs and all(result.get(k) is not None for k in keys):
                     self._ot_study.tell(ot_trial, [float(result[k]) for k in keys])
@@ -73,6 +75,19 @@ def _searcher_class():
                 log.warning("could not record trial %d in the study: %s", ot_trial.number, e)
 
     return Searcher
+
+
+def _died(record_path: Path, record: dict) -> str:
+    """The cause of a trial whose every attempt ended without a word (its record still says running), also written to
+    its record."""
+    if not record:
+        return "the trial raised before it wrote a record (see Ray's log)"
+    why = (f"its worker died in attempt {record.get('attempt', 1)} (the process was killed, ran out of memory or lost its node) "
+           f"after {len(record.get('history') or [])} epochs; search.retries ran out")
+    from ..job import write_record
+
+    write_record(record_path, {**record, "status": "failed", "error": why, "finished": time.time()})
+    return why
 
 
 def _searcher(plan: RunPlan, storage):

@@ -18,8 +18,31 @@ def trial_spec(space: Space, space_path: Path, cand: Candidate):
                    train=space.train_config(cand.method))
 
 
+TRANSIENT = (OSError, MemoryError)
+"""Errors a trial may not raise again when run again (a full disk, a dropped file system, memory a neighbour held);
+any other exception a trial raises is its answer (a retry, same seed, same data, would raise it again)."""
+
+
+class TrialFailed(RuntimeError):
+    """A trial's earlier attempt raised an error a retry would raise again: the error stands."""
+
+
+def previous_attempt(record_path: Path, study: dict | None) -> dict[str, Any] | None:
+    """This trial's record from an earlier attempt of this study (Ray Tune runs a trial again when its worker died),
+    or None."""
+    try:
+        saved = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) and saved.get("study") == study else None
+
+
 def run_trial(config: dict, space_json: str, run_dir: str, space_path: str, study: dict | None = None) -> None:
-    """One trial, inside a Ray worker: the job of its candidate, reporting every epoch to Ray Tune."""
+    """One trial, inside a Ray worker: the job of its candidate, reporting every epoch to Ray Tune.
+
+    Run again after its worker died (``search.retries``), it goes on from the last epoch's checkpoint; a record that
+    says it finished is reported as it is (the acknowledgement was what got lost), and an error the trial itself
+    raised before stands (see :data:`TRANSIENT`)."""
     import torch
     from ray import tune
 
@@ -29,8 +52,15 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str, stud
 
     number = int(config["_number"])
     record_path = Path(run_dir) / "trials" / f"{number:04d}" / "trial.json"
+    before = previous_attempt(record_path, study)
+    if before is not None and before.get("status") == "complete":
+        tune.report(before["metrics"])
+        return
+    if before is not None and before.get("status") == "failed" and not before.get("transient"):
+        raise TrialFailed(f"{before.get('error')} (raised by an earlier attempt; a retry would raise it again)")
     # the study stamp binds the record to its study: a resume never adopts another study's record
-    record: dict[str, Any] = {"number": number, "study": study, "config": config.get("_candidate")}
+    record: dict[str, Any] = {"number": number, "study": study, "config": config.get("_candidate"),
+                              "attempt": int((before or {}).get("attempt", 0)) + 1}
     try:
         raw = json.loads(space_json)
         load_plugins(raw.get("plugins") or [])  # a worker is a fresh process: user methods register here too
@@ -62,9 +92,11 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str, stud
 
     try:  # speed is measured once per deployed architecture, alone on the device (smhsearch.speed)
         result = run_job(spec, device=device, record_path=record_path, record=record, on_start=on_start, on_epoch=on_epoch,
-                         speed_phase=SpeedPhase(run_dir, device, number))
+                         speed_phase=SpeedPhase(run_dir, device, number), checkpoint=record_path.parent / "checkpoint.pt")
     except Exception as e:
-        if not record_path.is_file():  # refused before the job wrote anything: the trial's folder still says why
-            write_record(record_path, {**record, "status": "failed", "error": f"{type(e).__name__}: {e}"})
+        written = previous_attempt(record_path, study)
+        if written is None or written.get("attempt") != record["attempt"]:  # refused before the job wrote anything
+            written = {**record, "status": "failed", "error": f"{type(e).__name__}: {e}"}
+        write_record(record_path, {**written, "transient": isinstance(e, TRANSIENT)})
         raise
     tune.report(result.metrics)

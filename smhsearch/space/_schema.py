@@ -258,6 +258,8 @@ class SearchSpec(_Strict):
     max_params: Union[int, float, str, None] = None
     min_throughput: float | None = Field(default=None, gt=0)
     seed: int = Field(default=0, ge=0)
+    retries: int = Field(default=1, ge=0, description="times a trial whose worker or node died is run again (from its last "
+                                                       "epoch's checkpoint) before it is recorded failed")
 
     @model_validator(mode="after")
     def _check(self) -> "SearchSpec":

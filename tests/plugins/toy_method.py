@@ -55,9 +55,9 @@ class ToyShareModel(ReparametrizedModel):
 
 
 @register_method(ToyShare)
-def _build(model: nn.Module, config: ToyShare) -> ToyShareModel:
+def _build(model: nn.Module, config: ToyShare, cls: type[ToyShareModel] = ToyShareModel) -> ToyShareModel:
     plan = plan_budget(model, select_targets(model, config.scope, require=True), config.budget, "ToyShare")
     pool = plan.budget - plan.rest
     if pool < 1:
         raise ValueError(f"ToyShare: budget={config.budget!r} leaves no room for a pool beside {plan.rest} unhashed parameters")
-    return ToyShareModel(model, plan.targets, config, pool)
+    return cls(model, plan.targets, config, pool)
