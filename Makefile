@@ -19,14 +19,16 @@ install: $(STAMP)
 browser:
 	@scripts/ensure_chromium.sh
 
-## the default test suite (fast; slow and GPU tests are marked and skipped)
+## the default test suite (fast; slow and GPU tests are marked and skipped), on TEST_JOBS processes (pytest-xdist;
+## the tests sharing a run or a Ray stay on one process)
+TEST_JOBS ?= 2
 test: $(STAMP) browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup
 
 ## everything a CPU machine runs: the default suite and the tests marked slow
 ## (a -m given here replaces the `-m 'not slow and not gpu'` of pyproject's addopts)
 test-all: $(STAMP) browser
-	$(BIN)/python -m pytest -m "not gpu"
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup -m "not gpu"
 
 ## the tests marked gpu alone (on a machine with CUDA; elsewhere they skip and say why)
 test-gpu: $(STAMP)

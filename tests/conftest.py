@@ -131,43 +131,61 @@ def cli(capsys):
     return run
 
 
+QUICK_SHORTENED = {"train": {"epochs": 2}, "space": {"budget": ["10%"]}, "scheduler": {"grace_period": 1}}
+"""The shipped spaces/quick.yaml with fewer epochs and one budget: every method of it, the speed phase and the
+scheduler, in about a third of the time (the full space runs in the slow test of test_pick_export and in `make demo`)."""
+
+
+def quick_space_shortened(folder: Path) -> Path:
+    """spaces/quick.yaml with :data:`QUICK_SHORTENED` merged in, written to ``folder`` (its ``name`` kept)."""
+    import yaml
+
+    space = yaml.safe_load((ROOT / "spaces" / "quick.yaml").read_text())
+    for key, value in QUICK_SHORTENED.items():
+        space[key] = {**space[key], **value}
+    path = folder / "quick.yaml"
+    path.write_text(yaml.safe_dump(space, sort_keys=False))
+    return path
+
+
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory) -> Path:
-    """A real run of the shipped spaces/quick.yaml (about two minutes on 2 cores), shared by the report, pick and export tests."""
-    out = tmp_path_factory.mktemp("runs") / "quick"
-    r = smhsearch_cli("run", str(ROOT / "spaces" / "quick.yaml"), "--out", str(out))
+    """A real run of the shipped quick space, shortened (about a minute and a half on 2 idle cores), shared by the
+    report, pick, export, dashboard and light-command tests: one run, read many ways."""
+    base = tmp_path_factory.mktemp("runs")
+    out = base / "quick"
+    r = smhsearch_cli("run", str(quick_space_shortened(base)), "--out", str(out))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return out
 
 
-TINY_SPACE = """\
-name: tiny
-dataset: {name: fashion-mnist-small}
-train: {epochs: 1, batch_size: 128}
-space: {arch: [resnet8], method: [dense]}
-search: {sampler: grid, trials: 1}
-resources: {cpus_per_trial: 1}
-"""
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """A real one-trial, one-epoch run (dense ResNet-8 on the embedded data; about a minute, mostly Ray starting)."""
-    base = tmp_path_factory.mktemp("tiny")
-    (base / "tiny.yaml").write_text(TINY_SPACE)
-    r = smhsearch_cli("run", str(base / "tiny.yaml"), "--out", str(base / "run"))
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return base / "run"
-
-
+# Under ``pytest -n`` (``make test``) the tests using a fixture worth sharing run on one worker (``--dist loadgroup``):
+# the quick run is made once, and each module's Ray is started once.
 def pytest_collection_modifyitems(config, items):
-    """``gpu`` tests skip, saying why, where no CUDA device is visible (they run with ``pytest -m gpu``)."""
+    """``gpu`` tests skip, saying why, where no CUDA device is visible (they run with ``pytest -m gpu``); the users of a
+    shared fixture are grouped onto one xdist worker."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "quick_run" in names:
+            item.add_marker(pytest.mark.xdist_group("quick_run"))
+        elif "local_ray" in names:
+            item.add_marker(pytest.mark.xdist_group(f"ray-{item.module.__name__}"))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False here)")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_configure(config):
+    """Under xdist each worker is one of the machine's cores: one thread each, for torch here and for the commands the
+    tests start (two workers of two threads each on two cores would time-slice every step)."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

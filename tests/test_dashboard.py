@@ -36,10 +36,10 @@ def _get(url: str, deadline: float):
 
 
 @pytest.mark.skipif(not Path(DASHBOARD).is_file(), reason="optuna-dashboard is not installed (pip install -e '.[dev]')")
-def test_the_study_opens_in_optuna_dashboard(tiny_run):
-    run = load_run(tiny_run)
+def test_the_study_opens_in_optuna_dashboard(quick_run):
+    run = load_run(quick_run)
     port = _free_port()
-    proc = subprocess.Popen([DASHBOARD, f"sqlite:///{tiny_run / 'study.db'}", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([DASHBOARD, f"sqlite:///{quick_run / 'study.db'}", "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}/api/studies"

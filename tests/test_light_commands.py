@@ -18,6 +18,8 @@ import pytest
 from smhsearch.runs import RunError, load_run, trial_label
 from smhsearch.space import Candidate
 
+from .conftest import QUICK_SHORTENED
+
 HEAVY = {"torch", "ray", "pydantic", "torchvision", "fvcore"}
 
 
@@ -31,8 +33,8 @@ def imported(*args: str, cwd=None) -> tuple[subprocess.CompletedProcess, set[str
 
 
 @pytest.mark.parametrize("command", ["pick", "report", "export --help"])
-def test_reading_a_run_imports_no_torch(tiny_run, tmp_path, command):
-    args = {"pick": ["pick", str(tiny_run)], "report": ["report", str(tiny_run), "--out", str(tmp_path / "r.html")],
+def test_reading_a_run_imports_no_torch(quick_run, tmp_path, command):
+    args = {"pick": ["pick", str(quick_run)], "report": ["report", str(quick_run), "--out", str(tmp_path / "r.html")],
             "export --help": ["export", "--help"]}[command]
     r, modules = imported(*args)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -56,11 +58,11 @@ def _copy_run(src, dst):
     return dst
 
 
-def test_run_json_says_what_validating_the_space_says(tiny_run, tmp_path):
+def test_run_json_says_what_validating_the_space_says(quick_run, tmp_path):
     from smhsearch.report import report_data
 
-    light = load_run(tiny_run)
-    old = _copy_run(tiny_run, tmp_path / "old")
+    light = load_run(quick_run)
+    old = _copy_run(quick_run, tmp_path / "old")
     (old / "run.json").unlink()  # a run from before run.json: read by validating space.yaml
     heavy = load_run(old)
     assert light.settings == heavy.settings == json.loads(light.space.model_dump_json())
@@ -68,11 +70,11 @@ def test_run_json_says_what_validating_the_space_says(tiny_run, tmp_path):
     assert [t.as_row() for t in light.trials] == [t.as_row() for t in heavy.trials]
     a, b = report_data(light), report_data(heavy)
     assert (a.training, a.published, a.dataset, a.epochs) == (b.training, b.published, b.dataset, b.epochs)
-    assert a.training["epochs"] == 1 and a.training["optimizer"] == "sgd"  # defaults filled in, not only the file's keys
+    assert a.training["epochs"] == QUICK_SHORTENED["train"]["epochs"] and a.training["optimizer"] == "sgd"  # defaults filled in, not only the file's keys
 
 
-def test_a_broken_run_json_is_named(tiny_run, tmp_path):
-    run = _copy_run(tiny_run, tmp_path / "r")
+def test_a_broken_run_json_is_named(quick_run, tmp_path):
+    run = _copy_run(quick_run, tmp_path / "r")
     (run / "run.json").write_text('{"space": {"name": "quick"}}')
     with pytest.raises(RunError, match=r"run\.json: not the run record"):
         load_run(run)

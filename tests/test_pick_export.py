@@ -13,12 +13,27 @@ from smhsearch import create_model, pareto
 from smhsearch.data import load_dataset
 from smhsearch.export import load_compact
 from smhsearch.runs import load_run
+from smhsearch.space import load_space
 
-from .conftest import smhsearch_cli
+from .conftest import ROOT, smhsearch_cli
 
 
-# The first test here also waits for the session's real quick.yaml run (about 85 s on 2 idle cores).
+# The first test here also waits for the session's real run of the quick space (shortened; conftest.quick_run).
 pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.mark.slow
+def test_the_shipped_quick_space_runs_as_make_demo_runs_it(tmp_path):
+    """`make demo`'s job, unshortened: every candidate of spaces/quick.yaml finishes, and the README's pick answers."""
+    space = load_space(ROOT / "spaces" / "quick.yaml")
+    r = smhsearch_cli("run", str(ROOT / "spaces" / "quick.yaml"), "--out", str(tmp_path / "quick"), timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    run = load_run(tmp_path / "quick")
+    assert len(run.trials) == len(space.candidates()) == 7
+    assert {t.status for t in run.trials} <= {"complete", "early_stopped"}
+    assert {t.method for t in run.complete()} >= {"dense", "smh"}
+    r = smhsearch_cli("pick", str(tmp_path / "quick"), "--max-params", "20K")
+    assert r.returncode == 0 and "--trial" in r.stdout, r.stdout + r.stderr
 
 def test_pick_chooses_what_pareto_chooses_and_says_why(quick_run, cli):
     run = load_run(quick_run)
@@ -56,13 +71,13 @@ def test_pick_with_nothing_in_reach_exits_1_and_lists_the_nearest(quick_run, cli
     (["pick", "{run}", "--min-accuracy", "1.5"], "--min-accuracy: expected a fraction in [0, 1] (0.8) or a percentage (80%)"),
     (["pick", "{run}", "--min-throughput", "-3"], "--min-throughput: expected a positive number"),
     (["export", "no/such/run", "--trial", "0", "--out", "{tmp}/e"], "RUN: no run folder"),
-    (["export", "{run}", "--trial", "99", "--out", "{tmp}/e"], "--trial: {run}: no trial 99; the run has trials 0, 1, 2, 3, 4, 5, 6"),
+    (["export", "{run}", "--trial", "99", "--out", "{tmp}/e"], "--trial: {run}: no trial 99; the run has trials {numbers}"),
     (["export", "{run}", "--trial", "{first}", "--out", "{tmp}/e", "--format", "onnx,tflite"], "--format: unknown format 'tflite'; allowed: safetensors, torchscript, pt2, onnx, compact"),
     (["export", "{run}", "--trial", "{dense}", "--out", "{tmp}/e", "--format", "compact"], "is a dense model, so it has no compact file"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message_and_write_nothing(quick_run, tmp_path, cli, args, message):
     run = load_run(quick_run)
-    fill = {"run": quick_run, "tmp": tmp_path, "first": run.complete()[0].number,
+    fill = {"run": quick_run, "tmp": tmp_path, "first": run.complete()[0].number, "numbers": ", ".join(str(t.number) for t in run.trials),
             "dense": next(t.number for t in run.complete() if t.method == "dense")}
     rc, out, err = cli(*[a.format(**fill) for a in args])
     assert rc == 2, out + err
