@@ -107,3 +107,10 @@ def test_check_prescreens_every_candidate(tmp_path):
     real = compress(create_model("resnet8", num_classes=10, in_channels=1), SMH(budget="10%", scale="learnable"))
     assert by["resnet8 smh@10% (all/learnable)"]["stored_params"] == real.stored_count()
     assert by["resnet8 smh@10% (all/learnable)"]["architecture"] == signature(real.materialize())
+    # what is hashed and what stays dense: the method's own selection, as compress --dry-run shows it
+    from smhsearch.methods import selection_summary
+
+    base = create_model("resnet8", num_classes=10, in_channels=1)
+    assert by["resnet8 smh@10% (all/learnable)"]["compressed_share"] == selection_summary(base, SMH(budget="10%")).share_compressed
+    assert 0.9 < by["resnet8 hashed1@25% (all)"]["compressed_share"] < 1
+    assert by["resnet8 dense"]["compressed_share"] is None and by["resnet8 width@10%"]["compressed_share"] is None

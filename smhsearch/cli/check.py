@@ -41,7 +41,8 @@ def main(args: argparse.Namespace) -> int:
         stored, arch, net = _shapes_only(c, kw, bases)
         if arch not in flops_of:
             flops_of[arch] = _count_flops(net, shape)
-        rows.append({"candidate": c.label(), "stored_params": stored, "flops": flops_of[arch], "architecture": arch})
+        rows.append({"candidate": c.label(), "stored_params": stored, "flops": flops_of[arch], "architecture": arch,
+                     "compressed_share": _compressed_share(c, bases[c.arch])})
     summary = {"space": str(space_path), "name": space.name, "candidates": len(plan.candidates), "trials": plan.target_trials,
                "sampler": space.search.sampler, "dataset": space.dataset.name, "epochs": space.train.epochs,
                "prescreen_seconds": round(time.perf_counter() - t0, 1), "prescreen": rows}
@@ -58,10 +59,14 @@ def main(args: argparse.Namespace) -> int:
         b = space.space.budget
         print(f"space.budget is a range ({b.low} to {b.high}{', log' if b.log else ''}): candidates are shown at its two ends")
     width = max(len(r["candidate"]) for r in rows)
-    print(f"{'candidate':<{width}}  {'stored':>9}  {'FLOPs':>9}  deploys")
+    print(f"{'candidate':<{width}}  {'stored':>9}  {'FLOPs':>9}  {'compressed':>10}  deploys")
     names = {a: f"net {i + 1}" for i, a in enumerate(dict.fromkeys(r["architecture"] for r in rows))}
     for r in rows:
-        print(f"{r['candidate']:<{width}}  {format_count(r['stored_params']):>9}  {format_count(r['flops']):>9}  {names[r['architecture']]}")
+        share = "-" if r["compressed_share"] is None else f"{100 * r['compressed_share']:.1f}%"
+        print(f"{r['candidate']:<{width}}  {format_count(r['stored_params']):>9}  {format_count(r['flops']):>9}  {share:>10}  "
+              f"{names[r['architecture']]}")
+    print("compressed: the share of the base's trainable parameters the method hashes, prunes or factorises "
+          "(`smhsearch compress ARCH --method M --dry-run` lists the tensors); '-': dense, or a method that rebuilds the network")
     print(f"pre-screen took {summary['prescreen_seconds']}s for {len(names)} distinct deployed networks; inference speed is "
           "measured in the run, once per network and alone on its device")
     return 0
@@ -81,6 +86,20 @@ def _shapes_only(c, kw, bases: dict):
     model = compress_shapes(bases[c.arch], c.method_config(), lambda: create_model(c.arch, **kw(c.arch)))
     net = deployed(model)
     return measure.final_stored_parameters(model), signature(net), net
+
+
+def _compressed_share(c, base) -> float | None:
+    """The share of ``base``'s trainable parameters candidate ``c``'s method compresses (None: dense, or a method that
+    rebuilds the architecture rather than choosing tensors)."""
+    from ..methods import selection_summary
+
+    cfg = c.method_config()
+    if cfg is None:
+        return None
+    try:
+        return selection_summary(base, cfg).share_compressed
+    except ValueError:  # the width multiplier: no tensor is chosen
+        return None
 
 
 def _count_flops(net, shape) -> int:
