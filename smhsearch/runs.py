@@ -21,7 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._storage import REPORTED, RESOLVED_FILE, STUDY_FILE, open_storage, redact, storage_url
+from ._storage import REPORTED, RESOLVED_FILE, STUDY_FILE, open_storage, reader_url, redact, storage_url
 
 if TYPE_CHECKING:
     from .space import Space
@@ -150,7 +150,8 @@ def load_run(path: str | Path) -> Run:
         resolved = {"space": json.loads(space.model_dump_json()), "families": None}
     settings = resolved["space"]
     name = settings["name"]
-    url = storage_url(settings.get("storage"), path)
+    # the run folder records its storage redacted: the password comes from SMHSEARCH_STORAGE (or libpq's own)
+    url = storage_url(reader_url(settings["storage"]) if settings.get("storage") else None, path)
     if not settings.get("storage") and not (path / STUDY_FILE).is_file():
         raise RunError(f"{path} has no study ({STUDY_FILE}); was the run started?")
     try:
