@@ -277,6 +277,19 @@ def _corrupt_study(d: Path) -> list[str]:
     return ["pick", "r", "--max-params", "1M"]
 
 
+def _model_run(d: Path, case: str) -> list[str]:
+    """A run folder whose one finished trial left the model file ``case`` of the corpus: ``export`` must refuse it."""
+    from ._modelfiles import CORPUS
+
+    run = d / "r"
+    (run / "trials" / "0000").mkdir(parents=True)
+    (run / "space.yaml").write_text("name: r\ndataset: {name: fashion-mnist-small}\nspace: {arch: [mlp], method: [dense]}\n")
+    study = optuna.create_study(study_name="r", storage=f"sqlite:///{run / 'study.db'}")
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"config": {"arch": "mlp", "method": "dense"}}))
+    CORPUS[case][0](run / "trials" / "0000" / "model.safetensors")
+    return ["export", "r", "--trial", "0", "--out", "exported"]
+
+
 def _file_as(d: Path, name: str, text: bytes = b"mine") -> Path:
     (d / name).write_bytes(text)
     return d / name
@@ -296,6 +309,10 @@ BAD = {
                                         "--force"),
     "pick on a corrupt study.db": (_corrupt_study, "cannot read the study"),
 }
+# model files: the commands that load one (export) refuse each before building anything (tests/_modelfiles.py)
+# (a few through the real command, each a process of its own; the whole corpus in-process further down)
+for _case in ("truncated", "huge header", "bad JSON entry", "1e8 hidden units", "100000 hashes", "1M tiny layers"):
+    BAD[f"model file: {_case}"] = (lambda d, c=_case: _model_run(d, c), "trial 0's model file: ")
 if not __import__("torch").cuda.is_available():
     BAD["--device cuda without one"] = (lambda d: ["train", "mlp", "--method", "dense", "--device", "cuda", "--epochs", "1"],
                                         "--device")
@@ -369,3 +386,19 @@ def test_changing_the_objectives_under_a_run_is_refused(tmp_path):
         open_study(plan_run(load_space(path), path, tmp_path / "run"))
     path = write_space(tmp_path, methods="[dense]", search=", objectives: [accuracy, stored_params], trials: 5")
     open_study(plan_run(load_space(path), path, tmp_path / "run"))  # a new trial count is fine
+
+
+@pytest.mark.parametrize("case", sorted(__import__("tests._modelfiles", fromlist=["CORPUS"]).CORPUS))
+def test_a_malformed_model_file_is_refused_in_one_line(tmp_path, case):
+    """Every file of the corpus: ModelFileError (a ValueError) naming the file and what is wrong, in one line."""
+    from smhsearch._modelfile import ModelFileError
+    from smhsearch.export import load_trained
+
+    from ._modelfiles import CORPUS
+
+    make, expected = CORPUS[case]
+    path = make(tmp_path / "model.safetensors")
+    with pytest.raises(ModelFileError) as e:
+        load_trained(path)
+    message = str(e.value)
+    assert message.startswith(str(path)) and expected in message and "\n" not in message, message
