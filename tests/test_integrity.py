@@ -402,3 +402,40 @@ def test_a_malformed_model_file_is_refused_in_one_line(tmp_path, case):
         load_trained(path)
     message = str(e.value)
     assert message.startswith(str(path)) and expected in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("case", ["truncated", "garbage", "another model"])
+def test_an_unusable_checkpoint_is_set_aside_and_training_starts_over(tmp_path, case, caplog):
+    """A checkpoint only saves time: a cut or foreign one is moved aside (kept), nothing of it applied, and the
+    run trains from the first epoch to the same model as a run that never had one."""
+    import torch
+
+    from smhsearch.data import load_dataset
+    from smhsearch.models import create_model
+    from smhsearch.train import TrainConfig, train
+
+    data = load_dataset("fashion-mnist-small")
+    cfg = TrainConfig(epochs=1, batch_size=256, lr=0.05, compile="off")
+
+    def make():
+        torch.manual_seed(0)
+        return create_model("mlp", hidden=[16])
+
+    straight = make()
+    train(straight, data, cfg, progress=False)
+    ckpt = tmp_path / "ckpt.pt"
+    if case == "another model":
+        torch.manual_seed(0)
+        other = create_model("mlp", hidden=[8])
+        train(other, data, cfg, checkpoint=ckpt, progress=False)
+    else:
+        train(make(), data, cfg, checkpoint=ckpt, progress=False)
+        data_bytes = ckpt.read_bytes()
+        ckpt.write_bytes(data_bytes[: len(data_bytes) // 2] if case == "truncated" else b"not a checkpoint" * 50)
+    before = ckpt.read_bytes()
+    resumed = make()
+    result = train(resumed, data, cfg, checkpoint=ckpt, progress=False)
+    assert (tmp_path / "ckpt.pt.unusable").read_bytes() == before  # kept, not deleted
+    assert "cannot be used" in caplog.text and len(result.history) == 1
+    for (n, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(p, q), n
