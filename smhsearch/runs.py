@@ -21,7 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._storage import REPORTED, RESOLVED_FILE, STUDY_FILE, open_storage, reader_url, redact, storage_url
+from ._storage import REPORTED, RESOLVED_FILE, STUDY_FILE, StorageError, open_storage, reader_url, redact, storage_url
 
 if TYPE_CHECKING:
     from .space import Space
@@ -159,6 +159,8 @@ def load_run(path: str | Path) -> Run:
         uid = study.user_attrs.get("uid")
     except KeyError:
         raise RunError(f"{path}: the study {name!r} is not in {redact(url)}") from None
+    except StorageError as e:  # no driver, no server, a refused login: the message names the storage already
+        raise RunError(f"{path}: cannot read the study: {e}") from None
     except Exception as e:  # a corrupt study.db, an unreachable server: one line, never a traceback
         raise RunError(f"{path}: cannot read the study in {redact(url)}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     records = []

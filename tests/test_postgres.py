@@ -49,6 +49,18 @@ def files_holding(folder: Path, secret: str) -> list[str]:
 
 # --- check: connects, and says clearly why it cannot -------------------------------------------------
 
+@pytest.mark.parametrize("url,why", [("postgresql+psycopg2://u:pw9@127.0.0.1/db", "its driver is not installed"),
+                                     ("nosuchdb://u:pw9@127.0.0.1/db", "Can't load plugin"),
+                                     ("postgresql://u:pw9@127.0.0.1:1/db", "Connection refused")])
+def test_check_says_why_a_storage_cannot_be_used(tmp_path, cli, monkeypatch, url, why):
+    """No server needed: a missing driver, an unknown database kind, nothing listening; one line, no password."""
+    monkeypatch.delenv("SMHSEARCH_STORAGE", raising=False)
+    space = write_space(tmp_path, url)
+    rc, so, se = cli("check", space)
+    assert rc == 2 and f"{space}: storage: cannot connect to" in se and why in se and se.strip().count("\n") == 0, se
+    assert "pw9" not in se and ":***@" in se
+
+
 def test_check_connects_and_names_the_key_when_it_cannot(tmp_path, postgres, pg_db, cli, monkeypatch):
     monkeypatch.delenv("SMHSEARCH_STORAGE", raising=False)
     space = write_space(tmp_path, postgres.url(pg_db))  # the password in the space file itself
@@ -106,7 +118,7 @@ def test_the_run_folder_records_the_storage_without_its_password(tmp_path, postg
     monkeypatch.setenv("PGPASSWORD", PASSWORD)  # libpq's own variable
     assert load_run(out).name == "pg"
     monkeypatch.delenv("PGPASSWORD")
-    with pytest.raises(RunError, match="cannot read the study in postgresql") as e:
+    with pytest.raises(RunError, match="cannot read the study: storage: cannot open postgresql") as e:
         load_run(out)
     assert PASSWORD not in str(e.value) and "\n" not in str(e.value)
 

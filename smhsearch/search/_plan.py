@@ -65,8 +65,9 @@ def plan_run(space: Space, space_path: Path, out: Path | None = None, max_trials
         target = min(target, max_trials)
     from .._storage import choose_storage, redact, resolve_storage
 
-    # a relative storage path means the same file from wherever the run is started
-    storage = resolve_storage(choose_storage(space.storage), space_path.resolve().parent)
+    # a relative storage path in the space means the same file from wherever the run is started (in
+    # SMHSEARCH_STORAGE alone, one from the working directory, as any path in the environment)
+    storage = resolve_storage(choose_storage(space.storage), space_path.resolve().parent if space.storage else Path.cwd())
     if storage:
         space = space.model_copy(update={"storage": redact(storage)})
     return RunPlan(space, space_path, out or Path("runs") / space.name, candidates, target, structured, storage=storage)
