@@ -149,8 +149,8 @@ def _complete_records(out: Path) -> dict[int, dict]:
 @pytest.mark.cluster
 @pytest.mark.timeout(1800)  # three Ray starts and two searches on a shared 2-core machine
 def test_a_postgres_killed_mid_search_loses_no_trial(tmp_path, postgres, pg_db):
-    """Three trials; once the first has finished, the server is crashed (pg_ctl stop -m immediate) and started
-    again. Whatever the driver did meanwhile, `smhsearch run` again finishes the search with each candidate
+    """Three trials; once the first has finished, the server is crashed (pg_ctl stop -m immediate), and started
+    again only once the second has finished too (or the driver has given up). Whatever the driver did meanwhile, `smhsearch run` again finishes the search with each candidate
     complete once, every result equal to its trial's own record, and the password in no file and no message."""
     space = write_space(tmp_path, postgres.url(pg_db, password=None, scheme="postgresql"))
     out = tmp_path / "run"
@@ -161,9 +161,12 @@ def test_a_postgres_killed_mid_search_loses_no_trial(tmp_path, postgres, pg_db):
     try:
         _wait_for(lambda: 0 in _complete_records(out) or driver.poll() is not None, 600, "trial 0 to finish")
         postgres.stop("immediate")  # a crash: clients are cut off mid-connection
-        time.sleep(3)
+        # down long enough that the driver needs it (to tell a result, to ask for the next trial) and cannot have it
+        _wait_for(lambda: 1 in _complete_records(out) or driver.poll() is not None, 600, "trial 1 to finish or the driver to stop")
+        time.sleep(5)
         postgres.start()
         first_out, first_err = driver.communicate(timeout=600)
+        print(f"first driver: exit {driver.returncode}; trials it finished: {sorted(_complete_records(out))}")
     finally:
         if driver.poll() is None:
             driver.kill()

@@ -36,7 +36,8 @@ class RunPlan:
         return _url(self.storage, self.run_dir)
 
     def __getstate__(self) -> dict[str, Any]:
-        # Ray pickles what its callbacks hold (the progress line holds the plan) into the run folder's ray/
+        # Ray pickles what its callbacks hold (the progress line holds the plan) into the run folder's ray/; a copy
+        # made this way (pickle, copy.deepcopy) holds the storage redacted, so the driver passes the plan itself
         from .._storage import redact
 
         return {**self.__dict__, "storage": redact(self.storage) if self.storage else self.storage}
