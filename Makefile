@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all test-gpu lint bench install browser clean
+.PHONY: demo test test-all test-gpu lint bench install browser postgres clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,15 +19,19 @@ install: $(STAMP)
 browser:
 	@scripts/ensure_chromium.sh
 
+## Debian's postgresql, for the tests that run a search against a private PostgreSQL server (skipped, with the reason, where it cannot be installed)
+postgres:
+	@scripts/ensure_postgres.sh
+
 ## the default test suite (fast; slow and GPU tests are marked and skipped), on TEST_JOBS processes (pytest-xdist;
 ## the tests sharing a run or a Ray stay on one process)
 TEST_JOBS ?= 2
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup
 
 ## everything a CPU machine runs: the default suite and the tests marked slow
 ## (a -m given here replaces the `-m 'not slow and not gpu'` of pyproject's addopts)
-test-all: $(STAMP) browser
+test-all: $(STAMP) browser postgres
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup -m "not gpu"
 
 ## the tests marked gpu alone (on a machine with CUDA; elsewhere they skip and say why)

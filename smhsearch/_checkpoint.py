@@ -33,8 +33,24 @@ def save_checkpoint(path: Path, model: nn.Module, opt, sched, gen: torch.Generat
 
 
 def load_checkpoint(path: Path, be: Backend, model: nn.Module, opt, sched, gen: torch.Generator) -> tuple[int, list[dict[str, Any]]]:
-    """Restore the state in ``path`` into the given objects; (first epoch to run, history so far)."""
-    state = torch.load(path, map_location=be.device, weights_only=True)
+    """Restore the state in ``path`` into the given objects; (first epoch to run, history so far).
+
+    A checkpoint only saves time, so one that cannot be read (cut, corrupt, another format) or does not fit
+    ``model`` (another architecture's tensors) is moved aside to ``<name>.unusable`` with a warning, nothing of it
+    is applied, and training starts from the first epoch: (0, []).
+    """
+    try:
+        # weights_only: never runs code from the file; tensors are only as large as the file's own records
+        state = torch.load(path, map_location=be.device, weights_only=True)
+        _check_fits(state, model)
+    except Exception as e:
+        import os
+
+        aside = path.with_name(path.name + ".unusable")
+        os.replace(path, aside)
+        log.warning("the checkpoint %s cannot be used (%s); moved to %s, training starts from the first epoch",
+                    path, " ".join(str(e).split())[:300] or type(e).__name__, aside)
+        return 0, []
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
@@ -42,3 +58,19 @@ def load_checkpoint(path: Path, be: Backend, model: nn.Module, opt, sched, gen: 
     be.set_rng_state(state["rng"] if "rng" in state else {"cpu": state["torch_rng"]})  # torch_rng: checkpoints before the device layer
     log.info("resumed from %s after epoch %d", path, int(state["epoch"]) + 1)
     return int(state["epoch"]) + 1, state["history"]
+
+
+def _check_fits(state: Any, model: nn.Module) -> None:
+    """Raise ValueError unless ``state`` is a checkpoint of ``model`` (checked before any of it is applied)."""
+    keys = ("model", "optimizer", "scheduler", "generator", "epoch", "history")
+    if not isinstance(state, dict) or any(k not in state for k in keys) or ("rng" not in state and "torch_rng" not in state):
+        raise ValueError(f"not a trainer checkpoint (a mapping with {', '.join(keys)} and rng)")
+    if isinstance(state["epoch"], bool) or not isinstance(state["epoch"], int) or state["epoch"] < 0 or not isinstance(state["history"], list):
+        raise ValueError("its epoch or history is not what the trainer writes")
+    own = model.state_dict()
+    saved = state["model"]
+    if not isinstance(saved, dict) or saved.keys() != own.keys():
+        raise ValueError("its model tensors are not this model's")
+    wrong = next((k for k, v in own.items() if not isinstance(saved[k], torch.Tensor) or saved[k].shape != v.shape), None)
+    if wrong is not None:
+        raise ValueError(f"its {wrong} does not have this model's shape {tuple(own[wrong].shape)}")

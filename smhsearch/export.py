@@ -25,8 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._modelfile import ModelFileError, check_arch, check_layout, check_size, check_state_metadata, check_upsample, method_config
+from ._modelfile import entry as header_entry
 from ._version import __version__
-from .methods._base import CompressedModel, compress, config_from_dict, state_metadata, with_metadata
+from .methods._base import CompressedModel, compress, state_metadata, with_metadata
 from .methods._targets import state_to_be_loaded
 
 COMPACT_FORMAT = "smhsearch.compact"
@@ -77,12 +79,13 @@ def _read_header(path: str | os.PathLike, formats: tuple[str, ...], what: str) -
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-    except Exception as e:  # safetensors raises its own error types for a bad header
-        raise ValueError(f"{path} is not a safetensors file: {e}") from None
+            meta["__tensors__"] = str(len(f.keys()))  # what the file can account for (modelfile.check_size)
+    except Exception as e:  # safetensors raises its own error types for a bad header (truncated, too large, not JSON)
+        raise ModelFileError(f"{path} is not a safetensors file: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if meta.get("format") not in formats:
-        raise ValueError(f"{path} is not an smhsearch {what} (format={meta.get('format')!r}, expected {' or '.join(map(repr, formats))})")
+        raise ModelFileError(f"{path} is not an smhsearch {what} (format={meta.get('format')!r}, expected {' or '.join(map(repr, formats))})")
     if meta.get("format_version") != COMPACT_VERSION:
-        raise ValueError(f"{path}: format version {meta.get('format_version')!r} is not supported (this smhsearch reads {COMPACT_VERSION!r})")
+        raise ModelFileError(f"{path}: format version {meta.get('format_version')!r} is not supported (this smhsearch reads {COMPACT_VERSION!r})")
     return meta
 
 
@@ -96,11 +99,6 @@ def _metadata_json(module: nn.Module) -> str:
             entry = {k: v for k, v in entry.items() if k == "version"}
         out[prefix] = entry
     return json.dumps(out)
-
-
-def _read_metadata(meta: dict[str, str]) -> dict[str, dict[str, Any]] | None:
-    """The module versions a file's header records; None for a file written before they were recorded."""
-    return json.loads(meta["state_metadata"]) if "state_metadata" in meta else None
 
 
 def save_compact(model: CompressedModel, path: str | os.PathLike) -> Path:
@@ -124,14 +122,17 @@ def compact_bytes(model: CompressedModel) -> int:
 
 
 def read_compact_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The method config and architecture a compact file records (no tensors are read)."""
+    """The method config and architecture a compact file records (no tensors are read), each entry checked for its
+    kind (:class:`smhsearch._modelfile.ModelFileError` names a bad one); ``tensors``: how many the file holds."""
     meta = _read_header(path, (COMPACT_FORMAT,), "compact file")
+    path = Path(path)
     return {
-        "method": json.loads(meta["method"]),
-        "arch": json.loads(meta["arch"]),
-        "layout": json.loads(meta.get("layout", "[]")),
+        "method": header_entry(path, meta, "method", dict),
+        "arch": header_entry(path, meta, "arch", (dict, type(None))),
+        "layout": check_layout(path, header_entry(path, meta, "layout", list, [])),
         "smhsearch_version": meta.get("smhsearch_version"),
-        "state_metadata": _read_metadata(meta),
+        "state_metadata": check_state_metadata(path, header_entry(path, meta, "state_metadata", (dict, type(None)), None)),
+        "tensors": int(meta["__tensors__"]),
     }
 
 
@@ -145,23 +146,29 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
 
     from .models import create_model
 
-    meta = read_compact_metadata(path)
-    config = config_from_dict(meta["method"])
+    meta = read_compact_metadata(path)  # every header entry checked (smhsearch._modelfile) before anything is built
+    config = method_config(Path(path), meta["method"])
     if model is None:
         arch = meta["arch"]
         if arch is None:
-            raise ValueError(f"{path} was saved from a user nn.Module: pass that module as load_compact(path, model=...)")
-        model = create_model(arch["name"], **arch["kwargs"])
-    with state_to_be_loaded():  # the file's state replaces the init: skip its arithmetic
-        compressed = compress(model, config)
+            raise ModelFileError(f"{path} was saved from a user nn.Module: pass that module as load_compact(path, model=...)")
+        name, kwargs = check_arch(Path(path), arch)
+        check_size(Path(path), name, kwargs, meta["tensors"] + len(meta["layout"]), config)
+        model = create_model(name, **kwargs)
+    try:
+        with state_to_be_loaded():  # the file's state replaces the init: skip its arithmetic
+            compressed = compress(model, config)
+    except ValueError as e:  # a config the method refuses for this model (a budget above its size)
+        raise ModelFileError(f"{path}: header entry 'method': {str(e).splitlines()[0]}") from None
     layout = compressed.layout()
     if layout != meta["layout"]:
         first = next((f"{a} != {b}" for a, b in zip(layout, meta["layout"]) if a != b), f"{len(layout)} != {len(meta['layout'])} entries")
-        raise ValueError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): hashed layout differs, {first}")
+        raise ModelFileError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): hashed layout differs, {first}")
     try:
         compressed.load_compact_state_dict(load_file(str(path), device=str(device)), meta["state_metadata"])
-    except RuntimeError as e:
-        raise ValueError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): {e}") from None
+    except (RuntimeError, KeyError, ValueError) as e:  # a missing, extra or misshapen tensor
+        raise ModelFileError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): "
+                             f"{' '.join(str(e).split())[:300]}") from None
     return compressed.to(device).eval()
 
 
@@ -209,16 +216,23 @@ def load_dense(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Mo
 
     meta = _read_header(path, (DENSE_FORMAT, COMPACT_FORMAT), "model file")
     if meta["format"] != DENSE_FORMAT:
-        raise ValueError(f"{path} is a compact file: load it with load_compact")
-    arch, side = json.loads(meta["arch"]), json.loads(meta.get("upsample", "null"))
+        raise ModelFileError(f"{path} is a compact file: load it with load_compact")
+    path = Path(path)
+    arch = header_entry(path, meta, "arch", (dict, type(None)))
+    side = check_upsample(path, header_entry(path, meta, "upsample", (int, type(None)), None))
+    metadata = check_state_metadata(path, header_entry(path, meta, "state_metadata", (dict, type(None)), None))
     if model is None:
         if arch is None:
-            raise ValueError(f"{path} was saved from a user nn.Module: pass that module as load_dense(path, model=...)")
-        model = create_model(arch["name"], **arch["kwargs"])
+            raise ModelFileError(f"{path} was saved from a user nn.Module: pass that module as load_dense(path, model=...)")
+        name, kwargs = check_arch(path, arch)
+        check_size(path, name, kwargs, int(meta["__tensors__"]))  # every parameter of a dense file is one of its tensors
+        model = create_model(name, **kwargs)
     if side is not None:
         model = Upsampled(model, int(side))
-    metadata = _read_metadata(meta)
-    model.load_state_dict(with_metadata(load_file(str(path)), state_metadata(model) if metadata is None else metadata))
+    try:
+        model.load_state_dict(with_metadata(load_file(str(path)), state_metadata(model) if metadata is None else metadata))
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise ModelFileError(f"{path} does not fit the rebuilt model: {' '.join(str(e).split())[:300]}") from None
     return model.eval()
 
 

@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._storage import REPORTED, RESOLVED_FILE, STUDY_FILE, open_storage, redact, storage_url
+from ._storage import REPORTED, RESOLVED_FILE, STUDY_FILE, StorageError, open_storage, reader_url, redact, storage_url
 
 if TYPE_CHECKING:
     from .space import Space
@@ -178,7 +178,8 @@ def load_run(path: str | Path) -> Run:
         resolved = {"space": json.loads(space.model_dump_json()), "families": None}
     settings = resolved["space"]
     name = settings["name"]
-    url = storage_url(settings.get("storage"), path)
+    # the run folder records its storage redacted: the password comes from SMHSEARCH_STORAGE (or libpq's own)
+    url = storage_url(reader_url(settings["storage"]) if settings.get("storage") else None, path)
     if not settings.get("storage") and not (path / STUDY_FILE).is_file():
         raise RunError(f"{path} has no study ({STUDY_FILE}); was the run started?")
     try:
@@ -186,6 +187,8 @@ def load_run(path: str | Path) -> Run:
         uid = study.user_attrs.get("uid")
     except KeyError:
         raise RunError(f"{path}: the study {name!r} is not in {redact(url)}") from None
+    except StorageError as e:  # no driver, no server, a refused login: the message names the storage already
+        raise RunError(f"{path}: cannot read the study: {e}") from None
     except Exception as e:  # a corrupt study.db, an unreachable server: one line, never a traceback
         raise RunError(f"{path}: cannot read the study in {redact(url)}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     records = []

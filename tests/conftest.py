@@ -204,3 +204,24 @@ def local_ray():
         yield
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL server for the session (tests/_postgres.py); skips, saying why, where none can start."""
+    from ._postgres import Postgres, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    pg = Postgres()
+    try:
+        yield pg
+    finally:
+        pg.close()
+
+
+@pytest.fixture
+def pg_db(postgres) -> str:
+    """A new empty database on the session's server (its name)."""
+    return postgres.create_database()

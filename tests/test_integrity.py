@@ -284,6 +284,19 @@ def _greedy(d: Path) -> list[str]:
     return ["run", str(path), "--out", str(d / "run")]
 
 
+def _model_run(d: Path, case: str) -> list[str]:
+    """A run folder whose one finished trial left the model file ``case`` of the corpus: ``export`` must refuse it."""
+    from ._modelfiles import CORPUS
+
+    run = d / "r"
+    (run / "trials" / "0000").mkdir(parents=True)
+    (run / "space.yaml").write_text("name: r\ndataset: {name: fashion-mnist-small}\nspace: {arch: [mlp], method: [dense]}\n")
+    study = optuna.create_study(study_name="r", storage=f"sqlite:///{run / 'study.db'}")
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"config": {"arch": "mlp", "method": "dense"}}))
+    CORPUS[case][0](run / "trials" / "0000" / "model.safetensors")
+    return ["export", "r", "--trial", "0", "--out", "exported"]
+
+
 def _file_as(d: Path, name: str, text: bytes = b"mine") -> Path:
     (d / name).write_bytes(text)
     return d / name
@@ -304,6 +317,10 @@ BAD = {
     "pick on a corrupt study.db": (_corrupt_study, "cannot read the study"),
     "a GPU request this machine cannot give": (_greedy, "resources.gpus_per_trial=1000 but this machine has"),
 }
+# model files: the commands that load one (export) refuse each before building anything (tests/_modelfiles.py)
+# (a few through the real command, each a process of its own; the whole corpus in-process further down)
+for _case in ("truncated", "huge header", "bad JSON entry", "1e8 hidden units", "100000 hashes", "1M tiny layers"):
+    BAD[f"model file: {_case}"] = (lambda d, c=_case: _model_run(d, c), "trial 0's model file: ")
 if not __import__("torch").cuda.is_available():
     BAD["--device cuda without one"] = (lambda d: ["train", "mlp", "--method", "dense", "--device", "cuda", "--epochs", "1"],
                                         "--device")
@@ -377,3 +394,56 @@ def test_changing_the_objectives_under_a_run_is_refused(tmp_path):
         open_study(plan_run(load_space(path), path, tmp_path / "run"))
     path = write_space(tmp_path, methods="[dense]", search=", objectives: [accuracy, stored_params], trials: 5")
     open_study(plan_run(load_space(path), path, tmp_path / "run"))  # a new trial count is fine
+
+
+@pytest.mark.parametrize("case", sorted(__import__("tests._modelfiles", fromlist=["CORPUS"]).CORPUS))
+def test_a_malformed_model_file_is_refused_in_one_line(tmp_path, case):
+    """Every file of the corpus: ModelFileError (a ValueError) naming the file and what is wrong, in one line."""
+    from smhsearch._modelfile import ModelFileError
+    from smhsearch.export import load_trained
+
+    from ._modelfiles import CORPUS
+
+    make, expected = CORPUS[case]
+    path = make(tmp_path / "model.safetensors")
+    with pytest.raises(ModelFileError) as e:
+        load_trained(path)
+    message = str(e.value)
+    assert message.startswith(str(path)) and expected in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("case", ["truncated", "garbage", "another model"])
+def test_an_unusable_checkpoint_is_set_aside_and_training_starts_over(tmp_path, case, caplog):
+    """A checkpoint only saves time: a cut or foreign one is moved aside (kept), nothing of it applied, and the
+    run trains from the first epoch to the same model as a run that never had one."""
+    import torch
+
+    from smhsearch.data import load_dataset
+    from smhsearch.models import create_model
+    from smhsearch.train import TrainConfig, train
+
+    data = load_dataset("fashion-mnist-small")
+    cfg = TrainConfig(epochs=1, batch_size=256, lr=0.05, compile="off")
+
+    def make():
+        torch.manual_seed(0)
+        return create_model("mlp", hidden=[16])
+
+    straight = make()
+    train(straight, data, cfg, progress=False)
+    ckpt = tmp_path / "ckpt.pt"
+    if case == "another model":
+        torch.manual_seed(0)
+        other = create_model("mlp", hidden=[8])
+        train(other, data, cfg, checkpoint=ckpt, progress=False)
+    else:
+        train(make(), data, cfg, checkpoint=ckpt, progress=False)
+        data_bytes = ckpt.read_bytes()
+        ckpt.write_bytes(data_bytes[: len(data_bytes) // 2] if case == "truncated" else b"not a checkpoint" * 50)
+    before = ckpt.read_bytes()
+    resumed = make()
+    result = train(resumed, data, cfg, checkpoint=ckpt, progress=False)
+    assert (tmp_path / "ckpt.pt.unusable").read_bytes() == before  # kept, not deleted
+    assert "cannot be used" in caplog.text and len(result.history) == 1
+    for (n, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(p, q), n

@@ -13,10 +13,10 @@ PKG = Path(__file__).resolve().parents[1] / "smhsearch"
 
 # Lower layers first; a module may import its own layer and the layers before it.
 LAYERS = [
-    {"_budget", "_registry", "_version", "_fvcore", "_checkpoint", "_atomic", "_storage", "plugins", "device"},
+    {"_budget", "_registry", "_version", "_fvcore", "_checkpoint", "_atomic", "_redact", "_storage", "_rdb", "plugins", "device"},
     {"models"},
     {"methods"},
-    {"measure", "export", "data"},
+    {"measure", "_modelfile", "export", "data"},
     {"train"},
     {"speed"},
     {"job"},

@@ -26,8 +26,14 @@ def main(args: argparse.Namespace) -> int:
 
     space_path = args.space
     space = load_space(space_path)
+    from .._storage import StorageError, probe
+
     try:
         plan = plan_run(space, space_path)
+        if plan.storage:
+            probe(plan.storage)  # a server that cannot be reached (or refuses the login) is found now, not at `run`
+    except StorageError as e:
+        raise BadInput(f"{space_path}: {e}") from None
     except ValueError as e:
         raise BadInput(f"{space_path}: search.max_params: {e}") from None
     rows = []

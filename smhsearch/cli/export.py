@@ -53,6 +53,7 @@ def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None
     import tempfile
 
     from ..data import normalization
+    from .._modelfile import ModelFileError
     from ..export import FORMATS, export_model, load_trained, readable_mode
     from ..methods import CompressedModel
 
@@ -64,7 +65,10 @@ def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None
     t = trial_with_model(run, trial)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"--out: {out} exists and is not an empty folder; nothing was written")
-    model = load_trained(t.model_file)
+    try:
+        model = load_trained(t.model_file)
+    except (ModelFileError, OSError) as e:  # a malformed or crafted file: refused before anything is built
+        raise BadInput(f"trial {trial}'s model file: {e}") from None
     if "compact" in wanted and not isinstance(model, CompressedModel):
         if formats is not None:
             raise BadInput(f"--format: trial {trial} is a dense model, so it has no compact file; "

@@ -28,8 +28,14 @@ def main(args: argparse.Namespace) -> int:
         raise BadInput(f"--max-trials must be >= 1, but got {args.max_trials}")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise BadInput(f"--out: {args.out} is a file; give a run folder")
+    from .._storage import StorageError, probe
+
     try:
         plan = plan_run(space, args.space, args.out, args.max_trials)
+        if plan.storage:
+            probe(plan.storage)  # before the run folder (or its lock) is made: a bad storage writes nothing
+    except StorageError as e:
+        raise BadInput(f"{args.space}: {e}") from None
     except ValueError as e:
         raise BadInput(f"{args.space}: search.max_params: {e}") from None
     print(f"{space.name}: {plan.target_trials} trials over {len(plan.candidates)} candidates -> {plan.run_dir}", flush=True)

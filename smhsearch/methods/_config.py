@@ -80,6 +80,11 @@ class MethodConfig:
             out[f.name] = v.to_dict() if hasattr(v, "to_dict") else (list(v) if isinstance(v, tuple) else v)  # a ScopeRule: its dict
         return out
 
+    def derived_bytes_per_weight(self) -> int:
+        """Bytes the built model holds per compressed weight beyond the stored variables and the weights
+        themselves (tables derived from a seed, never saved): what loading a file budgets for before it builds."""
+        return 0
+
     def select(self, model, require: bool = True):
         """The tensors of ``model`` this method compresses (``list[Target]``), in order; None for a method that
         rebuilds the architecture instead of choosing tensors (the width multiplier).

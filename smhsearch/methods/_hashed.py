@@ -127,6 +127,9 @@ class HashedNets(MethodConfig):
     def select(self, model: nn.Module, require: bool = True) -> list[Target]:
         return select_targets(model, self.scope, require=require)
 
+    def derived_bytes_per_weight(self) -> int:
+        return 8 * self.hashes  # per hash: an int32 pool index and a float32 sign (HashedNetsModel's tables)
+
 
 def pool_sizes(targets: list[Target], pool: int, hashes: int, per_layer: bool) -> list[int]:
     """Sub-pool size of each (layer, hash) group, flattened layer-major.

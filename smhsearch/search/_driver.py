@@ -87,6 +87,7 @@ def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, An
     from ray import tune
 
     study, storage = open_study(plan, fresh)
+    # plan.space.storage is redacted (see plan_run): the run folder never holds the storage's password
     (plan.run_dir / "space.yaml").write_text(yaml.safe_dump(json.loads(plan.space.as_written()), sort_keys=False))
     _write_resolved(plan)
     done = trials_done(study)

@@ -27,10 +27,20 @@ class RunPlan:
     target_trials: int
     structured: Any = None  # the StructuredSpace trials sample (._params)
     study_uid: str | None = None  # set when the study is opened (see _binding)
+    # The storage with its credentials (the space's, or SMHSEARCH_STORAGE's). ``space.storage`` holds it
+    # redacted, so that nothing that writes the space (space.yaml, run.json, every trial) writes a password.
+    storage: str | None = None
 
     @property
     def storage_url(self) -> str:
-        return storage_url(self.space, self.run_dir)
+        return _url(self.storage, self.run_dir)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles what its callbacks hold (the progress line holds the plan) into the run folder's ray/; a copy
+        # made this way (pickle, copy.deepcopy) holds the storage redacted, so the driver passes the plan itself
+        from .._storage import redact
+
+        return {**self.__dict__, "storage": redact(self.storage) if self.storage else self.storage}
 
     def fingerprint(self) -> str:
         """What a resumed study must share with its start: the structured space (budget ranges included), its
@@ -54,11 +64,14 @@ def plan_run(space: Space, space_path: Path, out: Path | None = None, max_trials
         target = min(target, len(candidates))
     if max_trials is not None:
         target = min(target, max_trials)
-    if space.storage:  # a relative storage path means the same file from wherever the run is started
-        from .._storage import resolve_storage
+    from .._storage import choose_storage, redact, resolve_storage
 
-        space = space.model_copy(update={"storage": resolve_storage(space.storage, space_path.resolve().parent)})
-    return RunPlan(space, space_path, out or Path("runs") / space.name, candidates, target, structured)
+    # a relative storage path in the space means the same file from wherever the run is started (in
+    # SMHSEARCH_STORAGE alone, one from the working directory, as any path in the environment)
+    storage = resolve_storage(choose_storage(space.storage), space_path.resolve().parent if space.storage else Path.cwd())
+    if storage:
+        space = space.model_copy(update={"storage": redact(storage)})
+    return RunPlan(space, space_path, out or Path("runs") / space.name, candidates, target, structured, storage=storage)
 
 
 def _sizes_and_caps(space: Space) -> tuple[dict[str, int], dict[str, int | None]]:

@@ -42,6 +42,14 @@ def _searcher_class():
                 cfg["_number"] = self._ot_trials[trial_id].number
             return cfg
 
+        def save(self, checkpoint_path: str) -> None:
+            """Ray's searcher checkpoint holds nothing: a resume reads the Optuna study, and OptunaSearch's own
+            pickle of this object would carry the storage URL, password included, into the run folder."""
+            import pickle
+
+            with open(checkpoint_path, "wb") as f:
+                pickle.dump({}, f)
+
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             import optuna
 
