@@ -137,3 +137,37 @@ def resolve_storage(url: str | None, base: Path) -> str | None:
         rel = url[len("sqlite:///"):]
         return f"sqlite:///{(base / rel).resolve()}"
     return url
+
+
+RETRY_DELAYS = (0.5, 1, 2, 4, 8, 16, 30)
+"""Seconds waited before each retry of a transient storage error: about a minute in all, what a database restart or
+failover takes; then the error is raised."""
+
+
+def transient(e: BaseException) -> bool:
+    """A storage error that passes: a dropped or refused connection, a locked SQLite file, a server restarting."""
+    import sqlite3
+
+    try:
+        from sqlalchemy.exc import DBAPIError, OperationalError
+    except ImportError:  # pragma: no cover (optuna's RDB storage needs SQLAlchemy)
+        return isinstance(e, sqlite3.OperationalError)
+    if isinstance(e, OperationalError) or (isinstance(e, DBAPIError) and e.connection_invalidated):
+        return True
+    cause = e.__cause__ or e.__context__
+    return isinstance(e, sqlite3.OperationalError) or (cause is not None and cause is not e and transient(cause))
+
+
+def retry_transient(fn, what: str, delays=RETRY_DELAYS, log=None):
+    """``fn()``, again after each transient storage error (:func:`transient`) for as long as ``delays`` lasts."""
+    import time
+
+    for delay in (*delays, None):
+        try:
+            return fn()
+        except Exception as e:
+            if delay is None or not transient(e):
+                raise
+            if log is not None:
+                log.warning("%s: %s; retrying in %gs", what, why(e), delay)
+            time.sleep(delay)

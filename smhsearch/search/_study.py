@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ._binding import bind, check_before_open, move_aside, record_of
-from .._storage import REPORTED
+from .._storage import REPORTED, retry_transient
 from ._plan import RunPlan, _sampler, _storage, objective_keys
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,11 @@ def _searcher_class():
             import optuna
 
             for _ in range(MAX_REJECTED):  # a rejected sample is told FAIL at once: it never reaches Ray
-                cfg = super().suggest(trial_id)
+                cfg = retry_transient(lambda: super(Searcher, self).suggest(trial_id), "asking the study for a trial", log=log)
                 if not (isinstance(cfg, dict) and "_rejected" in cfg):
                     break
-                self._ot_study.tell(self._ot_trials.pop(trial_id), state=optuna.trial.TrialState.FAIL)
+                rejected = self._ot_trials.pop(trial_id)
+                retry_transient(lambda: self._ot_study.tell(rejected, state=optuna.trial.TrialState.FAIL), "telling the study", log=log)
             else:
                 raise RuntimeError(f"{MAX_REJECTED} samples in a row were not runnable candidates (budget not below the "
                                    "architecture's size, or above search.max_params); narrow space.budget or space.arch")
@@ -58,29 +59,36 @@ def _searcher_class():
             ot_trial = self._ot_trials[trial_id]
             record = record_of(self._run_dir, ot_trial.number, self._study_uid)  # {} for another study's file
             record_path = self._run_dir / "trials" / f"{ot_trial.number:04d}" / "trial.json"
-            for k, v in (result or {}).items():
-                if k in REPORTED:
-                    ot_trial.set_user_attr(k, v)
             keys = self.metric if isinstance(self.metric, list) else [self.metric]
             self._completed_trials.add(trial_id)  # first: Ray must never tell the same trial twice
             if error and record.get("status") == "complete":  # it finished: what was lost is the acknowledgement
                 result, error = record.get("metrics") or {}, False
-            try:
-                if error or record.get("status") == "failed":
-                    ot_trial.set_user_attr("error", record.get("error") if record.get("status") == "failed" else _died(record_path, record))
+            failed = error or record.get("status") == "failed"
+            cause = (record.get("error") if record.get("status") == "failed" else _died(record_path, record)) if failed else None
+            finished = bool(result) and int(result.get("epoch", 0)) >= self._epochs and all(result.get(k) is not None for k in keys)
+
+            def tell() -> None:
+                for k, v in (result or {}).items():
+                    if k in REPORTED:
+                        ot_trial.set_user_attr(k, v)
+                if failed:
+                    ot_trial.set_user_attr("error", cause)
                     self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
-                elif result and int(result.get("epoch", 0)) >= self._epochs and all(result.get(k) is not None for k in keys):
+                elif finished:
                     self._ot_study.tell(ot_trial, [float(result[k]) for k in keys])
                 else:
                     ot_trial.set_user_attr("early_stopped", True)
                     self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
-                    if record:  # the trial was killed inside tune.report: its own record still says "running"
-                        from ..job import write_record
 
-                        write_record(record_path, {**record, "status": "early_stopped",
-                                                   "stopped_at_epoch": int((result or {}).get("epoch", 0)), "finished": time.time()})
+            try:  # a storage that drops a connection or restarts gets about a minute before the outcome is given up
+                retry_transient(tell, f"recording trial {ot_trial.number} in the study", log=log)
             except Exception as e:  # never take the search down over bookkeeping; the trial's files hold its record
                 log.warning("could not record trial %d in the study: %s", ot_trial.number, e)
+            if not failed and not finished and record:  # killed inside tune.report: its own record still says "running"
+                from ..job import write_record
+
+                write_record(record_path, {**record, "status": "early_stopped",
+                                           "stopped_at_epoch": int((result or {}).get("epoch", 0)), "finished": time.time()})
 
     return Searcher
 
