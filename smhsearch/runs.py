@@ -26,7 +26,7 @@ from ._storage import REPORTED, RESOLVED_FILE, STUDY_FILE, open_storage, redact,
 if TYPE_CHECKING:
     from .space import Space
 
-AXES = ("arch", "method", "budget", "scope", "scale")  # a trial config's own keys; the rest are method options
+AXES = ("arch", "method", "budget", "scope", "scale", "distill")  # a trial config's own keys; the rest are method options
 
 
 class RunError(ValueError):
@@ -80,7 +80,7 @@ def trial_label(config: dict[str, Any]) -> str:
     extra = "/".join([str(config[k]) for k in ("scope", "scale") if config.get(k)] + [f"{k}={v}" for k, v in options])
     budget = config.get("budget")
     return f"{config.get('arch')} {config.get('method')}" + (f"@{budget}" if budget is not None else "") + \
-        (f" ({extra})" if extra else "")
+        (f" ({extra})" if extra else "") + (" distilled" if config.get("distill") else "")
 
 
 @dataclass

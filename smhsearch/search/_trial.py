@@ -15,7 +15,7 @@ def trial_spec(space: Space, space_path: Path, cand: Candidate):
     return JobSpec(arch=cand.arch, method=cand.method_config(space.train.seed), dataset=space.dataset.name,
                    root=dataset_root(space),
                    dataset_kwargs={"size": space.dataset.resolution} if space.dataset.resolution else {},
-                   train=space.train_config(cand.method))
+                   train=space.train_config(cand.method, cand.distill))
 
 
 def run_trial(config: dict, space_json: str, run_dir: str, space_path: str, study: dict | None = None) -> None:
@@ -59,10 +59,11 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str, stud
             tune.report({**static, "val_acc": m.val_acc, "epoch": m.epoch, "train_loss": m.train_loss})
 
     from ..speed import SpeedPhase
+    from ..teachers import FOLDER as TEACHERS  # one teacher per key for the whole run, trained by the first trial needing it
 
     try:  # speed is measured once per deployed architecture, alone on the device (smhsearch.speed)
         result = run_job(spec, device=device, record_path=record_path, record=record, on_start=on_start, on_epoch=on_epoch,
-                         speed_phase=SpeedPhase(run_dir, device, number))
+                         speed_phase=SpeedPhase(run_dir, device, number), teachers=Path(run_dir) / TEACHERS)
     except Exception as e:
         if not record_path.is_file():  # refused before the job wrote anything: the trial's folder still says why
             write_record(record_path, {**record, "status": "failed", "error": f"{type(e).__name__}: {e}"})

@@ -1,0 +1,202 @@
+"""Distillation: the loss against a hand computation, the teacher trained once per key and shared (across
+concurrent jobs and across a kill and resume), the space's ``train.distill`` and ``distill`` axis, and
+``smhsearch train --distill``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from smhsearch.distill import DistillConfig, kd_loss
+from smhsearch.job import JobSpec, run_job, teacher_spec
+from smhsearch.methods import SMH, HashedNets
+from smhsearch.teachers import teacher_key
+from smhsearch.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = {"n": 256, "size": 8, "in_channels": 1}
+
+
+def spec(method=None, epochs: int = 2, distill: DistillConfig | None = DistillConfig(), **train) -> JobSpec:
+    train = {"batch_size": 32, "lr": 0.05, **train}
+    return JobSpec("mlp", method=method, model_kwargs={"hidden": [32]}, dataset="synthetic", dataset_kwargs=DATA,
+                   train=TrainConfig(epochs=epochs, distill=distill, **train))
+
+
+# --- the loss --------------------------------------------------------------------------------------
+
+def test_kd_loss_matches_a_hand_computation():
+    s = [[1.0, -0.5, 2.0], [0.2, 0.3, -1.0]]
+    t = [[3.0, 0.0, 1.0], [-1.0, 2.5, 0.5]]
+    y = [2, 0]
+    T, alpha = 4.0, 0.9
+
+    def softmax(z, temp=1.0):
+        e = [math.exp(v / temp) for v in z]
+        return [v / sum(e) for v in e]
+
+    ce = sum(-math.log(softmax(si)[yi]) for si, yi in zip(s, y)) / 2
+    kl = sum(sum(p * math.log(p / q) for p, q in zip(softmax(ti, T), softmax(si, T))) for si, ti in zip(s, t)) / 2
+    want = (1 - alpha) * ce + alpha * T * T * kl
+    got = kd_loss(torch.tensor(s), torch.tensor(t), torch.tensor(y), DistillConfig(temperature=T, alpha=alpha))
+    assert float(got) == pytest.approx(want, rel=1e-6)
+    # alpha = 0 is plain cross-entropy (label smoothing included); alpha = 1 is the soft term alone
+    cfg0 = DistillConfig(alpha=0.0)
+    assert float(kd_loss(torch.tensor(s), torch.tensor(t), torch.tensor(y), cfg0)) == pytest.approx(ce, rel=1e-6)
+    smoothed = F.cross_entropy(torch.tensor(s), torch.tensor(y), label_smoothing=0.1)
+    assert torch.equal(kd_loss(torch.tensor(s), torch.tensor(t), torch.tensor(y), cfg0, label_smoothing=0.1), smoothed)
+    soft = kd_loss(torch.tensor(s), torch.tensor(t), torch.tensor(y), DistillConfig(temperature=T, alpha=1.0))
+    assert float(soft) == pytest.approx(T * T * kl, rel=1e-6)
+
+
+def test_kd_loss_gradient_reaches_the_student_only():
+    s = torch.randn(4, 5, requires_grad=True)
+    t = torch.randn(4, 5, requires_grad=True)
+    kd_loss(s, t, torch.tensor([0, 1, 2, 3]), DistillConfig()).backward()
+    assert s.grad is not None and s.grad.abs().sum() > 0 and t.grad is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"alpha": 2}, "alpha: 0 <= alpha <= 1"), ({"alpha": -0.1}, "alpha: 0 <= alpha <= 1"),
+    ({"temperature": 0}, "temperature: 0 < temperature"), ({"temperature": float("inf")}, "temperature: 0 < temperature"),
+    ({"teacher": "no/such/model.safetensors"}, "teacher: no model file"), ({"teacher": ""}, "teacher:"),
+])
+def test_distill_config_checks_itself(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DistillConfig(**kwargs)
+
+
+def test_a_mapping_becomes_the_config_and_unknown_keys_are_refused():
+    assert TrainConfig(distill={"alpha": 0.5}).distill == DistillConfig(alpha=0.5)
+    assert TrainConfig(distill={}).distill == DistillConfig()
+    with pytest.raises(ValueError, match="unknown key.*beta"):
+        TrainConfig(distill={"beta": 1})
+
+
+# --- the trainer -----------------------------------------------------------------------------------
+
+def test_the_trainer_needs_a_teacher_exactly_when_distilling():
+    from smhsearch.data import load_dataset
+    from smhsearch.models import create_model
+    from smhsearch.train import train
+
+    data = load_dataset("synthetic", **DATA)
+    net = create_model("mlp", image_size=8, in_channels=1, hidden=[8])
+    with pytest.raises(ValueError, match="teacher model is needed exactly when cfg.distill is set"):
+        train(net, data, TrainConfig(epochs=1, distill=DistillConfig()), progress=False)
+    with pytest.raises(ValueError, match="teacher model is needed exactly when cfg.distill is set"):
+        train(net, data, TrainConfig(epochs=1), progress=False, teacher=create_model("mlp", image_size=8, in_channels=1, hidden=[8]))
+
+
+def test_distillation_changes_training_and_alpha_zero_does_not():
+    """alpha = 0 trains exactly as without a teacher; alpha = 0.9 pulls the student toward the teacher."""
+    plain = run_job(spec(SMH(budget=0.5), distill=None))
+    zero = run_job(spec(SMH(budget=0.5), distill=DistillConfig(alpha=0.0)))
+    kd = run_job(spec(SMH(budget=0.5)))
+    for a, b in zip(plain.train.history, zero.train.history):
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-6) and a.val_acc == b.val_acc
+    assert kd.train.history[-1].train_loss != pytest.approx(plain.train.history[-1].train_loss, rel=1e-3)
+    assert kd.record["teacher"]["trained_here"] and kd.metrics["teacher_forward_s"] > 0
+    assert kd.metrics["teacher_train_seconds"] > 0 and kd.record["train_settings"]["teacher_forward_total_s"] > 0
+
+
+def test_a_teacher_file_is_read_and_checked_against_the_data(tmp_path):
+    from smhsearch.export import save_trained
+    from smhsearch.models import create_model
+
+    dense = run_job(spec(distill=None, epochs=1), record_path=tmp_path / "t" / "result.json")
+    job = run_job(spec(HashedNets(budget=0.5), distill=DistillConfig(teacher=str(dense.model_file))))
+    assert job.record["teacher"] == {"source": str(dense.model_file.resolve()), "trained_here": False, "train_seconds": 0.0}
+    wrong = save_trained(create_model("mlp", image_size=8, in_channels=1, hidden=[8], num_classes=3), tmp_path / "three.safetensors")
+    with pytest.raises(ValueError, match="teacher: .* gives 3 outputs, but synthetic has 10 classes"):
+        run_job(spec(SMH(budget=0.5), distill=DistillConfig(teacher=str(wrong))), record_path=tmp_path / "never" / "r.json")
+    assert not (tmp_path / "never").exists()  # refused before anything was written
+
+
+# --- one teacher per key, shared -------------------------------------------------------------------
+
+def _job(method: str, record: Path, teachers: Path, epochs: int, kill_after: int | None) -> None:
+    """A job in a forked child process; with ``kill_after``, SIGKILLed right after the teacher's checkpoint of that epoch."""
+    import signal
+
+    import smhsearch.train as train_module
+
+    if kill_after is not None:
+        save = train_module.save_checkpoint
+
+        def save_then_die(path, model, opt, sched, gen, be, epoch, history):
+            save(path, model, opt, sched, gen, be, epoch, history)
+            if epoch + 1 == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        train_module.save_checkpoint = save_then_die
+    run_job(spec({"smh": SMH(budget=0.5), "hashednets": HashedNets(budget=0.5)}[method], epochs=epochs), record_path=record,
+            teachers=teachers)
+
+
+def child(method: str, record: Path, teachers: Path, epochs: int = 2, kill_after: int | None = None):
+    """A started process running :func:`_job` (forked: torch is already imported, so it starts in milliseconds)."""
+    import multiprocessing
+
+    p = multiprocessing.get_context("fork").Process(target=_job, args=(method, record, teachers, epochs, kill_after))
+    p.start()
+    return p
+
+
+def teacher_folder(teachers: Path, epochs: int = 2) -> Path:
+    return teachers / teacher_key(teacher_spec(spec(epochs=epochs)).to_dict())
+
+
+def test_two_concurrent_jobs_share_one_teacher(tmp_path):
+    teachers = tmp_path / "teachers"
+    jobs = [child(m, tmp_path / m / "trial.json", teachers) for m in ("smh", "hashednets")]
+    for p in jobs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    records = [json.loads((tmp_path / m / "trial.json").read_text()) for m in ("smh", "hashednets")]
+    assert [r["status"] for r in records] == ["complete", "complete"]
+    assert sorted(r["teacher"]["trained_here"] for r in records) == [False, True]  # one trained it, the other waited or loaded it
+    assert len({r["teacher"]["key"] for r in records}) == 1
+    assert [p.name for p in teachers.iterdir()] == [teacher_folder(teachers).name]
+    teacher = json.loads((teacher_folder(teachers) / "teacher.json").read_text())
+    assert teacher["status"] == "complete" and len(teacher["sessions"]) == 1 and [h["epoch"] for h in teacher["history"]] == [1, 2]
+    assert not (teacher_folder(teachers) / "checkpoint.pt").exists()
+    # both record what the teacher cost: the same training seconds, each its own forward per step
+    assert records[0]["metrics"]["teacher_train_seconds"] == records[1]["metrics"]["teacher_train_seconds"] > 0
+    assert all(r["metrics"]["teacher_forward_s"] > 0 for r in records)
+    # other training settings: another key, another teacher
+    other = run_job(spec(SMH(budget=0.5), lr=0.02), record_path=tmp_path / "lr" / "trial.json", teachers=teachers)
+    assert other.record["teacher"]["trained_here"] and len(list(teachers.iterdir())) == 2
+
+
+def test_a_teacher_killed_while_training_resumes_and_is_never_trained_again(tmp_path):
+    teachers, epochs = tmp_path / "teachers", 4
+    killed = child("smh", tmp_path / "a" / "trial.json", teachers, epochs=epochs, kill_after=2)
+    killed.join(timeout=300)
+    assert killed.exitcode == -9  # SIGKILL
+    folder = teacher_folder(teachers, epochs)
+    left = json.loads((folder / "teacher.json").read_text())
+    assert left["status"] == "running" and (folder / "checkpoint.pt").is_file() and not (folder / "model.safetensors").exists()
+    # the resumed job takes the lock the dead one held, continues from epoch 3 and finishes the teacher
+    resumed = run_job(spec(SMH(budget=0.5), epochs=epochs), record_path=tmp_path / "a" / "trial.json", teachers=teachers)
+    assert resumed.record["teacher"]["trained_here"] and resumed.record["status"] == "complete"
+    done = json.loads((folder / "teacher.json").read_text())
+    assert [s["resumed_from_epoch"] for s in done["sessions"]] == [0, 2]
+    assert [h["epoch"] for h in done["history"]] == [1, 2, 3, 4]  # every epoch trained once
+    assert not (folder / "checkpoint.pt").exists()
+    # the resumed teacher is the uninterrupted one, bit for bit
+    fresh = run_job(spec(HashedNets(budget=0.5), epochs=epochs), record_path=tmp_path / "f" / "trial.json", teachers=tmp_path / "fresh")
+    from safetensors.torch import load_file
+
+    a, b = load_file(folder / "model.safetensors"), load_file(fresh.record["teacher"]["folder"] + "/model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # a later job of the run loads it: never trained again
+    later = run_job(spec(HashedNets(budget=0.5), epochs=epochs), record_path=tmp_path / "b" / "trial.json", teachers=teachers)
+    assert not later.record["teacher"]["trained_here"]
+    assert len(json.loads((folder / "teacher.json").read_text())["sessions"]) == 2
