@@ -200,3 +200,120 @@ def test_a_teacher_killed_while_training_resumes_and_is_never_trained_again(tmp_
     later = run_job(spec(HashedNets(budget=0.5), epochs=epochs), record_path=tmp_path / "b" / "trial.json", teachers=teachers)
     assert not later.record["teacher"]["trained_here"]
     assert len(json.loads((folder / "teacher.json").read_text())["sessions"]) == 2
+
+
+# --- the space: train.distill and the distill axis ------------------------------------------------
+
+SPACE = """name: kd
+dataset: {{name: fashion-mnist-small}}
+train: {{epochs: 1, batch_size: 256, lr: 0.05{train}}}
+space: {{arch: [mlp], budget: ["20%"], method: [dense, smh]{space}}}
+search: {{sampler: grid}}
+scheduler: {{kind: none}}
+"""
+
+
+def space_file(tmp_path: Path, train: str = "", space: str = "") -> Path:
+    path = tmp_path / "kd.yaml"
+    path.write_text(SPACE.format(train=train, space=space))
+    return path
+
+
+def test_the_distill_axis_doubles_the_candidates_and_each_trial_gets_its_config(tmp_path):
+    import optuna
+
+    from smhsearch.search import plan_run, trial_spec
+    from smhsearch.space import load_space
+
+    path = space_file(tmp_path, train=", distill: {alpha: 0.5}", space=", distill: [false, true]")
+    space = load_space(path)
+    plan = plan_run(space, path, tmp_path / "run")
+    assert [(c.method, c.distill) for c in plan.candidates] == [("dense", False), ("dense", True), ("smh", False), ("smh", True)]
+    assert plan.candidates[3].label() == "mlp smh@20% (all/fixed) distilled"
+    for c in plan.candidates:  # the grid's parameters name the candidate back, and the job distils exactly when it says
+        assert plan.structured.candidate_of(plan.structured.params_of(c)) == c
+        assert trial_spec(space, path, c).train.distill == (DistillConfig(alpha=0.5) if c.distill else None)
+    study = optuna.create_study(directions=["maximize", "minimize", "maximize"])
+    study.enqueue_trial({"method": "smh"})
+    trial = study.ask()
+    plan.structured(trial)
+    assert trial.distributions["distill"] == optuna.distributions.CategoricalDistribution([False, True])
+    # without the axis, train.distill distils every trial; with neither, none
+    assert all(trial_spec(load_space(p), p, c).train.distill == DistillConfig()
+               for p in [space_file(tmp_path, train=", distill: {}")] for c in load_space(p).candidates())
+    path = space_file(tmp_path)
+    assert all(trial_spec(load_space(path), path, c).train.distill is None for c in load_space(path).candidates())
+    assert "distill" not in plan_run(load_space(path), path, tmp_path / "r2").candidates[0].params()
+
+
+def test_a_relative_teacher_path_is_taken_from_the_current_directory(tmp_path, monkeypatch):
+    from smhsearch.space import load_space
+
+    dense = run_job(spec(distill=None, epochs=1), record_path=tmp_path / "t" / "result.json")
+    monkeypatch.chdir(tmp_path)
+    space = load_space(space_file(tmp_path, train=", distill: {teacher: t/model.safetensors}"))
+    assert space.train.distill.teacher == str(dense.model_file.resolve())
+
+
+@pytest.mark.parametrize("train, space, message", [
+    (", distill: {alpha: 2}", "", "train.distill.alpha: 0 <= alpha <= 1 must hold, but got (alpha=2.0)"),
+    (", distill: {temperature: 0}", "", "train.distill.temperature: 0 < temperature < inf must hold"),
+    (", distill: {teacher: nowhere/model.safetensors}", "", "train.distill.teacher: no model file at 'nowhere/model.safetensors'"),
+    (", distill: {beta: 1}", "", "train.distill.beta: unknown key; allowed keys under train.distill: teacher, temperature, alpha"),
+    (", distill: {alpha: 0.5}", ", distill: [false]", "train.distill: no trial of this space distills (space.distill is [False])"),
+    ("", ", distill: [true, true]", "space.distill: the values must not repeat"),
+    ("", ", distill: [maybe]", "space.distill.0: Input should be a valid boolean"),
+    ("", ", distill: []", "space.distill: List should have at least 1 item"),
+])
+def test_bad_distill_keys_exit_2_naming_the_file_and_key(tmp_path, cli, train, space, message):
+    path = space_file(tmp_path, train=train, space=space)
+    rc, out, err = cli("check", path)
+    assert rc == 2 and str(path) in err and message in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+# --- smhsearch train --distill ---------------------------------------------------------------------
+
+TRAIN = ["train", "resnet8", "--dataset", "synthetic", "--epochs", "1", "--batch-size", "32", "--lr", "0.05", "--device", "cpu"]
+
+
+def test_train_distill_flags_make_the_training_config():
+    from smhsearch.cli import build_parser
+    from smhsearch.cli._common import train_from_flags
+
+    def cfg(*flags):
+        return train_from_flags(build_parser("train").parse_args([*TRAIN, *flags]), 0)
+
+    assert cfg().distill is None
+    assert cfg("--distill").distill == DistillConfig()
+    assert cfg("--distill", "--distill-alpha", "0.5", "--distill-temperature", "2").distill == DistillConfig(temperature=2.0, alpha=0.5)
+
+
+@pytest.mark.slow  # three trainings and their speed measurements in this process: a minute or two on 2 busy cores
+def test_train_distill_flag_trains_the_teacher_beside_the_result(tmp_path, cli):
+    out = tmp_path / "out"
+    rc, stdout, err = cli(*TRAIN, "--method", "smh", "--budget", "50%", "--distill", "--distill-alpha", "0.5", "--out", out, "--json")
+    assert rc == 0, err
+    record = json.loads((out / "result.json").read_text())
+    assert record["spec"]["train"]["distill"] == {"teacher": "dense", "temperature": 4.0, "alpha": 0.5}
+    assert record["teacher"]["trained_here"] and record["metrics"]["teacher_train_seconds"] > 0
+    folder = Path(record["teacher"]["folder"])
+    assert folder.parent == out / "teachers" and (folder / "model.safetensors").is_file()
+    assert json.loads((folder / "teacher.json").read_text())["spec"]["train"]["distill"] is None  # the teacher is not distilled
+    # that teacher file, given by path, is read, not trained
+    rc, stdout, err = cli(*TRAIN, "--distill", "--distill-teacher", folder / "model.safetensors", "--json")
+    assert rc == 0, err and json.loads(stdout)["teacher"]["trained_here"] is False
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--distill-alpha", "0.5"], "--distill-alpha: applies with --distill only"),
+    (["--distill", "--distill-alpha", "2"], "--distill-alpha: alpha: 0 <= alpha <= 1 must hold"),
+    (["--distill", "--distill-temperature", "x"], "--distill-temperature: 'x' is not a number"),
+    (["--distill", "--distill-teacher", "no/such.safetensors"], "--distill-teacher: teacher: no model file at 'no/such.safetensors'"),
+    (["--distill", "--distill-teacher", "README.md"], "--distill-teacher: "),
+])
+def test_train_bad_distill_flags_exit_2_with_nothing_written(tmp_path, cli, monkeypatch, flags, message):
+    monkeypatch.chdir(ROOT)
+    rc, out, err = cli(*TRAIN, *flags, "--out", tmp_path / "out")
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
