@@ -164,7 +164,7 @@ def _dense_teacher(spec: JobSpec, data, device, teachers: Path | None, speed_pha
         trained_here = rec is None
         if trained_here:
             run_job(tspec, device=device, data=data, record_path=slot.record_path, checkpoint=slot.checkpoint, speed_phase=speed_phase,
-                    record={"teacher_key": key, "sessions": slot.new_session()})
+                    record={"teacher_key": key, **slot.new_session()})
             slot.checkpoint.unlink(missing_ok=True)
             rec = slot.finished()
         teacher = slot.load()

@@ -58,22 +58,25 @@ class Slot:
         rec = self.record()
         return rec if rec.get("status") == "complete" and self.model_file.is_file() else None
 
-    def resumed_from_epoch(self) -> int:
-        """Epochs a killed trainer finished (its checkpoint's); 0 when training starts afresh."""
+    def resumed(self) -> list[dict[str, Any]]:
+        """The epochs a killed trainer finished (its checkpoint's history); [] when training starts afresh."""
         if not self.checkpoint.is_file():
-            return 0
+            return []
         import torch
 
         try:
-            return int(torch.load(self.checkpoint, map_location="cpu", weights_only=True)["epoch"]) + 1
+            return list(torch.load(self.checkpoint, map_location="cpu", weights_only=True)["history"])
         except Exception:  # a checkpoint from a kill mid-write cannot exist (atomic), but never trust one blindly
             self.checkpoint.unlink(missing_ok=True)
-            return 0
+            return []
 
-    def new_session(self) -> list[dict[str, Any]]:
-        """Every training session of this teacher so far, and the one starting now."""
-        return list(self.record().get("sessions") or []) + [
-            {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "resumed_from_epoch": self.resumed_from_epoch()}]
+    def new_session(self) -> dict[str, Any]:
+        """The record fields of the teacher job starting now: every training session so far and this one, and the history
+        it resumes from (so the record lists every finished epoch while it trains)."""
+        done = self.resumed()
+        sessions = list(self.record().get("sessions") or []) + [
+            {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "resumed_from_epoch": len(done)}]
+        return {"sessions": sessions, "history": done}
 
     def load(self):
         from .export import load_trained

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -183,6 +184,7 @@ def test_a_teacher_killed_while_training_resumes_and_is_never_trained_again(tmp_
     folder = teacher_folder(teachers, epochs)
     left = json.loads((folder / "teacher.json").read_text())
     assert left["status"] == "running" and (folder / "checkpoint.pt").is_file() and not (folder / "model.safetensors").exists()
+    assert [h["epoch"] for h in left["history"]] == [1]  # the kill came between epoch 2's checkpoint and its record
     # the resumed job takes the lock the dead one held, continues from epoch 3 and finishes the teacher
     resumed = run_job(spec(SMH(budget=0.5), epochs=epochs), record_path=tmp_path / "a" / "trial.json", teachers=teachers)
     assert resumed.record["teacher"]["trained_here"] and resumed.record["status"] == "complete"
@@ -317,3 +319,56 @@ def test_train_bad_distill_flags_exit_2_with_nothing_written(tmp_path, cli, monk
     rc, out, err = cli(*TRAIN, *flags, "--out", tmp_path / "out")
     assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+# --- a search: trials share the teacher, across a kill of the driver and a resume ------------------
+
+SEARCH = """name: kdrun
+dataset: {name: fashion-mnist-small}
+train: {epochs: 3, batch_size: 256, lr: 0.05, distill: {alpha: 0.9}}
+space: {arch: [mlp], budget: ["30%"], method: [smh, hashednets], distill: [true]}
+search: {sampler: grid}
+scheduler: {kind: none}
+resources: {cpus_per_trial: 1, max_concurrent: 2}
+"""
+
+
+@pytest.mark.slow  # Ray starts twice and the teacher and two students train: a few minutes on 2 busy cores
+def test_a_search_killed_while_its_teacher_trains_resumes_it_and_trains_it_once(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    space, run = tmp_path / "kdrun.yaml", tmp_path / "run"
+    space.write_text(SEARCH)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "smhsearch.cli", "run", str(space), "--out", str(run)], stdout=out,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    deadline, record = time.time() + 400, {}
+    try:  # kill the driver and its trials once the teacher has finished an epoch, before it is complete
+        while time.time() < deadline and proc.poll() is None:
+            found = list(run.glob("teachers/*/teacher.json"))
+            record = json.loads(found[0].read_text()) if found else {}
+            if record.get("history"):
+                break
+            time.sleep(0.1)
+        assert record.get("status") == "running" and record.get("history"), f"exit {proc.poll()}:\n{log.read_text()[-3000:]}"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    r = subprocess.run([sys.executable, "-m", "smhsearch.cli", "run", str(space), "--out", str(run)], capture_output=True, text=True,
+                       env=env, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (folder,) = list((run / "teachers").iterdir())
+    teacher = json.loads((folder / "teacher.json").read_text())
+    assert teacher["status"] == "complete" and [h["epoch"] for h in teacher["history"]] == [1, 2, 3]  # every epoch once
+    assert len(teacher["sessions"]) == 2 and teacher["sessions"][1]["resumed_from_epoch"] >= 1
+    summary = json.loads(r.stdout[r.stdout.index("{"):])  # the resumed run's printed summary
+    records = [json.loads(p.read_text()) for p in run.glob("trials/*/trial.json")]
+    complete = [rec for rec in records if rec["status"] == "complete"]
+    assert sorted(rec["config"]["method"] for rec in complete) == ["hashednets", "smh"]
+    assert sum(rec["teacher"]["trained_here"] for rec in complete) == 1  # the resumed trial finished it, the other loaded it
+    assert all(rec["metrics"]["teacher_forward_s"] > 0 and rec["teacher"]["key"] == folder.name for rec in complete)
+    assert [t["key"] for t in summary["teachers"]] == [folder.name] and summary["teachers"][0]["sessions"] == 2
