@@ -65,7 +65,7 @@ PLANS = {
     "embedded": {"protocol": Protocol(), "methods": ("smh", "width", "hashednets"), "budgets": ("10%", "25%"), "seeds": 3},
     "cifar": {"protocol": Protocol(dataset="cifar10", arch="resnet32", epochs=200, warmup_epochs=2.0), "methods": ("smh",),
               "budgets": ("46K", "118K"), "seeds": 3},
-    "smoke": {"protocol": Protocol(epochs=1, train_subset=512), "methods": ("smh", "width", "hashednets"), "budgets": ("10%",),
+    "smoke": {"protocol": Protocol(arch="mlp", epochs=1, train_subset=256), "methods": ("smh", "width"), "budgets": ("10%",),
               "seeds": 1},
 }
 

@@ -155,7 +155,7 @@ def _dense_teacher(spec: JobSpec, data, device, teachers: Path | None, speed_pha
     from .teachers import TeacherStore, teacher_cost, teacher_key
 
     tspec = teacher_spec(spec)
-    key = teacher_key(tspec.to_dict())
+    key = teacher_key({**tspec.to_dict(), "data": data.describe()})  # the data as given too: a benchmark's subset is other data
     if teachers is None:
         result = run_job(tspec, device=device, data=data)
         return result.model, {"source": "dense", "key": key, "trained_here": True, "waited_s": 0.0, **teacher_cost(result.record)}

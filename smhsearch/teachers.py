@@ -10,7 +10,8 @@ one shares it through a *slot* in the run folder::
     teachers/<key>/model.safetensors  the trained teacher, once complete
 
 ``<key>`` hashes the teacher job's spec (architecture, model kwargs, dataset, its root and
-kwargs, the training config without distillation, the seed among it). The first job to
+kwargs, the training config without distillation, the seed among it) and the data as the
+job was given it (its splits' sizes: a benchmark's subset is other data). The first job to
 take the lock trains the teacher through the one job path; a job that finds it complete
 loads it. A trainer killed at any moment leaves its checkpoint: the next job to take the
 lock (a resumed search's) continues from the last finished epoch, so every epoch of a

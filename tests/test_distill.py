@@ -151,7 +151,9 @@ def child(method: str, record: Path, teachers: Path, epochs: int = 2, kill_after
 
 
 def teacher_folder(teachers: Path, epochs: int = 2) -> Path:
-    return teachers / teacher_key(teacher_spec(spec(epochs=epochs)).to_dict())
+    from smhsearch.data import load_dataset
+
+    return teachers / teacher_key({**teacher_spec(spec(epochs=epochs)).to_dict(), "data": load_dataset("synthetic", **DATA).describe()})
 
 
 def test_two_concurrent_jobs_share_one_teacher(tmp_path):
@@ -174,6 +176,13 @@ def test_two_concurrent_jobs_share_one_teacher(tmp_path):
     # other training settings: another key, another teacher
     other = run_job(spec(SMH(budget=0.5), lr=0.02), record_path=tmp_path / "lr" / "trial.json", teachers=teachers)
     assert other.record["teacher"]["trained_here"] and len(list(teachers.iterdir())) == 2
+    # other data given to the job (a benchmark's subset): another teacher too
+    from smhsearch.data import load_dataset
+
+    subset = load_dataset("synthetic", **DATA)
+    subset.train.x, subset.train.y = subset.train.x[:128], subset.train.y[:128]
+    third = run_job(spec(SMH(budget=0.5)), data=subset, record_path=tmp_path / "sub" / "trial.json", teachers=teachers)
+    assert third.record["teacher"]["trained_here"] and len(list(teachers.iterdir())) == 3
 
 
 def test_a_teacher_killed_while_training_resumes_and_is_never_trained_again(tmp_path):
@@ -255,6 +264,7 @@ def test_a_relative_teacher_path_is_taken_from_the_current_directory(tmp_path, m
     monkeypatch.chdir(tmp_path)
     space = load_space(space_file(tmp_path, train=", distill: {teacher: t/model.safetensors}"))
     assert space.train.distill.teacher == str(dense.model_file.resolve())
+    assert json.loads(space.as_written())["train"]["distill"] == {"teacher": str(dense.model_file.resolve())}  # what every trial reads
 
 
 @pytest.mark.parametrize("train, space, message", [
