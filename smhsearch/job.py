@@ -124,9 +124,58 @@ def speed_metrics(model, data, device, phase=None) -> tuple[dict[str, Any], dict
             {k: s[k] for k in ("batch_size", "steps", "latency_spread", "device", "dtype") if k in s} | {"cached": s.get("cached", False)})
 
 
+def teacher_spec(spec: JobSpec) -> JobSpec:
+    """The job that trains a distilled job's ``dense`` teacher: its architecture, uncompressed, with the same data and
+    training settings, distillation off."""
+    return dataclasses.replace(spec, method=None, train=dataclasses.replace(spec.train, distill=None))
+
+
+def _file_teacher(spec: JobSpec, data) -> tuple[Any, dict[str, Any]]:
+    """The teacher a distilled job reads from a file, checked against the data (a ValueError names ``teacher``)."""
+    import torch
+
+    from .export import load_trained
+
+    path = Path(spec.train.distill.teacher).expanduser().resolve()
+    try:
+        teacher = load_trained(path)
+        with torch.no_grad():
+            x, _ = next(iter(data.val.batches(2)))
+            k = teacher.eval()(x).shape[-1]
+    except Exception as e:
+        raise ValueError(f"teacher: {path} is not a model this dataset's inputs run through ({type(e).__name__}: {e})") from None
+    if k != data.num_classes:
+        raise ValueError(f"teacher: {path} gives {k} outputs, but {spec.dataset} has {data.num_classes} classes")
+    return teacher, {"source": str(path), "trained_here": False, "train_seconds": 0.0}
+
+
+def _dense_teacher(spec: JobSpec, data, device, teachers: Path | None, speed_phase) -> tuple[Any, dict[str, Any]]:
+    """The ``dense`` teacher of ``spec``: trained once per key in ``teachers`` (a run's folder, :mod:`smhsearch.teachers`),
+    or, with no folder, trained now for this job alone."""
+    from .teachers import TeacherStore, teacher_cost, teacher_key
+
+    tspec = teacher_spec(spec)
+    key = teacher_key({**tspec.to_dict(), "data": data.describe()})  # the data as given too: a benchmark's subset is other data
+    if teachers is None:
+        result = run_job(tspec, device=device, data=data)
+        return result.model, {"source": "dense", "key": key, "trained_here": True, "waited_s": 0.0, **teacher_cost(result.record)}
+    with TeacherStore(teachers).slot(key) as slot:
+        rec = slot.finished()
+        trained_here = rec is None
+        if trained_here:
+            run_job(tspec, device=device, data=data, record_path=slot.record_path, checkpoint=slot.checkpoint, speed_phase=speed_phase,
+                    record={"teacher_key": key, **slot.new_session()})
+            slot.checkpoint.unlink(missing_ok=True)
+            rec = slot.finished()
+        teacher = slot.load()
+    return teacher, {"source": "dense", "key": key, "folder": str(slot.folder), "trained_here": trained_here,
+                     "waited_s": round(slot.waited_s, 3), **teacher_cost(rec or {})}
+
+
 def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path: Path | None = None, record: dict | None = None,
             on_start: Callable[[dict], None] | None = None, on_epoch: Callable[[EpochMetrics, dict], None] | None = None,
-            progress: bool | None = False, speed_phase=None, checkpoint: Path | None = None) -> JobResult:
+            progress: bool | None = False, speed_phase=None, teachers: Path | None = None,
+            checkpoint: Path | None = None) -> JobResult:
     """Build, compress, measure, train and save one model as ``spec`` says.
 
     ``device``: ``auto``, ``cpu``, ``cuda[:N]`` (see :mod:`smhsearch.device`; an unavailable one is a ValueError).
@@ -136,9 +185,11 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
     (the search's ``min_throughput``); ``on_epoch(metrics, static)`` after every epoch.
     ``speed_phase``: a run's :class:`smhsearch.speed.SpeedPhase`; speed is then measured in
     its phase (cached, alone on the device) and every epoch runs under its lock.
-    ``checkpoint``: a file the training state is saved to after every epoch and resumed
-    from when it exists (a retried trial goes on from its last epoch); removed once the
-    job is complete.
+    ``teachers``: the folder of the run's teachers, for a job whose ``train.distill`` has
+    teacher ``dense`` (default: ``teachers/`` beside ``record_path``; with neither, the
+    teacher is trained for this job alone). ``checkpoint``: a file the training state is
+    saved to after every epoch and resumed from when it exists (a retried trial goes on
+    from its last epoch); removed once the job is complete.
 
     Nothing is written until the model is built and accepted: an error before that (an
     unknown device, missing data, a budget the model cannot meet) is raised as it is, so a
@@ -159,6 +210,10 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
     data = data if data is not None else load_dataset(spec.dataset, spec.root, **spec.dataset_kwargs)
     rec["data"] = data.describe()
     base, model = build(spec, data)
+    distill = spec.train.distill
+    teacher = None
+    if distill is not None and not distill.trains_teacher:  # read and checked now: a bad file is bad input, nothing written
+        teacher, rec["teacher"] = _file_teacher(spec, data)
     static = static_metrics(base, model, data)
     speed, rec["speed"] = speed_metrics(model, data, device, speed_phase)
     static.update(speed)
@@ -186,17 +241,26 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
             if speed_phase is not None:
                 speed_phase.acquire_epoch()
 
+        if distill is not None and distill.trains_teacher:  # trained once per key and shared, or loaded
+            rec["teacher"] = {"source": "dense", "status": "waiting or training"}
+            save()
+            folder = teachers if teachers is not None else (record_path.parent / "teachers" if record_path is not None else None)
+            teacher, rec["teacher"] = _dense_teacher(spec, data, device, folder, speed_phase)
+            save()
         rec["resumed"] = checkpoint is not None and checkpoint.is_file()  # a retried trial goes on from its last epoch
         if speed_phase is not None:
             speed_phase.acquire_epoch()
         try:
-            result = train(model, data, spec.train, device=device, callback=epoch_done, progress=progress, checkpoint=checkpoint)
+            result = train(model, data, spec.train, device=device, callback=epoch_done, progress=progress, teacher=teacher,
+                           checkpoint=checkpoint)
         finally:
             if speed_phase is not None:
                 speed_phase.release_epoch()
         model = model.cpu()
         model_file = save_trained(model, record_path.parent / "model.safetensors") if record_path is not None else None
         final = final_metrics(model, static, result, model_file)
+        if distill is not None:  # what the teacher cost: its training (shared by the run's jobs) and its forward per step
+            final.update(teacher_train_seconds=rec["teacher"]["train_seconds"], teacher_forward_s=result.settings.get("teacher_forward_s"))
         rec.update(status="complete", metrics=final, finished=time.time(), stopped_early=result.stopped_early,
                    train_settings=result.settings, history=[dataclasses.asdict(h) for h in result.history])  # a resumed job's too
         save()

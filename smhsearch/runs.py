@@ -27,10 +27,10 @@ from ._storage import REPORTED, RESOLVED_FILE, STUDY_FILE, StorageError, open_st
 if TYPE_CHECKING:
     from .space import Space
 
-AXES = ("arch", "method", "budget", "scope", "scale")
+AXES = ("arch", "method", "budget", "scope", "scale", "distill")  # a trial config's own keys; the rest are method options
 BENCH_DIR = "bench"
 """``<run>/bench/<name>.json``: a run's models timed again on a deployment target by ``smhsearch bench``."""
-SPEED_KEYS = ("throughput", "latency_s", "throughput_spread")  # a trial config's own keys; the rest are method options
+SPEED_KEYS = ("throughput", "latency_s", "throughput_spread")
 
 
 class RunError(ValueError):
@@ -84,7 +84,7 @@ def trial_label(config: dict[str, Any]) -> str:
     extra = "/".join([str(config[k]) for k in ("scope", "scale") if config.get(k)] + [f"{k}={v}" for k, v in options])
     budget = config.get("budget")
     return f"{config.get('arch')} {config.get('method')}" + (f"@{budget}" if budget is not None else "") + \
-        (f" ({extra})" if extra else "")
+        (f" ({extra})" if extra else "") + (" distilled" if config.get("distill") else "")
 
 
 @dataclass

@@ -48,6 +48,7 @@ from ._checkpoint import load_checkpoint, save_checkpoint
 from .data import DatasetSplits
 from .data._splits import Split
 from .device import Backend, backend, model_device, resolve_device
+from .distill import DistillConfig, kd_loss
 from .methods._base import CompressedModel
 from .methods._rates import param_groups as fair_param_groups
 
@@ -89,8 +90,11 @@ class TrainConfig:
     check_every: int = field(default=50, metadata={"help": "steps between the host's checks that the loss is finite"})
     eval_batch_size: int = field(default=1024, metadata={"help": "batch size of evaluation"})
     seed: int = field(default=0, metadata={"help": "seed of shuffling, augmentation and initialisation"})
+    distill: DistillConfig | None = field(default=None, metadata={
+        "help": "distil from a teacher (smhsearch.distill): {teacher: dense | PATH, temperature: 4, alpha: 0.9}; None: plain cross-entropy"})
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "distill", DistillConfig.coerce(self.distill))  # a mapping (a record, a space) becomes the config
         def need(ok: bool, rule: str, **values: Any) -> None:
             if not ok:
                 got = ", ".join(f"{k}={v!r}" for k, v in values.items())
@@ -262,6 +266,14 @@ def _self_check(model: nn.Module, compiled: Callable, be: Backend, amp: torch.dt
         be.set_rng_state(rng)
 
 
+@torch.no_grad()
+def teacher_forward_seconds(teacher: nn.Module, x: torch.Tensor, be: Backend, amp: torch.dtype | None, repeats: int = 5) -> float:
+    """Median seconds of the teacher's forward on a training batch ``x``: what distillation adds to each step."""
+    with be.autocast(amp):
+        times = be.time_steps(lambda: teacher(x), warmup=1, repeats=repeats)
+    return sorted(times)[len(times) // 2]
+
+
 def _set_memory_format(model: nn.Module, fmt: torch.memory_format) -> None:
     if isinstance(model, CompressedModel):
         model.set_memory_format(fmt)  # its computed weights follow too
@@ -285,6 +297,7 @@ def train(
     callback: Callable[[EpochMetrics], bool | None] | None = None,
     checkpoint: str | os.PathLike | None = None,
     progress: bool | None = None,
+    teacher: nn.Module | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` as ``cfg`` says; evaluate on validation each epoch and on test at the end.
 
@@ -295,6 +308,8 @@ def train(
     epoch; returning ``False`` (or raising :class:`StopTraining`) stops. With
     ``checkpoint``, the state is saved after every epoch and, if the file exists,
     training resumes from it. The model comes back in the standard memory layout.
+    ``teacher``: the trained model ``cfg.distill`` distils from (it runs in eval mode, without
+    gradients, on the same device; it is needed exactly when ``cfg.distill`` is set).
 
     >>> import smhsearch
     >>> from smhsearch.data import load_dataset
@@ -303,6 +318,9 @@ def train(
     >>> r.epochs_run, r.device
     (1, 'cpu')
     """
+    if (cfg.distill is None) != (teacher is None):
+        raise ValueError("train: a teacher model is needed exactly when cfg.distill is set, but got "
+                         f"distill={cfg.distill!r} and teacher={'a model' if teacher is not None else None}")
     device = model_device(model) if device is None else resolve_device(device, flag="device")
     be = backend(device)
     amp = be.autocast_dtype(cfg.amp)
@@ -310,14 +328,20 @@ def train(
     with be.determinism(cfg.deterministic):
         model.to(device)
         _set_memory_format(model, torch.channels_last if channels_last else torch.contiguous_format)
+        if teacher is not None:
+            teacher.to(device).eval()
+            _set_memory_format(teacher, torch.channels_last if channels_last else torch.contiguous_format)
         try:
-            return _train(model, data, cfg, be, amp, channels_last, callback, Path(checkpoint) if checkpoint else None, progress)
+            return _train(model, data, cfg, be, amp, channels_last, callback, Path(checkpoint) if checkpoint else None, progress, teacher)
         finally:
             _set_memory_format(model, torch.contiguous_format)
+            if teacher is not None:
+                _set_memory_format(teacher, torch.contiguous_format)
 
 
 def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend, amp: torch.dtype | None, channels_last: bool,
-           callback: Callable[[EpochMetrics], bool | None] | None, ckpt: Path | None, progress: bool | None) -> TrainResult:
+           callback: Callable[[EpochMetrics], bool | None] | None, ckpt: Path | None, progress: bool | None,
+           teacher: nn.Module | None = None) -> TrainResult:
     device = be.device
     t_start = time.perf_counter()
     be.reset_peak_memory()
@@ -343,6 +367,7 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
     stopped = False
     compressed = model if isinstance(model, CompressedModel) else None
     forward, compile_note = None, "off"
+    x_last = None  # a training batch, to time the teacher's forward on after training
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
@@ -363,7 +388,12 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
                 forward, compile_note = _compile(model, cfg.compile, be, amp, x)
             with be.autocast(amp):
                 out = forward(x)
-                loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
+                if teacher is None:
+                    loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
+                else:
+                    with torch.no_grad():
+                        soft = teacher(x)  # (B, K) logits of the frozen teacher
+                    loss = kd_loss(out.float(), soft.float(), y, cfg.distill, cfg.label_smoothing)
             watch.add(loss, epoch, i, base_lr())
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -374,6 +404,7 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
             loss_sum += loss.detach() * len(y)
             correct += (out.argmax(1) == y).sum()
             seen += len(y)
+            x_last = x
         watch.check()
         if compressed is not None and epoch == cfg.epochs - 1:
             compressed.set_progress(1.0)
@@ -399,5 +430,8 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
     test_acc, test_loss = evaluate(model, data.test, cfg.eval_batch_size, amp, channels_last)
     settings = {"device_name": be.name(), "amp": str(amp).removeprefix("torch.") if amp else "off", "channels_last": channels_last,
              "compile": compile_note, "deterministic": cfg.deterministic, "peak_memory_bytes": be.peak_memory()}
+    if teacher is not None and x_last is not None:  # the teacher's cost per step, timed apart from the loop (no per-step sync)
+        settings["teacher_forward_s"] = teacher_forward_seconds(teacher, x_last, be, amp)
+        settings["teacher_forward_total_s"] = settings["teacher_forward_s"] * steps_per_epoch * (len(history) - start_epoch)
     return TrainResult(history, test_acc, test_loss, max((h.val_acc for h in history), default=0.0), len(history),
                        stopped, time.perf_counter() - t_start, str(device), settings)

@@ -126,12 +126,13 @@ def flag_for(message: str, keys: list[str]) -> str:
 
 # --- training ------------------------------------------------------------------------------------
 
-TRAIN_FLAGS_SKIP = ("seed",)
+TRAIN_FLAGS_SKIP = ("seed", "distill")  # distill: --distill and a --distill-FIELD flag per DistillConfig field
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     import dataclasses
 
+    from ..distill import DistillConfig
     from ..train import TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
@@ -139,6 +140,37 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         if f.name not in TRAIN_FLAGS_SKIP:
             add_typed(group, f.name, hints[f.name], f"{f.metadata.get('help', '')} (default {f.default})".replace("%", "%%"))
+    kd = parser.add_argument_group("distillation (smhsearch.distill.DistillConfig; the --distill-* flags need --distill)")
+    kd.add_argument("--distill", action="store_true", default=argparse.SUPPRESS,
+                    help="distil from a teacher: (1-alpha)*CE + alpha*T^2*KL(teacher/T || student/T)")
+    kd_hints = typing.get_type_hints(DistillConfig)
+    for f in dataclasses.fields(DistillConfig):
+        add_typed(kd, f"distill_{f.name}", kd_hints[f.name], f"{f.metadata.get('help', '')} (default {f.default})".replace("%", "%%"))
+
+
+def distill_from_flags(args: argparse.Namespace):
+    """The DistillConfig ``--distill`` and its ``--distill-*`` flags describe, or None; BadInput naming the flag."""
+    import dataclasses
+
+    from ..distill import DistillConfig
+
+    names = [f.name for f in dataclasses.fields(DistillConfig)]
+    values = {n: getattr(args, f"distill_{n}") for n in names if hasattr(args, f"distill_{n}")}
+    if not hasattr(args, "distill"):
+        if values:
+            raise BadInput(f"{flag('distill_' + next(iter(values)))}: applies with --distill only")
+        return None
+    typed = {}
+    for k, v in values.items():
+        try:
+            typed[k] = v if k == "teacher" else float(v)
+        except ValueError:
+            raise BadInput(f"{flag('distill_' + k)}: {v!r} is not a number") from None
+    try:
+        return DistillConfig(**typed)
+    except ValueError as e:
+        key = str(e).split(":")[0]
+        raise BadInput(f"{flag('distill_' + key) if key in names else '--distill'}: {e}") from None
 
 
 def train_from_flags(args: argparse.Namespace, seed: int):
@@ -160,8 +192,9 @@ def train_from_flags(args: argparse.Namespace, seed: int):
             typed[k] = TypeAdapter(hints[k]).validate_python(v, strict=False) if isinstance(v, str) else v
         except ValidationError as e:
             raise BadInput(f"{flag(k)}: {v!r} is not valid ({e.errors()[0]['msg']})") from None
+    distill = distill_from_flags(args)
     try:
-        return TrainConfig(**typed, seed=seed)
+        return TrainConfig(**typed, seed=seed, distill=distill)
     except ValueError as e:
         raise BadInput(f"{flag_for(str(e).split(' must hold')[0].lstrip('0<= '), list(hints))}{e}") from None
 

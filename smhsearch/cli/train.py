@@ -56,6 +56,8 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:  # refused before anything was written (a budget the model cannot meet, a root that does not apply)
         if record is not None and record.is_file():
             raise
+        if str(e).startswith("teacher: "):  # a teacher file that does not fit the dataset
+            raise BadInput(f"--distill-{e}") from None
         raise BadInput(f"{flag_for(str(e), method_flag_names() + ['root', 'device'])}{e}") from None
     shown = {"arch": args.arch, "dataset": args.dataset, "method": result.record["spec"]["method"], "device": result.record["device"],
              **result.metrics}

@@ -94,7 +94,7 @@ def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, An
     remaining = plan.target_trials - done
     if remaining <= 0:
         log.info("all %d trials of %s are done", plan.target_trials, plan.run_dir)
-        return summarize(study)
+        return summarize(study, plan.run_dir)
     keys, _ = objective_keys(plan.space)
     res = plan.space.resources
     if not ray.is_initialized():
@@ -123,11 +123,14 @@ def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, An
                                   failure_config=tune.FailureConfig(max_failures=plan.space.search.retries, fail_fast=False)),
     )
     tuner.fit()
-    return summarize(study)
+    return summarize(study, plan.run_dir)
 
 
-def summarize(study) -> dict[str, Any]:
+def summarize(study, run_dir=None) -> dict[str, Any]:
+    """Counts of the study's trials by state, the best one, and (with ``run_dir``) what the run's teachers cost."""
     import optuna
+
+    from ..teachers import FOLDER, summary
 
     S = optuna.trial.TrialState
     trials = study.get_trials(deepcopy=False)
@@ -140,4 +143,5 @@ def summarize(study) -> dict[str, Any]:
         "rejected": sum(bool(t.user_attrs.get("rejected")) for t in trials),
         "interrupted": sum(bool(t.user_attrs.get("interrupted")) for t in trials),
         "best": None if best is None else {"number": best.number, "config": best.user_attrs.get("config"), "values": best.values},
+        **({"teachers": summary(run_dir / FOLDER)} if run_dir is not None and (run_dir / FOLDER).is_dir() else {}),
     }

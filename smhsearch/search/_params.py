@@ -7,6 +7,7 @@ Parameters (define-by-run, so a parameter exists only where the chosen method re
     budget               categorical over the listed budgets, or a number from a range
                          (suggest_int for counts, suggest_float for fractions; ``log`` as the range says)
     scope, scale         categorical, only for methods that read them (the same choices for every method)
+    distill              categorical [false, true], every method (dense too), when the space has the axis
     <key>.<option>       categorical, one per option a method entry lists (``hashednets.hashes``); options
                          given as one value are fixed, not sampled
 
@@ -52,6 +53,7 @@ class StructuredSpace:
             listed = {k: v for k, v in sorted(m.options.items()) if isinstance(v, list)}
             self.entries[key] = (m.name, axes, fixed, listed)
         self.scope, self.scale = list(s.scope), list(s.scale)
+        self.distill = list(s.distill) if s.distill is not None else None
         self.budget = s.budget.model_dump() if isinstance(s.budget, BudgetRange) else s.budget
         self.counts = s.budget.counts if isinstance(s.budget, BudgetRange) else None
         self.bounds = s.budget.bounds if isinstance(s.budget, BudgetRange) else None
@@ -63,15 +65,16 @@ class StructuredSpace:
         arch = trial.suggest_categorical("arch", self.archs)
         key = trial.suggest_categorical("method", list(self.entries))
         name, axes, fixed, listed = self.entries[key]
+        kd = trial.suggest_categorical("distill", self.distill) if self.distill is not None else None
         if name == DENSE:
-            return Candidate(arch, DENSE)
+            return Candidate(arch, DENSE, distill=kd)
         budget = self._budget(trial) if "budget" in axes else None
         scope = trial.suggest_categorical("scope", self.scope) if "scope" in axes else None
         scale = trial.suggest_categorical("scale", self.scale) if "scale" in axes else None
         opts = dict(fixed)
         for opt, values in listed.items():
             opts[opt] = _categorical(trial, f"{key}.{opt}", values)
-        return Candidate(arch, name, budget, scope, scale, tuple(sorted(opts.items())))
+        return Candidate(arch, name, budget, scope, scale, tuple(sorted(opts.items())), kd)
 
     def _budget(self, trial):
         if self.bounds is None:
@@ -114,6 +117,8 @@ class StructuredSpace:
         key = keys[0]
         name, axes, _fixed, listed = self.entries[key]
         p: dict[str, Any] = {"arch": c.arch, "method": key}
+        if self.distill is not None:
+            p["distill"] = c.distill
         for axis in ("budget", "scope", "scale"):
             if axis in axes:
                 p[axis] = getattr(c, axis)

@@ -45,10 +45,15 @@ class RunPlan:
     def fingerprint(self) -> str:
         """What a resumed study must share with its start: the structured space (budget ranges included), its
         candidates, data, training, objectives and max_params (not the trial count)."""
-        text = json.dumps([self.space.space.model_dump(), [c.params() for c in self.candidates], self.space.dataset.model_dump(),
-                           self.space.train.model_dump(), self.space.search.objectives, self.space.search.max_params],
-                          sort_keys=True, default=str)
+        text = json.dumps([_unset_distill(self.space.space.model_dump()), [c.params() for c in self.candidates],
+                           self.space.dataset.model_dump(), _unset_distill(self.space.train.model_dump()), self.space.search.objectives,
+                           self.space.search.max_params], sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _unset_distill(section: dict[str, Any]) -> dict[str, Any]:
+    """A section without its ``distill: None``: a run started before distillation existed keeps its fingerprint."""
+    return {k: v for k, v in section.items() if not (k == "distill" and v is None)}
 
 
 def plan_run(space: Space, space_path: Path, out: Path | None = None, max_trials: int | None = None) -> RunPlan:

@@ -15,7 +15,7 @@ def trial_spec(space: Space, space_path: Path, cand: Candidate):
     return JobSpec(arch=cand.arch, method=cand.method_config(space.train.seed), dataset=space.dataset.name,
                    root=dataset_root(space),
                    dataset_kwargs={"size": space.dataset.resolution} if space.dataset.resolution else {},
-                   train=space.train_config(cand.method))
+                   train=space.train_config(cand.method, cand.distill))
 
 
 TRANSIENT = (OSError, MemoryError)
@@ -89,10 +89,12 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str, stud
             tune.report({**static, "val_acc": m.val_acc, "epoch": m.epoch, "train_loss": m.train_loss})
 
     from ..speed import SpeedPhase
+    from ..teachers import FOLDER as TEACHERS  # one teacher per key for the whole run, trained by the first trial needing it
 
     try:  # speed is measured once per deployed architecture, alone on the device (smhsearch.speed)
         result = run_job(spec, device=device, record_path=record_path, record=record, on_start=on_start, on_epoch=on_epoch,
-                         speed_phase=SpeedPhase(run_dir, device, number), checkpoint=record_path.parent / "checkpoint.pt")
+                         speed_phase=SpeedPhase(run_dir, device, number), teachers=Path(run_dir) / TEACHERS,
+                         checkpoint=record_path.parent / "checkpoint.pt")
     except Exception as e:
         written = previous_attempt(record_path, study)
         if written is None or written.get("attempt") != record["attempt"]:  # refused before the job wrote anything

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,12 @@ def dataset_root(space: Space) -> Path | None:
 
 
 def _absolute_root(space: Space) -> Space:
+    """The dataset root and a teacher file made absolute, as taken from the current directory: every trial runs in a
+    folder of its own, and the run's space.yaml must name the same files."""
+    kd = space.train.distill
+    if kd is not None and kd.teacher != "dense" and not Path(kd.teacher).is_absolute():
+        teacher = str(Path(kd.teacher).expanduser().resolve())
+        space = space.model_copy(update={"train": space.train.model_copy(update={"distill": kd.model_copy(update={"teacher": teacher})})})
     root = dataset_root(space)
     if root is None or str(root) == space.dataset.root:
         return space
@@ -111,6 +118,7 @@ def _allowed_keys(parent: str) -> list[str]:
     for part in filter(None, parent.split(".")):
         field = model.model_fields.get(part)
         ann = field.annotation if field else None
+        ann = next((a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)), ann)  # Optional[Model]
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return []
         model = ann

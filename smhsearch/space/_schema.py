@@ -9,11 +9,13 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_serializer, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, ValidationError, create_model, field_validator, model_serializer,
+                      model_validator)
 
 from .._budget import Budget
 from ..methods import MethodConfig
 from ..methods._schema import AXES, DENSE, build_config, method_names, resolve, space_options, unknown_method
+from ..distill import DistillConfig
 from ..train import TrainConfig
 
 OBJECTIVES = {"accuracy": "max", "stored_params": "min", "throughput": "max", "flops": "min"}
@@ -68,14 +70,31 @@ def downloadable() -> list[str]:
     return [n for n in DATASETS.names() if "download" in inspect.signature(DATASETS.get(n)).parameters]
 
 
+def _config_fields(config: type) -> dict[str, Any]:
+    """A frozen config dataclass's fields as pydantic fields (type, default, help)."""
+    hints = typing.get_type_hints(config)
+    return {f.name: (hints[f.name], Field(default=f.default, description=f.metadata.get("help"))) for f in dataclasses.fields(config)}
+
+
+def _distill_check(self):
+    DistillConfig(**self.model_dump())  # its own rules: 0 <= alpha <= 1, temperature > 0, the teacher file exists
+    return self
+
+
+# train.distill: DistillConfig's fields and defaults, checked by it
+DistillSpec = create_model("DistillSpec", __base__=_Strict, __validators__={"_check": model_validator(mode="after")(_distill_check)},
+                           **_config_fields(DistillConfig))
+
+
 def _train_spec() -> type[BaseModel]:
     """The ``train`` section: :class:`TrainConfig`'s fields and defaults, checked by TrainConfig itself.
 
-    One difference: ``variable_lr_mult`` may also be a map from method name to multiplier.
+    Two differences: ``variable_lr_mult`` may also be a map from method name to multiplier,
+    and ``distill`` is a mapping of :class:`DistillConfig`'s fields (``{}`` for its defaults).
     """
-    hints = typing.get_type_hints(TrainConfig)
-    fields: dict[str, Any] = {f.name: (hints[f.name], Field(default=f.default, description=f.metadata.get("help")))
-                              for f in dataclasses.fields(TrainConfig)}
+    fields = _config_fields(TrainConfig)
+    fields["distill"] = (Union[DistillSpec, None], Field(  # type: ignore[valid-type]
+        default=None, description="distil every trial (or those space.distill turns on): {teacher: dense | PATH, temperature: 4, alpha: 0.9}"))
     fields["variable_lr_mult"] = (Union[float, dict[str, float]], Field(
         default=1.0, description="multiplies the derived rates of the method's shared variables (1 is fair); a number, or one per method name"))
 
@@ -173,6 +192,8 @@ class SpaceSpec(_Strict):
     scope: list[Union[str, dict[str, Any]]] = Field(default=["all"], min_length=1,
                                                       description="all | conv | linear, or a rule {include: [regex], exclude: [regex], min_size: N}")
     scale: list[str] = Field(default=["fixed"], min_length=1)
+    distill: Union[list[StrictBool], None] = Field(default=None, min_length=1, max_length=2,
+                                                   description="[false, true]: trials with and without train.distill (else its defaults)")
 
     @field_validator("arch")
     @classmethod
@@ -332,6 +353,15 @@ class Space(_Strict):
                                  f"allowed: {', '.join(sorted(names)) or 'none (only dense)'}")
         return self
 
+    @model_validator(mode="after")
+    def _distill_applies(self) -> "Space":
+        if self.space.distill is not None and len(set(self.space.distill)) != len(self.space.distill):
+            raise ValueError(f"space.distill: the values must not repeat, but got {self.space.distill}")
+        if "distill" in self.train.model_fields_set and self.space.distill is not None and True not in self.space.distill:
+            raise ValueError(f"train.distill: no trial of this space distills (space.distill is {self.space.distill}); "
+                             "add true to space.distill or remove train.distill")
+        return self
+
     def as_written(self) -> str:
         """The space as JSON with only the keys its file set: what re-validates to the same space (in a
         worker, or from a run's space.yaml) without defaults tripping the checks that a key applies."""
@@ -343,12 +373,13 @@ class Space(_Strict):
         s = self.space
         for arch, m in itertools.product(s.arch, s.method):
             if m.name == DENSE:
-                combos = [Candidate(arch, DENSE)]
+                combos = [Candidate(arch, DENSE, distill=kd) for kd in s.distill or [None]]
             else:
                 axes = resolve(m.name)[0].config_cls.axes
                 combos = [Candidate(arch, m.name, b if "budget" in axes else None, sc if "scope" in axes else None,
-                                    sa if "scale" in axes else None, tuple(sorted(opts.items())))
-                          for b, sc, sa, opts in itertools.product(s.budget_values() or [None], s.scope, s.scale, m.expanded)]
+                                    sa if "scale" in axes else None, tuple(sorted(opts.items())), kd)
+                          for b, sc, sa, opts, kd in itertools.product(s.budget_values() or [None], s.scope, s.scale, m.expanded,
+                                                                       s.distill or [None])]
             for c in combos:
                 if c not in seen:
                     seen.add(c)
@@ -365,9 +396,13 @@ class Space(_Strict):
         registry = resolve(method)[0].config_cls.method if method != DENSE else method
         return float(v.get(registry, 1.0))
 
-    def train_config(self, method: str) -> TrainConfig:
-        """The trainer's config for a trial of ``method``."""
-        return TrainConfig(**{**self.train.model_dump(), "variable_lr_mult": self.lr_mult(method)})
+    def train_config(self, method: str, distill: bool | None = None) -> TrainConfig:
+        """The trainer's config for a trial of ``method``; ``distill`` (the space.distill axis) turns distillation
+        off (False) or on (True: train.distill's settings, else DistillConfig's defaults); None: as train.distill says."""
+        d = {**self.train.model_dump(), "variable_lr_mult": self.lr_mult(method)}
+        if distill is not None:
+            d["distill"] = (d["distill"] or {}) if distill else None
+        return TrainConfig(**d)
 
 
 @dataclass(frozen=True)
@@ -380,6 +415,8 @@ class Candidate:
     scope: str | None = None
     scale: str | None = None
     options: tuple[tuple[str, Any], ...] = ()
+    distill: bool | None = None
+    """The space.distill axis: with (True) or without (False) distillation; None where the space has no such axis."""
 
     def method_config(self, seed: int = 0) -> MethodConfig | None:
         if self.method == DENSE:
@@ -398,7 +435,7 @@ class Candidate:
 
         if isinstance(d.get("scope"), dict):  # a scope rule, as JSON records it
             d = {**d, "scope": parse_scope(d["scope"])}
-        own = {f.name for f in dataclasses.fields(cls)} - {"options"}
+        own = {f.name for f in dataclasses.fields(cls)} - {"options"}  # distill is an axis, not a method option
         return cls(**{k: v for k, v in d.items() if k in own}, options=tuple(sorted((k, v) for k, v in d.items() if k not in own)))
 
     def label(self) -> str:
@@ -406,6 +443,7 @@ class Candidate:
 
         parts = ([scope_label(self.scope)] if self.scope else []) + ([self.scale] if self.scale else [])
         extra = "/".join(parts + [f"{k}={v}" for k, v in self.options])
-        return f"{self.arch} {self.method}" + (f"@{self.budget}" if self.budget is not None else "") + (f" ({extra})" if extra else "")
+        return (f"{self.arch} {self.method}" + (f"@{self.budget}" if self.budget is not None else "") + (f" ({extra})" if extra else "")
+                + (" distilled" if self.distill else ""))
 
 
