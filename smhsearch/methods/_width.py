@@ -133,6 +133,9 @@ def _build_width(model: nn.Module, config: WidthMultiplier) -> WidthModel:
     if arch is None:
         raise ValueError("WidthMultiplier rebuilds the architecture narrower, so it needs a model from smhsearch.create_model; "
                          "a user nn.Module cannot be widened or narrowed automatically")
+    if arch["name"] in MODELS and not MODELS.get(arch["name"]).accepts_width():
+        raise ValueError(f"WidthMultiplier rebuilds the architecture narrower with width=alpha, and {arch['name']} takes no width "
+                         "(a user factory can: give it a width parameter)")
     base_count = trainable_count(model)
     if config.alpha is not None:
         alpha = float(config.alpha)

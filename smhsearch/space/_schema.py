@@ -174,15 +174,22 @@ class SpaceSpec(_Strict):
                                                       description="all | conv | linear, or a rule {include: [regex], exclude: [regex], min_size: N}")
     scale: list[str] = Field(default=["fixed"], min_length=1)
 
-    @field_validator("arch")
+    @field_validator("arch", mode="before")
     @classmethod
-    def _known_arch(cls, v: list[str]) -> list[str]:
+    def _known_arch(cls, v: Any) -> list[str]:
+        """Names, ``timm/<name>``, ``package.module:factory(...)`` or ``{import: ..., kwargs: {...}}``, each resolved now
+        (timm and the user's module are imported here, so a typo fails before any trial)."""
         from ..models import MODELS
+        from ..models._external import arch_name
 
-        for a in v:
-            if a not in MODELS:
-                raise ValueError(MODELS.unknown_message(a))
-        return v
+        if not isinstance(v, list):
+            raise ValueError(f"arch is a list of architectures, but got {v!r}")
+        names = [arch_name(a) for a in v]
+        for a in names:
+            MODELS.get(a)  # an unknown name, a missing module, bad kwargs: UnknownNameError, a ValueError naming them
+        if len(set(names)) != len(names):
+            raise ValueError(f"architectures must not repeat, but got {names}")
+        return names
 
     @field_validator("method", mode="before")
     @classmethod
