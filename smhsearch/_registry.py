@@ -7,7 +7,7 @@ would let two plugins fight over a name without anyone noticing.
 from __future__ import annotations
 
 import difflib
-from typing import Generic, Iterator, TypeVar
+from typing import Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -25,9 +25,12 @@ class Registry(Generic[T]):
     1
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, resolver: Callable[[str], T | None] | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._resolver = resolver
+        self._resolved: dict[str, T] = {}
+        """Names the resolver answered (``timm/resnet10t``): kept apart, so :meth:`names` lists what was registered."""
 
     def add(self, name: str, item: T) -> None:
         if name in self._items:
@@ -44,10 +47,17 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str) -> T:
-        try:
+        """The item of ``name``; a name not registered is asked of the resolver (which may raise
+        :class:`UnknownNameError` with its own message), then refused listing the nearest names."""
+        if name in self._items:
             return self._items[name]
-        except KeyError:
-            raise UnknownNameError(self.unknown_message(name)) from None
+        if name in self._resolved:
+            return self._resolved[name]
+        item = self._resolver(name) if self._resolver is not None and isinstance(name, str) else None
+        if item is None:
+            raise UnknownNameError(self.unknown_message(name))
+        self._resolved[name] = item
+        return item
 
     def unknown_message(self, name: str) -> str:
         near = difflib.get_close_matches(str(name), self._items, n=5, cutoff=0.5)
@@ -58,7 +68,15 @@ class Registry(Generic[T]):
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        if name in self._items or name in self._resolved:
+            return True
+        if self._resolver is None or not isinstance(name, str):
+            return False
+        try:
+            self.get(name)
+        except UnknownNameError:
+            return False
+        return True
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -7,7 +7,10 @@ values and a bitmask), every unhashed parameter, and the buffers the base keeps
 (batch-norm running statistics), which eval outputs need. Its header metadata records, as JSON, the method
 config and the architecture's registry name and arguments, so
 :func:`load_compact` can rebuild the module; a file made from a user ``nn.Module``
-needs that module passed back in. Both the compact and the dense file also record the
+needs that module passed back in. A model built from a user factory
+(``package.module:factory``) records that spec, and loading it imports the module only
+when the caller names it (``allow_import=["package.module"]``): a header is data, and
+importing what it names would run that module's code. Both the compact and the dense file also record the
 state dict's ``_metadata`` (each module's version), which loading hands back to
 ``load_state_dict``: a module whose ``_load_from_state_dict`` reads its version
 (torchvision's MNASNet) could not be rebuilt without it.
@@ -20,7 +23,7 @@ import math
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -136,25 +139,39 @@ def read_compact_metadata(path: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device: str | torch.device = "cpu") -> CompressedModel:
+def _rebuild(path: Path, arch: dict[str, Any] | None, allow_import: Iterable[str], loader: str, tensors: int,
+             config=None) -> nn.Module:
+    """The architecture a file's header records, built once its header passed every check: a user factory's module only
+    if ``allow_import`` names it (before anything is imported), the arguments against the builder's schema, the size
+    against the file's (:mod:`smhsearch._modelfile`)."""
+    from .models import create_model
+    from .models._external import check_import_allowed
+
+    if arch is None:
+        raise ModelFileError(f"{path} was saved from a user nn.Module: pass that module as {loader}(path, model=...)")
+    if not (isinstance(arch, dict) and isinstance(arch.get("name"), str)):
+        check_arch(path, arch)  # raises, naming the entry
+    check_import_allowed(arch, allow_import, str(path))
+    name, kwargs = check_arch(path, arch)
+    check_size(path, name, kwargs, tensors, config)
+    return create_model(name, **kwargs)
+
+
+def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device: str | torch.device = "cpu",
+                 allow_import: Iterable[str] = ()) -> CompressedModel:
     """Rebuild the compressed module saved by :func:`save_compact`, in eval mode.
 
     ``model``: the base module, needed only when the file was made from a model that
     :func:`smhsearch.create_model` did not build (its shape must match).
+    ``allow_import``: modules (or packages) a file made from a user factory may import to
+    rebuild it; any other is refused with a :class:`PermissionError`.
     """
     from safetensors.torch import load_file
-
-    from .models import create_model
 
     meta = read_compact_metadata(path)  # every header entry checked (smhsearch._modelfile) before anything is built
     config = method_config(Path(path), meta["method"])
     if model is None:
-        arch = meta["arch"]
-        if arch is None:
-            raise ModelFileError(f"{path} was saved from a user nn.Module: pass that module as load_compact(path, model=...)")
-        name, kwargs = check_arch(Path(path), arch)
-        check_size(Path(path), name, kwargs, meta["tensors"] + len(meta["layout"]), config)
-        model = create_model(name, **kwargs)
+        model = _rebuild(Path(path), meta["arch"], allow_import, "load_compact", meta["tensors"] + len(meta["layout"]), config)
     try:
         with state_to_be_loaded():  # the file's state replaces the init: skip its arithmetic
             compressed = compress(model, config)
@@ -207,11 +224,11 @@ def file_format(path: str | os.PathLike) -> str:
     return _read_header(path, (COMPACT_FORMAT, DENSE_FORMAT), "model file")["format"]
 
 
-def load_dense(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
-    """Rebuild the dense module saved by :func:`save_dense`, in eval mode (``model``: for a user module)."""
+def load_dense(path: str | os.PathLike, model: nn.Module | None = None, allow_import: Iterable[str] = ()) -> nn.Module:
+    """Rebuild the dense module saved by :func:`save_dense`, in eval mode (``model``: for a user module;
+    ``allow_import`` as :func:`load_compact` takes it)."""
     from safetensors.torch import load_file
 
-    from .models import create_model
     from .models._wrappers import Upsampled
 
     meta = _read_header(path, (DENSE_FORMAT, COMPACT_FORMAT), "model file")
@@ -222,11 +239,7 @@ def load_dense(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Mo
     side = check_upsample(path, header_entry(path, meta, "upsample", (int, type(None)), None))
     metadata = check_state_metadata(path, header_entry(path, meta, "state_metadata", (dict, type(None)), None))
     if model is None:
-        if arch is None:
-            raise ModelFileError(f"{path} was saved from a user nn.Module: pass that module as load_dense(path, model=...)")
-        name, kwargs = check_arch(path, arch)
-        check_size(path, name, kwargs, int(meta["__tensors__"]))  # every parameter of a dense file is one of its tensors
-        model = create_model(name, **kwargs)
+        model = _rebuild(path, arch, allow_import, "load_dense", int(meta["__tensors__"]))  # each parameter is a tensor
     if side is not None:
         model = Upsampled(model, int(side))
     try:
@@ -241,9 +254,11 @@ def save_trained(model: nn.Module, path: str | os.PathLike) -> Path:
     return save_compact(model, path) if isinstance(model, CompressedModel) else save_dense(model, path)
 
 
-def load_trained(path: str | os.PathLike) -> nn.Module:
-    """A model saved by :func:`save_trained` (compact or dense file), in eval mode."""
-    return load_compact(path) if file_format(path) == COMPACT_FORMAT else load_dense(path)
+def load_trained(path: str | os.PathLike, allow_import: Iterable[str] = ()) -> nn.Module:
+    """A model saved by :func:`save_trained` (compact or dense file), in eval mode (``allow_import``: see :func:`load_compact`)."""
+    if file_format(path) == COMPACT_FORMAT:
+        return load_compact(path, allow_import=allow_import)
+    return load_dense(path, allow_import=allow_import)
 
 
 class _Exportable(nn.Module):
@@ -273,6 +288,9 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, input_shape: tupl
     """
     import warnings
 
+    from .models import arch_of
+    from .models._external import imported_module
+
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown format {unknown[0]!r}; allowed: {', '.join(FORMATS)}")
@@ -287,14 +305,15 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, input_shape: tupl
     reference = _outputs(model, x)
     tol = 1e-4 + 1e-4 * float(reference.abs().max())
     dense = _Exportable(materialize(model).cpu().eval()).eval()
+    own = [m for m in [imported_module(model.arch if isinstance(model, CompressedModel) else arch_of(model))] if m]  # already imported
     records = []
     for fmt in formats:
         if fmt == "safetensors":
             path = save_dense(model, out_dir / "model.safetensors")
-            got = _outputs(load_dense(path), x)
+            got = _outputs(load_dense(path, allow_import=own), x)
         elif fmt == "compact":
             path = save_compact(model, out_dir / "model.compact.safetensors")
-            got = _outputs(load_compact(path), x)
+            got = _outputs(load_compact(path, allow_import=own), x)
         elif fmt == "torchscript":
             path = out_dir / "model.torchscript.pt"
             with warnings.catch_warnings():  # torch marks TorchScript deprecated; it is still what many runtimes load

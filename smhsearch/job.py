@@ -74,10 +74,10 @@ def build(spec: JobSpec, data) -> tuple[Any, Any]:
     import torch
 
     from .methods import compress
-    from .models import IMAGE_SIZE_FAMILIES, MODELS, create_model
+    from .models import MODELS, create_model
 
     kwargs: dict[str, Any] = {"num_classes": data.num_classes, "in_channels": data.in_channels}
-    if spec.arch in MODELS and MODELS.get(spec.arch).family in IMAGE_SIZE_FAMILIES:
+    if MODELS.get(spec.arch).takes_image_size:
         kwargs["image_size"] = data.input_size
     torch.manual_seed(spec.train.seed)
     base = create_model(spec.arch, **{**kwargs, **spec.model_kwargs})

@@ -23,6 +23,18 @@ class BadInput(Exception):
     """Input the user must fix; the CLI prints it and exits with status 2."""
 
 
+def arch_entry(name: str, flag: str = "ARCH"):
+    """The registry entry of an architecture named on the command line (a registry name, ``timm/<name>`` or
+    ``package.module:factory(...)``, imported now); BadInput naming ``flag`` and the nearest names."""
+    from ..models import MODELS
+    from .._registry import UnknownNameError
+
+    try:
+        return MODELS.get(name)
+    except UnknownNameError as e:
+        raise BadInput(f"{flag}: {e}") from None
+
+
 def table(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import BadInput, add_method_flags, flag_for, method_from_flags, print_facts, refuse_overwrite
+from ._common import BadInput, add_method_flags, arch_entry, flag_for, method_from_flags, print_facts, refuse_overwrite
 
 
 def add(sub) -> None:
     s = sub.add_parser("compress", help="compress an architecture to a budget and report its sizes")
-    s.add_argument("arch", metavar="ARCH", help="architecture name (see `smhsearch models`)")
+    s.add_argument("arch", metavar="ARCH", help="architecture: a name (see `smhsearch models`), timm/<name> (pip install "
+                   "'smhsearch[timm]') or package.module:factory(key=value, ...)")
     add_method_flags(s, default_method="smh")
     s.add_argument("--seed", type=int, default=0, help="seed of the model and the method")
     s.add_argument("--num-classes", type=int)
@@ -28,10 +29,9 @@ def build(arch: str, config, seed: int, **model_kwargs):
     import torch
 
     from ..methods import compress
-    from ..models import MODELS, create_model
+    from ..models import create_model
 
-    if arch not in MODELS:
-        raise BadInput(f"ARCH: {MODELS.unknown_message(arch)}")
+    arch_entry(arch)
     try:
         torch.manual_seed(seed)
         base = create_model(arch, **model_kwargs)
@@ -59,7 +59,6 @@ def model_facts(base, model, input_shape: tuple[int, int, int]) -> dict:
 def main(args: argparse.Namespace) -> int:
     """Compress an architecture to a budget and print its sizes and costs; optionally save the compact file."""
     from ..export import save_compact
-    from ..models import MODELS
 
     config = method_from_flags(args, args.seed)
     if config is None:
@@ -72,8 +71,11 @@ def main(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and not 1 <= value <= top:
             raise BadInput(f"--{name.replace('_', '-')}: must lie in 1..{top}, but got {value}")
+    entry = arch_entry(args.arch)
+    side = args.input_size or entry.default_input_size
+    if side is None:
+        raise BadInput(f"--input-size: {args.arch} declares no input size (no image_size default); give the side in pixels")
     base, model = build(args.arch, config, args.seed, num_classes=args.num_classes, in_channels=args.in_channels)
-    side = args.input_size or MODELS.get(args.arch).default_input_size
     model.set_progress(1.0)  # report the model as it stands after training (gradual pruning finishes)
     try:
         facts = {"arch": args.arch, "method": config.to_dict(),
@@ -93,12 +95,11 @@ def dry_run(args: argparse.Namespace, config) -> int:
 
     from ..methods import selection_summary
     from ..methods._selection import format_selection
-    from ..models import MODELS, create_model, on_meta
+    from ..models import create_model, on_meta
 
     if args.out is not None:
         raise BadInput("--out: --dry-run writes nothing; drop one of them")
-    if args.arch not in MODELS:
-        raise BadInput(f"ARCH: {MODELS.unknown_message(args.arch)}")
+    arch_entry(args.arch)
     with on_meta():
         base = create_model(args.arch, num_classes=args.num_classes, in_channels=args.in_channels)
     try:

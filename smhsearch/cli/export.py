@@ -19,12 +19,15 @@ def add(sub) -> None:
     s.add_argument("--format", dest="formats", default=None,
                    help="comma-separated: safetensors (dense), torchscript, pt2 (torch.export), onnx, compact "
                         "(default: safetensors,onnx,compact; compact only for compressed trials)")
+    s.add_argument("--allow-import", action="append", default=[], metavar="MODULE",
+                   help="a module (or package) the trial's model may import to be rebuilt: needed for an architecture "
+                        "from a user factory (package.module:factory); repeatable")
     s.add_argument("--json", dest="as_json", action="store_true")
     s.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    return cmd_export(args.run, args.trial, args.out, formats=args.formats, as_json=args.as_json)
+    return cmd_export(args.run, args.trial, args.out, formats=args.formats, as_json=args.as_json, allow_import=args.allow_import)
 
 
 DEFAULT_EXPORT = ("safetensors", "onnx", "compact")
@@ -47,7 +50,8 @@ def trial_with_model(run, trial: int):
     return t
 
 
-def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None, as_json: bool = False) -> int:
+def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None, as_json: bool = False,
+               allow_import: list[str] | None = None) -> int:
     """Write a trial's model as deployable files; each is reloaded and compared with the trained model first."""
     import shutil
     import tempfile
@@ -66,7 +70,9 @@ def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"--out: {out} exists and is not an empty folder; nothing was written")
     try:
-        model = load_trained(t.model_file)
+        model = load_trained(t.model_file, allow_import=allow_import or ())
+    except PermissionError as e:
+        raise BadInput(f"--allow-import: {e}") from None
     except (ModelFileError, OSError) as e:  # a malformed or crafted file: refused before anything is built
         raise BadInput(f"trial {trial}'s model file: {e}") from None
     if "compact" in wanted and not isinstance(model, CompressedModel):

@@ -10,7 +10,8 @@ from ._common import BadInput
 
 def add_models(sub) -> None:
     s = sub.add_parser("models", help="list architectures")
-    s.add_argument("--family", help="only this family (resnet_cifar, efficientnet, mobilenet, resnet, mlp, ...)")
+    s.add_argument("--family", help="only this family (resnet_cifar, efficientnet, mobilenet, resnet, mlp, ...; "
+                   "timm: timm's models, named timm/<name>)")
     s.add_argument("--json", dest="as_json", action="store_true")
     s.set_defaults(func=models)
 
@@ -19,9 +20,9 @@ def models(args: argparse.Namespace) -> int:
     """List the registered architectures."""
     from ..models import MODELS, list_models
 
-    names = list_models(args.family)
+    names = _timm_names() if args.family == "timm" else list_models(args.family)
     if args.family is not None and not names:
-        families = sorted({MODELS.get(n).family for n in list_models()})
+        families = sorted({MODELS.get(n).family for n in list_models()} | {"timm"})
         raise BadInput(f"--family: unknown family {args.family!r}; allowed: {', '.join(families)}")
     rows = [{"name": n, "family": MODELS.get(n).family, "num_classes": MODELS.get(n).default_num_classes,
              "input_size": MODELS.get(n).default_input_size, "doc": MODELS.get(n).doc} for n in names]
@@ -29,8 +30,17 @@ def models(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            print(f"{r['name']:<20} {r['family']:<13} {r['input_size']:>4}px  {r['doc']}")
+            print(f"{r['name']:<20} {r['family']:<13} {r['input_size'] or '?':>4}px  {r['doc']}")
     return 0
+
+
+def _timm_names() -> list[str]:
+    """timm's architectures as smhsearch names them (``timm/<name>``); timm is imported only for this listing."""
+    try:
+        import timm
+    except ImportError:
+        raise BadInput("--family: timm is not installed; install it with pip install 'smhsearch[timm]'") from None
+    return [f"timm/{n}" for n in timm.list_models()]
 
 
 def add_methods(sub) -> None:

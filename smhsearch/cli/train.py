@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import (BadInput, add_method_flags, add_train_flags, flag_for, method_flag_names, method_from_flags, print_facts,
-                      refuse_overwrite, train_from_flags)
+from ._common import (BadInput, add_method_flags, add_train_flags, arch_entry, flag_for, method_flag_names, method_from_flags,
+                      print_facts, refuse_overwrite, train_from_flags)
 
 
 def add(sub) -> None:
     s = sub.add_parser("train", help="compress (or not), train on a dataset and report one model")
-    s.add_argument("arch", metavar="ARCH")
+    s.add_argument("arch", metavar="ARCH", help="a name (see `smhsearch models`), timm/<name> or package.module:factory(key=value, ...)")
     s.add_argument("--dataset", default="fashion-mnist-small", help="dataset name (default: the embedded fashion-mnist-small)")
     s.add_argument("--root", type=Path, help="dataset folder (datasets that read files)")
     add_method_flags(s, default_method="dense")
@@ -30,13 +30,11 @@ def main(args: argparse.Namespace) -> int:
     from ..data import DATASETS, DatasetNotFound
     from ..device import resolve_device
     from ..job import JobSpec, run_job
-    from ..models import MODELS
     from ..train import TrainingDiverged
 
     method = method_from_flags(args, args.seed)
     tcfg = train_from_flags(args, args.seed)
-    if args.arch not in MODELS:
-        raise BadInput(f"ARCH: {MODELS.unknown_message(args.arch)}")
+    arch_entry(args.arch)
     if args.dataset not in DATASETS:
         raise BadInput(f"--dataset: {DATASETS.unknown_message(args.dataset)}")
     try:

@@ -8,6 +8,7 @@ from typing import Any, Callable
 from torch import nn
 
 from .._registry import Registry
+from ._external import resolve
 
 ARCH_ATTR = "smhsearch_arch"
 """Attribute set on every model :func:`create_model` builds: ``{"name": ..., "kwargs": {...}}``.
@@ -21,33 +22,45 @@ class ModelEntry:
     builder: Callable[..., nn.Module]
     family: str
     default_num_classes: int
-    default_input_size: int
-    """Side of the square input the architecture was designed for (pixels)."""
+    default_input_size: int | None
+    """Side of the square input the architecture was designed for (pixels); None where it is not known (a user factory)."""
     default_in_channels: int = 3
     doc: str = ""
+    takes_image_size: bool = False
+    """Built for one input size (``image_size=``): the dataset's side is passed to it."""
+    takes_width: bool | None = None
+    """Takes ``width=`` (the width multiplier); None: the builder's signature says."""
 
+    def accepts_width(self) -> bool:
+        import inspect
 
-MODELS: Registry[ModelEntry] = Registry("architecture")
+        return self.takes_width if self.takes_width is not None else "width" in inspect.signature(self.builder).parameters
+
 
 IMAGE_SIZE_FAMILIES = ("mlp", "vit", "vit_cifar")
 """Families built for one input size (``image_size=``): the dataset's side is passed to them."""
+
+MODELS: Registry[ModelEntry] = Registry("architecture", resolver=lambda name: (lambda d: d and ModelEntry(**d))(resolve(name)))
+"""Registered names, and on look-up ``timm/<name>`` and ``package.module:factory(...)`` (:mod:`._external`)."""
 
 
 def register_model(name: str, *, family: str, num_classes: int, input_size: int, in_channels: int = 3, doc: str = ""):
     """Register ``builder(num_classes=, in_channels=, **kwargs) -> nn.Module`` under ``name``."""
 
     def deco(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        MODELS.add(name, ModelEntry(builder, family, num_classes, input_size, in_channels, doc or (builder.__doc__ or "").strip()))
+        MODELS.add(name, ModelEntry(builder, family, num_classes, input_size, in_channels, doc or (builder.__doc__ or "").strip(),
+                                    takes_image_size=family in IMAGE_SIZE_FAMILIES))
         return builder
 
     return deco
 
 
 def create_model(name: str, num_classes: int | None = None, in_channels: int | None = None, **kwargs: Any) -> nn.Module:
-    """Build a freshly initialised architecture by registry name.
+    """Build a freshly initialised architecture by registry name, ``timm/<name>`` or ``package.module:factory``.
 
     ``num_classes`` and ``in_channels`` default to the architecture's own (1000 and 3 for
-    the ImageNet models, 10 and 3 for the CIFAR ResNets, 10 and 1 for the MLPs).
+    the ImageNet models, 10 and 3 for the CIFAR ResNets, 10 and 1 for the MLPs). A timm
+    model or a user factory (:mod:`smhsearch.models._external`) is imported when named.
 
     >>> m = create_model("resnet32")
     >>> sum(p.numel() for p in m.parameters())
@@ -61,6 +74,8 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
     if in_channels < 1:
         raise ValueError(f"in_channels must be >= 1, but got {in_channels}")
     model = entry.builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{name}: its builder returned a {type(model).__name__}, not an nn.Module")
     setattr(model, ARCH_ATTR, {"name": name, "kwargs": {"num_classes": num_classes, "in_channels": in_channels, **kwargs}})
     return model
 

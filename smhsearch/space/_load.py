@@ -130,8 +130,19 @@ def meta_bases(space: Space) -> dict[str, Any]:
     from ..models import create_model, on_meta
 
     kw = dataset_model_kwargs(space)
-    with on_meta():
-        return {a: create_model(a, **kw(a)) for a in space.space.arch}
+    out = {}
+    for a in space.space.arch:
+        try:
+            with on_meta():
+                out[a] = create_model(a, **kw(a))
+        except ValueError:
+            raise
+        except Exception as e:  # a user factory that reads values while it builds (.item() on a meta tensor): build it for real
+            try:
+                out[a] = create_model(a, **kw(a))
+            except Exception:
+                raise ValueError(f"{a}: building it failed: {type(e).__name__}: {e}") from None
+    return out
 
 
 def applicable_candidates(space: Space, bases: dict[str, Any] | None = None) -> tuple[list[Candidate], list[Candidate]]:
@@ -150,7 +161,12 @@ def _check_feasible(space: Space, path: Path) -> None:
     """Every budget must be below some architecture it is paired with, and meetable wherever it is below."""
     from ..methods import METHODS, compress_shapes
 
-    bases = meta_bases(space)
+    try:
+        bases = meta_bases(space)
+        for arch, base in bases.items():
+            _check_takes_data(space, arch, base)
+    except ValueError as e:  # a user factory that returns no nn.Module, a model that cannot take the dataset's images, ...
+        raise SpaceError(f"{path}: space.arch: {e}") from None
     kept, skipped = applicable_candidates(space, bases)
     problems = []
     for b in space.space.budget_values() or []:
@@ -173,6 +189,32 @@ def _check_feasible(space: Space, path: Path) -> None:
         raise SpaceError("\n".join(problems))
 
 
+def _check_takes_data(space: Space, arch: str, base) -> None:
+    """A forward pass on the meta device (shapes only): the architecture must take the dataset's images and give one
+    score per class. An op with no meta kernel proves nothing either way, and is left to the run."""
+    import torch
+
+    classes, channels, size = dataset_shape(space)
+    if not all(p.is_meta for p in base.parameters()):
+        return  # built on the CPU (its factory reads values): checked by the run
+    try:
+        with torch.no_grad():
+            out = base.eval()(torch.empty(2, channels, size, size, device="meta"))
+    except NotImplementedError:
+        return
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if "meta" in first.lower():  # an op that reads values (.item()) cannot run on shapes alone
+            return
+        raise ValueError(f"{arch} cannot take {space.dataset.name}'s {channels}x{size}x{size} images: {first}") from None
+    finally:
+        base.train()
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{arch} gives {got} for a batch of 2 {space.dataset.name} images, not (2, {classes}) class scores "
+                         "(a factory that takes num_classes gets the dataset's)")
+
+
 def _real_base(space: Space, arch: str):
     from ..models import create_model
 
@@ -193,13 +235,13 @@ def dataset_shape(space: Space) -> tuple[int, int, int]:
 
 def dataset_model_kwargs(space: Space):
     """Model kwargs a dataset implies (classes, channels, MLP input size), per architecture."""
-    from ..models import IMAGE_SIZE_FAMILIES, MODELS
+    from ..models import MODELS
 
     classes, channels, size = dataset_shape(space)
 
     def kwargs(arch: str) -> dict[str, Any]:
         kw: dict[str, Any] = {"num_classes": classes, "in_channels": channels}
-        if MODELS.get(arch).family in IMAGE_SIZE_FAMILIES:
+        if MODELS.get(arch).takes_image_size:
             kw["image_size"] = size
         return kw
 

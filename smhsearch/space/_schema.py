@@ -7,9 +7,9 @@ import dataclasses
 import itertools
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, ValidationError, create_model, field_validator, model_serializer,
+from pydantic import (BaseModel, Field, StrictBool, ValidationError, create_model, field_validator, model_serializer,
                       model_validator)
 
 from .._budget import Budget
@@ -17,58 +17,8 @@ from ..methods import MethodConfig
 from ..methods._schema import AXES, DENSE, build_config, method_names, resolve, space_options, unknown_method
 from ..distill import DistillConfig
 from ..train import TrainConfig
-
-OBJECTIVES = {"accuracy": "max", "stored_params": "min", "throughput": "max", "flops": "min"}
-EMBEDDED = ("fashion-mnist-small", "synthetic")  # datasets that read no files
-
-
-class SpaceError(ValueError):
-    """A space file that cannot be run; the message names the file, the key and the allowed values."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DatasetSpec(_Strict):
-    name: str = "fashion-mnist-small"
-    root: str | None = Field(default=None, description="the dataset's folder; a relative one is taken from the current directory")
-    download: bool = Field(default=False, description="fetch the files into root when missing (datasets whose loader downloads)")
-    resolution: int | None = Field(default=None, gt=0, description="input side; default: the dataset's own")
-
-    @field_validator("name")
-    @classmethod
-    def _known_dataset(cls, v: str) -> str:
-        from ..data import DATASETS
-
-        if v not in DATASETS:
-            raise ValueError(DATASETS.unknown_message(v))
-        return v
-
-    @model_validator(mode="after")
-    def _keys_that_apply(self) -> "DatasetSpec":
-        if self.resolution is not None and self.name != "imagenet":
-            raise ValueError(f"resolution applies to imagenet (its training crop); {self.name} keeps its native size "
-                             "(use method width_res to up-sample inputs)")
-        if self.root is not None and self.name in EMBEDDED:
-            raise ValueError(f"root does not apply to {self.name}: it reads no files")
-        if self.download:
-            able = downloadable()
-            if self.name not in able:
-                raise ValueError(f"download: {self.name}'s loader cannot download; datasets that can: {', '.join(able)}")
-            if self.root is None:
-                raise ValueError(f"download: needs dataset.root, the folder to put {self.name}'s files in")
-        return self
-
-
-def downloadable() -> list[str]:
-    """Datasets whose loader takes ``download`` (torchvision's MNIST, Fashion-MNIST and CIFAR ones; a plugin's may too)."""
-    import inspect
-
-    from ..data import DATASETS
-
-    return [n for n in DATASETS.names() if "download" in inspect.signature(DATASETS.get(n)).parameters]
-
+from ._sections import (EMBEDDED, OBJECTIVES, DatasetSpec, ResourcesSpec, SchedulerSpec, SearchSpec, SpaceError,  # noqa: F401
+                        _Strict, downloadable)
 
 def _config_fields(config: type) -> dict[str, Any]:
     """A frozen config dataclass's fields as pydantic fields (type, default, help)."""
@@ -195,15 +145,22 @@ class SpaceSpec(_Strict):
     distill: Union[list[StrictBool], None] = Field(default=None, min_length=1, max_length=2,
                                                    description="[false, true]: trials with and without train.distill (else its defaults)")
 
-    @field_validator("arch")
+    @field_validator("arch", mode="before")
     @classmethod
-    def _known_arch(cls, v: list[str]) -> list[str]:
+    def _known_arch(cls, v: Any) -> list[str]:
+        """Names, ``timm/<name>``, ``package.module:factory(...)`` or ``{import: ..., kwargs: {...}}``, each resolved now
+        (timm and the user's module are imported here, so a typo fails before any trial)."""
         from ..models import MODELS
+        from ..models._external import arch_name
 
-        for a in v:
-            if a not in MODELS:
-                raise ValueError(MODELS.unknown_message(a))
-        return v
+        if not isinstance(v, list):
+            raise ValueError(f"arch is a list of architectures, but got {v!r}")
+        names = [arch_name(a) for a in v]
+        for a in names:
+            MODELS.get(a)  # an unknown name, a missing module, bad kwargs: UnknownNameError, a ValueError naming them
+        if len(set(names)) != len(names):
+            raise ValueError(f"architectures must not repeat, but got {names}")
+        return names
 
     @field_validator("method", mode="before")
     @classmethod
@@ -270,49 +227,6 @@ class SpaceSpec(_Strict):
                     except ValueError as e:
                         raise ValueError(f"{axis}: {value!r} is not valid for {name}: {e}") from None
         return self
-
-
-class SearchSpec(_Strict):
-    sampler: Literal["grid", "tpe", "nsga2", "random"] = "grid"
-    trials: int | None = Field(default=None, ge=1, description="number of trials; grid: every candidate by default")
-    objectives: list[Literal["accuracy", "stored_params", "throughput", "flops"]] = ["accuracy", "stored_params", "throughput"]
-    max_params: Union[int, float, str, None] = None
-    min_throughput: float | None = Field(default=None, gt=0)
-    seed: int = Field(default=0, ge=0)
-    retries: int = Field(default=1, ge=0, description="times a trial whose worker or node died is run again (from its last "
-                                                       "epoch's checkpoint) before it is recorded failed")
-
-    @model_validator(mode="after")
-    def _check(self) -> "SearchSpec":
-        if "accuracy" not in self.objectives:
-            raise ValueError("objectives must include 'accuracy'")
-        if len(set(self.objectives)) != len(self.objectives):
-            raise ValueError(f"objectives must not repeat, but got {self.objectives}")
-        if self.max_params is not None:
-            Budget.parse(self.max_params)
-        return self
-
-
-class SchedulerSpec(_Strict):
-    """Early stopping at rungs of epochs (grace, grace*rf, ...): ``pareto`` stops a trial only when enough peers at its
-    rung dominate it on (accuracy, stored size, FLOPs) (``smhsearch.search._scheduler``); ``asha`` ranks on accuracy alone."""
-
-    kind: Literal["pareto", "asha", "none"] = "pareto"
-    grace_period: int = Field(default=1, ge=1)
-    reduction_factor: float = Field(default=3, gt=1)
-
-    @model_validator(mode="after")
-    def _keys_that_apply(self) -> "SchedulerSpec":
-        given = sorted({"grace_period", "reduction_factor"} & self.model_fields_set)
-        if self.kind == "none" and given:
-            raise ValueError(f"{', '.join(given)} applies to kinds pareto and asha only, but kind is 'none'")
-        return self
-
-
-class ResourcesSpec(_Strict):
-    cpus_per_trial: float = Field(default=1, gt=0)
-    gpus_per_trial: float = Field(default=0, ge=0)
-    max_concurrent: int | None = Field(default=None, ge=1)
 
 
 class Space(_Strict):
