@@ -15,7 +15,7 @@ RESOLVED_FILE = "run.json"
 
 # The metrics a trial reports to the study (as user attributes) and that a run read back shows.
 REPORTED = ("val_acc", "test_acc", "best_val_acc", "stored_params", "virtual_params", "flops", "throughput", "epoch",
-            "compact_bytes", "input_size")
+            "compact_bytes", "stored_bytes", "input_size")
 
 
 def storage_url(storage: str | None, run_dir: Path) -> str:

@@ -27,6 +27,7 @@ from .runs import TrialRecord
 # Cost axes: how each is read, its direction, and its title.
 AXES: dict[str, dict[str, str]] = {
     "stored_params": {"sense": "min", "title": "stored parameters"},
+    "stored_bytes": {"sense": "min", "title": "stored bytes (the model file)"},
     "throughput": {"sense": "max", "title": "inference throughput (samples/s)"},
     "flops": {"sense": "min", "title": "FLOPs per sample (multiply-adds)"},
 }
@@ -144,6 +145,7 @@ class Constraints:
     max_params: float | None = None
     min_throughput: float | None = None
     min_accuracy: float | None = None  # a fraction (0.8), on the same accuracy as the pick
+    max_bytes: float | None = None  # bytes of the model file (stored_bytes)
 
     def shortfalls(self, t: TrialRecord, acc_key: str) -> dict[str, float]:
         """Each unmet constraint and by how much, relative to its bound (0.1 = 10% short)."""
@@ -155,6 +157,9 @@ class Constraints:
             out["min_throughput"] = math.inf if thr is None else 1 - thr / self.min_throughput
         if self.min_accuracy is not None and (acc is None or acc < self.min_accuracy):
             out["min_accuracy"] = math.inf if acc is None else (self.min_accuracy - acc) / max(self.min_accuracy, 1e-9)
+        b = _num(t.get("stored_bytes"))
+        if self.max_bytes is not None and (b is None or b > self.max_bytes):
+            out["max_bytes"] = math.inf if b is None else b / self.max_bytes - 1
         return out
 
     def describe(self) -> str:
@@ -165,6 +170,8 @@ class Constraints:
             parts.append(f"throughput >= {self.min_throughput:,.1f}/s")
         if self.min_accuracy is not None:
             parts.append(f"accuracy >= {100 * self.min_accuracy:.2f}%")
+        if self.max_bytes is not None:
+            parts.append(f"stored bytes <= {self.max_bytes:,.0f}")
         return ", ".join(parts) or "no constraint"
 
 

@@ -26,7 +26,7 @@ from ._storage import REPORTED, RESOLVED_FILE, STUDY_FILE, open_storage, redact,
 if TYPE_CHECKING:
     from .space import Space
 
-AXES = ("arch", "method", "budget", "scope", "scale")  # a trial config's own keys; the rest are method options
+AXES = ("arch", "method", "budget", "scope", "scale")  # a trial config's own keys; the rest (bits and quant too) are options
 
 
 class RunError(ValueError):

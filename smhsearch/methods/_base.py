@@ -20,7 +20,8 @@ from torch import nn
 from .._budget import Budget, BudgetLike
 from .._registry import Registry
 from ..models._factory import arch_of
-from ._config import AXES, DENSE, MethodConfig, options_of
+from . import _precision
+from ._config import AXES, DENSE, PRECISION_AXES, MethodConfig, options_of
 from ._rates import Optimizer, VariableRate, param_groups
 from ._targets import Target
 
@@ -70,9 +71,9 @@ def check_declarations(config_cls: type[MethodConfig]) -> None:
     bad_axes = [a for a in config_cls.axes if a not in AXES or a not in fields]
     if bad_axes:
         raise ValueError(f"{name}.axes: {bad_axes} must be fields of {name} and among {AXES}")
-    bad = [o for o in config_cls.space_options if o not in fields or o in AXES or o == "seed"]
+    bad = [o for o in config_cls.space_options if o not in fields or o in AXES + PRECISION_AXES or o == "seed"]
     if bad:
-        raise ValueError(f"{name}.space_options: {bad} must be fields of {name} other than the axes {AXES} and seed")
+        raise ValueError(f"{name}.space_options: {bad} must be fields of {name} other than the axes {AXES + PRECISION_AXES} and seed")
     for preset, fixed in config_cls.presets.items():
         unknown = [k for k in fixed if k not in fields]
         if unknown:
@@ -117,7 +118,8 @@ def compress(model: nn.Module, config: MethodConfig) -> "CompressedModel":
     entry = METHODS.get(config.method)
     if not isinstance(config, entry.config_cls):
         raise TypeError(f"method {config.method!r} expects a {entry.config_cls.__name__}, but got {type(config).__name__}")
-    return entry.builder(model, config)
+    _precision.check_precision(config.bits, config.quant)
+    return _precision.attach(entry.builder(model, config))
 
 
 def trainable_count(model: nn.Module) -> int:

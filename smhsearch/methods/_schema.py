@@ -20,7 +20,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ._base import METHODS, MethodEntry
-from ._config import AXES, DENSE, MethodConfig, OptionInfo, options_of
+from ._config import AXES, DENSE, PRECISION_AXES, MethodConfig, OptionInfo, options_of
+from ._precision import check_precision, parse_bits
 
 __all__ = ["AXES", "DENSE", "OptionInfo", "applies_to", "budget_value", "build_config", "coerce", "method_names", "options_of", "resolve",
            "space_options", "unknown_method"]
@@ -79,11 +80,14 @@ def build_config(name: str, axes: Mapping[str, Any], options: Mapping[str, Any],
             raise ValueError(f"{k} does not apply to method {name!r} (it applies to: {', '.join(applies_to(k)) or 'no method'})")
         if k in preset and preset[k] != v:
             raise ValueError(f"{k}: method {name!r} fixes {k}={preset[k]!r}; use {cls.method!r} to set it")
-    kwargs: dict[str, Any] = {k: v for k, v in axes.items() if k in cls.axes and v is not None}
+    kwargs: dict[str, Any] = {k: v for k, v in axes.items() if (k in cls.axes or k in PRECISION_AXES) and v is not None}
     kwargs.update(preset)
     kwargs.update(options)
     if seed is not None and "seed" in fields:
         kwargs["seed"] = seed
+    if "bits" in kwargs:
+        kwargs["bits"] = parse_bits(kwargs["bits"])
+    check_precision(kwargs.get("bits", 32), kwargs.get("quant"))
     return cls(**kwargs)
 
 
@@ -93,6 +97,8 @@ def coerce(info: OptionInfo, text: str) -> Any:
 
     if info.name == "budget":
         return budget_value(text)
+    if info.name == "bits":
+        return parse_bits(text)
     try:
         return TypeAdapter(info.annotation).validate_python(text, strict=False)
     except ValidationError as e:

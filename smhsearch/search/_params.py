@@ -7,6 +7,8 @@ Parameters (define-by-run, so a parameter exists only where the chosen method re
     budget               categorical over the listed budgets, or a number from a range
                          (suggest_int for counts, suggest_float for fractions; ``log`` as the range says)
     scope, scale         categorical, only for methods that read them (the same choices for every method)
+    bits                 categorical over space.bits, for every method but dense (only when the space lists bits)
+    quant                categorical over space.quant, only where the sampled bits are below 32
     <key>.<option>       categorical, one per option a method entry lists (``hashednets.hashes``); options
                          given as one value are fixed, not sampled
 
@@ -26,6 +28,7 @@ from typing import Any
 
 from ..methods._schema import DENSE, resolve
 from ..space import BudgetRange, Candidate, Space
+from ..space._schema import precision
 
 _PRIMITIVE = (type(None), bool, int, float, str)
 
@@ -52,6 +55,7 @@ class StructuredSpace:
             listed = {k: v for k, v in sorted(m.options.items()) if isinstance(v, list)}
             self.entries[key] = (m.name, axes, fixed, listed)
         self.scope, self.scale = list(s.scope), list(s.scale)
+        self.bits, self.quant = list(s.bits), list(s.quant)
         self.budget = s.budget.model_dump() if isinstance(s.budget, BudgetRange) else s.budget
         self.counts = s.budget.counts if isinstance(s.budget, BudgetRange) else None
         self.bounds = s.budget.bounds if isinstance(s.budget, BudgetRange) else None
@@ -71,7 +75,9 @@ class StructuredSpace:
         opts = dict(fixed)
         for opt, values in listed.items():
             opts[opt] = _categorical(trial, f"{key}.{opt}", values)
-        return Candidate(arch, name, budget, scope, scale, tuple(sorted(opts.items())))
+        bits = _categorical(trial, "bits", self.bits) if self.bits != [32] else 32
+        quant = trial.suggest_categorical("quant", self.quant) if bits != 32 else None
+        return Candidate(arch, name, budget, scope, scale, tuple(sorted(opts.items())), *precision(bits, quant))
 
     def _budget(self, trial):
         if self.bounds is None:
@@ -120,6 +126,10 @@ class StructuredSpace:
         for opt, values in listed.items():
             v = dict(c.options)[opt]
             p[f"{key}.{opt}"] = v if all(isinstance(x, _PRIMITIVE) for x in values) else values.index(v)
+        if name != DENSE and self.bits != [32]:
+            p["bits"] = 32 if c.bits is None else c.bits
+            if c.quant is not None:
+                p["quant"] = c.quant
         return p
 
     def candidate_of(self, params: dict[str, Any]) -> Candidate | None:

@@ -16,7 +16,7 @@ from ..methods import MethodConfig
 from ..methods._schema import AXES, DENSE, build_config, method_names, resolve, space_options, unknown_method
 from ..train import TrainConfig
 
-OBJECTIVES = {"accuracy": "max", "stored_params": "min", "throughput": "max", "flops": "min"}
+OBJECTIVES = {"accuracy": "max", "stored_params": "min", "throughput": "max", "flops": "min", "stored_bytes": "min"}
 EMBEDDED = ("fashion-mnist-small", "synthetic")  # datasets that read no files
 
 
@@ -173,6 +173,29 @@ class SpaceSpec(_Strict):
     scope: list[Union[str, dict[str, Any]]] = Field(default=["all"], min_length=1,
                                                       description="all | conv | linear, or a rule {include: [regex], exclude: [regex], min_size: N}")
     scale: list[str] = Field(default=["fixed"], min_length=1)
+    bits: list[Union[int, str]] = Field(default=[32], min_length=1, description="stored precision of every method's variables: "
+                                        "32 | 16 | 8 | 4 | 'kmeans:K' (methods/_precision.py); dense stays float32")
+    quant: list[Literal["ptq", "qat"]] = Field(default=["ptq"], min_length=1,
+                                               description="below 32 bits: post-training (ptq) or quantisation-aware training (qat)")
+
+    @field_validator("bits")
+    @classmethod
+    def _precisions(cls, v: list) -> list:
+        from ..methods._precision import parse_bits
+
+        out = [parse_bits(b) for b in v]
+        if len(set(out)) != len(out):
+            raise ValueError(f"bits must not repeat, but got {v}")
+        return out
+
+    @model_validator(mode="after")
+    def _precision_applies(self) -> "SpaceSpec":
+        for key in ("bits", "quant"):
+            if key in self.model_fields_set and all(m.name == DENSE for m in self.method):
+                raise ValueError(f"{key}: no method of this space reads it (dense stays float32; it applies to every compression method)")
+        if "quant" in self.model_fields_set and all(b == 32 for b in self.bits):
+            raise ValueError(f"quant: applies to bits below 32 (16, 8, 4, kmeans:K), but bits is {self.bits}")
+        return self
 
     @field_validator("arch")
     @classmethod
@@ -254,7 +277,7 @@ class SpaceSpec(_Strict):
 class SearchSpec(_Strict):
     sampler: Literal["grid", "tpe", "nsga2", "random"] = "grid"
     trials: int | None = Field(default=None, ge=1, description="number of trials; grid: every candidate by default")
-    objectives: list[Literal["accuracy", "stored_params", "throughput", "flops"]] = ["accuracy", "stored_params", "throughput"]
+    objectives: list[Literal["accuracy", "stored_params", "throughput", "flops", "stored_bytes"]] = ["accuracy", "stored_params", "throughput"]
     max_params: Union[int, float, str, None] = None
     min_throughput: float | None = Field(default=None, gt=0)
     seed: int = Field(default=0, ge=0)
@@ -345,8 +368,9 @@ class Space(_Strict):
             else:
                 axes = resolve(m.name)[0].config_cls.axes
                 combos = [Candidate(arch, m.name, b if "budget" in axes else None, sc if "scope" in axes else None,
-                                    sa if "scale" in axes else None, tuple(sorted(opts.items())))
-                          for b, sc, sa, opts in itertools.product(s.budget_values() or [None], s.scope, s.scale, m.expanded)]
+                                    sa if "scale" in axes else None, tuple(sorted(opts.items())), *precision(bits, q))
+                          for b, sc, sa, opts, bits, q in itertools.product(s.budget_values() or [None], s.scope, s.scale, m.expanded,
+                                                                          s.bits, s.quant)]
             for c in combos:
                 if c not in seen:
                     seen.add(c)
@@ -368,6 +392,11 @@ class Space(_Strict):
         return TrainConfig(**{**self.train.model_dump(), "variable_lr_mult": self.lr_mult(method)})
 
 
+def precision(bits: int | str, quant: str | None) -> tuple[int | str | None, str | None]:
+    """A candidate's (bits, quant): (None, None) at 32 bits, where neither applies."""
+    return (None, None) if bits == 32 else (bits, quant)
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One point of a space: what to build. ``budget``/``scope``/``scale`` are None where the method reads none."""
@@ -378,12 +407,15 @@ class Candidate:
     scope: str | None = None
     scale: str | None = None
     options: tuple[tuple[str, Any], ...] = ()
+    bits: int | str | None = None
+    """The precision stage's bits below 32 (None: float32), and its ``quant`` (ptq or qat)."""
+    quant: str | None = None
 
     def method_config(self, seed: int = 0) -> MethodConfig | None:
         if self.method == DENSE:
             return None
-        return build_config(self.method, {"budget": self.budget, "scope": self.scope, "scale": self.scale},
-                            dict(self.options), seed=seed)
+        return build_config(self.method, {"budget": self.budget, "scope": self.scope, "scale": self.scale, "bits": self.bits,
+                                          "quant": self.quant}, dict(self.options), seed=seed)
 
     def params(self) -> dict[str, Any]:
         """A flat JSON-ready dict (the method's options beside the axes), as trials record their config."""
@@ -403,7 +435,8 @@ class Candidate:
         from ..methods._targets import scope_label
 
         parts = ([scope_label(self.scope)] if self.scope else []) + ([self.scale] if self.scale else [])
-        extra = "/".join(parts + [f"{k}={v}" for k, v in self.options])
+        precision = [(k, v) for k, v in (("bits", self.bits), ("quant", self.quant)) if v is not None]
+        extra = "/".join(parts + [f"{k}={v}" for k, v in sorted([*self.options, *precision])])
         return f"{self.arch} {self.method}" + (f"@{self.budget}" if self.budget is not None else "") + (f" ({extra})" if extra else "")
 
 

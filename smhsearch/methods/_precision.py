@@ -1,0 +1,346 @@
+"""The precision stage: a compressed model's stored tensors at 32, 16, 8 or 4 bits, or as k-means shared values.
+
+Every method config carries ``bits`` and ``quant`` (:class:`MethodConfig`), so the stage composes
+with any method: it acts on the tensors the model stores, whatever computed them.
+
+- **What is quantised** (:func:`quantised_names`): the method's own variables (SMH's U and V,
+  HashedNets' pool, low-rank's factors), whatever their shape, and every other stored trainable
+  tensor of two or more dimensions (dense convs and linears: a width model's, pruning's weights,
+  the layers a scope leaves unhashed). Vectors (biases, norm gains, per-layer scales) stay
+  float32: they are a small share of a model, and a tensor is only quantised where its codes
+  and scales take fewer bytes than float32 (it always does from two elements a row on).
+- **Schemes** (``bits``): ``32`` (float32, nothing done), ``16`` (float16 values), ``8``/``4``
+  (uniform symmetric integers in [-(2^(b-1)-1), 2^(b-1)-1], one scale per row, i.e. per output
+  channel along dim 0 as ``torch.ao``'s per-channel weight observers take it; a vector has one
+  scale), ``kmeans:K`` (Gong et al.; Deep Compression: one codebook of K float32 values per
+  tensor, initialised linearly between its min and max as Han et al. found best, refined by
+  Lloyd's iterations until the assignment stops changing, and one index of ceil(log2 K) bits a
+  value). Scales are rounded *up* to bfloat16 before any code is computed (2 bytes a row, range
+  of float32), so the file and the model agree exactly.
+- **When** (``quant``): ``ptq`` (the default below 32 bits) snaps the trained variables to their
+  grid at the end of training; ``qat`` also trains through the quantiser: every forward uses the
+  quantised values and the gradient passes straight through to the float variables (STE;
+  ``torch.fake_quantize_per_channel_affine`` for the uniform scheme). Either way the trainer
+  calls :func:`finalize` before its last evaluation, so the reported accuracy is the quantised
+  model's, and the compact file then holds packed codes (:func:`encode_state`) from which
+  :func:`decode_state` rebuilds the same float values bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+BITS = (32, 16, 8, 4)
+QUANTS = ("ptq", "qat")
+BITS_HELP = "stored precision: 32 | 16 | 8 | 4 | kmeans:K (K shared values, 2..256)"
+
+
+@dataclass(frozen=True)
+class Scheme:
+    kind: Literal["float", "half", "uniform", "kmeans"]
+    code_bits: int
+    """Bits of one stored code (32 for float, 16 for half)."""
+    clusters: int | None = None
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (self.code_bits - 1) - 1
+
+
+def parse_bits(value: Any) -> int | str:
+    """``bits`` in its one spelling: 32, 16, 8, 4 or ``"kmeans:K"``; anything else is a ValueError naming the allowed values."""
+    allowed = "allowed: 32, 16, 8, 4 or kmeans:K with 2 <= K <= 256"
+    if isinstance(value, bool):
+        raise ValueError(f"bits: {value!r} is not a precision; {allowed}")
+    text = str(value).strip().lower()
+    if text.isdigit() and int(text) in BITS:
+        return int(text)
+    if text.startswith("kmeans:") and text[7:].isdigit() and 2 <= int(text[7:]) <= 256:
+        return f"kmeans:{int(text[7:])}"
+    raise ValueError(f"bits: {value!r} is not a precision; {allowed}")
+
+
+def scheme_of(bits: Any) -> Scheme:
+    b = parse_bits(bits)
+    if isinstance(b, str):
+        k = int(b.split(":")[1])
+        return Scheme("kmeans", max(1, math.ceil(math.log2(k))), k)
+    return Scheme({32: "float", 16: "half"}.get(b, "uniform"), b)  # type: ignore[arg-type]
+
+
+def check_precision(bits: Any, quant: Any) -> None:
+    """Raise ValueError (naming ``bits`` or ``quant``) when the pair is not a precision this stage applies."""
+    b = parse_bits(bits)
+    if quant is not None and quant not in QUANTS:
+        raise ValueError(f"quant: {quant!r} is not a quantisation mode; allowed: {', '.join(QUANTS)}")
+    if b == 32 and quant is not None:
+        raise ValueError(f"quant: {quant!r} applies to bits below 32 (16, 8, 4, kmeans:K), but bits is 32")
+
+
+def effective_quant(config) -> str | None:
+    """``ptq`` or ``qat`` for a config below 32 bits, None at 32 bits."""
+    return None if scheme_of(config.bits).kind == "float" else (config.quant or "ptq")
+
+
+# --- what is quantised ----------------------------------------------------------------------------
+
+def quantised_names(model: nn.Module) -> list[str]:
+    """The stored trainable tensors the precision stage quantises (module docstring), in parameter order."""
+    variables = set(model.variable_names()) if hasattr(model, "variable_names") else set()
+    out = []
+    for name, p in model.named_parameters():
+        if p.requires_grad and (name in variables or p.ndim >= 2) and p.numel() >= 2:
+            out.append(name)
+    return out
+
+
+def _rows(w: torch.Tensor) -> torch.Tensor:
+    """``w`` as (rows, row length): dim 0 for a tensor of two or more dimensions, one row for a vector."""
+    return w.reshape(1, -1) if w.ndim < 2 else w.reshape(w.shape[0], -1)
+
+
+# --- uniform ---------------------------------------------------------------------------------------
+
+def uniform_scales(w: torch.Tensor, scheme: Scheme) -> torch.Tensor:
+    """One scale a row, (rows,) float32, each a bfloat16 value no smaller than the row's absmax / qmax (1 for a zero row)."""
+    target = _rows(w.detach().float()).abs().amax(dim=1) / scheme.qmax
+    target = torch.where(target > 0, target, torch.ones_like(target))
+    s = target.to(torch.bfloat16)
+    low = s.float() < target
+    s = torch.where(low, torch.nextafter(s, torch.full_like(s, math.inf)), s)
+    return s.float()
+
+
+def uniform_codes(w: torch.Tensor, scales: torch.Tensor, scheme: Scheme) -> torch.Tensor:
+    """Integer codes (rows, row length), int16, in [-qmax, qmax]."""
+    rows = _rows(w.detach().float())
+    return torch.round(rows / scales.to(rows.device)[:, None]).clamp_(-scheme.qmax, scheme.qmax).to(torch.int16)
+
+
+def uniform_values(codes: torch.Tensor, scales: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """The float32 values ``codes`` stand for: the one decoding both the model and the file use."""
+    return (codes.to(torch.float32) * scales.to(codes.device)[:, None]).reshape(shape)
+
+
+# --- k-means ---------------------------------------------------------------------------------------
+
+def kmeans_fit(w: torch.Tensor, clusters: int, init: torch.Tensor | None = None, max_iter: int = 300) -> torch.Tensor:
+    """A sorted codebook of ``clusters`` float32 values for ``w``'s entries: Lloyd's iterations in one dimension from
+    a linear initialisation (or ``init``) until the assignment stops changing (``max_iter`` only bounds a pathological case)."""
+    x = w.detach().float().reshape(-1)
+    lo, hi = float(x.min()), float(x.max())
+    c = torch.linspace(lo, hi, clusters, device=x.device) if init is None else init.to(x.device).float().sort().values
+    idx = None
+    for _ in range(max_iter):
+        new = kmeans_codes(x, c)
+        if idx is not None and torch.equal(new, idx):
+            break
+        idx = new
+        sums = torch.zeros(clusters, device=x.device).index_add_(0, idx, x)
+        counts = torch.bincount(idx, minlength=clusters).float()
+        c = torch.where(counts > 0, sums / counts.clamp(min=1), c).sort().values  # an empty cluster keeps its value
+    return c
+
+
+def kmeans_codes(w: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest codebook value for each entry of ``w`` (flat, int64); ``codebook`` sorted."""
+    mids = (codebook[1:] + codebook[:-1]) / 2
+    return torch.bucketize(w.detach().float().reshape(-1), mids.to(w.device))
+
+
+# --- packing ---------------------------------------------------------------------------------------
+
+def pack(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Unsigned codes (< 2**bits) packed ``bits`` a value, little-endian bit order, into uint8."""
+    c = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, 1)
+    planes = np.unpackbits(c, axis=1, bitorder="little")[:, :bits]  # (N, bits)
+    return np.packbits(planes.reshape(-1), bitorder="little")
+
+
+def unpack(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """Inverse of :func:`pack`: ``count`` unsigned codes."""
+    planes = np.unpackbits(np.asarray(packed, dtype=np.uint8), count=count * bits, bitorder="little").reshape(count, bits)
+    return np.packbits(np.pad(planes, ((0, 0), (0, 8 - bits))), axis=1, bitorder="little").reshape(-1)
+
+
+# --- the stage on a model ------------------------------------------------------------------------
+
+def _quantised(w: torch.Tensor, scheme: Scheme, state: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``w`` on its grid, with ``state`` (scales or codebook) as the values were computed: the frozen values."""
+    if scheme.kind == "half":
+        return w.detach().to(torch.float16).to(torch.float32)
+    if scheme.kind == "uniform":
+        return uniform_values(uniform_codes(w, state["scale"], scheme), state["scale"], w.shape).to(w.device)
+    return state["codebook"].to(w.device)[kmeans_codes(w, state["codebook"])].reshape(w.shape)
+
+
+def fake_quantize(w: torch.Tensor, scheme: Scheme, codebook: torch.Tensor | None = None) -> torch.Tensor:
+    """``w`` quantised in the forward, its gradient passed straight through (QAT). Scales come from ``w`` now."""
+    if scheme.kind == "uniform":
+        rows = _rows(w)
+        scale = uniform_scales(w, scheme)
+        zero = torch.zeros_like(scale, dtype=torch.int32)
+        return torch.fake_quantize_per_channel_affine(rows, scale, zero, 0, -scheme.qmax, scheme.qmax).reshape(w.shape)
+    if scheme.kind == "half":
+        target = w.detach().to(torch.float16).to(w.dtype)
+    else:
+        target = codebook.to(w.device)[kmeans_codes(w, codebook)].reshape(w.shape).to(w.dtype)  # type: ignore[union-attr]
+    return w + (target - w).detach()
+
+
+def _slots(model: nn.Module) -> dict[str, list[tuple[str, str]]]:
+    """Each quantised parameter's every (module path, attribute) slot: a tied parameter is swapped everywhere at once."""
+    names = set(model._precision_names)
+    by_id: dict[int, str] = {id(p): n for n, p in model.named_parameters() if n in names}
+    out: dict[str, list[tuple[str, str]]] = {n: [] for n in model._precision_names}
+    for full, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in by_id:
+            mod, _, attr = full.rpartition(".")
+            out[by_id[id(p)]].append((mod, attr))
+    return out
+
+
+def _qat_pre_hook(model: nn.Module, args: Any) -> None:
+    if model._precision_frozen is not None:
+        return
+    scheme = scheme_of(model.config.bits)
+    reuse = not (model.training or torch.is_grad_enabled())  # eval without autograd: one quantised copy while p is unchanged
+    cache = model.__dict__.setdefault("_qat_cache", {})
+    swapped = []
+    for name, slots in _slots(model).items():
+        p = model.get_parameter(name)
+        key = (p.data_ptr(), p._version)
+        if reuse and name in cache and cache[name][0] == key:
+            q = cache[name][1]
+        else:
+            book = None
+            if scheme.kind == "kmeans":  # refit each step, warm-started: the codebook follows the weights (Deep Compression)
+                books = model.__dict__.setdefault("_qat_codebooks", {})
+                book = books[name] = kmeans_fit(p, scheme.clusters, books.get(name))  # type: ignore[arg-type]
+            q = fake_quantize(p, scheme, book)
+            if reuse:  # computed while the old copy is alive, so the eval cache keyed on storage sees a change
+                cache[name] = (key, q)
+        for mod, attr in slots:
+            owner = model.get_submodule(mod)
+            swapped.append((owner, attr, owner._parameters[attr]))
+            owner._parameters[attr] = q
+    if not reuse:
+        cache.clear()
+    model.__dict__["_qat_swapped"] = swapped
+
+
+def _qat_post_hook(model: nn.Module, args: Any, output: Any) -> None:
+    for owner, attr, p in reversed(model.__dict__.pop("_qat_swapped", [])):
+        owner._parameters[attr] = p
+
+
+def attach(model: nn.Module) -> nn.Module:
+    """Set ``model`` (just built by its method) up for its config's precision: which tensors, and QAT's hooks."""
+    model._precision_names = quantised_names(model) if scheme_of(model.config.bits).kind != "float" else []
+    model._precision_frozen = None
+    if model._precision_names and effective_quant(model.config) == "qat":
+        model.register_forward_pre_hook(_qat_pre_hook)
+        model.register_forward_hook(_qat_post_hook, always_call=True)
+    return model
+
+
+def is_final(model: nn.Module) -> bool:
+    """Whether ``model``'s stored tensors are on their grid (or it keeps float32)."""
+    return not getattr(model, "_precision_names", []) or getattr(model, "_precision_frozen", None) is not None
+
+
+@torch.no_grad()
+def finalize(model: nn.Module) -> nn.Module:
+    """Snap the quantised tensors to their grid and fix the grid (PTQ, or the end of QAT). Idempotent; returns ``model``.
+
+    From here on the model computes with the values the compact file stores, and QAT's hooks stand aside.
+    """
+    if is_final(model):
+        return model
+    scheme = scheme_of(model.config.bits)
+    frozen: dict[str, dict[str, torch.Tensor]] = {}
+    books = model.__dict__.get("_qat_codebooks", {})
+    for name in model._precision_names:
+        p = model.get_parameter(name)
+        state: dict[str, torch.Tensor] = {}
+        if scheme.kind == "uniform":
+            state["scale"] = uniform_scales(p, scheme).cpu()
+        elif scheme.kind == "kmeans":
+            state["codebook"] = kmeans_fit(p, scheme.clusters, books.get(name)).cpu()  # type: ignore[arg-type]
+        p.copy_(_quantised(p, scheme, state))
+        frozen[name] = state
+    model._precision_frozen = frozen
+    model.__dict__.pop("_qat_cache", None)
+    return model
+
+
+# --- the compact file ----------------------------------------------------------------------------
+
+def encode_state(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``state`` (the method's compact tensors) with each quantised tensor replaced by packed codes and its scales
+    (``NAME::codes`` uint8, ``NAME::scale`` bfloat16) or codebook (``NAME::codebook`` float32), or as float16;
+    and the header entry that says how (``{NAME: [kind, code bits, shape]}``).
+
+    A tensor that left its grid after :func:`finalize` (trained on) is a ValueError: the file would not be the model.
+    """
+    if not getattr(model, "_precision_names", []):
+        return state, {}
+    if model._precision_frozen is None:
+        raise ValueError(f"bits={model.config.bits}: the model's variables are not quantised yet; "
+                         "call smhsearch.quantize(model) (the trainer does at the end of training) before saving")
+    scheme = scheme_of(model.config.bits)
+    out, header = dict(state), {}
+    for name, frozen in model._precision_frozen.items():
+        if name not in out:
+            continue  # the method packs this tensor itself (pruning's nonzero values): kept as it stores it
+        w = out.pop(name).detach().cpu().float()
+        if scheme.kind == "half":
+            half = w.to(torch.float16)
+            decoded = half.float()
+            out[f"{name}::f16"] = half.contiguous()
+        elif scheme.kind == "uniform":
+            codes = uniform_codes(w, frozen["scale"], scheme)
+            decoded = uniform_values(codes, frozen["scale"], w.shape)
+            packed = pack((codes.numpy().astype(np.int32) + scheme.qmax).astype(np.uint8), scheme.code_bits)
+            out[f"{name}::codes"] = torch.from_numpy(packed)
+            out[f"{name}::scale"] = frozen["scale"].to(torch.bfloat16).contiguous()
+        else:
+            book = frozen["codebook"]
+            idx = kmeans_codes(w, book)
+            decoded = book[idx].reshape(w.shape)
+            out[f"{name}::codes"] = torch.from_numpy(pack(idx.numpy().astype(np.uint8), scheme.code_bits))
+            out[f"{name}::codebook"] = book.contiguous()
+        if not torch.equal(decoded, w):
+            raise ValueError(f"{name} left its {model.config.bits}-bit grid after quantisation (trained on?); "
+                             "the file would not be the model: quantise again before saving")
+        header[name] = [scheme.kind, scheme.code_bits, list(w.shape)]
+    return out, header
+
+
+def decode_state(tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
+    """Inverse of :func:`encode_state`: the float32 tensors, and the frozen grid to give the rebuilt model."""
+    out = dict(tensors)
+    frozen: dict[str, dict[str, torch.Tensor]] = {}
+    for name, (kind, bits, shape) in header.items():
+        count = math.prod(shape)
+        if kind == "half":
+            out[name] = out.pop(f"{name}::f16").float().reshape(shape)
+            frozen[name] = {}
+            continue
+        codes = unpack(out.pop(f"{name}::codes").cpu().numpy(), bits, count)
+        if kind == "uniform":
+            scale = out.pop(f"{name}::scale").float().cpu()
+            signed = torch.from_numpy(codes.astype(np.int16)) - (2 ** (bits - 1) - 1)
+            out[name] = uniform_values(signed.reshape(len(scale), -1), scale, shape)
+            frozen[name] = {"scale": scale}
+        else:
+            book = out.pop(f"{name}::codebook").float().cpu()
+            out[name] = book[torch.from_numpy(codes.astype(np.int64))].reshape(shape)
+            frozen[name] = {"codebook": book}
+    return out, frozen
