@@ -202,7 +202,7 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
     except RuntimeError as e:
         raise ValueError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): {e}") from None
     if compressed._precision_names:  # the stored values are on their grid: keep it, so saving again writes the same file
-        compressed._precision_frozen = {**{n: {} for n in compressed._precision_names}, **frozen}
+        compressed._precision_frozen = {**{n: {} for n in compressed._precision_names}, **(compressed._precision_frozen or {}), **frozen}
     return compressed.to(device).eval()
 
 

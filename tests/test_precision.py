@@ -240,7 +240,7 @@ def _space(tmp_path, **space):
 def test_space_bits_and_quant_make_candidates_for_every_method_but_dense(tmp_path):
     s = _space(tmp_path, bits=[32, 8, 4], quant=["ptq", "qat"])
     configs = [(c.method, c.bits, c.quant) for c in s.candidates()]
-    assert configs == [("dense", None, None), ("smh", None, None), ("smh", 8, "ptq"), ("smh", 8, "qat"), ("smh", 4, "ptq"), ("smh", 4, "qat")]
+    assert configs == [("dense", None, None), ("dense", 8, "ptq"), ("dense", 8, "qat"), ("dense", 4, "ptq"), ("dense", 4, "qat"), ("smh", None, None), ("smh", 8, "ptq"), ("smh", 8, "qat"), ("smh", 4, "ptq"), ("smh", 4, "qat")]
     assert s.candidates()[3].method_config().to_dict()["bits"] == 8
     from smhsearch.search._params import StructuredSpace
 
@@ -278,3 +278,24 @@ def test_pick_max_bytes_chooses_under_the_file_size():
 def test_pick_bad_max_bytes_exits_2(cli, tmp_path):
     rc, _, err = cli("pick", tmp_path, "--max-bytes", "lots")
     assert rc == 2 and "--max-bytes: expected a size such as 100000, 100KB, 1.5MB or 2MiB, but got 'lots'" in err
+
+
+@pytest.mark.parametrize("bits", [8, "kmeans:4"])
+def test_pruned_files_pack_only_the_nonzeros_as_codes(tmp_path, bits):
+    # a light pruning (90% kept): the zeros are no cluster of their own, so k-means' nearest value to 0 is not 0
+    m = smhsearch.compress(base(), smhsearch.Prune(budget="90%", bits=bits))
+    _trained_step(m)
+    m.set_progress(1.0)
+    smhsearch.quantize(m).eval()
+    f32 = smhsearch.compress(base(), smhsearch.Prune(budget="90%"))
+    f32.set_progress(1.0)
+    path = save_compact(m, tmp_path / "m.safetensors")
+    with torch.no_grad():
+        assert torch.equal(load_compact(path)(X), m(X))
+    # the nonzeros of the quantised weights cost their codes (plus scales a row), not 4 bytes: the rest is the same in both files
+    masks = torch.split(m.mask, m.sizes)
+    coded = sum(int(mk.sum()) for i, mk in enumerate(masks) if f"weights.{i}" in m._precision_names)
+    grids = [m._precision_frozen[n] for n in m._precision_names]
+    grid_bytes = sum(2 * len(g["scale"]) if "scale" in g else 4 * len(g["codebook"]) for g in grids)  # bfloat16 scales, float32 codebooks
+    extra = path.stat().st_size - (measure.stored_bytes(f32) - 4 * coded)
+    assert extra <= coded * (8 if bits == 8 else 2) / 8 + grid_bytes + 100 * len(grids), (extra, coded)  # + each key's header entry

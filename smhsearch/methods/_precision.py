@@ -282,10 +282,44 @@ def finalize(model: nn.Module) -> nn.Module:
 
 # --- the compact file ----------------------------------------------------------------------------
 
+def tensor_codes(w: torch.Tensor, frozen: dict[str, torch.Tensor], scheme: Scheme) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+    """(unsigned codes, one a value in ``w``'s flat order, uint8; the tensors that decode them: ``scale`` bfloat16 or
+    ``codebook`` float32) for a uniform or k-means tensor on its frozen grid. Off the grid is a ValueError."""
+    w = w.detach().cpu().float()
+    unsigned, extra = nearest_codes(w, frozen, scheme)
+    if not torch.equal(codes_values(unsigned, extra, scheme, w.shape)[0], w):
+        raise ValueError("off its grid")
+    return unsigned, extra
+
+
+def nearest_codes(w: torch.Tensor, frozen: dict[str, torch.Tensor], scheme: Scheme) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+    """:func:`tensor_codes` without the check: the nearest code of each value, on the grid or not."""
+    w = w.detach().cpu().float()
+    if scheme.kind == "uniform":
+        codes = uniform_codes(w, frozen["scale"], scheme)
+        return (codes.reshape(-1).numpy().astype(np.int32) + scheme.qmax).astype(np.uint8), {"scale": frozen["scale"].to(torch.bfloat16)}
+    return kmeans_codes(w, frozen["codebook"]).numpy().astype(np.uint8), {"codebook": frozen["codebook"].contiguous()}
+
+
+def codes_values(unsigned: np.ndarray, extra: dict[str, torch.Tensor], scheme: Scheme, shape) -> tuple[torch.Tensor, dict]:
+    """Inverse of :func:`tensor_codes`: the float32 tensor, and the frozen grid (float32 scales or codebook)."""
+    if scheme.kind == "uniform":
+        scale = extra["scale"].float().cpu()
+        signed = torch.from_numpy(unsigned.astype(np.int16)) - scheme.qmax
+        return uniform_values(signed.reshape(len(scale), -1), scale, shape), {"scale": scale}
+    book = extra["codebook"].float().cpu()
+    return book[torch.from_numpy(unsigned.astype(np.int64))].reshape(shape), {"codebook": book}
+
+
+def off_grid(name: str, bits: Any) -> str:
+    return (f"{name} left its {bits}-bit grid after quantisation (trained on?); the file would not be the model: "
+            "quantise again before saving")
+
+
 def encode_state(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``state`` (the method's compact tensors) with each quantised tensor replaced by packed codes and its scales
-    (``NAME::codes`` uint8, ``NAME::scale`` bfloat16) or codebook (``NAME::codebook`` float32), or as float16;
-    and the header entry that says how (``{NAME: [kind, code bits, shape]}``).
+    (``NAME::codes`` uint8, ``NAME::scale`` bfloat16) or codebook (``NAME::codebook`` float32), or as float16
+    (``NAME::f16``); and the header entry that says how (``{NAME: [kind, code bits, shape]}``).
 
     A tensor that left its grid after :func:`finalize` (trained on) is a ValueError: the file would not be the model.
     """
@@ -298,27 +332,19 @@ def encode_state(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[dict
     out, header = dict(state), {}
     for name, frozen in model._precision_frozen.items():
         if name not in out:
-            continue  # the method packs this tensor itself (pruning's nonzero values): kept as it stores it
+            continue  # the method packs this tensor itself (pruning's nonzero values, with these same functions)
         w = out.pop(name).detach().cpu().float()
         if scheme.kind == "half":
-            half = w.to(torch.float16)
-            decoded = half.float()
-            out[f"{name}::f16"] = half.contiguous()
-        elif scheme.kind == "uniform":
-            codes = uniform_codes(w, frozen["scale"], scheme)
-            decoded = uniform_values(codes, frozen["scale"], w.shape)
-            packed = pack((codes.numpy().astype(np.int32) + scheme.qmax).astype(np.uint8), scheme.code_bits)
-            out[f"{name}::codes"] = torch.from_numpy(packed)
-            out[f"{name}::scale"] = frozen["scale"].to(torch.bfloat16).contiguous()
+            if not torch.equal(w.to(torch.float16).float(), w):
+                raise ValueError(off_grid(name, model.config.bits))
+            out[f"{name}::f16"] = w.to(torch.float16).contiguous()
         else:
-            book = frozen["codebook"]
-            idx = kmeans_codes(w, book)
-            decoded = book[idx].reshape(w.shape)
-            out[f"{name}::codes"] = torch.from_numpy(pack(idx.numpy().astype(np.uint8), scheme.code_bits))
-            out[f"{name}::codebook"] = book.contiguous()
-        if not torch.equal(decoded, w):
-            raise ValueError(f"{name} left its {model.config.bits}-bit grid after quantisation (trained on?); "
-                             "the file would not be the model: quantise again before saving")
+            try:
+                unsigned, extra = tensor_codes(w, frozen, scheme)
+            except ValueError:
+                raise ValueError(off_grid(name, model.config.bits)) from None
+            out[f"{name}::codes"] = torch.from_numpy(pack(unsigned, scheme.code_bits))
+            out.update({f"{name}::{k}": v for k, v in extra.items()})
         header[name] = [scheme.kind, scheme.code_bits, list(w.shape)]
     return out, header
 
@@ -328,19 +354,12 @@ def decode_state(tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> tu
     out = dict(tensors)
     frozen: dict[str, dict[str, torch.Tensor]] = {}
     for name, (kind, bits, shape) in header.items():
-        count = math.prod(shape)
         if kind == "half":
             out[name] = out.pop(f"{name}::f16").float().reshape(shape)
             frozen[name] = {}
             continue
-        codes = unpack(out.pop(f"{name}::codes").cpu().numpy(), bits, count)
-        if kind == "uniform":
-            scale = out.pop(f"{name}::scale").float().cpu()
-            signed = torch.from_numpy(codes.astype(np.int16)) - (2 ** (bits - 1) - 1)
-            out[name] = uniform_values(signed.reshape(len(scale), -1), scale, shape)
-            frozen[name] = {"scale": scale}
-        else:
-            book = out.pop(f"{name}::codebook").float().cpu()
-            out[name] = book[torch.from_numpy(codes.astype(np.int64))].reshape(shape)
-            frozen[name] = {"codebook": book}
+        scheme = Scheme(kind, bits)
+        unsigned = unpack(out.pop(f"{name}::codes").cpu().numpy(), bits, math.prod(shape))
+        extra = {k: out.pop(f"{name}::{k}") for k in ("scale", "codebook") if f"{name}::{k}" in out}
+        out[name], frozen[name] = codes_values(unsigned, extra, scheme, shape)
     return out, frozen

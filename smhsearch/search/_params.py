@@ -7,7 +7,7 @@ Parameters (define-by-run, so a parameter exists only where the chosen method re
     budget               categorical over the listed budgets, or a number from a range
                          (suggest_int for counts, suggest_float for fractions; ``log`` as the range says)
     scope, scale         categorical, only for methods that read them (the same choices for every method)
-    bits                 categorical over space.bits, for every method but dense (only when the space lists bits)
+    bits                 categorical over space.bits, for every method and dense (only when the space lists bits)
     quant                categorical over space.quant, only where the sampled bits are below 32
     <key>.<option>       categorical, one per option a method entry lists (``hashednets.hashes``); options
                          given as one value are fixed, not sampled
@@ -67,16 +67,16 @@ class StructuredSpace:
         arch = trial.suggest_categorical("arch", self.archs)
         key = trial.suggest_categorical("method", list(self.entries))
         name, axes, fixed, listed = self.entries[key]
+        bits = _categorical(trial, "bits", self.bits) if self.bits != [32] else 32
+        quant = trial.suggest_categorical("quant", self.quant) if bits != 32 else None
         if name == DENSE:
-            return Candidate(arch, DENSE)
+            return Candidate(arch, DENSE, bits=precision(bits, quant)[0], quant=precision(bits, quant)[1])
         budget = self._budget(trial) if "budget" in axes else None
         scope = trial.suggest_categorical("scope", self.scope) if "scope" in axes else None
         scale = trial.suggest_categorical("scale", self.scale) if "scale" in axes else None
         opts = dict(fixed)
         for opt, values in listed.items():
             opts[opt] = _categorical(trial, f"{key}.{opt}", values)
-        bits = _categorical(trial, "bits", self.bits) if self.bits != [32] else 32
-        quant = trial.suggest_categorical("quant", self.quant) if bits != 32 else None
         return Candidate(arch, name, budget, scope, scale, tuple(sorted(opts.items())), *precision(bits, quant))
 
     def _budget(self, trial):
@@ -126,7 +126,7 @@ class StructuredSpace:
         for opt, values in listed.items():
             v = dict(c.options)[opt]
             p[f"{key}.{opt}"] = v if all(isinstance(x, _PRIMITIVE) for x in values) else values.index(v)
-        if name != DENSE and self.bits != [32]:
+        if self.bits != [32]:
             p["bits"] = 32 if c.bits is None else c.bits
             if c.quant is not None:
                 p["quant"] = c.quant

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .._budget import Budget
 from ..methods import MethodConfig
-from ..methods._schema import AXES, DENSE, build_config, method_names, resolve, space_options, unknown_method
+from ..methods._schema import AXES, DENSE, build_config, dense_config, method_names, resolve, space_options, unknown_method
 from ..train import TrainConfig
 
 OBJECTIVES = {"accuracy": "max", "stored_params": "min", "throughput": "max", "flops": "min", "stored_bytes": "min"}
@@ -173,8 +173,8 @@ class SpaceSpec(_Strict):
     scope: list[Union[str, dict[str, Any]]] = Field(default=["all"], min_length=1,
                                                       description="all | conv | linear, or a rule {include: [regex], exclude: [regex], min_size: N}")
     scale: list[str] = Field(default=["fixed"], min_length=1)
-    bits: list[Union[int, str]] = Field(default=[32], min_length=1, description="stored precision of every method's variables: "
-                                        "32 | 16 | 8 | 4 | 'kmeans:K' (methods/_precision.py); dense stays float32")
+    bits: list[Union[int, str]] = Field(default=[32], min_length=1, description="stored precision of every method's variables "
+                                        "(dense too: its weights): 32 | 16 | 8 | 4 | 'kmeans:K' (methods/_precision.py)")
     quant: list[Literal["ptq", "qat"]] = Field(default=["ptq"], min_length=1,
                                                description="below 32 bits: post-training (ptq) or quantisation-aware training (qat)")
 
@@ -190,9 +190,6 @@ class SpaceSpec(_Strict):
 
     @model_validator(mode="after")
     def _precision_applies(self) -> "SpaceSpec":
-        for key in ("bits", "quant"):
-            if key in self.model_fields_set and all(m.name == DENSE for m in self.method):
-                raise ValueError(f"{key}: no method of this space reads it (dense stays float32; it applies to every compression method)")
         if "quant" in self.model_fields_set and all(b == 32 for b in self.bits):
             raise ValueError(f"quant: applies to bits below 32 (16, 8, 4, kmeans:K), but bits is {self.bits}")
         return self
@@ -364,7 +361,7 @@ class Space(_Strict):
         s = self.space
         for arch, m in itertools.product(s.arch, s.method):
             if m.name == DENSE:
-                combos = [Candidate(arch, DENSE)]
+                combos = [Candidate(arch, DENSE, bits=bq[0], quant=bq[1]) for bq in (precision(b, q) for b in s.bits for q in s.quant)]
             else:
                 axes = resolve(m.name)[0].config_cls.axes
                 combos = [Candidate(arch, m.name, b if "budget" in axes else None, sc if "scope" in axes else None,
@@ -413,7 +410,7 @@ class Candidate:
 
     def method_config(self, seed: int = 0) -> MethodConfig | None:
         if self.method == DENSE:
-            return None
+            return dense_config(self.bits or 32, self.quant)
         return build_config(self.method, {"budget": self.budget, "scope": self.scope, "scale": self.scale, "bits": self.bits,
                                           "quant": self.quant}, dict(self.options), seed=seed)
 
