@@ -35,7 +35,7 @@ import smhsearch
 from smhsearch.data import load_dataset
 from smhsearch.data._splits import TensorSplit
 from smhsearch.job import JobSpec, run_job
-from smhsearch.methods._base import Dense
+from smhsearch import Dense
 from smhsearch.train import TrainConfig, TrainingDiverged
 
 from _common import RESULTS, add_device_argument, device_slug, parse_device, write_result  # type: ignore[import-not-found]

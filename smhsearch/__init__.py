@@ -23,7 +23,7 @@ _LAZY = {
     "Budget": "._budget",
     "load_compact": ".export", "materialize": ".export", "read_compact_metadata": ".export", "save_compact": ".export",
     "quantize": ".export",
-    **{n: ".methods" for n in ("SMH", "CompressedModel", "HashedNets", "LowRank", "Prune", "WidthMultiplier", "MethodConfig",
+    **{n: ".methods" for n in ("SMH", "CompressedModel", "Dense", "HashedNets", "LowRank", "Prune", "WidthMultiplier", "MethodConfig",
                                 "compress", "config_from_dict", "list_methods", "register_method",
                                 "ScopeRule", "param_groups", "selection_summary")},
     **{n: ".models" for n in ("create_model", "list_models", "register_model")},
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see (py.typed): the same names,
     from . import measure
     from ._budget import Budget
     from .export import load_compact, materialize, quantize, read_compact_metadata, save_compact
-    from .methods import (SMH, CompressedModel, HashedNets, LowRank, MethodConfig, Prune, ScopeRule, WidthMultiplier, compress,
+    from .methods import (SMH, CompressedModel, Dense, HashedNets, LowRank, MethodConfig, Prune, ScopeRule, WidthMultiplier, compress,
                           config_from_dict, list_methods, param_groups, register_method, selection_summary)
     from .models import create_model, list_models, register_model
 
@@ -57,6 +57,7 @@ __all__ = [
     "SMH",
     "Budget",
     "CompressedModel",
+    "Dense",
     "HashedNets",
     "LowRank",
     "MethodConfig",

@@ -69,9 +69,10 @@ def test_every_method_at_every_scheme_reloads_bit_for_bit(method, scheme, tmp_pa
         if str(scheme["bits"]).startswith("kmeans"):
             assert len(torch.unique(w)) <= int(str(scheme["bits"]).split(":")[1])
         elif scheme["bits"] in (8, 4):
-            rows = w.reshape(1, -1) if w.ndim < 2 else w.reshape(w.shape[0], -1)
+            grid = m._precision_frozen[name]
+            rows, _ = P.row_index(w.shape, grid.get("segments"))  # dim 0's rows; a per-layer pool's parts
             qmax = 2 ** (scheme["bits"] - 1) - 1
-            steps = rows / m._precision_frozen[name]["scale"][:, None]
+            steps = w.reshape(-1) / grid["scale"][rows]
             assert torch.equal(steps, steps.round()) and steps.abs().max() <= qmax
     # the stored file re-saved from the loaded model holds the same tensors
     again_path = save_compact(again, tmp_path / "again.safetensors")
@@ -208,7 +209,8 @@ def test_compress_bits_flag_writes_the_quantised_file(cli, tmp_path):
     (["compress", "resnet8", "--budget", "30%", "--quant", "qat"], "--quant: quant: 'qat' applies to bits below 32"),
     (["compress", "resnet8", "--budget", "30%", "--bits", "3"], "--bits: bits: '3' is not a precision; allowed: 32, 16, 8, 4 or kmeans:K"),
     (["compress", "resnet8", "--budget", "30%", "--bits", "8", "--quant", "int"], "--quant: quant: 'int' is not a valid value"),
-    (["train", "mlp", "--bits", "8"], "--bits: does not apply to a dense model"),
+    (["train", "mlp", "--quant", "qat"], "--quant: quant: 'qat' applies to bits below 32"),
+    (["train", "mlp", "--bits", "8", "--budget", "10%"], "--budget: does not apply to a dense model"),
 ])
 def test_bad_precision_flags_exit_2_writing_nothing(cli, tmp_path, args, message):
     rc, _, err = cli(*args, "--out", tmp_path / "out")
@@ -227,6 +229,17 @@ def test_train_bits_4_qat_records_the_file_it_wrote(cli, tmp_path):
     assert len(torch.unique(model.U.detach()[0])) <= 15
 
 
+def test_a_dense_model_at_8_bits_trains_and_ships_its_codes(cli, tmp_path):
+    rc, _, err = cli("train", "mlp", "--bits", "8", "--epochs", "1", "--out", tmp_path / "r")
+    assert rc == 0, err
+    record = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert record["spec"]["method"] == {"method": "dense", "bits": 8, "quant": None}
+    dense32 = smhsearch.create_model("mlp", num_classes=10, in_channels=1)
+    assert record["metrics"]["stored_bytes"] < 0.3 * measure.stored_bytes(dense32)
+    model = smhsearch.export.load_trained(tmp_path / "r" / "model.safetensors")
+    assert isinstance(model, smhsearch.methods.DenseModel) and model.config.bits == 8
+
+
 def _space(tmp_path, **space):
     import yaml
 
@@ -237,11 +250,14 @@ def _space(tmp_path, **space):
     return load_space(tmp_path / "s.yaml")
 
 
-def test_space_bits_and_quant_make_candidates_for_every_method_but_dense(tmp_path):
+def test_space_bits_and_quant_make_candidates_for_every_method_and_dense(tmp_path):
     s = _space(tmp_path, bits=[32, 8, 4], quant=["ptq", "qat"])
     configs = [(c.method, c.bits, c.quant) for c in s.candidates()]
     assert configs == [("dense", None, None), ("dense", 8, "ptq"), ("dense", 8, "qat"), ("dense", 4, "ptq"), ("dense", 4, "qat"), ("smh", None, None), ("smh", 8, "ptq"), ("smh", 8, "qat"), ("smh", 4, "ptq"), ("smh", 4, "qat")]
-    assert s.candidates()[3].method_config().to_dict()["bits"] == 8
+    smh8 = next(c for c in s.candidates() if c.method == "smh" and c.bits == 8 and c.quant == "qat")
+    assert smh8.method_config().to_dict() | {"seed": 0} == smhsearch.SMH(budget="25%", bits=8, quant="qat").to_dict()
+    dense4 = next(c for c in s.candidates() if c.method == "dense" and c.bits == 4)
+    assert dense4.method_config() == smhsearch.Dense(bits=4, quant="ptq")
     from smhsearch.search._params import StructuredSpace
 
     ss = StructuredSpace(s, {"resnet8": 10 ** 6}, {"resnet8": None})
@@ -252,7 +268,6 @@ def test_space_bits_and_quant_make_candidates_for_every_method_but_dense(tmp_pat
 @pytest.mark.parametrize("space, message", [
     (dict(bits=[5]), "bits: 5 is not a precision"),
     (dict(bits=[32], quant=["qat"]), "quant: applies to bits below 32"),
-    (dict(method=["dense"], bits=[8]), "bits: no method of this space reads it"),
     (dict(quant=["int8"]), "quant"),
 ])
 def test_bad_space_precision_names_the_key(tmp_path, space, message):
@@ -299,3 +314,16 @@ def test_pruned_files_pack_only_the_nonzeros_as_codes(tmp_path, bits):
     grid_bytes = sum(2 * len(g["scale"]) if "scale" in g else 4 * len(g["codebook"]) for g in grids)  # bfloat16 scales, float32 codebooks
     extra = path.stat().st_size - (measure.stored_bytes(f32) - 4 * coded)
     assert extra <= coded * (8 if bits == 8 else 2) / 8 + grid_bytes + 100 * len(grids), (extra, coded)  # + each key's header entry
+
+
+def test_per_layer_pools_take_a_scale_each(tmp_path):
+    # HashedNets' per-layer pools carry their layer's scale: one quantisation scale a (layer, hash) sub-pool
+    m = smhsearch.compress(base(), smhsearch.HashedNets(budget="30%", hashes=2, bits=4))
+    smhsearch.quantize(m)
+    assert len(m._precision_frozen["pool"]["scale"]) == len(m.sub_pools) > 1
+    parts = torch.split(m.pool.detach(), m.sub_pools)
+    for part, s in zip(parts, m._precision_frozen["pool"]["scale"]):
+        steps = part / s
+        assert torch.equal(steps, steps.round()) and steps.abs().max() <= 7
+    with torch.no_grad():
+        assert torch.equal(load_compact(save_compact(m.eval(), tmp_path / "m.safetensors"))(X), m(X))

@@ -254,6 +254,11 @@ class CompressedModel(nn.Module):
         """
         return param_groups(self, lr, weight_decay, optimizer, variable_lr_mult)
 
+    def quant_segments(self, name: str) -> list[int] | None:
+        """For a vector variable that holds several layers' values (HashedNets' per-layer pools), the lengths of its
+        parts, each quantised with a scale of its own below 32 bits (``methods/_precision.py``); None: one scale."""
+        return None
+
     def set_progress(self, fraction: float) -> None:
         """Tell the model how far training has got (0 at the start, 1 at the end).
 

@@ -100,32 +100,42 @@ def quantised_names(model: nn.Module) -> list[str]:
     return out
 
 
-def _rows(w: torch.Tensor) -> torch.Tensor:
-    """``w`` as (rows, row length): dim 0 for a tensor of two or more dimensions, one row for a vector."""
-    return w.reshape(1, -1) if w.ndim < 2 else w.reshape(w.shape[0], -1)
+def row_index(shape, segments: torch.Tensor | None = None, device: torch.device | str = "cpu") -> tuple[torch.Tensor, int]:
+    """(the row of each entry of a tensor of ``shape`` in flat order, (N,) int64; the number of rows). A row is dim 0's
+    slice of a tensor of two or more dimensions; a vector is one row, or the ``segments`` (their lengths) its method names."""
+    shape = tuple(shape)
+    numel = math.prod(shape)
+    if segments is not None:
+        lengths = segments.to(torch.int64).cpu()
+    elif len(shape) >= 2:
+        lengths = torch.full((shape[0],), numel // max(1, shape[0]), dtype=torch.int64)
+    else:
+        lengths = torch.tensor([numel], dtype=torch.int64)
+    return torch.repeat_interleave(torch.arange(len(lengths)), lengths).to(device), len(lengths)
 
 
-# --- uniform ---------------------------------------------------------------------------------------
-
-def uniform_scales(w: torch.Tensor, scheme: Scheme) -> torch.Tensor:
+def uniform_scales(w: torch.Tensor, scheme: Scheme, segments: torch.Tensor | None = None) -> torch.Tensor:
     """One scale a row, (rows,) float32, each a bfloat16 value no smaller than the row's absmax / qmax (1 for a zero row)."""
-    target = _rows(w.detach().float()).abs().amax(dim=1) / scheme.qmax
+    rows, n = row_index(w.shape, segments, w.device)
+    absmax = torch.zeros(n, device=w.device).scatter_reduce(0, rows, w.detach().float().reshape(-1).abs(), "amax")
+    target = absmax / scheme.qmax
     target = torch.where(target > 0, target, torch.ones_like(target))
     s = target.to(torch.bfloat16)
-    low = s.float() < target
-    s = torch.where(low, torch.nextafter(s, torch.full_like(s, math.inf)), s)
+    s = torch.where(s.float() < target, torch.nextafter(s, torch.full_like(s, math.inf)), s)
     return s.float()
 
 
-def uniform_codes(w: torch.Tensor, scales: torch.Tensor, scheme: Scheme) -> torch.Tensor:
-    """Integer codes (rows, row length), int16, in [-qmax, qmax]."""
-    rows = _rows(w.detach().float())
-    return torch.round(rows / scales.to(rows.device)[:, None]).clamp_(-scheme.qmax, scheme.qmax).to(torch.int16)
+def uniform_codes(w: torch.Tensor, scales: torch.Tensor, scheme: Scheme, segments: torch.Tensor | None = None) -> torch.Tensor:
+    """Integer codes in [-qmax, qmax], one an entry of ``w`` in flat order, int16."""
+    rows, _ = row_index(w.shape, segments, w.device)
+    flat = w.detach().float().reshape(-1)
+    return torch.round(flat / scales.to(flat.device)[rows]).clamp_(-scheme.qmax, scheme.qmax).to(torch.int16)
 
 
-def uniform_values(codes: torch.Tensor, scales: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+def uniform_values(codes: torch.Tensor, scales: torch.Tensor, shape, segments: torch.Tensor | None = None) -> torch.Tensor:
     """The float32 values ``codes`` stand for: the one decoding both the model and the file use."""
-    return (codes.to(torch.float32) * scales.to(codes.device)[:, None]).reshape(shape)
+    rows, _ = row_index(shape, segments, codes.device)
+    return (codes.reshape(-1).to(torch.float32) * scales.to(codes.device)[rows]).reshape(shape)
 
 
 # --- k-means ---------------------------------------------------------------------------------------
@@ -176,22 +186,32 @@ def _quantised(w: torch.Tensor, scheme: Scheme, state: dict[str, torch.Tensor]) 
     if scheme.kind == "half":
         return w.detach().to(torch.float16).to(torch.float32)
     if scheme.kind == "uniform":
-        return uniform_values(uniform_codes(w, state["scale"], scheme), state["scale"], w.shape).to(w.device)
+        seg = state.get("segments")
+        return uniform_values(uniform_codes(w, state["scale"], scheme, seg), state["scale"], w.shape, seg).to(w.device)
     return state["codebook"].to(w.device)[kmeans_codes(w, state["codebook"])].reshape(w.shape)
 
 
-def fake_quantize(w: torch.Tensor, scheme: Scheme, codebook: torch.Tensor | None = None) -> torch.Tensor:
+def fake_quantize(w: torch.Tensor, scheme: Scheme, codebook: torch.Tensor | None = None,
+                  segments: torch.Tensor | None = None) -> torch.Tensor:
     """``w`` quantised in the forward, its gradient passed straight through (QAT). Scales come from ``w`` now."""
     if scheme.kind == "uniform":
-        rows = _rows(w)
-        scale = uniform_scales(w, scheme)
-        zero = torch.zeros_like(scale, dtype=torch.int32)
-        return torch.fake_quantize_per_channel_affine(rows, scale, zero, 0, -scheme.qmax, scheme.qmax).reshape(w.shape)
-    if scheme.kind == "half":
+        scale = uniform_scales(w, scheme, segments)
+        if segments is None:  # rows of one length: torch's own per-channel fake quantiser
+            rows = w.reshape(1, -1) if w.ndim < 2 else w.reshape(w.shape[0], -1)
+            zero = torch.zeros_like(scale, dtype=torch.int32)
+            return torch.fake_quantize_per_channel_affine(rows, scale, zero, 0, -scheme.qmax, scheme.qmax).reshape(w.shape)
+        target = uniform_values(uniform_codes(w, scale, scheme, segments), scale, w.shape, segments).to(w.dtype)
+    elif scheme.kind == "half":
         target = w.detach().to(torch.float16).to(w.dtype)
     else:
         target = codebook.to(w.device)[kmeans_codes(w, codebook)].reshape(w.shape).to(w.dtype)  # type: ignore[union-attr]
     return w + (target - w).detach()
+
+
+def segments_of(model: nn.Module, name: str) -> torch.Tensor | None:
+    """The lengths of a vector variable's parts that take a scale each (:meth:`CompressedModel.quant_segments`), or None."""
+    seg = model.quant_segments(name) if hasattr(model, "quant_segments") else None
+    return None if seg is None else torch.tensor(list(seg), dtype=torch.int64)
 
 
 def _slots(model: nn.Module) -> dict[str, list[tuple[str, str]]]:
@@ -223,7 +243,7 @@ def _qat_pre_hook(model: nn.Module, args: Any) -> None:
             if scheme.kind == "kmeans":  # refit each step, warm-started: the codebook follows the weights (Deep Compression)
                 books = model.__dict__.setdefault("_qat_codebooks", {})
                 book = books[name] = kmeans_fit(p, scheme.clusters, books.get(name))  # type: ignore[arg-type]
-            q = fake_quantize(p, scheme, book)
+            q = fake_quantize(p, scheme, book, segments_of(model, name))
             if reuse:  # computed while the old copy is alive, so the eval cache keyed on storage sees a change
                 cache[name] = (key, q)
         for mod, attr in slots:
@@ -270,7 +290,10 @@ def finalize(model: nn.Module) -> nn.Module:
         p = model.get_parameter(name)
         state: dict[str, torch.Tensor] = {}
         if scheme.kind == "uniform":
-            state["scale"] = uniform_scales(p, scheme).cpu()
+            seg = segments_of(model, name)
+            state["scale"] = uniform_scales(p, scheme, seg).cpu()
+            if seg is not None:
+                state["segments"] = seg
         elif scheme.kind == "kmeans":
             state["codebook"] = kmeans_fit(p, scheme.clusters, books.get(name)).cpu()  # type: ignore[arg-type]
         p.copy_(_quantised(p, scheme, state))
@@ -296,17 +319,18 @@ def nearest_codes(w: torch.Tensor, frozen: dict[str, torch.Tensor], scheme: Sche
     """:func:`tensor_codes` without the check: the nearest code of each value, on the grid or not."""
     w = w.detach().cpu().float()
     if scheme.kind == "uniform":
-        codes = uniform_codes(w, frozen["scale"], scheme)
-        return (codes.reshape(-1).numpy().astype(np.int32) + scheme.qmax).astype(np.uint8), {"scale": frozen["scale"].to(torch.bfloat16)}
+        codes = uniform_codes(w, frozen["scale"], scheme, frozen.get("segments"))
+        extra = {"scale": frozen["scale"].to(torch.bfloat16), **({"segments": frozen["segments"]} if "segments" in frozen else {})}
+        return (codes.numpy().astype(np.int32) + scheme.qmax).astype(np.uint8), extra
     return kmeans_codes(w, frozen["codebook"]).numpy().astype(np.uint8), {"codebook": frozen["codebook"].contiguous()}
 
 
 def codes_values(unsigned: np.ndarray, extra: dict[str, torch.Tensor], scheme: Scheme, shape) -> tuple[torch.Tensor, dict]:
     """Inverse of :func:`tensor_codes`: the float32 tensor, and the frozen grid (float32 scales or codebook)."""
     if scheme.kind == "uniform":
-        scale = extra["scale"].float().cpu()
+        scale, seg = extra["scale"].float().cpu(), extra.get("segments")
         signed = torch.from_numpy(unsigned.astype(np.int16)) - scheme.qmax
-        return uniform_values(signed.reshape(len(scale), -1), scale, shape), {"scale": scale}
+        return uniform_values(signed, scale, shape, seg), {"scale": scale, **({"segments": seg.cpu()} if seg is not None else {})}
     book = extra["codebook"].float().cpu()
     return book[torch.from_numpy(unsigned.astype(np.int64))].reshape(shape), {"codebook": book}
 
@@ -360,6 +384,6 @@ def decode_state(tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> tu
             continue
         scheme = Scheme(kind, bits)
         unsigned = unpack(out.pop(f"{name}::codes").cpu().numpy(), bits, math.prod(shape))
-        extra = {k: out.pop(f"{name}::{k}") for k in ("scale", "codebook") if f"{name}::{k}" in out}
+        extra = {k: out.pop(f"{name}::{k}") for k in ("scale", "codebook", "segments") if f"{name}::{k}" in out}
         out[name], frozen[name] = codes_values(unsigned, extra, scheme, shape)
     return out, frozen

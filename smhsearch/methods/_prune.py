@@ -162,7 +162,7 @@ class PruneModel(ReparametrizedModel):
         for i, (w, m) in enumerate(zip(self.weights, masks)):
             n = int(m.sum())
             if coded[i]:
-                extra = {k: tensors.pop(f"weights.{i}::{k}") for k in ("scale", "codebook") if f"weights.{i}::{k}" in tensors}
+                extra = {k: tensors.pop(f"weights.{i}::{k}") for k in ("scale", "codebook", "segments") if f"weights.{i}::{k}" in tensors}
                 _, grid = _precision.codes_values(np.zeros(w.numel(), np.uint8), extra, scheme, w.shape)
                 full, _ = _precision.nearest_codes(torch.zeros(w.shape), grid, scheme)  # a pruned weight: the code nearest 0
                 full[m.numpy()] = codes[used_c:used_c + n]
