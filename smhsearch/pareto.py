@@ -27,9 +27,9 @@ from .runs import TrialRecord
 # Cost axes: how each is read, its direction, and its title.
 AXES: dict[str, dict[str, str]] = {
     "stored_params": {"sense": "min", "title": "stored parameters"},
-    "stored_bytes": {"sense": "min", "title": "stored bytes (the model file)"},
     "throughput": {"sense": "max", "title": "inference throughput (samples/s)"},
     "flops": {"sense": "min", "title": "FLOPs per sample (multiply-adds)"},
+    "stored_bytes": {"sense": "min", "title": "stored bytes (the model file)"},
 }
 ACCURACY = {"val_acc": "validation accuracy", "test_acc": "test accuracy"}
 

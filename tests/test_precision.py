@@ -327,3 +327,32 @@ def test_per_layer_pools_take_a_scale_each(tmp_path):
         assert torch.equal(steps, steps.round()) and steps.abs().max() <= 7
     with torch.no_grad():
         assert torch.equal(load_compact(save_compact(m.eval(), tmp_path / "m.safetensors"))(X), m(X))
+
+
+@pytest.mark.slow
+def test_a_search_over_bits_ranks_on_stored_bytes_and_picks_under_max_bytes(tmp_path):
+    """A real run (Ray + Optuna) with space.bits and the stored_bytes objective; pick --max-bytes through the CLI."""
+    from smhsearch.runs import load_run
+
+    from .conftest import smhsearch_cli
+
+    (tmp_path / "s.yaml").write_text("""\
+name: bytes
+dataset: {name: fashion-mnist-small}
+train: {epochs: 1, batch_size: 128}
+space: {arch: [resnet8], budget: ["25%"], method: [smh], bits: [32, 4], quant: [qat]}
+search: {sampler: grid, objectives: [accuracy, stored_bytes]}
+scheduler: {kind: none}
+resources: {cpus_per_trial: 1}
+""")
+    r = smhsearch_cli("run", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    trials = {t.config.get("bits", 32): t for t in load_run(tmp_path / "run").complete()}
+    assert set(trials) == {32, 4}
+    for t in trials.values():
+        assert t.get("stored_bytes") == t.model_file.stat().st_size
+    small = trials[4].get("stored_bytes")
+    assert small < 0.5 * trials[32].get("stored_bytes")
+    r = smhsearch_cli("pick", str(tmp_path / "run"), "--max-bytes", str(small), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["chosen"]["number"] == trials[4].number
