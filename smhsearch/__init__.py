@@ -22,7 +22,8 @@ _LAZY = {
     "measure": None,
     "Budget": "._budget",
     "load_compact": ".export", "materialize": ".export", "read_compact_metadata": ".export", "save_compact": ".export",
-    **{n: ".methods" for n in ("SMH", "CompressedModel", "HashedNets", "LowRank", "Prune", "WidthMultiplier", "MethodConfig",
+    "quantize": ".export",
+    **{n: ".methods" for n in ("SMH", "CompressedModel", "Dense", "HashedNets", "LowRank", "Prune", "WidthMultiplier", "MethodConfig",
                                 "compress", "config_from_dict", "list_methods", "register_method",
                                 "ScopeRule", "param_groups", "selection_summary")},
     **{n: ".models" for n in ("create_model", "list_models", "register_model")},
@@ -31,8 +32,8 @@ _LAZY = {
 if TYPE_CHECKING:  # what type checkers and IDEs see (py.typed): the same names, imported eagerly
     from . import measure
     from ._budget import Budget
-    from .export import load_compact, materialize, read_compact_metadata, save_compact
-    from .methods import (SMH, CompressedModel, HashedNets, LowRank, MethodConfig, Prune, ScopeRule, WidthMultiplier, compress,
+    from .export import load_compact, materialize, quantize, read_compact_metadata, save_compact
+    from .methods import (SMH, CompressedModel, Dense, HashedNets, LowRank, MethodConfig, Prune, ScopeRule, WidthMultiplier, compress,
                           config_from_dict, list_methods, param_groups, register_method, selection_summary)
     from .models import create_model, list_models, register_model
 
@@ -56,6 +57,7 @@ __all__ = [
     "SMH",
     "Budget",
     "CompressedModel",
+    "Dense",
     "HashedNets",
     "LowRank",
     "MethodConfig",
@@ -72,6 +74,7 @@ __all__ = [
     "materialize",
     "measure",
     "param_groups",
+    "quantize",
     "read_compact_metadata",
     "register_method",
     "register_model",

@@ -117,6 +117,25 @@ def parse_duration(text: str) -> float:
     return value
 
 
+_BYTES = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(?:([kmg])(i)?)?b?\s*$", re.IGNORECASE)
+
+
+def parse_bytes(text: str) -> float:
+    """A positive size in bytes: ``100000``, ``100KB``/``100K`` (1000 bytes a K), ``1.5MB``, ``2MiB`` (1024**2), ``1GB``.
+
+    >>> parse_bytes("100KB"), parse_bytes("2KiB")
+    (100000.0, 2048.0)
+    """
+    m = _BYTES.match(str(text))
+    if not m:
+        raise ValueError(f"expected a size such as 100000, 100KB, 1.5MB or 2MiB, but got {text!r}")
+    power = " kmg".index(m.group(2).lower()) if m.group(2) else 0
+    value = float(m.group(1)) * (1024 if m.group(3) else 1000) ** power
+    if value <= 0:
+        raise ValueError(f"expected a positive size, but got {text!r}")
+    return value
+
+
 def parse_accuracy(text: str) -> float:
     """An accuracy as a fraction: ``0.8`` or ``80%``.
 

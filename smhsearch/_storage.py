@@ -18,7 +18,7 @@ RESOLVED_FILE = "run.json"
 
 # The metrics a trial reports to the study (as user attributes) and that a run read back shows.
 REPORTED = ("val_acc", "test_acc", "best_val_acc", "stored_params", "virtual_params", "flops", "throughput", "epoch",
-            "compact_bytes", "input_size", "teacher_train_seconds", "teacher_forward_s")
+            "compact_bytes", "stored_bytes", "input_size", "teacher_train_seconds", "teacher_forward_s")
 
 
 def storage_url(storage: str | None, run_dir: Path) -> str:

@@ -31,6 +31,7 @@ from torch import nn
 from ._modelfile import ModelFileError, check_arch, check_layout, check_size, check_state_metadata, check_upsample, method_config
 from ._modelfile import entry as header_entry
 from ._version import __version__
+from .methods import _precision
 from .methods._base import CompressedModel, compress, state_metadata, with_metadata
 from .methods._targets import state_to_be_loaded
 
@@ -105,23 +106,59 @@ def _metadata_json(module: nn.Module) -> str:
 
 
 def save_compact(model: CompressedModel, path: str | os.PathLike) -> Path:
-    """Write ``model``'s stored variables and what rebuilds it to ``path`` (safetensors)."""
+    """Write ``model``'s stored variables and what rebuilds it to ``path`` (safetensors).
+
+    Below 32 bits the quantised tensors are stored as packed codes and scales (or codebook and
+    indices; ``methods/_precision.py``), so the model must have been quantised
+    (:func:`smhsearch.quantize`; the trainer does it at the end of training).
+    """
     if not isinstance(model, CompressedModel):
         raise TypeError(f"save_compact takes a compressed model (from smhsearch.compress), but got {type(model).__name__}")
-    return _write_safetensors(model.compact_state_dict(), path, COMPACT_FORMAT, {
+    tensors, precision = _precision.encode_state(model, model.compact_state_dict())
+    return _write_safetensors(tensors, path, COMPACT_FORMAT, {
         "method": json.dumps(model.config.to_dict()),
         "arch": json.dumps(model.arch),
         "layout": json.dumps(model.layout()),
         "state_metadata": _metadata_json(model),
+        **({"precision": json.dumps(precision)} if precision else {}),
     })
 
 
+def quantize(model: nn.Module) -> nn.Module:
+    """Put a compressed model's quantised tensors on their grid now (post-training quantisation, or the end of
+    QAT), as its config's ``bits`` says; the model then computes with what its compact file stores. Idempotent.
+
+    >>> import smhsearch
+    >>> m = smhsearch.compress(smhsearch.create_model("mlp", hidden=[32]), smhsearch.SMH(budget="20%", bits=8))
+    >>> row = smhsearch.quantize(m).U.detach()[0]  # one row of U: at most 255 distinct values, one scale apart
+    >>> len(torch.unique(row)) <= 255
+    True
+    """
+    if isinstance(model, CompressedModel):
+        _precision.finalize(model)
+    return model
+
+
 def compact_bytes(model: CompressedModel) -> int:
-    """Bytes of ``model``'s compact file (written to a temporary folder and measured)."""
+    """Bytes of ``model``'s compact file (written to a temporary folder and measured); a model not yet quantised
+    is measured as a quantised copy would be written."""
     import tempfile
 
+    if not _precision.is_final(model):
+        model = _precision.finalize(copy.deepcopy(model))
     with tempfile.TemporaryDirectory() as d:
         return save_compact(model, Path(d) / "model.safetensors").stat().st_size
+
+
+def stored_bytes(model: nn.Module) -> int:
+    """Bytes of the file a trained model ships as: the compact file of a compressed model, the dense safetensors
+    file of a plain one (each written by its one writer to a temporary folder and measured)."""
+    import tempfile
+
+    if isinstance(model, CompressedModel):
+        return compact_bytes(model)
+    with tempfile.TemporaryDirectory() as d:
+        return save_dense(model, Path(d) / "model.safetensors").stat().st_size
 
 
 def read_compact_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -136,6 +173,7 @@ def read_compact_metadata(path: str | os.PathLike) -> dict[str, Any]:
         "smhsearch_version": meta.get("smhsearch_version"),
         "state_metadata": check_state_metadata(path, header_entry(path, meta, "state_metadata", (dict, type(None)), None)),
         "tensors": int(meta["__tensors__"]),
+        "precision": header_entry(path, meta, "precision", dict, {}),
     }
 
 
@@ -182,10 +220,13 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
         first = next((f"{a} != {b}" for a, b in zip(layout, meta["layout"]) if a != b), f"{len(layout)} != {len(meta['layout'])} entries")
         raise ModelFileError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): hashed layout differs, {first}")
     try:
-        compressed.load_compact_state_dict(load_file(str(path), device=str(device)), meta["state_metadata"])
-    except (RuntimeError, KeyError, ValueError) as e:  # a missing, extra or misshapen tensor
+        tensors, frozen = _precision.decode_state(load_file(str(path), device=str(device)), meta["precision"])
+        compressed.load_compact_state_dict(tensors, meta["state_metadata"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:  # a missing, extra or misshapen tensor, a bad precision entry
         raise ModelFileError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): "
                              f"{' '.join(str(e).split())[:300]}") from None
+    if compressed._precision_names:  # the stored values are on their grid: keep it, so saving again writes the same file
+        compressed._precision_frozen = {**{n: {} for n in compressed._precision_names}, **(compressed._precision_frozen or {}), **frozen}
     return compressed.to(device).eval()
 
 

@@ -95,8 +95,22 @@ def static_metrics(base, model, data) -> dict[str, Any]:
         "stored_params": measure.final_stored_parameters(model),
         "virtual_params": measure.virtual_parameters(model),
         "flops": measure.flops(model, shape),
+        "stored_bytes": measure.stored_bytes(_as_trained(model)),
         "input_size": model.input_size(data.input_size) if isinstance(model, CompressedModel) else data.input_size,
     }
+
+
+def _as_trained(model):
+    """A copy of a compressed model as training leaves it (pruning finished, variables quantised), for its file's size."""
+    import copy
+
+    from .methods import CompressedModel
+
+    if not isinstance(model, CompressedModel):
+        return model
+    done = copy.deepcopy(model)
+    done.set_progress(1.0)
+    return done
 
 
 def final_metrics(model, static: dict, result: TrainResult, model_file: Path | None) -> dict[str, Any]:
@@ -110,6 +124,7 @@ def final_metrics(model, static: dict, result: TrainResult, model_file: Path | N
     if isinstance(model, CompressedModel):  # the file's real size: the one just written (a dense model keeps its weights
         # too, so any finished job can be exported), else the same writer's
         final["compact_bytes"] = measure.file_bytes(model_file) if model_file is not None else compact_bytes(model)
+    final["stored_bytes"] = measure.file_bytes(model_file) if model_file is not None else measure.stored_bytes(model)
     return final
 
 

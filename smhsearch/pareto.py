@@ -29,6 +29,7 @@ AXES: dict[str, dict[str, str]] = {
     "stored_params": {"sense": "min", "title": "stored parameters"},
     "throughput": {"sense": "max", "title": "inference throughput (samples/s)"},
     "flops": {"sense": "min", "title": "FLOPs per sample (multiply-adds)"},
+    "stored_bytes": {"sense": "min", "title": "stored bytes (the model file)"},
 }
 ACCURACY = {"val_acc": "validation accuracy", "test_acc": "test accuracy"}
 
@@ -145,6 +146,7 @@ class Constraints:
     min_throughput: float | None = None
     min_accuracy: float | None = None  # a fraction (0.8), on the same accuracy as the pick
     max_latency: float | None = None  # seconds for one sample alone (batch 1)
+    max_bytes: float | None = None  # bytes of the model file (stored_bytes)
 
     def shortfalls(self, t: TrialRecord, acc_key: str) -> dict[str, float]:
         """Each unmet constraint and by how much, relative to its bound (0.1 = 10% short)."""
@@ -159,6 +161,9 @@ class Constraints:
         lat = _num(t.get("latency_s"))
         if self.max_latency is not None and (lat is None or lat > self.max_latency):
             out["max_latency"] = math.inf if lat is None else lat / self.max_latency - 1
+        b = _num(t.get("stored_bytes"))
+        if self.max_bytes is not None and (b is None or b > self.max_bytes):
+            out["max_bytes"] = math.inf if b is None else b / self.max_bytes - 1
         return out
 
     def describe(self) -> str:
@@ -171,6 +176,8 @@ class Constraints:
             parts.append(f"accuracy >= {100 * self.min_accuracy:.2f}%")
         if self.max_latency is not None:
             parts.append(f"latency <= {1e3 * self.max_latency:,.3g} ms")
+        if self.max_bytes is not None:
+            parts.append(f"stored bytes <= {self.max_bytes:,.0f}")
         return ", ".join(parts) or "no constraint"
 
 

@@ -27,7 +27,7 @@ from ._storage import REPORTED, RESOLVED_FILE, STUDY_FILE, StorageError, open_st
 if TYPE_CHECKING:
     from .space import Space
 
-AXES = ("arch", "method", "budget", "scope", "scale", "distill")  # a trial config's own keys; the rest are method options
+AXES = ("arch", "method", "budget", "scope", "scale", "distill")  # a trial config's own keys; the rest (bits and quant too) are options
 BENCH_DIR = "bench"
 """``<run>/bench/<name>.json``: a run's models timed again on a deployment target by ``smhsearch bench``."""
 SPEED_KEYS = ("throughput", "latency_s", "throughput_spread")

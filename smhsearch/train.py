@@ -50,6 +50,7 @@ from .data._splits import Split
 from .device import Backend, backend, model_device, resolve_device
 from .distill import DistillConfig, kd_loss
 from .methods._base import CompressedModel
+from .methods._precision import finalize as quantize
 from .methods._rates import param_groups as fair_param_groups
 
 log = logging.getLogger(__name__)
@@ -408,6 +409,7 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
         watch.check()
         if compressed is not None and epoch == cfg.epochs - 1:
             compressed.set_progress(1.0)
+            quantize(compressed)  # the precision stage (bits < 32): the last evaluations see the stored values
         val_acc, val_loss = evaluate(model, data.val, cfg.eval_batch_size, amp, channels_last)
         m = EpochMetrics(epoch + 1, float(loss_sum) / max(1, seen), int(correct) / max(1, seen), val_loss, val_acc,
                          base_lr(), time.perf_counter() - t0)
@@ -427,6 +429,8 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
             if keep_going is False:
                 stopped = epoch + 1 < cfg.epochs
                 break
+    if compressed is not None:
+        quantize(compressed)  # stopped early: the test accuracy is the stored model's too
     test_acc, test_loss = evaluate(model, data.test, cfg.eval_batch_size, amp, channels_last)
     settings = {"device_name": be.name(), "amp": str(amp).removeprefix("torch.") if amp else "off", "channels_last": channels_last,
              "compile": compile_note, "deterministic": cfg.deterministic, "peak_memory_bytes": be.peak_memory()}

@@ -154,6 +154,24 @@ def test_compact_round_trip(case, tmp_path):
     assert_same_state(loaded.compact_state_dict(), m.compact_state_dict())
 
 
+def test_compact_round_trip_at_8_bits_after_qat(case, tmp_path):
+    """The precision stage composes with the method: trained through the quantiser, stored as codes, rebuilt bit for bit."""
+    method, name = case
+    base, m, shape = make(method, name, seed=1, bits=8, quant="qat")
+    x = torch.randn(3, *shape)
+    m.train()
+    m(x).square().mean().backward()
+    assert all(p.grad is not None for n, p in m.named_parameters() if n in m._precision_names)  # the STE reaches each one
+    perturb(m)
+    m.set_progress(1.0)
+    smhsearch.quantize(m).eval()
+    path = smhsearch.save_compact(m, tmp_path / "m.safetensors")
+    loaded = smhsearch.load_compact(path, model=None if name != "user" else tiny(name, seed=99)[0])
+    with torch.no_grad():
+        assert torch.equal(loaded(x), m(x))
+    assert loaded.config == m.config and loaded.config.bits == 8
+
+
 def test_channels_last_reaches_every_conv_weight(case, tmp_path):
     """In channels_last mode each conv gets its weight (stored or computed) in that layout, and outputs do not change."""
     method, name = case

@@ -17,8 +17,8 @@ from smhsearch.runs import TrialRecord
 from .conftest import SHARED_DATA
 
 
-def rec(n, method="smh", params=1000.0, acc=0.5, thr=100.0, flops=1e6, status="complete", arch="resnet8", test=None):
-    metrics = {"stored_params": params, "val_acc": acc, "throughput": thr, "flops": flops}
+def rec(n, method="smh", params=1000.0, acc=0.5, thr=100.0, flops=1e6, status="complete", arch="resnet8", test=None, size=4000.0):
+    metrics = {"stored_params": params, "val_acc": acc, "throughput": thr, "flops": flops, "stored_bytes": size}
     if test is not None:
         metrics["test_acc"] = test
     return TrialRecord(number=n, status=status, config={"arch": arch, "method": method, "budget": "10%"}, metrics=metrics)
@@ -37,7 +37,7 @@ points = st.lists(st.tuples(st.integers(1, 50), st.integers(0, 20)), min_size=1,
 @settings(max_examples=60, deadline=None)
 @given(points, st.sampled_from(list(pareto.AXES)))
 def test_front_is_exactly_the_non_dominated_set(pts, axis):
-    trials = [rec(i, **{{"stored_params": "params", "throughput": "thr", "flops": "flops"}[axis]: float(x)}, acc=a / 20)
+    trials = [rec(i, **{{"stored_params": "params", "throughput": "thr", "flops": "flops", "stored_bytes": "size"}[axis]: float(x)}, acc=a / 20)
               for i, (x, a) in enumerate(pts)]
     f = pareto.front(trials, axis)
     sense = pareto.AXES[axis]["sense"]
@@ -166,3 +166,5 @@ def test_constraints_describe_and_shortfalls_of_missing_metrics():
     assert set(c.shortfalls(t, "val_acc")) == {"max_params", "min_throughput"}
     assert all(math.isinf(v) for v in c.shortfalls(t, "val_acc").values())
     assert list(itertools.islice(pareto.AXES, 3)) == ["stored_params", "throughput", "flops"]
+    size = pareto.Constraints(max_bytes=100_000)
+    assert size.describe() == "stored bytes <= 100,000" and math.isinf(size.shortfalls(t, "val_acc")["max_bytes"])

@@ -86,7 +86,7 @@ def add_method_flags(parser: argparse.ArgumentParser, default_method: str) -> No
     group = parser.add_argument_group("method options (each applies to the methods named)")
     for name in method_flag_names():
         owners = applies_to(name)
-        info = options_of(METHODS.get(owners[0]).config_cls)[name]
+        info = options_of(METHODS.get(next(o for o in owners if o in METHODS)).config_cls)[name]
         text = "stored parameters: 46000, 46K, 5.3M, 25%% or 0.25" if name == "budget" else info.describe().replace("%", "%%")
         add_typed(group, name, info.annotation, f"{text} [{', '.join(owners)}]")
 
@@ -94,17 +94,21 @@ def add_method_flags(parser: argparse.ArgumentParser, default_method: str) -> No
 def method_from_flags(args: argparse.Namespace, seed: int):
     """The method config ``--method`` and its flags describe (None for dense); BadInput naming the flag when wrong."""
     from ..methods._config import DENSE, options_of
-    from ..methods._schema import applies_to, build_config, coerce, method_names, resolve, unknown_method
+    from ..methods._config import PRECISION_AXES
+    from ..methods._schema import applies_to, build_config, coerce, dense_config, method_names, resolve, unknown_method
 
     method = args.method
     options = given(args, method_flag_names())
     if method not in method_names():
         raise BadInput(f"--method: {unknown_method(method)}")
     if method == DENSE:
-        if options:
-            raise BadInput(f"{flag(next(iter(options)))}: does not apply to a dense model (it applies to: "
-                           f"{', '.join(applies_to(next(iter(options))))})")
-        return None
+        other = [k for k in options if k not in PRECISION_AXES]
+        if other:
+            raise BadInput(f"{flag(other[0])}: does not apply to a dense model (it applies to: {', '.join(applies_to(other[0]))})")
+        try:
+            return dense_config(options.get("bits", 32), options.get("quant"))
+        except ValueError as e:
+            raise BadInput(f"{flag_for(str(e), list(PRECISION_AXES))}{e}") from None
     entry, _ = resolve(method)
     fields = options_of(entry.config_cls)
     for k in options:

@@ -52,13 +52,15 @@ def model_facts(base, model, input_shape: tuple[int, int, int]) -> dict:
              "compression": base_count / stored, "flops_per_sample": measure.flops(model, input_shape), "input_shape": list(input_shape)}
     if isinstance(model, CompressedModel):
         facts["compact_bytes"] = compact_bytes(model)
+        facts["bits"] = model.config.bits
+        facts["bytes_per_stored_parameter"] = facts["compact_bytes"] / stored
         facts.update({f"{model.config.method}_{k}": v for k, v in model.describe().items() if not isinstance(v, (list, dict))})
     return facts
 
 
 def main(args: argparse.Namespace) -> int:
     """Compress an architecture to a budget and print its sizes and costs; optionally save the compact file."""
-    from ..export import save_compact
+    from ..export import quantize, save_compact
 
     config = method_from_flags(args, args.seed)
     if config is None:
@@ -77,6 +79,7 @@ def main(args: argparse.Namespace) -> int:
         raise BadInput(f"--input-size: {args.arch} declares no input size (no image_size default); give the side in pixels")
     base, model = build(args.arch, config, args.seed, num_classes=args.num_classes, in_channels=args.in_channels)
     model.set_progress(1.0)  # report the model as it stands after training (gradual pruning finishes)
+    quantize(model)  # and its variables at --bits (post-training quantisation of the initial values: what the file stores)
     try:
         facts = {"arch": args.arch, "method": config.to_dict(),
                  **model_facts(base, model, (base.smhsearch_arch["kwargs"]["in_channels"], side, side))}

@@ -13,6 +13,7 @@ def add(sub) -> None:
     s = sub.add_parser("pick", help="the best finished trial under a size budget and other constraints")
     s.add_argument("run", type=Path, metavar="RUN")
     s.add_argument("--max-params", help="most stored parameters: 20000, 20K, 5.3M")
+    s.add_argument("--max-bytes", help="largest model file: 100000, 100KB, 1.5MB, 2MiB (KB = 1000 bytes, KiB = 1024)")
     s.add_argument("--min-throughput", help="least inference samples/s (the run's figures, or --speed's)")
     s.add_argument("--max-latency", help="most time for one sample alone (batch 1), with its unit: 5ms, 0.2s, 300us")
     s.add_argument("--speed", metavar="TARGET", help="speed figures from this `smhsearch bench` target instead of the search's")
@@ -23,8 +24,9 @@ def add(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    return cmd_pick(args.run, max_params=args.max_params, min_throughput=args.min_throughput, min_accuracy=args.min_accuracy,
-                    accuracy=args.accuracy, as_json=args.as_json, max_latency=args.max_latency, speed=args.speed)
+    return cmd_pick(args.run, max_params=args.max_params, max_bytes=args.max_bytes, min_throughput=args.min_throughput,
+                    min_accuracy=args.min_accuracy, accuracy=args.accuracy, as_json=args.as_json, max_latency=args.max_latency,
+                    speed=args.speed)
 
 
 def _constraint(flag: str, text: str | None, parse) -> float | None:
@@ -37,19 +39,20 @@ def _constraint(flag: str, text: str | None, parse) -> float | None:
 
 
 def _trial_summary(t) -> dict:
-    keys = ("val_acc", "test_acc", "stored_params", "throughput", "latency_s", "flops", "compact_bytes")
+    keys = ("val_acc", "test_acc", "stored_params", "stored_bytes", "throughput", "latency_s", "flops", "compact_bytes")
     return {"number": t.number, "label": t.label, "config": t.config, **{k: t.get(k) for k in keys},
             "model_file": str(t.model_file) if t.model_file else None}
 
 
 MISS = {"max_params": "over --max-params", "min_throughput": "under --min-throughput", "min_accuracy": "under --min-accuracy",
-        "max_latency": "over --max-latency"}
+        "max_latency": "over --max-latency", "max_bytes": "over --max-bytes"}
 
 
 def cmd_pick(run_path: Path, max_params: str | None = None, min_throughput: str | None = None, min_accuracy: str | None = None,
-             accuracy: str = "val", as_json: bool = False, max_latency: str | None = None, speed: str | None = None) -> int:
+             accuracy: str = "val", as_json: bool = False, max_latency: str | None = None, speed: str | None = None,
+             max_bytes: str | None = None) -> int:
     """Choose the most accurate finished trial within the constraints; exit 1 (listing the nearest) when none fits."""
-    from .._budget import format_count, parse_accuracy, parse_count, parse_duration
+    from .._budget import format_count, parse_accuracy, parse_bytes, parse_count, parse_duration
     from ..pareto import Constraints, pick
 
     acc_key = accuracy_key(accuracy)
@@ -57,7 +60,8 @@ def cmd_pick(run_path: Path, max_params: str | None = None, min_throughput: str 
         raise BadInput(f"--max-params: give an absolute count (20000, 20K, 5.3M), not {max_params!r}: "
                        "a run can hold several architectures, so a percentage has no single base")
     c = Constraints(_constraint("--max-params", max_params, parse_count), _constraint("--min-throughput", min_throughput, parse_count),
-                    _constraint("--min-accuracy", min_accuracy, parse_accuracy), _constraint("--max-latency", max_latency, parse_duration))
+                    _constraint("--min-accuracy", min_accuracy, parse_accuracy), max_latency=_constraint("--max-latency", max_latency, parse_duration),
+                    max_bytes=_constraint("--max-bytes", max_bytes, parse_bytes))
     run = load_run(run_path, speed)
     result = pick(run.trials, c, acc_key)
     finished = sum(t.status == "complete" for t in run.trials)
@@ -88,6 +92,8 @@ def cmd_pick(run_path: Path, max_params: str | None = None, min_throughput: str 
         rows.append(("stored parameters", f"{int(t.get('stored_params')):,} <= {c.max_params:,.0f}"))
     else:
         rows.append(("stored parameters", f"{int(t.get('stored_params')):,}"))
+    if t.get("stored_bytes") is not None:
+        rows.append(("stored bytes", f"{int(t.get('stored_bytes')):,}" + (f" <= {c.max_bytes:,.0f}" if c.max_bytes is not None else "")))
     thr, lat = t.get("throughput"), t.get("latency_s")
     rows.append(("inference throughput", (f"{thr:,.1f}/s" if thr is not None else "not measured")
                  + (f" >= {c.min_throughput:,.1f}/s" if c.min_throughput is not None else "")))

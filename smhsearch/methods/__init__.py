@@ -4,6 +4,8 @@ from . import _hashed, _lowrank, _prune, _smh, _width  # noqa: F401  (registrati
 from ._base import (
     METHODS,
     CompressedModel,
+    Dense,
+    DenseModel,
     MethodConfig,
     ReparametrizedModel,
     compress,
@@ -27,6 +29,8 @@ __all__ = [
     "HashedNets",
     "HashedNetsModel",
     "CompressedModel",
+    "Dense",
+    "DenseModel",
     "LowRank",
     "LowRankModel",
     "MethodConfig",

@@ -20,7 +20,8 @@ from torch import nn
 from .._budget import Budget, BudgetLike
 from .._registry import Registry
 from ..models._factory import arch_of
-from ._config import AXES, DENSE, MethodConfig, options_of
+from . import _precision
+from ._config import AXES, DENSE, PRECISION_AXES, MethodConfig, options_of
 from ._rates import Optimizer, VariableRate, param_groups
 from ._targets import Target
 
@@ -70,9 +71,9 @@ def check_declarations(config_cls: type[MethodConfig]) -> None:
     bad_axes = [a for a in config_cls.axes if a not in AXES or a not in fields]
     if bad_axes:
         raise ValueError(f"{name}.axes: {bad_axes} must be fields of {name} and among {AXES}")
-    bad = [o for o in config_cls.space_options if o not in fields or o in AXES or o == "seed"]
+    bad = [o for o in config_cls.space_options if o not in fields or o in AXES + PRECISION_AXES or o == "seed"]
     if bad:
-        raise ValueError(f"{name}.space_options: {bad} must be fields of {name} other than the axes {AXES} and seed")
+        raise ValueError(f"{name}.space_options: {bad} must be fields of {name} other than the axes {AXES + PRECISION_AXES} and seed")
     for preset, fixed in config_cls.presets.items():
         unknown = [k for k in fixed if k not in fields]
         if unknown:
@@ -92,13 +93,13 @@ def config_from_dict(d: dict[str, Any]) -> MethodConfig:
     """Inverse of :meth:`MethodConfig.to_dict`; unknown keys are an error naming the allowed ones."""
     if "method" not in d:
         raise ValueError(f"a method config needs a 'method' key; known methods: {', '.join(list_methods())}")
-    entry = METHODS.get(d["method"])
+    cls = Dense if d["method"] == DENSE else METHODS.get(d["method"]).config_cls
     kwargs = {k: v for k, v in d.items() if k != "method"}
-    allowed = {f.name for f in dataclasses.fields(entry.config_cls)}
+    allowed = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} for method {d['method']!r}; allowed: {sorted(allowed)}")
-    return entry.config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
 
 
 def compress(model: nn.Module, config: MethodConfig) -> "CompressedModel":
@@ -114,10 +115,14 @@ def compress(model: nn.Module, config: MethodConfig) -> "CompressedModel":
         raise ValueError(f"model is already compressed with {model.config!r}; compress the base model instead")
     if not isinstance(config, MethodConfig):
         raise TypeError(f"config must be a method config such as SMH(...), but got {type(config).__name__}")
+    if isinstance(config, Dense):
+        _precision.check_precision(config.bits, config.quant)
+        return _precision.attach(DenseModel(model, config))
     entry = METHODS.get(config.method)
     if not isinstance(config, entry.config_cls):
         raise TypeError(f"method {config.method!r} expects a {entry.config_cls.__name__}, but got {type(config).__name__}")
-    return entry.builder(model, config)
+    _precision.check_precision(config.bits, config.quant)
+    return _precision.attach(entry.builder(model, config))
 
 
 def compress_shapes(base: nn.Module, config: MethodConfig | None, real_base: Callable[[], nn.Module]) -> nn.Module:
@@ -268,6 +273,11 @@ class CompressedModel(nn.Module):
         """
         return param_groups(self, lr, weight_decay, optimizer, variable_lr_mult)
 
+    def quant_segments(self, name: str) -> list[int] | None:
+        """For a vector variable that holds several layers' values (HashedNets' per-layer pools), the lengths of its
+        parts, each quantised with a scale of its own below 32 bits (``methods/_precision.py``); None: one scale."""
+        return None
+
     def set_progress(self, fraction: float) -> None:
         """Tell the model how far training has got (0 at the start, 1 at the end).
 
@@ -378,3 +388,33 @@ class ReparametrizedModel(CompressedModel):
         state = self.__dict__.copy()
         state["_cache"] = None
         return state
+
+
+@dataclass(frozen=True)
+class Dense(MethodConfig):
+    """The uncompressed model at a precision: ``Dense(bits=8)`` stores every weight matrix in 8 bits.
+
+    Not a registered method (it has no budget and passes no budget contract): ``--method dense``
+    and a space's ``dense`` become it when ``bits`` is below 32; at 32 bits a dense model stays a
+    plain module.
+    """
+
+    method = DENSE
+    axes = ()
+
+
+class DenseModel(CompressedModel):
+    """The base model itself, held so the precision stage can quantise its weights and the compact file store them."""
+
+    def __init__(self, base: nn.Module, config: Dense) -> None:
+        super().__init__(config, arch_of(base))
+        self.base = copy.deepcopy(base)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.base(*args, **kwargs)
+
+    def materialize(self) -> nn.Module:
+        return copy.deepcopy(self.base)
+
+    def virtual_count(self) -> int:
+        return sum(p.numel() for p in self.base.parameters())

@@ -9,11 +9,14 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Mapping, get_args, get_origin
 
 AXES: tuple[str, ...] = ("budget", "scope", "scale")
 """The space axes shared by methods: a method reads the subset it declares in ``axes``."""
+
+PRECISION_AXES: tuple[str, ...] = ("bits", "quant")
+"""The precision stage's fields, which every method config has (:class:`MethodConfig`): axes every method reads."""
 
 DENSE = "dense"
 """The name of the uncompressed model, in spaces and on the command line."""
@@ -71,6 +74,13 @@ class MethodConfig:
     """True when the method rebuilds the architecture (a registry model), not any nn.Module."""
     keeps_architecture: ClassVar[bool] = True
     """True when the materialised model has the base architecture's shapes (its state dict loads into the base)."""
+
+    # The precision stage (methods/_precision.py), the same two fields on every method; keyword-only, so a
+    # method's own fields keep their positions.
+    bits: int | str = field(default=32, kw_only=True, metadata={
+        "help": "stored precision of the method's variables: 32 | 16 | 8 | 4 | kmeans:K (K shared values, 2..256)"})
+    quant: Literal["ptq", "qat"] | None = field(default=None, kw_only=True, metadata={
+        "help": "below 32 bits: quantise after training (ptq, the default) or train through the quantiser (qat)"})
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict that :func:`config_from_dict` turns back into an equal config."""

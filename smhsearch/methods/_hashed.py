@@ -232,6 +232,10 @@ class HashedNetsModel(ReparametrizedModel):
     def variable_names(self) -> list[str]:
         return ["pool"]
 
+    def quant_segments(self, name: str) -> list[int] | None:
+        # per-layer pools carry their layer's scale: one quantisation scale each (a shared pool is one)
+        return list(self.sub_pools) if name == "pool" and self.config.per_layer else None
+
     def layer_pools(self) -> list[int]:
         """Pool variables each layer's weights draw from: its own pool, or the whole pool when shared."""
         K = self.config.hashes

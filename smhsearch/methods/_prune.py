@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .._budget import Budget, BudgetLike
+from . import _precision
 from ._base import MethodConfig, ReparametrizedModel, plan_budget, register_method, trainable_count
 from ._targets import Scope, ScopeRule, Target, parse_scope, scope_label, select_targets
 
@@ -117,26 +118,65 @@ class PruneModel(ReparametrizedModel):
         return {"N": self.hashed_count, "keep": self.keep, "nonzeros": int(self.mask.sum()),
                 "sparsity": 1.0 - int(self.mask.sum()) / self.hashed_count, "level": int(self.level), "scope": scope_label(self.config.scope)}
 
+    def _coded(self) -> list[bool]:
+        """Which targets' nonzeros the file stores as codes (uniform or k-means bits; the rest as float32 values)."""
+        frozen = getattr(self, "_precision_frozen", None) or {}
+        kind = _precision.scheme_of(self.config.bits).kind
+        return [kind in ("uniform", "kmeans") and f"weights.{i}" in frozen for i in range(len(self.weights))]
+
     def compact_state_dict(self) -> dict[str, torch.Tensor]:
-        # nonzero values and a bitmask, not dense tensors full of zeros
+        # nonzero values and a bitmask, not dense tensors full of zeros; below 32 bits the quantised targets' nonzeros
+        # as packed codes (``values::codes``) with each target's scales or codebook (the precision stage's own encoding)
         state = {k: v for k, v in super().compact_state_dict().items() if not k.startswith("weights.") and k != "mask"}
-        values = torch.cat([w.detach().reshape(-1) for w in self.weights])[self.mask]
-        state["values"] = values.contiguous()
+        coded, scheme = self._coded(), _precision.scheme_of(self.config.bits)
+        masks = torch.split(self.mask.cpu(), self.sizes)
+        floats, codes = [], []
+        for i, (w, m) in enumerate(zip(self.weights, masks)):
+            if coded[i]:
+                try:
+                    unsigned, extra = _precision.tensor_codes(w, self._precision_frozen[f"weights.{i}"], scheme)
+                except ValueError:
+                    raise ValueError(_precision.off_grid(f"weights.{i}", self.config.bits)) from None
+                codes.append(unsigned[m.numpy()])
+                state.update({f"weights.{i}::{k}": v for k, v in extra.items()})
+            else:
+                floats.append(w.detach().cpu().reshape(-1)[m])
+        state["values"] = torch.cat(floats).contiguous() if floats else torch.zeros(0)
+        if codes:
+            state["values::codes"] = torch.from_numpy(_precision.pack(np.concatenate(codes), scheme.code_bits))
         state["mask_bits"] = torch.from_numpy(np.packbits(self.mask.cpu().numpy()))
         return state
 
     def load_compact_state_dict(self, tensors: dict[str, torch.Tensor], metadata: dict[str, dict[str, Any]] | None = None) -> None:
         tensors = dict(tensors)
-        bits, values = tensors.pop("mask_bits"), tensors.pop("values")
-        mask = torch.from_numpy(np.unpackbits(bits.cpu().numpy())[: self.hashed_count].astype(bool)).to(self.mask.device)
-        if int(mask.sum()) != values.numel():
-            raise RuntimeError(f"mask has {int(mask.sum())} nonzeros but {values.numel()} values are stored")
-        dense = torch.zeros(self.hashed_count, dtype=values.dtype, device=values.device)
-        dense[mask] = values
-        tensors["mask"] = mask
-        for i, chunk in enumerate(torch.split(dense, self.sizes)):
-            tensors[f"weights.{i}"] = chunk.view(self.weights[i].shape)
+        bits, values = tensors.pop("mask_bits"), tensors.pop("values").cpu()
+        mask = torch.from_numpy(np.unpackbits(bits.cpu().numpy())[: self.hashed_count].astype(bool))
+        scheme = _precision.scheme_of(self.config.bits)
+        coded = [f"weights.{i}::scale" in tensors or f"weights.{i}::codebook" in tensors for i in range(len(self.weights))]
+        masks = torch.split(mask, self.sizes)
+        n_coded = sum(int(m.sum()) for m, c in zip(masks, coded) if c)
+        if int(mask.sum()) - n_coded != values.numel():
+            raise RuntimeError(f"mask has {int(mask.sum()) - n_coded} float nonzeros but {values.numel()} values are stored")
+        codes = _precision.unpack(tensors.pop("values::codes").cpu().numpy(), scheme.code_bits, n_coded) if n_coded else None
+        frozen, used_f, used_c = {}, 0, 0
+        for i, (w, m) in enumerate(zip(self.weights, masks)):
+            n = int(m.sum())
+            if coded[i]:
+                extra = {k: tensors.pop(f"weights.{i}::{k}") for k in ("scale", "codebook", "segments") if f"weights.{i}::{k}" in tensors}
+                _, grid = _precision.codes_values(np.zeros(w.numel(), np.uint8), extra, scheme, w.shape)
+                full, _ = _precision.nearest_codes(torch.zeros(w.shape), grid, scheme)  # a pruned weight: the code nearest 0
+                full[m.numpy()] = codes[used_c:used_c + n]
+                tensors[f"weights.{i}"], frozen[f"weights.{i}"] = _precision.codes_values(full, extra, scheme, w.shape)
+                used_c += n
+            else:
+                chunk = torch.zeros(w.numel(), dtype=values.dtype)
+                chunk[m] = values[used_f:used_f + n]
+                tensors[f"weights.{i}"] = chunk.view(w.shape)
+                used_f += n
+        tensors["mask"] = mask.to(self.mask.device)
         super().load_compact_state_dict(tensors, metadata)
+        if frozen:
+            self._precision_frozen = {**(getattr(self, "_precision_frozen", None) or {}), **frozen}
 
     def extra_repr(self) -> str:
         return f"N={self.hashed_count}, keep={self.keep}, level={int(self.level)}/{self.config.steps}"

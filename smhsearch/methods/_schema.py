@@ -20,9 +20,10 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ._base import METHODS, MethodEntry
-from ._config import AXES, DENSE, MethodConfig, OptionInfo, options_of
+from ._config import AXES, DENSE, PRECISION_AXES, MethodConfig, OptionInfo, options_of
+from ._precision import check_precision, parse_bits
 
-__all__ = ["AXES", "DENSE", "OptionInfo", "applies_to", "budget_value", "build_config", "coerce", "method_names", "options_of", "resolve",
+__all__ = ["AXES", "DENSE", "OptionInfo", "applies_to", "budget_value", "build_config", "coerce", "dense_config", "method_names", "options_of", "resolve",
            "space_options", "unknown_method"]
 
 def space_options(config_cls: type[MethodConfig]) -> dict[str, OptionInfo]:
@@ -60,8 +61,8 @@ def unknown_method(name: str) -> str:
 
 
 def applies_to(option: str) -> list[str]:
-    """The registered methods that have a field named ``option`` (for 'does not apply' messages)."""
-    return [n for n in METHODS.names() if option in options_of(METHODS.get(n).config_cls)]
+    """The methods that have a field named ``option`` (for 'does not apply' messages): dense for the precision's."""
+    return ([DENSE] if option in PRECISION_AXES else []) + [n for n in METHODS.names() if option in options_of(METHODS.get(n).config_cls)]
 
 
 def build_config(name: str, axes: Mapping[str, Any], options: Mapping[str, Any], seed: int | None = None) -> MethodConfig:
@@ -79,12 +80,24 @@ def build_config(name: str, axes: Mapping[str, Any], options: Mapping[str, Any],
             raise ValueError(f"{k} does not apply to method {name!r} (it applies to: {', '.join(applies_to(k)) or 'no method'})")
         if k in preset and preset[k] != v:
             raise ValueError(f"{k}: method {name!r} fixes {k}={preset[k]!r}; use {cls.method!r} to set it")
-    kwargs: dict[str, Any] = {k: v for k, v in axes.items() if k in cls.axes and v is not None}
+    kwargs: dict[str, Any] = {k: v for k, v in axes.items() if (k in cls.axes or k in PRECISION_AXES) and v is not None}
     kwargs.update(preset)
     kwargs.update(options)
     if seed is not None and "seed" in fields:
         kwargs["seed"] = seed
+    if "bits" in kwargs:
+        kwargs["bits"] = parse_bits(kwargs["bits"])
+    check_precision(kwargs.get("bits", 32), kwargs.get("quant"))
     return cls(**kwargs)
+
+
+def dense_config(bits: Any = 32, quant: Any = None) -> MethodConfig | None:
+    """The dense model at ``bits``: None (a plain module) at 32 bits, else :class:`Dense`; a bad pair is a ValueError."""
+    from ._base import Dense
+
+    bits = parse_bits(bits)
+    check_precision(bits, quant)
+    return None if bits == 32 else Dense(bits=bits, quant=quant)
 
 
 def coerce(info: OptionInfo, text: str) -> Any:
@@ -93,6 +106,8 @@ def coerce(info: OptionInfo, text: str) -> Any:
 
     if info.name == "budget":
         return budget_value(text)
+    if info.name == "bits":
+        return parse_bits(text)
     try:
         return TypeAdapter(info.annotation).validate_python(text, strict=False)
     except ValidationError as e:

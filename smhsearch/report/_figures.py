@@ -45,7 +45,7 @@ def _fmt(key: str, v: Any) -> str:
         return "-"
     if key in ("val_acc", "test_acc", "best_val_acc") and isinstance(v, (int, float)):
         return f"{100 * v:.2f}%"
-    if key in ("stored_params", "virtual_params", "flops", "compact_bytes") and isinstance(v, (int, float)):
+    if key in ("stored_params", "virtual_params", "flops", "compact_bytes", "stored_bytes") and isinstance(v, (int, float)):
         return f"{format_count(int(v))} ({int(v):,})"
     if isinstance(v, float):
         return f"{v:,.2f}"
@@ -61,6 +61,9 @@ def hover_text(t: TrialRecord, epochs: int) -> str:
         lines.append(html.escape(f"{t.method}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                            for k, v in t.details.items())))
     lines += [f"{k}: {html.escape(_fmt(k, v))}" for k, v in t.metrics.items()]
+    size, count = pareto._num(t.get("stored_bytes")), pareto._num(t.get("stored_params"))
+    if size is not None and count:
+        lines.append(f"bits per stored parameter: {8 * size / count:.2f} (the whole file)")
     return "<br>".join(lines)
 
 

@@ -183,7 +183,8 @@ def page_data(data: ReportData) -> dict[str, Any]:
         "acc_name": pareto.ACCURACY[data.acc_key],
         "selected_uid": SELECTED_UID,
         "trials": [{"number": t.number, "label": t.label, "status": t.status, "acc": num(t.get(data.acc_key)),
-                    "stored_params": num(t.get("stored_params")), "throughput": num(t.get("throughput")), "flops": num(t.get("flops"))}
+                    "stored_params": num(t.get("stored_params")), "throughput": num(t.get("throughput")), "flops": num(t.get("flops")),
+                    "stored_bytes": num(t.get("stored_bytes"))}
                    for t in data.trials],
     }
 

@@ -8,6 +8,8 @@ Parameters (define-by-run, so a parameter exists only where the chosen method re
                          (suggest_int for counts, suggest_float for fractions; ``log`` as the range says)
     scope, scale         categorical, only for methods that read them (the same choices for every method)
     distill              categorical [false, true], every method (dense too), when the space has the axis
+    bits                 categorical over space.bits, for every method and dense (only when the space lists bits)
+    quant                categorical over space.quant, only where the sampled bits are below 32
     <key>.<option>       categorical, one per option a method entry lists (``hashednets.hashes``); options
                          given as one value are fixed, not sampled
 
@@ -27,6 +29,7 @@ from typing import Any
 
 from ..methods._schema import DENSE, resolve
 from ..space import BudgetRange, Candidate, Space
+from ..space._schema import precision
 
 _PRIMITIVE = (type(None), bool, int, float, str)
 
@@ -54,6 +57,7 @@ class StructuredSpace:
             self.entries[key] = (m.name, axes, fixed, listed)
         self.scope, self.scale = list(s.scope), list(s.scale)
         self.distill = list(s.distill) if s.distill is not None else None
+        self.bits, self.quant = list(s.bits), list(s.quant)
         self.budget = s.budget.model_dump() if isinstance(s.budget, BudgetRange) else s.budget
         self.counts = s.budget.counts if isinstance(s.budget, BudgetRange) else None
         self.bounds = s.budget.bounds if isinstance(s.budget, BudgetRange) else None
@@ -66,15 +70,18 @@ class StructuredSpace:
         key = trial.suggest_categorical("method", list(self.entries))
         name, axes, fixed, listed = self.entries[key]
         kd = trial.suggest_categorical("distill", self.distill) if self.distill is not None else None
+        bits = _categorical(trial, "bits", self.bits) if self.bits != [32] else 32
+        quant = trial.suggest_categorical("quant", self.quant) if bits != 32 else None
+        p_bits, p_quant = precision(bits, quant)
         if name == DENSE:
-            return Candidate(arch, DENSE, distill=kd)
+            return Candidate(arch, DENSE, distill=kd, bits=p_bits, quant=p_quant)
         budget = self._budget(trial) if "budget" in axes else None
         scope = trial.suggest_categorical("scope", self.scope) if "scope" in axes else None
         scale = trial.suggest_categorical("scale", self.scale) if "scale" in axes else None
         opts = dict(fixed)
         for opt, values in listed.items():
             opts[opt] = _categorical(trial, f"{key}.{opt}", values)
-        return Candidate(arch, name, budget, scope, scale, tuple(sorted(opts.items())), kd)
+        return Candidate(arch, name, budget, scope, scale, tuple(sorted(opts.items())), distill=kd, bits=p_bits, quant=p_quant)
 
     def _budget(self, trial):
         if self.bounds is None:
@@ -125,6 +132,10 @@ class StructuredSpace:
         for opt, values in listed.items():
             v = dict(c.options)[opt]
             p[f"{key}.{opt}"] = v if all(isinstance(x, _PRIMITIVE) for x in values) else values.index(v)
+        if self.bits != [32]:
+            p["bits"] = 32 if c.bits is None else c.bits
+            if c.quant is not None:
+                p["quant"] = c.quant
         return p
 
     def candidate_of(self, params: dict[str, Any]) -> Candidate | None:

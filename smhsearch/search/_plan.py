@@ -126,6 +126,7 @@ def local_resources() -> tuple[int, int]:
 
 def objective_keys(space: Space) -> tuple[list[str], list[str]]:
     """Report keys and Optuna directions, in the space's objective order."""
-    keys = [{"accuracy": "val_acc", "stored_params": "stored_params", "throughput": "throughput", "flops": "flops"}[o]
+    keys = [{"accuracy": "val_acc", "stored_params": "stored_params", "throughput": "throughput", "flops": "flops",
+             "stored_bytes": "stored_bytes"}[o]
             for o in space.search.objectives]
     return keys, [OBJECTIVES[o] for o in space.search.objectives]

@@ -109,10 +109,12 @@ class ParetoRungs:
 
 def rung_objectives(objectives: Sequence[str]) -> list[tuple[str, str]]:
     """(report key, mode) pairs a rung judges, from a space's objectives: accuracy, stored
-    parameters, and FLOPs for FLOPs or throughput (both known before training)."""
+    parameters, stored bytes, and FLOPs for FLOPs or throughput (both known before training)."""
     pairs = [("val_acc", "max")]
     if "stored_params" in objectives:
         pairs.append(("stored_params", "min"))
+    if "stored_bytes" in objectives:
+        pairs.append(("stored_bytes", "min"))
     if "flops" in objectives or "throughput" in objectives:
         pairs.append(("flops", "min"))
     return pairs

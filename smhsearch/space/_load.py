@@ -176,7 +176,7 @@ def _check_feasible(space: Space, path: Path) -> None:
     for c in kept:
         try:
             cfg = c.method_config()
-            if cfg is None:
+            if cfg is None or cfg.method not in METHODS:  # dense, float32 or at a precision: nothing to meet
                 continue
             planner = METHODS.get(cfg.method).planner
             if planner is not None:  # the builder's own arithmetic, no tensors made

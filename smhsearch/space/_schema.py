@@ -7,14 +7,14 @@ import dataclasses
 import itertools
 import typing
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 from pydantic import (BaseModel, Field, StrictBool, ValidationError, create_model, field_validator, model_serializer,
                       model_validator)
 
 from .._budget import Budget
 from ..methods import MethodConfig
-from ..methods._schema import AXES, DENSE, build_config, method_names, resolve, space_options, unknown_method
+from ..methods._schema import AXES, DENSE, build_config, dense_config, method_names, resolve, space_options, unknown_method
 from ..distill import DistillConfig
 from ..train import TrainConfig
 from ._sections import (EMBEDDED, OBJECTIVES, DatasetSpec, ResourcesSpec, SchedulerSpec, SearchSpec, SpaceError,  # noqa: F401
@@ -144,6 +144,26 @@ class SpaceSpec(_Strict):
     scale: list[str] = Field(default=["fixed"], min_length=1)
     distill: Union[list[StrictBool], None] = Field(default=None, min_length=1, max_length=2,
                                                    description="[false, true]: trials with and without train.distill (else its defaults)")
+    bits: list[Union[int, str]] = Field(default=[32], min_length=1, description="stored precision of every method's variables "
+                                        "(dense too: its weights): 32 | 16 | 8 | 4 | 'kmeans:K' (methods/_precision.py)")
+    quant: list[Literal["ptq", "qat"]] = Field(default=["ptq"], min_length=1,
+                                               description="below 32 bits: post-training (ptq) or quantisation-aware training (qat)")
+
+    @field_validator("bits")
+    @classmethod
+    def _precisions(cls, v: list) -> list:
+        from ..methods._precision import parse_bits
+
+        out = [parse_bits(b) for b in v]
+        if len(set(out)) != len(out):
+            raise ValueError(f"bits must not repeat, but got {v}")
+        return out
+
+    @model_validator(mode="after")
+    def _precision_applies(self) -> "SpaceSpec":
+        if "quant" in self.model_fields_set and all(b == 32 for b in self.bits):
+            raise ValueError(f"quant: applies to bits below 32 (16, 8, 4, kmeans:K), but bits is {self.bits}")
+        return self
 
     @field_validator("arch", mode="before")
     @classmethod
@@ -287,13 +307,14 @@ class Space(_Strict):
         s = self.space
         for arch, m in itertools.product(s.arch, s.method):
             if m.name == DENSE:
-                combos = [Candidate(arch, DENSE, distill=kd) for kd in s.distill or [None]]
+                combos = [Candidate(arch, DENSE, distill=kd, bits=bq[0], quant=bq[1])
+                          for kd in s.distill or [None] for bq in (precision(b, q) for b in s.bits for q in s.quant)]
             else:
                 axes = resolve(m.name)[0].config_cls.axes
                 combos = [Candidate(arch, m.name, b if "budget" in axes else None, sc if "scope" in axes else None,
-                                    sa if "scale" in axes else None, tuple(sorted(opts.items())), kd)
-                          for b, sc, sa, opts, kd in itertools.product(s.budget_values() or [None], s.scope, s.scale, m.expanded,
-                                                                       s.distill or [None])]
+                                    sa if "scale" in axes else None, tuple(sorted(opts.items())), kd, *precision(bits, q))
+                          for b, sc, sa, opts, kd, bits, q in itertools.product(s.budget_values() or [None], s.scope, s.scale,
+                                                                              m.expanded, s.distill or [None], s.bits, s.quant)]
             for c in combos:
                 if c not in seen:
                     seen.add(c)
@@ -319,6 +340,11 @@ class Space(_Strict):
         return TrainConfig(**d)
 
 
+def precision(bits: int | str, quant: str | None) -> tuple[int | str | None, str | None]:
+    """A candidate's (bits, quant): (None, None) at 32 bits, where neither applies."""
+    return (None, None) if bits == 32 else (bits, quant)
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One point of a space: what to build. ``budget``/``scope``/``scale`` are None where the method reads none."""
@@ -331,12 +357,15 @@ class Candidate:
     options: tuple[tuple[str, Any], ...] = ()
     distill: bool | None = None
     """The space.distill axis: with (True) or without (False) distillation; None where the space has no such axis."""
+    bits: int | str | None = None
+    """The precision stage's bits below 32 (None: float32), and its ``quant`` (ptq or qat)."""
+    quant: str | None = None
 
     def method_config(self, seed: int = 0) -> MethodConfig | None:
         if self.method == DENSE:
-            return None
-        return build_config(self.method, {"budget": self.budget, "scope": self.scope, "scale": self.scale},
-                            dict(self.options), seed=seed)
+            return dense_config(self.bits or 32, self.quant)
+        return build_config(self.method, {"budget": self.budget, "scope": self.scope, "scale": self.scale, "bits": self.bits,
+                                          "quant": self.quant}, dict(self.options), seed=seed)
 
     def params(self) -> dict[str, Any]:
         """A flat JSON-ready dict (the method's options beside the axes), as trials record their config."""
@@ -356,7 +385,8 @@ class Candidate:
         from ..methods._targets import scope_label
 
         parts = ([scope_label(self.scope)] if self.scope else []) + ([self.scale] if self.scale else [])
-        extra = "/".join(parts + [f"{k}={v}" for k, v in self.options])
+        precision = [(k, v) for k, v in (("bits", self.bits), ("quant", self.quant)) if v is not None]
+        extra = "/".join(parts + [f"{k}={v}" for k, v in sorted([*self.options, *precision])])
         return (f"{self.arch} {self.method}" + (f"@{self.budget}" if self.budget is not None else "") + (f" ({extra})" if extra else "")
                 + (" distilled" if self.distill else ""))
 
