@@ -203,6 +203,10 @@ class Backend:
     def _auto_bf16(self) -> bool:
         return False
 
+    def inference(self) -> contextlib.AbstractContextManager:
+        """No autograd, for timing and serving a forward: ``torch.inference_mode`` where the device takes it."""
+        return torch.inference_mode()
+
     def autocast(self, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
@@ -347,6 +351,9 @@ class XLABackend(Backend):
         super().set_rng_state(state)
         if "xla" in state:
             xm.set_rng_state(int(state["xla"]), self.device)
+
+    def inference(self) -> contextlib.AbstractContextManager:
+        return torch.no_grad()  # XLA's views refuse inference tensors ("Cannot set version_counter for inference tensor")
 
     def _auto_bf16(self) -> bool:
         return self._hw() == "TPU"  # TPUs run bf16 natively; XLA's CPU backend emulates it

@@ -83,3 +83,41 @@ def test_compilations_stay_bounded_per_epoch(xla):
     assert r.epochs_run == 3 and len(per_epoch) == 3
     assert per_epoch[0] < 8, per_epoch
     assert all(n <= 2 for n in per_epoch[1:]), per_epoch
+
+
+TPU_SPACE = """name: tpu2
+dataset: {name: fashion-mnist-small}
+train: {epochs: 1, batch_size: 512, lr: 0.05}
+space: {arch: [mlp], budget: ["30%"], method: [dense, smh]}
+search: {sampler: grid}
+scheduler: {kind: none}
+resources: {cpus_per_trial: 1, tpus_per_trial: 1}
+"""
+
+
+@pytest.mark.slow
+def test_two_trials_each_on_its_own_chip(tmp_path, monkeypatch):
+    """A 2-trial `smhsearch run` joins a Ray that has 2 TPU chips (XLA's CPU backend stands in for them): Ray gives each
+    trial its own chip (TPU_VISIBLE_CHIPS), each trains on an XLA device, and both finish."""
+    import json
+
+    import ray
+
+    from .conftest import smhsearch_cli
+
+    monkeypatch.setenv("PJRT_DEVICE", "CPU")  # Ray's workers inherit it: the "chips" are XLA's CPU backend
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    (tmp_path / "tpu2.yaml").write_text(TPU_SPACE)
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, resources={"TPU": 2}, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    try:
+        address = ray.get_runtime_context().gcs_address
+        r = smhsearch_cli("run", str(tmp_path / "tpu2.yaml"), "--out", str(tmp_path / "run"), "--address", address, timeout=900)
+    finally:
+        ray.shutdown()
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "trials").glob("*/trial.json"))]
+    assert len(records) == 2 and all(rec["status"] == "complete" for rec in records), records
+    assert sorted(rec["tpu_visible_chips"] for rec in records) == ["0", "1"], [rec.get("tpu_visible_chips") for rec in records]
+    assert all(rec["device"].startswith("XLA CPU") for rec in records), [rec["device"] for rec in records]
