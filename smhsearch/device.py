@@ -343,14 +343,15 @@ class XLABackend(Backend):
     def rng_state(self) -> dict[str, torch.Tensor]:
         import torch_xla.core.xla_model as xm  # type: ignore[import-not-found]
 
-        return {**super().rng_state(), "xla": torch.tensor(int(xm.get_rng_state(self.device)), dtype=torch.int64)}
+        seed = int(xm.get_rng_state(self.device))  # an unsigned 64-bit state: kept as its 8 bytes (int64 would overflow)
+        return {**super().rng_state(), "xla": torch.tensor(list(seed.to_bytes(8, "little")), dtype=torch.uint8)}
 
     def set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
         import torch_xla.core.xla_model as xm  # type: ignore[import-not-found]
 
         super().set_rng_state(state)
         if "xla" in state:
-            xm.set_rng_state(int(state["xla"]), self.device)
+            xm.set_rng_state(int.from_bytes(bytes(state["xla"].cpu().tolist()), "little"), self.device)
 
     def inference(self) -> contextlib.AbstractContextManager:
         return torch.no_grad()  # XLA's views refuse inference tensors ("Cannot set version_counter for inference tensor")

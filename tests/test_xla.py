@@ -121,3 +121,18 @@ def test_two_trials_each_on_its_own_chip(tmp_path, monkeypatch):
     assert len(records) == 2 and all(rec["status"] == "complete" for rec in records), records
     assert sorted(rec["tpu_visible_chips"] for rec in records) == ["0", "1"], [rec.get("tpu_visible_chips") for rec in records]
     assert all(rec["device"].startswith("XLA CPU") for rec in records), [rec["device"] for rec in records]
+
+
+def test_rng_state_round_trips_past_the_int64_range(xla):
+    """XLA's RNG state is an unsigned 64-bit number: a state over 2**63 (as a run reaches) is kept and restored whole."""
+    import torch_xla.core.xla_model as xm
+
+    from smhsearch.device import backend
+
+    be = backend(xla)
+    xm.set_rng_state(2**64 - 5, xla)
+    state = be.rng_state()
+    assert all(t.device.type == "cpu" for t in state.values())
+    xm.set_rng_state(7, xla)
+    be.set_rng_state(state)
+    assert int(xm.get_rng_state(xla)) == 2**64 - 5
