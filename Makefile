@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all test-gpu lint bench install browser postgres clean
+.PHONY: demo test test-all test-gpu test-xla install-xla lint bench install browser postgres clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,25 @@ test-all: $(STAMP) browser postgres
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -m gpu
 
+## PyTorch/XLA pins an older torch than the project's default, so the xla tests get their own environment,
+## .venv-xla (Python 3.11, pyproject's [xla] extra: exact torch / torchvision / torch-xla versions), and run on
+## XLA's CPU backend (PJRT_DEVICE=CPU), so no TPU is needed
+PYTHON_XLA ?= python3.11
+XVENV  := .venv-xla
+XBIN   := $(XVENV)/bin
+XSTAMP := $(XVENV)/.installed
+
+$(XSTAMP): pyproject.toml
+	test -x $(XBIN)/python || $(PYTHON_XLA) -m venv $(XVENV)
+	$(XBIN)/python -m pip install --upgrade pip
+	$(XBIN)/python -m pip install -e '.[dev,xla]'
+	touch $(XSTAMP)
+
+install-xla: $(XSTAMP)
+
+test-xla: $(XSTAMP)
+	PJRT_DEVICE=CPU $(XBIN)/python -m pytest -m xla
+
 ## the main job on the embedded default: the search of spaces/quick.yaml (a few minutes on 2 CPU cores),
 ## its report (reports/quick.html) and the pick under a budget
 demo: $(STAMP)
@@ -53,4 +72,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/smh_overhead.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis test-artifacts
+	rm -rf $(VENV) $(XVENV) .pytest_cache .hypothesis test-artifacts

@@ -96,8 +96,8 @@ def method_config(path: Path, d: dict[str, Any]):
                              f"known: {', '.join(list_methods())}") from None
     except (ValueError, TypeError) as e:
         raise ModelFileError(f"{path}: header entry 'method': {str(e).splitlines()[0]}") from None
-    if config.method == DENSE:
-        raise ModelFileError(f"{path}: header entry 'method' names no compression method")
+    if config.method == DENSE and getattr(config, "bits", 32) == 32:  # a dense model at a precision has a compact file
+        raise ModelFileError(f"{path}: header entry 'method' names no compression method and no precision")
     return config
 
 

@@ -9,6 +9,10 @@ else the CPU (XLA is used only when asked for).
 :func:`backend` gives, per device type, the few operations that differ between devices:
 
 - ``synchronize()``: wait for queued work (CUDA kernels, XLA's lazy graph);
+- ``step()``: a step boundary: nothing on eager devices; on XLA the lazy graph recorded
+  since the last boundary is cut and queued to run (``torch_xla.sync()``) without the host
+  waiting, so every training step (and every evaluation batch) is the same graph and
+  compiles once;
 - ``rng_state()`` / ``set_rng_state()``: the global RNG states a checkpoint must keep,
   always as CPU uint8 tensors (``torch.set_rng_state`` refuses anything else);
 - ``autocast_dtype(amp)``: bf16 only where the device runs it natively; float16 is never
@@ -91,10 +95,10 @@ def resolve_device(request: str | torch.device | None = "auto", *, flag: str = "
         return torch.device("cuda", index)
     if text in ("xla", "xla:0"):
         try:
-            import torch_xla.core.xla_model as xm  # type: ignore[import-not-found]
+            import torch_xla  # type: ignore[import-not-found]
         except ImportError:
             raise ValueError(f"{flag}={text!r} needs PyTorch/XLA (pip install torch_xla), which is not installed") from None
-        return torch.device(xm.xla_device())
+        return torch.device(torch_xla.device())
     raise ValueError(f"{flag}={text!r} is not a device; allowed: {CHOICES}")
 
 
@@ -107,18 +111,39 @@ def model_device(model: nn.Module) -> torch.device:
     return devices.pop() if devices else torch.device("cpu")
 
 
-def trial_device(gpus_per_trial: float, *, key: str = "resources.gpus_per_trial") -> torch.device:
-    """The device a trial runs on: CUDA when the space gives it GPUs (an error when none is visible), else the CPU.
+def trial_device(gpus_per_trial: float, tpus_per_trial: int = 0, *, key: str = "resources") -> torch.device:
+    """The device a trial runs on: an XLA device when the space gives it TPUs, CUDA when it gives it GPUs, else the CPU.
 
-    Ray hands each GPU trial its GPU through CUDA_VISIBLE_DEVICES, so the device is
-    ``cuda`` (index 0 of what the worker sees).
+    Never a silent fall-back to the CPU: GPUs asked for but not visible are an error, and so
+    are TPUs where torch_xla is missing or its device is not a TPU (unless ``PJRT_DEVICE``
+    names the XLA backend outright: ``PJRT_DEVICE=CPU`` is how the tests run XLA without a
+    TPU). Ray hands each GPU trial its GPU through ``CUDA_VISIBLE_DEVICES``, so the device
+    is ``cuda`` (index 0 of what the worker sees), and each TPU trial its chips through
+    ``TPU_VISIBLE_CHIPS``, which the TPU runtime reads when torch_xla first starts.
     """
+    if tpus_per_trial > 0:
+        return _tpu_device(tpus_per_trial, f"{key}.tpus_per_trial")
     if gpus_per_trial <= 0:
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ValueError(f"{key}={gpus_per_trial:g} asks for a GPU, but this worker sees none ({_cuda_facts()}); "
-                         f"set {key}: 0 to train on the CPU")
+        raise ValueError(f"{key}.gpus_per_trial={gpus_per_trial:g} asks for a GPU, but this worker sees none ({_cuda_facts()}); "
+                         f"set {key}.gpus_per_trial: 0 to train on the CPU")
     return _cuda()
+
+
+def _tpu_device(tpus: int, key: str) -> torch.device:
+    chips = os.environ.get("TPU_VISIBLE_CHIPS")
+    seen = f"TPU_VISIBLE_CHIPS={chips!r}" if chips is not None else "no TPU_VISIBLE_CHIPS"
+    try:
+        device = resolve_device("xla", flag=key)
+    except ValueError as e:
+        raise ValueError(f"{key}={tpus} asks for TPUs, but this worker cannot use them: {e}") from None
+    hw = XLABackend(device)._hw()
+    pjrt = os.environ.get("PJRT_DEVICE")
+    if hw != "TPU" and (pjrt or "").upper() != hw.upper():  # torch_xla chose a non-TPU backend by itself
+        raise ValueError(f"{key}={tpus} asks for TPUs, but this worker's XLA device is {hw} ({seen}, PJRT_DEVICE={pjrt!r}); "
+                         "run it on a TPU host, or set PJRT_DEVICE to the backend you mean (PJRT_DEVICE=CPU tests without a TPU)")
+    return device
 
 
 def memory_fraction_for(gpus_per_trial: float, total_bytes: int, context_bytes: int = CONTEXT_BYTES) -> float | None:
@@ -154,6 +179,9 @@ class Backend:
     def synchronize(self) -> None:
         pass
 
+    def step(self) -> None:
+        """The end of one step's work (see the module's docstring): nothing on an eager device."""
+
     def rng_state(self) -> dict[str, torch.Tensor]:
         return {"cpu": torch.get_rng_state()}
 
@@ -174,6 +202,10 @@ class Backend:
 
     def _auto_bf16(self) -> bool:
         return False
+
+    def inference(self) -> contextlib.AbstractContextManager:
+        """No autograd, for timing and serving a forward: ``torch.inference_mode`` where the device takes it."""
+        return torch.inference_mode()
 
     def autocast(self, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
@@ -274,20 +306,68 @@ class CUDABackend(Backend):
 
 
 class XLABackend(Backend):
-    """PyTorch/XLA (TPUs): lazy tensors, so synchronising means cutting and running the graph.
+    """PyTorch/XLA (TPUs; XLA's CPU backend with ``PJRT_DEVICE=CPU``): lazy tensors, so a step boundary cuts the graph.
 
-    Issue 21 completes this (the XLA RNG state, memory, autocast defaults); what is here is
-    what torch_xla has long offered and has not run on a TPU yet.
+    Tested on XLA's CPU backend only (``make test-xla``); the TPU-specific parts (bf16 by
+    default, memory counts) follow torch_xla's documented API.
     """
 
-    def name(self) -> str:
-        return f"xla ({self.device})"
-
-    def synchronize(self) -> None:
+    def _hw(self) -> str:
         import torch_xla.core.xla_model as xm  # type: ignore[import-not-found]
 
-        xm.mark_step()
+        return str(xm.xla_device_hw(self.device))  # "TPU", "CPU", ...
+
+    def name(self) -> str:
+        hw = self._hw()
+        if hw == "TPU":
+            try:
+                import torch_xla  # type: ignore[import-not-found]
+
+                hw = f"TPU v{torch_xla.tpu.version()}"
+            except Exception:  # the version is only a label
+                pass
+        return f"XLA {hw} ({self.device})"
+
+    def step(self) -> None:
+        import torch_xla  # type: ignore[import-not-found]
+
+        torch_xla.sync()
+
+    def synchronize(self) -> None:
+        import torch_xla  # type: ignore[import-not-found]
+        import torch_xla.core.xla_model as xm  # type: ignore[import-not-found]
+
+        torch_xla.sync()
         xm.wait_device_ops()
+
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        import torch_xla.core.xla_model as xm  # type: ignore[import-not-found]
+
+        seed = int(xm.get_rng_state(self.device))  # an unsigned 64-bit state: kept as its 8 bytes (int64 would overflow)
+        return {**super().rng_state(), "xla": torch.tensor(list(seed.to_bytes(8, "little")), dtype=torch.uint8)}
+
+    def set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
+        import torch_xla.core.xla_model as xm  # type: ignore[import-not-found]
+
+        super().set_rng_state(state)
+        if "xla" in state:
+            xm.set_rng_state(int.from_bytes(bytes(state["xla"].cpu().tolist()), "little"), self.device)
+
+    def inference(self) -> contextlib.AbstractContextManager:
+        return torch.no_grad()  # XLA's views refuse inference tensors ("Cannot set version_counter for inference tensor")
+
+    def _auto_bf16(self) -> bool:
+        return self._hw() == "TPU"  # TPUs run bf16 natively; XLA's CPU backend emulates it
+
+    def peak_memory(self) -> int | None:
+        import torch_xla.core.xla_model as xm  # type: ignore[import-not-found]
+
+        try:
+            info = xm.get_memory_info(self.device)
+        except RuntimeError:  # XLA's CPU backend keeps no allocator statistics
+            return None
+        peak = info.get("peak_bytes_used", info.get("bytes_used"))
+        return None if peak is None else int(peak)
 
 
 BACKENDS: dict[str, type[Backend]] = {"cpu": Backend, "cuda": CUDABackend, "xla": XLABackend}

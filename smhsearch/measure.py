@@ -99,7 +99,7 @@ def throughput(
 
     A training step is forward, cross-entropy, backward and an SGD-with-momentum step,
     on a copy of ``model`` (the caller's model is not changed). Inference runs in eval
-    mode under ``torch.inference_mode``. ``amp_dtype`` (e.g. ``torch.bfloat16``) runs
+    mode under ``torch.inference_mode`` (``no_grad`` on XLA). ``amp_dtype`` (e.g. ``torch.bfloat16``) runs
     under autocast. Steps are timed by :mod:`smhsearch.device` (CUDA events on a GPU).
     ``latency`` (default: in infer mode) also times one sample alone, what a deployed
     model answering one request costs.
@@ -155,7 +155,7 @@ def _infer_step(m: nn.Module, x: torch.Tensor, be: Backend, amp: torch.dtype | N
     m.eval()
 
     def step() -> None:
-        with torch.inference_mode(), be.autocast(amp):
+        with be.inference(), be.autocast(amp):
             m(x)
 
     return step

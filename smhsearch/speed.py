@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import socket
 import statistics
 import time
@@ -65,6 +66,9 @@ def device_key(device: torch.device) -> str:
     """One physical device: the host and the CPU, or the GPU's UUID (CUDA_VISIBLE_DEVICES renumbers indices)."""
     if device.type == "cuda":
         return f"{socket.gethostname()}-cuda-{torch.cuda.get_device_properties(device).uuid}"
+    if device.type == "xla":  # Ray gives each TPU trial its own chips: those are its device
+        chips = os.environ.get("TPU_VISIBLE_CHIPS")
+        return f"{socket.gethostname()}-xla" + (f"-chips{chips.replace(',', '_')}" if chips else "")
     return f"{socket.gethostname()}-{device.type}"
 
 

@@ -20,6 +20,11 @@
   augmented there (see ``smhsearch.data``). Nothing waits for the device every step:
   loss and accuracy sums stay on it, and the loss is checked for NaN/inf every
   ``check_every`` steps and at each epoch's end.
+- On XLA (TPUs) each step compiles once: training batches have one shape (the last,
+  partial batch of an epoch is dropped, as it is on every device), the graph is cut at
+  each step's end and after each evaluation batch (``Backend.step``), and nothing in a
+  step depends on its index (the loss window is a shift register, not a write at a
+  changing offset). Evaluation's last, smaller batch is one more graph, compiled once.
 - Deterministic: seeds, and deterministic kernels (cuDNN's included) unless
   ``deterministic=False`` asks for the fastest ones; a per-epoch callback (validation
   accuracy and loss, time) that can stop training (the search's early stopping);
@@ -188,6 +193,7 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 1024, amp_dtype: 
             loss_sum += F.cross_entropy(out, y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
             n += len(y)
+            backend(device).step()
     model.train(was_training)
     return int(correct) / max(1, n), float(loss_sum) / max(1, n)
 
@@ -201,11 +207,12 @@ class _DivergenceWatch:
     """
 
     def __init__(self, device: torch.device, every: int) -> None:
-        self.losses = torch.zeros(every, device=device)  # (every,)
-        self.where: list[tuple[int, int, float]] = []  # (epoch, step, lr) of each slot
+        self.losses = torch.zeros(every, device=device)  # (every,), the newest last
+        self.where: list[tuple[int, int, float]] = []  # (epoch, step, lr) of the newest len(where) slots
 
     def add(self, loss: torch.Tensor, epoch: int, step: int, lr: float) -> None:
-        self.losses[len(self.where)] = loss.detach()  # a device-side copy: no sync
+        # a device-side shift: no sync, and the same ops every step (XLA compiles one graph, not one per slot)
+        self.losses = torch.cat([self.losses[1:], loss.detach().float().reshape(1)])
         self.where.append((epoch, step, lr))
         if len(self.where) == len(self.losses):
             self.check()
@@ -214,11 +221,11 @@ class _DivergenceWatch:
         n = len(self.where)
         if n == 0:
             return
-        bad = ~torch.isfinite(self.losses[:n])
+        bad = ~torch.isfinite(self.losses[len(self.losses) - n:])
         if bool(bad.any()):  # the one host sync of the window
             j = int(bad.nonzero()[0])
             epoch, step, lr = self.where[j]
-            raise TrainingDiverged(f"loss became {float(self.losses[j])} at epoch {epoch + 1}, step {step + 1} (lr={lr:.3g}; "
+            raise TrainingDiverged(f"loss became {float(self.losses[len(self.losses) - n + j])} at epoch {epoch + 1}, step {step + 1} (lr={lr:.3g}; "
                                    f"found checking steps {self.where[0][1] + 1}-{self.where[-1][1] + 1}); "
                                    "lower the learning rate or add warm-up")
         self.where.clear()
@@ -406,6 +413,7 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
             correct += (out.argmax(1) == y).sum()
             seen += len(y)
             x_last = x
+            be.step()  # XLA: this step's graph ends here (one compiled graph for every step)
         watch.check()
         if compressed is not None and epoch == cfg.epochs - 1:
             compressed.set_progress(1.0)

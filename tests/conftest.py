@@ -162,7 +162,8 @@ def quick_run(tmp_path_factory) -> Path:
 # Under ``pytest -n`` (``make test``) the tests using a fixture worth sharing run on one worker (``--dist loadgroup``):
 # the quick run is made once, and each module's Ray is started once.
 def pytest_collection_modifyitems(config, items):
-    """``gpu`` tests skip, saying why, where no CUDA device is visible (they run with ``pytest -m gpu``); the users of a
+    """``gpu`` tests skip, saying why, where no CUDA device is visible (they run with ``pytest -m gpu``), and ``xla`` tests
+    where torch_xla is not importable (``make test-xla``); the users of a
     shared fixture are grouped onto one xdist worker."""
     for item in items:
         names = getattr(item, "fixturenames", ())
@@ -170,6 +171,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("quick_run"))
         elif "local_ray" in names:
             item.add_marker(pytest.mark.xdist_group(f"ray-{item.module.__name__}"))
+    import importlib.util
+
+    if importlib.util.find_spec("torch_xla") is None:  # `make test-xla` runs them in .venv-xla, which has it
+        skip_xla = pytest.mark.skip(reason="needs PyTorch/XLA (torch_xla is not importable here; `make test-xla` builds .venv-xla)")
+        for item in items:
+            if "xla" in item.keywords:
+                item.add_marker(skip_xla)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False here)")

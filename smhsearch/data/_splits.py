@@ -6,6 +6,10 @@ the training device, and batched there: shuffling, normalisation and augmentatio
 bound by a data loader. Random draws come from a CPU generator the caller seeds, so a
 run is reproducible on any device; an epoch's draws (order, crop offsets, flips) go to
 the device in one copy each, so no batch waits on the host.
+
+On XLA (lazy tensors, one compiled graph per distinct step) batches are made on the host
+and copied one by one: slicing a device-held split at a different offset each step would
+make every step a new graph to compile. Each batch's tensors are the ones the CPU gives.
 """
 
 from __future__ import annotations
@@ -82,7 +86,9 @@ class TensorSplit:
 
     def batches(self, batch_size: int, *, shuffle: bool = False, augment: bool = False, generator: torch.Generator | None = None,
                 device: torch.device | str = "cpu", drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        x, y = self.on(device)
+        target = torch.device(device)
+        on_host = target.type == "xla"  # see the module's docstring: every step the same graph
+        x, y = (self.x, self.y) if on_host else self.on(target)
         n = len(x)
         order = torch.randperm(n, generator=generator).to(x.device) if shuffle else torch.arange(n, device=x.device)
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
@@ -95,7 +101,7 @@ class TensorSplit:
             xb = (x[idx].float() / 255.0 - mean) / std  # (B, C, H, W)
             if crop:
                 xb = random_crop_flip(xb, 4, draws=tuple(d[i : i + len(idx)] for d in draws))
-            yield xb, y[idx]
+            yield (xb.to(target), y[idx].to(target)) if on_host else (xb, y[idx])
 
 
 @dataclass

@@ -78,6 +78,14 @@ def run_search(plan: RunPlan, address: str | None = None, fresh: bool = False) -
         short = resource_shortfall(plan.space, *local_resources(), "this machine")
         if short:
             raise ValueError(f"{plan.space_path}: {short}; no trial could ever start (give --address of a cluster that has them)")
+    elif plan.space.resources.tpus_per_trial > 0:  # TPU hosts are not what an autoscaler adds unasked: refuse, never wait
+        import ray
+
+        _connect(address)
+        total = ray.cluster_resources()
+        short = resource_shortfall(plan.space, 0, 0, total.get("TPU", 0), f"the cluster at {address}", keys=("tpus_per_trial",))
+        if short:
+            raise ValueError(f"{plan.space_path}: {short}; no trial could ever start (start Ray on TPU hosts: see README, TPUs)")
     with RunLock(plan.run_dir):
         return _run_locked(plan, address, fresh)
 
@@ -97,20 +105,18 @@ def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, An
         return summarize(study, plan.run_dir)
     keys, _ = objective_keys(plan.space)
     res = plan.space.resources
-    if not ray.is_initialized():
-        extra: dict[str, Any] = {"num_cpus": os.cpu_count()} if address is None else {}
-        ray.init(address=address or "local", include_dashboard=False, configure_logging=True, logging_level=logging.WARNING,
-                 log_to_driver=False, **extra)
+    _connect(address)
     if address is not None:  # a cluster may add nodes (an autoscaler): say so, do not refuse
         total = ray.cluster_resources()
-        short = resource_shortfall(plan.space, total.get("CPU", 0), total.get("GPU", 0), f"the cluster at {address} now")
+        short = resource_shortfall(plan.space, total.get("CPU", 0), total.get("GPU", 0), total.get("TPU", 0),
+                                   f"the cluster at {address} now")
         if short:
             log.warning("%s: trials wait until nodes that have them join", short)
     scheduler = make_scheduler(plan.space)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, space_json=plan.space.as_written(), run_dir=str(plan.run_dir.resolve()),
                              space_path=str(plan.space_path.resolve()), study=stamp(plan.space.name, plan.study_uid)),
-        {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
+        {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial, **({"TPU": res.tpus_per_trial} if res.tpus_per_trial else {})})
     tuner = tune.Tuner(
         trainable,
         # reuse_actors: a trial reuses a finished trial's worker instead of starting a Python (and torch) anew
@@ -124,6 +130,16 @@ def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, An
     )
     tuner.fit()
     return summarize(study, plan.run_dir)
+
+
+def _connect(address: str | None) -> None:
+    """Start a local Ray sized to this machine (``address`` None) or join the cluster at ``address``; once a process."""
+    import ray
+
+    if not ray.is_initialized():
+        extra: dict[str, Any] = {"num_cpus": os.cpu_count()} if address is None else {}
+        ray.init(address=address or "local", include_dashboard=False, configure_logging=True, logging_level=logging.WARNING,
+                 log_to_driver=False, **extra)
 
 
 def summarize(study, run_dir=None) -> dict[str, Any]:

@@ -106,22 +106,33 @@ def _sampler(plan: RunPlan):
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def resource_shortfall(space: Space, cpus: float, gpus: float, where: str) -> str | None:
-    """What a trial asks for that ``where`` (``cpus`` CPUs, ``gpus`` GPUs) cannot give: such a trial would wait for
-    ever. None when every request fits."""
+def resource_shortfall(space: Space, cpus: float, gpus: float, tpus: float, where: str, *,
+                       keys: tuple[str, ...] = ("cpus_per_trial", "gpus_per_trial", "tpus_per_trial")) -> str | None:
+    """What a trial asks for that ``where`` (``cpus`` CPUs, ``gpus`` GPUs, ``tpus`` TPU chips) cannot give: such a
+    trial would wait for ever. None when every request (of ``keys``) fits."""
     res, path = space.resources, "resources"
-    short = [f"{path}.{key}={want:g} but {where} has {have:g}" for key, want, have in
-             (("cpus_per_trial", res.cpus_per_trial, cpus), ("gpus_per_trial", res.gpus_per_trial, gpus)) if want > have]
+    have = {"cpus_per_trial": cpus, "gpus_per_trial": gpus, "tpus_per_trial": tpus}
+    short = [f"{path}.{key}={getattr(res, key):g} but {where} has {have[key]:g}" for key in keys if getattr(res, key) > have[key]]
     return "; ".join(short) or None
 
 
-def local_resources() -> tuple[int, int]:
-    """(CPUs, GPUs) of this machine, as a local Ray would count them."""
+def local_resources() -> tuple[int, int, int]:
+    """(CPUs, GPUs, TPU chips) of this machine, as a local Ray would count them (its TPU count is Ray's own detection)."""
     import os
 
     import torch
 
-    return os.cpu_count() or 1, torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return os.cpu_count() or 1, torch.cuda.device_count() if torch.cuda.is_available() else 0, local_tpus()
+
+
+def local_tpus() -> int:
+    """TPU chips on this host, as Ray's TPU accelerator manager finds them (0 where Ray cannot tell)."""
+    try:
+        from ray._private.accelerators import TPUAcceleratorManager
+
+        return int(TPUAcceleratorManager.get_current_node_num_accelerators())
+    except Exception:  # a private API: a Ray that moved it counts no TPUs here, and check says so
+        return 0
 
 
 def objective_keys(space: Space) -> tuple[list[str], list[str]]:

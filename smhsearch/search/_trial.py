@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,10 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str, stud
         write_record(record_path, {**record, "status": "failed", "error": f"{type(e).__name__}: {e}"})
         raise
     torch.set_num_threads(max(1, int(space.resources.cpus_per_trial)))
-    try:  # GPUs asked for must be there: never a silent fall-back to the CPU
-        device = trial_device(space.resources.gpus_per_trial)
+    if space.resources.tpus_per_trial > 0:  # the chips Ray gave this trial (one XLA device per trial process)
+        record["tpu_visible_chips"] = os.environ.get("TPU_VISIBLE_CHIPS")
+    try:  # GPUs or TPUs asked for must be there: never a silent fall-back to the CPU
+        device = trial_device(space.resources.gpus_per_trial, space.resources.tpus_per_trial)
         share_gpu(device, space.resources.gpus_per_trial)  # trials sharing a GPU each keep to their share of its memory
     except Exception as e:
         write_record(record_path, {**record, "status": "failed", "error": f"{type(e).__name__}: {e}"})

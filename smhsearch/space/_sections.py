@@ -100,4 +100,13 @@ class SchedulerSpec(_Strict):
 class ResourcesSpec(_Strict):
     cpus_per_trial: float = Field(default=1, gt=0)
     gpus_per_trial: float = Field(default=0, ge=0)
+    tpus_per_trial: int = Field(default=0, ge=0, description="TPU chips per trial (Ray's TPU resource); the trial trains on "
+                                                             "XLA, on the chips Ray makes visible to it")
     max_concurrent: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_accelerator(self) -> "ResourcesSpec":
+        if self.tpus_per_trial > 0 and self.gpus_per_trial > 0:
+            raise ValueError(f"a trial trains on GPUs or on TPUs, not both, but got gpus_per_trial={self.gpus_per_trial:g} and "
+                             f"tpus_per_trial={self.tpus_per_trial}")
+        return self
