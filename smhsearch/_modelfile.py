@@ -115,7 +115,10 @@ def check_arch(path: Path, arch: Any) -> tuple[str, dict[str, Any]]:
         raise ModelFileError(f"{path}: header entry 'arch': {MODELS.unknown_message(name)}")
     builder = MODELS.get(name).builder
     signature = inspect.signature(builder)
-    hints = typing.get_type_hints(builder)
+    try:
+        hints = typing.get_type_hints(builder)
+    except Exception:  # annotations that do not resolve (a user factory's, under TYPE_CHECKING): the signature still binds
+        hints = {}
     for k in ("num_classes", "in_channels"):
         v = kwargs.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):

@@ -145,10 +145,11 @@ def _job(method: str, record: Path, teachers: Path, epochs: int, kill_after: int
 
 
 def child(method: str, record: Path, teachers: Path, epochs: int = 2, kill_after: int | None = None):
-    """A started process running :func:`_job` (forked: torch is already imported, so it starts in milliseconds)."""
+    """A started process running :func:`_job`: spawned, not forked (a process that has run autograd, as a test
+    worker has, cannot fork a child that runs it: pytorch's Autograd-and-Fork)."""
     import multiprocessing
 
-    p = multiprocessing.get_context("fork").Process(target=_job, args=(method, record, teachers, epochs, kill_after))
+    p = multiprocessing.get_context("spawn").Process(target=_job, args=(method, record, teachers, epochs, kill_after))
     p.start()
     return p
 

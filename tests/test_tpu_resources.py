@@ -75,3 +75,15 @@ def test_trial_asking_for_tpus_never_falls_back_to_the_cpu():
     with pytest.raises(ValueError, match=r"resources.tpus_per_trial=1 asks for TPUs, but this worker cannot use them: .*"
                                          r"needs PyTorch/XLA"):
         trial_device(0, 1)
+
+
+@pytest.mark.cluster
+def test_check_against_a_cluster_refuses_missing_tpus_and_warns_of_missing_cpus(tmp_path, local_ray, cli):
+    import ray
+
+    address = ray.get_runtime_context().gcs_address  # the Ray of local_ray: 2 CPUs, no TPU
+    rc, out, err = cli("check", _space(tmp_path, "tpus_per_trial: 1"), "--address", address)
+    assert rc == 2 and out == "" and f"resources.tpus_per_trial=1 but the cluster at {address} has 0" in err, err
+    rc, out, err = cli("check", _space(tmp_path, "cpus_per_trial: 64"), "--address", address)
+    assert rc == 0 and "valid" in out, err
+    assert f"resources.cpus_per_trial=64 but the cluster at {address} now has 2: trials wait" in err, err

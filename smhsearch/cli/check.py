@@ -14,6 +14,8 @@ from ._common import BadInput, load_space
 def add(sub) -> None:
     s = sub.add_parser("check", help="validate a space and pre-screen every candidate's cost")
     s.add_argument("space", type=Path, metavar="SPACE")
+    s.add_argument("--address", help="the Ray cluster the run will use (auto, HOST:PORT): its resources are checked "
+                                     "(default: this machine's, a warning only)")
     s.add_argument("--json", dest="as_json", action="store_true")
     s.set_defaults(func=main)
 
@@ -52,8 +54,18 @@ def main(args: argparse.Namespace) -> int:
     summary = {"space": str(space_path), "name": space.name, "candidates": len(plan.candidates), "trials": plan.target_trials,
                "sampler": space.search.sampler, "dataset": space.dataset.name, "epochs": space.train.epochs,
                "prescreen_seconds": round(time.perf_counter() - t0, 1), "prescreen": rows}
-    short = resource_shortfall(space, *local_resources(), "this machine")
-    summary["warnings"] = [f"{short}: `smhsearch run` here would refuse it; a cluster (run --address) must have them"] if short else []
+    if args.address is None:  # the space may be meant for a cluster: a warning here, a refusal in a local run
+        short = resource_shortfall(space, *local_resources(), "this machine")
+        summary["warnings"] = [f"{short}: `smhsearch run` here would refuse it; a cluster (run --address) must have them"] if short else []
+    else:
+        from ..search._driver import resources_check
+
+        try:
+            refusal, summary["warnings"] = resources_check(space, args.address)
+        except (ConnectionError, RuntimeError) as e:
+            raise BadInput(f"--address: cannot join the Ray cluster at {args.address}: {str(e).splitlines()[0][:200]}") from None
+        if refusal:
+            raise BadInput(f"{space_path}: {refusal}")
     for w in summary["warnings"]:
         print(f"warning: {space_path}: {w}", file=sys.stderr)
     if args.as_json:

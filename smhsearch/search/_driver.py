@@ -74,24 +74,33 @@ def run_search(plan: RunPlan, address: str | None = None, fresh: bool = False) -
     The run folder is locked for the whole call (:class:`RunLock`): a second driver is refused
     with :class:`RunLocked` before it changes anything. A local run asking for resources this machine lacks is refused
     before anything is written (its trials would wait for ever)."""
-    if address is None:
-        short = resource_shortfall(plan.space, *local_resources(), "this machine")
-        if short:
-            raise ValueError(f"{plan.space_path}: {short}; no trial could ever start (give --address of a cluster that has them)")
-    elif plan.space.resources.tpus_per_trial > 0:  # TPU hosts are not what an autoscaler adds unasked: refuse, never wait
-        import ray
-
-        _connect(address)
-        total = ray.cluster_resources()
-        short = resource_shortfall(plan.space, 0, 0, total.get("TPU", 0), f"the cluster at {address}", keys=("tpus_per_trial",))
-        if short:
-            raise ValueError(f"{plan.space_path}: {short}; no trial could ever start (start Ray on TPU hosts: see README, TPUs)")
+    refusal, _ = resources_check(plan.space, address)
+    if refusal:
+        raise ValueError(f"{plan.space_path}: {refusal}")
     with RunLock(plan.run_dir):
         return _run_locked(plan, address, fresh)
 
 
-def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, Any]:
+def resources_check(space, address: str | None) -> tuple[str | None, list[str]]:
+    """(refusal, warnings) for the resources a trial of ``space`` asks for, where it will run: this machine (``address``
+    None: a request it cannot give would wait for ever) or the Ray cluster at ``address`` (joined here), where missing
+    CPUs or GPUs are a warning (an autoscaler may add them) and missing TPU chips a refusal (TPU hosts are not added
+    unasked)."""
+    if address is None:
+        short = resource_shortfall(space, *local_resources(), "this machine")
+        return (f"{short}; no trial could ever start (give --address of a cluster that has them)" if short else None), []
     import ray
+
+    _connect(address)
+    total = ray.cluster_resources()
+    short = resource_shortfall(space, 0, 0, total.get("TPU", 0), f"the cluster at {address}", keys=("tpus_per_trial",))
+    refusal = f"{short}; no trial could ever start (start Ray on TPU hosts: see README, TPUs)" if short else None
+    waits = resource_shortfall(space, total.get("CPU", 0), total.get("GPU", 0), 0, f"the cluster at {address} now",
+                               keys=("cpus_per_trial", "gpus_per_trial"))
+    return refusal, [f"{waits}: trials wait until nodes that have them join"] if waits else []
+
+
+def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, Any]:
     from ray import tune
 
     study, storage = open_study(plan, fresh)
@@ -107,11 +116,8 @@ def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, An
     res = plan.space.resources
     _connect(address)
     if address is not None:  # a cluster may add nodes (an autoscaler): say so, do not refuse
-        total = ray.cluster_resources()
-        short = resource_shortfall(plan.space, total.get("CPU", 0), total.get("GPU", 0), total.get("TPU", 0),
-                                   f"the cluster at {address} now")
-        if short:
-            log.warning("%s: trials wait until nodes that have them join", short)
+        for warning in resources_check(plan.space, address)[1]:
+            log.warning("%s", warning)
     scheduler = make_scheduler(plan.space)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, space_json=plan.space.as_written(), run_dir=str(plan.run_dir.resolve()),
