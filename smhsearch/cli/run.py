@@ -21,13 +21,13 @@ def add(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run (or resume) the search a space describes."""
-    from ..search import RunLocked, plan_run, run_search
-
-    space = load_space(args.space)
-    if args.max_trials is not None and args.max_trials < 1:
+    if args.max_trials is not None and args.max_trials < 1:  # the flags first: nothing heavy is imported to refuse them
         raise BadInput(f"--max-trials must be >= 1, but got {args.max_trials}")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise BadInput(f"--out: {args.out} is a file; give a run folder")
+    from ..search import RunLocked, plan_run, run_search
+
+    space = load_space(args.space)
     from .._storage import StorageError, probe
 
     try:

@@ -98,6 +98,14 @@ def _cifar(name: str, tv_name: str, folder: str, root: Path | None, download: bo
     if root is None or (not (root / folder).is_dir() and not download):
         raise DatasetNotFound(f"{name}: looked for {(root / folder) if root else folder + ' (no root given)'}; "
                               f"pass root=DIR holding {folder}/, or download=True when online")
+    if not download:  # before torchvision is imported (a few hundred MB): files too small to be its batches are refused now
+        data_files = {"cifar10": [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], "cifar100": ["train", "test"]}[name]
+        for f in data_files:
+            path = root / folder / f
+            if not path.is_file() or path.stat().st_size < 1_000_000:  # each of torchvision's holds 10,000 images or more
+                what = "is missing" if not path.is_file() else f"has {path.stat().st_size} bytes"
+                raise ValueError(f"{name}: {root / folder} is not a readable {name} folder ({f} {what}); "
+                                 f"it must hold torchvision's {folder}/ files unchanged")
     import torchvision
 
     try:  # torchvision checks each file's md5 before unpickling it: a corrupt folder is a RuntimeError here
