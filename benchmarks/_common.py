@@ -58,3 +58,14 @@ def write_result(name: str, device: torch.device, payload: dict[str, Any]) -> Pa
     path = RESULTS / f"{name}-{device_slug(device)}.json"
     path.write_text(json.dumps({**environment(device), **payload}, indent=2) + "\n")
     return path
+
+
+def write_or_say(name: str, device: torch.device, payload: dict[str, Any], md: list[str], smoke: bool) -> None:
+    """Print the table; write ``results/NAME-<device>.json`` and its ``.md``, unless this is a smoke run (which writes nothing)."""
+    print("\n".join(md))
+    if smoke:
+        print(f"smoke: nothing written (the full run writes {RESULTS}/{name}-{device_slug(device)}.json)")
+        return
+    path = write_result(name, device, payload)
+    path.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print(f"wrote {path} and {path.with_suffix('.md')}", file=sys.stderr)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -45,7 +44,7 @@ from smhsearch.pareto import hypervolume, non_dominated
 from smhsearch.search._scheduler import ParetoRungs
 from smhsearch.train import TrainConfig
 
-from _common import RESULTS, add_device_argument, device_slug, parse_device, write_result  # type: ignore[import-not-found]
+from _common import write_or_say, add_device_argument, parse_device  # type: ignore[import-not-found]
 
 BUDGETS = ("2%", "5%", "10%", "25%", "50%")
 RULES = {"none": None, "asha": [("val_acc", "max")], "pareto": [("val_acc", "max"), ("stored_params", "min")]}
@@ -138,17 +137,11 @@ def main() -> None:
         md.append(f"| {name} | {s['epochs_mean']:.1f} ({s['epochs_share']:.0%}) | {s['hv_mean']:.4f} ({s['hv_share']:.1%}; "
                   f"{s['hv_min_share']:.1%}) | {s['front_members_stopped_mean']:.2f} of {len(final_front)} | "
                   f"{s['stopped_non_dominated_total']} |")
-    print("\n".join(md))
     payload = {"arch": a.arch, "budgets": list(budgets), "epochs": a.epochs, "grace": a.grace, "reduction_factor": a.reduction_factor,
                "orders": a.orders, "workers": a.workers, "reference": list(ref), "trials": trials,
                "final_front": sorted(final_front), "summary": summary, "wall_s": round(time.time() - t0, 1),
                "replays": {k: [{**r, "points": [list(map(float, q)) for q in r["points"]]} for r in v] for k, v in results.items()}}
-    if a.smoke:
-        print(f"smoke: nothing written (the full run writes {RESULTS}/early_stopping-{device_slug(device)}.json)")
-        return
-    path = write_result("early_stopping", device, payload)
-    path.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print(f"wrote {path} and {path.with_suffix('.md')}", file=sys.stderr)
+    write_or_say("early_stopping", device, payload, md, a.smoke)
 
 
 if __name__ == "__main__":

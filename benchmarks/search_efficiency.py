@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ from smhsearch.pareto import hypervolume
 from smhsearch.search import _sampler, plan_run, trial_spec
 from smhsearch.space import Candidate, Space
 
-from _common import RESULTS, device_slug, parse_device, write_result  # type: ignore[import-not-found]
+from _common import write_or_say, parse_device  # type: ignore[import-not-found]
 
 ARCH = "bench_mlp_128"
 SAMPLERS = ("random", "tpe", "nsga2")
@@ -120,13 +119,7 @@ def main() -> None:
                "reference": list(REF), "seeds": a.seeds, "trials": a.trials, "epochs": a.epochs, "population": a.population,
                "trainings": len(cache), "wall_s": round(time.time() - t0, 1), "summary": summary, "runs": runs}
     md = table(summary, a)
-    print("\n".join(md))
-    if a.smoke:
-        print(f"smoke: nothing written (the full run writes {RESULTS}/search_efficiency-{device_slug(device)}.json)")
-        return
-    path = write_result("search_efficiency", device, payload)
-    path.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print(f"wrote {path} and {path.with_suffix('.md')}", file=sys.stderr)
+    write_or_say("search_efficiency", device, payload, md, a.smoke)
 
 
 def summarize(runs: dict[str, list[list[dict]]], trials: int) -> dict[str, dict]:
