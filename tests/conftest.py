@@ -161,6 +161,7 @@ def quick_run(tmp_path_factory) -> Path:
 
 # Under ``pytest -n`` (``make test``) the tests using a fixture worth sharing run on one worker (``--dist loadgroup``):
 # the quick run is made once, and each module's Ray is started once.
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the xdist_group marks to name each test's group
 def pytest_collection_modifyitems(config, items):
     """``gpu`` tests skip, saying why, where no CUDA device is visible (they run with ``pytest -m gpu``), and ``xla`` tests
     where torch_xla is not importable (``make test-xla``); the users of a
