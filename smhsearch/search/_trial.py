@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..space import Candidate, Space, dataset_root
+from ._binding import record_of
 
 def trial_spec(space: Space, space_path: Path, cand: Candidate):
     """The job a candidate of ``space`` runs: its model and method, the space's data and training."""
@@ -28,16 +29,6 @@ class TrialFailed(RuntimeError):
     """A trial's earlier attempt raised an error a retry would raise again: the error stands."""
 
 
-def previous_attempt(record_path: Path, study: dict | None) -> dict[str, Any] | None:
-    """This trial's record from an earlier attempt of this study (Ray Tune runs a trial again when its worker died),
-    or None."""
-    try:
-        saved = json.loads(record_path.read_text())
-    except (OSError, ValueError):
-        return None
-    return saved if isinstance(saved, dict) and saved.get("study") == study else None
-
-
 def run_trial(config: dict, space_json: str, run_dir: str, space_path: str, study: dict | None = None) -> None:
     """One trial, inside a Ray worker: the job of its candidate, reporting every epoch to Ray Tune.
 
@@ -53,15 +44,16 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str, stud
 
     number = int(config["_number"])
     record_path = Path(run_dir) / "trials" / f"{number:04d}" / "trial.json"
-    before = previous_attempt(record_path, study)
-    if before is not None and before.get("status") == "complete":
+    uid = (study or {}).get("uid")
+    before = record_of(Path(run_dir), number, uid)  # an earlier attempt's record ({} for none, or another study's)
+    if before.get("status") == "complete":
         tune.report(before["metrics"])
         return
-    if before is not None and before.get("status") == "failed" and not before.get("transient"):
+    if before.get("status") == "failed" and not before.get("transient"):
         raise TrialFailed(f"{before.get('error')} (raised by an earlier attempt; a retry would raise it again)")
     # the study stamp binds the record to its study: a resume never adopts another study's record
     record: dict[str, Any] = {"number": number, "study": study, "config": config.get("_candidate"),
-                              "attempt": int((before or {}).get("attempt", 0)) + 1}
+                              "attempt": int(before.get("attempt", 0)) + 1}
     try:
         raw = json.loads(space_json)
         load_plugins(raw.get("plugins") or [])  # a worker is a fresh process: user methods register here too
@@ -99,8 +91,8 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str, stud
                          speed_phase=SpeedPhase(run_dir, device, number), teachers=Path(run_dir) / TEACHERS,
                          checkpoint=record_path.parent / "checkpoint.pt")
     except Exception as e:
-        written = previous_attempt(record_path, study)
-        if written is None or written.get("attempt") != record["attempt"]:  # refused before the job wrote anything
+        written = record_of(Path(run_dir), number, uid)
+        if written.get("attempt") != record["attempt"]:  # refused before the job wrote anything
             written = {**record, "status": "failed", "error": f"{type(e).__name__}: {e}"}
         write_record(record_path, {**written, "transient": isinstance(e, TRANSIENT)})
         raise
