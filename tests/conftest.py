@@ -117,6 +117,35 @@ def smhsearch_cli(*args: str, timeout: int = 600, **kw):
     return subprocess.run([sys.executable, "-m", "smhsearch.cli", *args], capture_output=True, text=True, timeout=timeout, env=env, **kw)
 
 
+def cli_in_process(*args, cwd: Path | None = None, env: dict[str, str] | None = None):
+    """The ``smhsearch`` command run by its own ``main`` in this process, as a CompletedProcess: exit status and
+    what it printed. For the many refusals that exit before anything heavy runs, this saves starting Python and
+    torch each time; what a real process adds (its exit, memory and CPU) is asserted by test_integrity's corpus."""
+    import contextlib
+    import io
+    import os
+    import subprocess
+
+    from smhsearch.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, here = dict(os.environ), Path.cwd()
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main([str(a) for a in args])
+    finally:
+        os.chdir(here)
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["smhsearch", *map(str, args)], rc, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture
 def cli(capsys):
     """The ``smhsearch`` command in this process: ``cli(*args) -> (exit status, stdout, stderr)``."""

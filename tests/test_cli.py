@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from .conftest import cli_in_process
+
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "smhsearch.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
@@ -42,7 +44,8 @@ def test_compress_reports_and_saves(tmp_path):
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
-    r = run(*args, "--out", str(tmp_path / "x.safetensors")) if args[0] == "compress" else run(*args)
+    # the command's own main, in this process: a refusal needs no new Python (test_integrity runs real processes)
+    r = cli_in_process(*args, "--out", str(tmp_path / "x.safetensors")) if args[0] == "compress" else cli_in_process(*args)
     assert r.returncode == 2
     assert message in r.stderr
     assert "Traceback" not in r.stderr

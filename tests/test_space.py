@@ -10,6 +10,8 @@ import pytest
 
 from smhsearch.space import SpaceError, load_space
 
+from .conftest import cli_in_process
+
 SPACES = sorted((Path(__file__).resolve().parents[1] / "spaces").glob("*.yaml"))
 
 
@@ -76,9 +78,8 @@ def test_bad_space_exits_2_naming_file_key_and_allowed(case, tmp_path):
     with pytest.raises(SpaceError) as e:
         load_space(path)
     assert message in str(e.value) and str(path) in str(e.value)
-    for cmd in ("check", "run"):
-        r = subprocess.run([sys.executable, "-m", "smhsearch.cli", cmd, str(path), *(["--out", str(tmp_path / "run")] if cmd == "run" else [])],
-                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    for cmd in ("check", "run"):  # the command's own main, in this process (test_integrity runs real processes)
+        r = cli_in_process(cmd, path, *(["--out", tmp_path / "run"] if cmd == "run" else []), cwd=tmp_path)
         assert r.returncode == 2, r.stderr
         assert message in r.stderr and "Traceback" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]  # nothing written

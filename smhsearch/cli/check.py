@@ -23,7 +23,7 @@ def add(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     """Validate a space, count its trials and pre-screen every candidate's cost before any training."""
     from .._budget import format_count
-    from ..search._plan import local_resources, plan_run, resource_shortfall
+    from ..search._plan import local_shortfall, plan_run
     from ..space import dataset_model_kwargs, dataset_shape
 
     space_path = args.space
@@ -55,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
                "sampler": space.search.sampler, "dataset": space.dataset.name, "epochs": space.train.epochs,
                "prescreen_seconds": round(time.perf_counter() - t0, 1), "prescreen": rows}
     if args.address is None:  # the space may be meant for a cluster: a warning here, a refusal in a local run
-        short = resource_shortfall(space, *local_resources(), "this machine")
+        short = local_shortfall(space)
         summary["warnings"] = [f"{short}: `smhsearch run` here would refuse it; a cluster (run --address) must have them"] if short else []
     else:
         from ..search._driver import resources_check

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import BadInput, load_space
+from ._common import BadInput
 
 
 def add(sub) -> None:
@@ -26,8 +26,18 @@ def main(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise BadInput(f"--out: {args.out} is a file; give a run folder")
     from ..search import RunLocked, plan_run, run_search
+    from ..search._driver import resources_check
+    from ..space import SpaceError, check_space, read_space
 
-    space = load_space(args.space)
+    try:
+        space = read_space(args.space)
+        if args.address is None:  # what this machine cannot give is refused before anything is built
+            refusal, _ = resources_check(space, None)
+            if refusal:
+                raise SpaceError(f"{args.space}: {refusal}")
+        space = check_space(space, args.space)
+    except SpaceError as e:
+        raise BadInput(str(e)) from None
     from .._storage import StorageError, probe
 
     try:

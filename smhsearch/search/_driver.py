@@ -14,7 +14,7 @@ from .._storage import RESOLVED_FILE
 from ..space import Candidate
 from ._binding import stamp
 from ._lock import RunLock
-from ._plan import RunPlan, local_resources, objective_keys, resource_shortfall
+from ._plan import RunPlan, local_shortfall, objective_keys, resource_shortfall
 from ._scheduler import make_scheduler
 from ._study import _searcher, open_study, trials_done
 from ._trial import run_trial
@@ -87,7 +87,7 @@ def resources_check(space, address: str | None) -> tuple[str | None, list[str]]:
     CPUs or GPUs are a warning (an autoscaler may add them) and missing TPU chips a refusal (TPU hosts are not added
     unasked)."""
     if address is None:
-        short = resource_shortfall(space, *local_resources(), "this machine")
+        short = local_shortfall(space)
         return (f"{short}; no trial could ever start (give --address of a cluster that has them)" if short else None), []
     import ray
 

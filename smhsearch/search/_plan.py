@@ -116,13 +116,26 @@ def resource_shortfall(space: Space, cpus: float, gpus: float, tpus: float, wher
     return "; ".join(short) or None
 
 
-def local_resources() -> tuple[int, int, int]:
-    """(CPUs, GPUs, TPU chips) of this machine, as a local Ray would count them (its TPU count is Ray's own detection)."""
+def local_resources(space: Space | None = None) -> tuple[int, int, int]:
+    """(CPUs, GPUs, TPU chips) of this machine, as a local Ray would count them (its TPU count is Ray's own detection).
+    With ``space``, a device kind its trials do not ask for is not looked for (counted 0): refusing a request stays
+    cheap (finding TPUs imports Ray)."""
     import os
 
-    import torch
+    res = None if space is None else space.resources
+    gpus = tpus = 0
+    if res is None or res.gpus_per_trial:
+        import torch
 
-    return os.cpu_count() or 1, torch.cuda.device_count() if torch.cuda.is_available() else 0, local_tpus()
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if res is None or res.tpus_per_trial:
+        tpus = local_tpus()
+    return os.cpu_count() or 1, gpus, tpus
+
+
+def local_shortfall(space: Space) -> str | None:
+    """What a trial of ``space`` asks for that this machine cannot give (None: every request fits)."""
+    return resource_shortfall(space, *local_resources(space), "this machine")
 
 
 def local_tpus() -> int:

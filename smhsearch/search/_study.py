@@ -43,6 +43,13 @@ def _searcher_class():
                 cfg["_number"] = self._ot_trials[trial_id].number
             return cfg
 
+        def __getstate__(self) -> dict[str, Any]:
+            """Ray's Tuner pickles its settings, this searcher included, into the run folder (for ``Tuner.restore``,
+            which smhsearch never uses: a resume reopens the study). That copy leaves out the live study, its
+            sampler and its storage: the storage's URL may hold a password, and a sampler need not pickle at all
+            (Optuna 5.1's NSGA-II holds a thread lock)."""
+            return {**self.__dict__, "_ot_study": None, "_sampler": None, "_storage": None}
+
         def save(self, checkpoint_path: str) -> None:
             """Ray's searcher checkpoint holds nothing: a resume reads the Optuna study, and OptunaSearch's own
             pickle of this object would carry the storage URL, password included, into the run folder."""

@@ -25,10 +25,11 @@ values; the CLI turns it into exit status 2 before anything is written.
 
 from __future__ import annotations
 
-from ._load import applicable_candidates, dataset_model_kwargs, dataset_root, dataset_shape, load_space, meta_bases
+from ._load import (applicable_candidates, check_space, dataset_model_kwargs, dataset_root, dataset_shape, load_space, meta_bases,
+                    read_space)
 from ._schema import (EMBEDDED, OBJECTIVES, BudgetRange, Candidate, DatasetSpec, MethodEntry, ResourcesSpec, SchedulerSpec, SearchSpec,
                       Space, SpaceError, SpaceSpec, TrainSpec, downloadable)
 
 __all__ = ["EMBEDDED", "OBJECTIVES", "BudgetRange", "Candidate", "DatasetSpec", "MethodEntry", "ResourcesSpec", "SchedulerSpec", "SearchSpec",
            "Space", "SpaceError", "SpaceSpec", "TrainSpec", "applicable_candidates", "dataset_model_kwargs", "dataset_root", "dataset_shape",
-           "downloadable", "load_space", "meta_bases"]
+           "downloadable", "check_space", "load_space", "meta_bases", "read_space"]

@@ -23,6 +23,13 @@ def load_space(path: str | Path, check_data: bool = True) -> Space:
     ``check_data=False`` skips looking for the dataset's files (to validate a space on a
     machine that does not hold its data); every other check still runs.
     """
+    path = Path(path)
+    return check_space(read_space(path), path, check_data)
+
+
+def read_space(path: str | Path) -> Space:
+    """The space file read and validated against the schema alone (its plugins loaded): nothing is built and no
+    dataset looked for. :func:`check_space` does the rest; ``run`` refuses what a machine cannot give in between."""
     from ..plugins import PluginError, load_plugins
 
     path = Path(path)
@@ -35,7 +42,13 @@ def load_space(path: str | Path, check_data: bool = True) -> Space:
         space = Space.model_validate(raw)
     except ValidationError as e:
         raise SpaceError("\n".join(_error_lines(path, e))) from None
-    space = _absolute_root(space)
+    return _absolute_root(space)
+
+
+def check_space(space: Space, path: str | Path, check_data: bool = True) -> Space:
+    """The checks beyond the schema: the dataset's files (unless ``check_data`` is False) and every candidate's
+    feasibility (each architecture built on the meta device)."""
+    path = Path(path)
     if check_data:
         _check_dataset(space, path)
     _check_feasible(space, path)
