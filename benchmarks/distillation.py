@@ -29,7 +29,7 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -133,11 +133,15 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=CIFAR_ROOT, help="CIFAR-10's folder (--setup cifar)")
     ap.add_argument("--smoke", action="store_true", help="a tiny run that checks the pipeline (written as *-smoke-*, never a result)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, help="train teacher and students this long instead of the setup's own (results are "
+                                                 "filed apart: distillation-e<N>-<device>)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     device = parse_device(a.device)
     plan = PLANS["smoke" if a.smoke else a.setup]
     p: Protocol = plan["protocol"]
+    if a.epochs is not None and a.epochs != p.epochs:
+        p = replace(p, epochs=a.epochs)
     try:
         data = load_dataset(p.dataset, root=a.root if p.dataset == "cifar10" else None)
     except DatasetNotFound as e:
@@ -146,6 +150,8 @@ def main() -> None:
     if p.train_subset:
         data.train.x, data.train.y = data.train.x[: p.train_subset], data.train.y[: p.train_subset]
     stem = "distillation-smoke" if a.smoke else ("distillation" if a.setup == "embedded" else "distillation-cifar")
+    if p.epochs != plan["protocol"].epochs:
+        stem += f"-e{p.epochs}"
     teachers = ROOT / "runs" / f"bench-{stem}-{device_slug(device)}" / "teachers"  # runs/ is git-ignored
     path = RESULTS / f"{stem}-{device_slug(device)}.json"
     header = {"protocol": asdict(p), "methods": list(plan["methods"]), "budgets": list(plan["budgets"]), "seeds": plan["seeds"],

@@ -31,7 +31,7 @@ from torch import nn
 from ._modelfile import ModelFileError, check_arch, check_layout, check_size, check_state_metadata, check_upsample, method_config
 from ._modelfile import entry as header_entry
 from ._version import __version__
-from .methods import _precision
+from .methods import _entropy, _precision
 from .methods._base import CompressedModel, compress, state_metadata, with_metadata
 from .methods._targets import state_to_be_loaded
 
@@ -115,12 +115,16 @@ def save_compact(model: CompressedModel, path: str | os.PathLike) -> Path:
     if not isinstance(model, CompressedModel):
         raise TypeError(f"save_compact takes a compressed model (from smhsearch.compress), but got {type(model).__name__}")
     tensors, precision = _precision.encode_state(model, model.compact_state_dict())
+    coded = {}
+    if model.config.entropy:
+        tensors, coded = _entropy.encode(tensors, _precision.scheme_of(model.config.bits).code_bits)
     return _write_safetensors(tensors, path, COMPACT_FORMAT, {
         "method": json.dumps(model.config.to_dict()),
         "arch": json.dumps(model.arch),
         "layout": json.dumps(model.layout()),
         "state_metadata": _metadata_json(model),
         **({"precision": json.dumps(precision)} if precision else {}),
+        **({"entropy": json.dumps(coded)} if coded else {}),
     })
 
 
@@ -174,6 +178,7 @@ def read_compact_metadata(path: str | os.PathLike) -> dict[str, Any]:
         "state_metadata": check_state_metadata(path, header_entry(path, meta, "state_metadata", (dict, type(None)), None)),
         "tensors": int(meta["__tensors__"]),
         "precision": header_entry(path, meta, "precision", dict, {}),
+        "entropy": header_entry(path, meta, "entropy", dict, {}),
     }
 
 
@@ -220,7 +225,8 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
         first = next((f"{a} != {b}" for a, b in zip(layout, meta["layout"]) if a != b), f"{len(layout)} != {len(meta['layout'])} entries")
         raise ModelFileError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): hashed layout differs, {first}")
     try:
-        tensors, frozen = _precision.decode_state(load_file(str(path), device=str(device)), meta["precision"])
+        tensors = _entropy.decode(load_file(str(path)), meta["entropy"], limit=2 * compressed.virtual_count() + 2**20)
+        tensors, frozen = _precision.decode_state({k: v.to(device) for k, v in tensors.items()}, meta["precision"])
         compressed.load_compact_state_dict(tensors, meta["state_metadata"])
     except (RuntimeError, KeyError, ValueError, TypeError) as e:  # a missing, extra or misshapen tensor, a bad precision entry
         raise ModelFileError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): "
@@ -233,7 +239,7 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
 # ----------------------------------------------------------------------------------------------
 # Dense files: the materialised model as plain tensors, and the deployable formats built from it.
 
-FORMATS = ("safetensors", "torchscript", "pt2", "onnx", "compact")
+FORMATS = ("safetensors", "torchscript", "pt2", "onnx", "onnx-int8", "compact")
 
 
 def _dense_arch(dense: nn.Module) -> tuple[dict[str, Any] | None, int | None]:
@@ -318,14 +324,38 @@ def _outputs(fn, x: torch.Tensor) -> torch.Tensor:
         return fn(x).float()
 
 
+def _write_onnx(dense: nn.Module, x: torch.Tensor, path: Path) -> Path:
+    """The float ONNX file of ``dense`` (input ``input``, a dynamic batch), written by torch's dynamo exporter."""
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    for name in ("onnxscript", "onnx_ir"):  # their optimiser passes log every rewrite at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(dense, (x,), str(path), input_names=["input"], output_names=["logits"],
+                          dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}}, dynamo=True, external_data=False)
+    return path
+
+
+def float_onnx(model: nn.Module, input_shape: tuple[int, ...], path: str | os.PathLike) -> Path:
+    """``model`` materialised and written as a float ONNX file at ``path`` (input ``input``, any batch)."""
+    return _write_onnx(_Exportable(materialize(model).cpu().eval()).eval(), torch.zeros((2, *input_shape)), Path(path))
+
+
 def export_model(model: nn.Module, out_dir: str | os.PathLike, input_shape: tuple[int, ...], formats: tuple[str, ...] = ("safetensors", "onnx"),
-                 batch: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+                 batch: int = 4, seed: int = 0, calibration=None) -> list[dict[str, Any]]:
     """Write ``model`` in each of ``formats`` under ``out_dir``, reload each and compare its outputs with ``model``'s.
 
     Returns one record per file: format, path, bytes, the largest absolute difference
     from the trained model's outputs on a fixed random batch, and whether it is within
     tolerance (1e-4 absolute plus 1e-4 of the largest output). ``compact`` needs a
     compressed model. ``pt2`` is ``torch.export``'s program, TorchScript's successor.
+    ``onnx-int8`` (:mod:`smhsearch.int8`) needs ``calibration`` (normalised training images, float32
+    (N, C, H, W)); its outputs are compared on the first of them and recorded, not held to a tolerance:
+    int8 is not float, and its test accuracy is what says whether it may ship.
     """
     import warnings
 
@@ -335,6 +365,8 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, input_shape: tupl
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown format {unknown[0]!r}; allowed: {', '.join(FORMATS)}")
+    if "onnx-int8" in formats and calibration is None:
+        raise ValueError("format 'onnx-int8' needs calibration images (the run's training images)")
     if "compact" in formats and not isinstance(model, CompressedModel):
         raise ValueError("format 'compact' needs a compressed model; this one is dense (allowed: "
                          + ", ".join(f for f in FORMATS if f != "compact") + ")")
@@ -344,6 +376,7 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, input_shape: tupl
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn((batch, *input_shape), generator=gen)
     reference = _outputs(model, x)
+    real = torch.as_tensor(calibration[:batch]) if calibration is not None else None
     tol = 1e-4 + 1e-4 * float(reference.abs().max())
     dense = _Exportable(materialize(model).cpu().eval()).eval()
     own = [m for m in [imported_module(model.arch if isinstance(model, CompressedModel) else arch_of(model))] if m]  # already imported
@@ -366,23 +399,23 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, input_shape: tupl
             program = torch.export.export(dense, (x,), dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}})
             torch.export.save(program, str(path))
             got = _outputs(torch.export.load(str(path)).module(), x)
+        elif fmt == "onnx-int8":
+            import tempfile
+
+            from . import int8
+
+            path = out_dir / "model.int8.onnx"
+            with tempfile.TemporaryDirectory() as d:
+                int8.quantize_onnx(_write_onnx(dense, x, Path(d) / "float.onnx"), path, calibration)
+            got, want = torch.from_numpy(int8.outputs(path, real.numpy())).float(), _outputs(model, real)
+            records.append({"format": fmt, "path": str(path), "bytes": path.stat().st_size, "max_abs_diff": float((got - want).abs().max()),
+                            "tolerance": None, "ok": True, "calibration_images": len(calibration)})
+            continue
         else:  # onnx, checked with onnxruntime
-            import contextlib
-            import io
-            import logging
+            from . import int8
 
-            import onnxruntime as ort
-
-            for name in ("onnxscript", "onnx_ir"):  # their optimiser passes log every rewrite at INFO
-                logging.getLogger(name).setLevel(logging.WARNING)
-
-            path = out_dir / "model.onnx"
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(dense, (x,), str(path), input_names=["input"], output_names=["logits"],
-                                  dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}}, dynamo=True, external_data=False)
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0]).float()
+            path = _write_onnx(dense, x, out_dir / "model.onnx")
+            got = torch.from_numpy(int8.outputs(path, x.numpy())).float()
         diff = float((got - reference).abs().max()) if got.shape == reference.shape else math.inf
         records.append({"format": fmt, "path": str(path), "bytes": path.stat().st_size, "max_abs_diff": diff, "tolerance": tol,
                         "ok": diff <= tol})

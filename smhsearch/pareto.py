@@ -218,6 +218,8 @@ class PublishedPoint:
     where: str
     note: str
     file: str
+    bytes: float | None = None
+    """The model's size in bytes where the paper gives it (Deep Compression) or its memory measure implies it."""
 
 
 def load_baselines() -> list[PublishedPoint]:
@@ -229,7 +231,8 @@ def load_baselines() -> list[PublishedPoint]:
         with entry.open(newline="") as f:
             for row in csv.DictReader(f):
                 out.append(PublishedPoint(row["dataset"], row["arch"], row["family"], row["series"], float(row["params"]), float(row["accuracy"]),
-                                          row["source"], row["where"], row.get("note", ""), entry.name))
+                                          row["source"], row["where"], row.get("note", ""), entry.name,
+                                          float(row["bytes"]) if row.get("bytes") else None))
     return out
 
 

@@ -16,7 +16,7 @@ LAYERS = [
     {"_budget", "_registry", "_version", "_fvcore", "_checkpoint", "_atomic", "_redact", "_storage", "_rdb", "plugins", "device"},
     {"models"},
     {"methods"},
-    {"measure", "_modelfile", "export", "data"},
+    {"measure", "_modelfile", "export", "int8", "data"},
     {"train", "distill"},
     {"speed", "teachers"},
     {"job"},

@@ -118,7 +118,11 @@ def test_every_published_point_names_a_registered_arch_a_source_and_a_plausible_
     assert {p.arch for p in cifar} == {"resnet20", "resnet32", "resnet44", "resnet56", "resnet110"}
     assert pareto.published_points("fashion-mnist-small", ["resnet8"]) == []
     assert {p.arch for p in pareto.published_points("imagenet", ["efficientnet_b0"])} >= {"efficientnet_b2", "efficientnet_b0"}
-    assert {p.arch for p in pareto.published_points("mnist", ["mlp"])} == {"mlp_1x1000", "mlp_3x1000"}
+    assert {p.arch for p in pareto.published_points("mnist", ["mlp"])} == {"mlp_1x1000", "mlp_3x1000", "lenet300_100"}
+    # sizes in bytes where the paper gives them: Deep Compression's LeNet-300-100, 1070 KB -> 27 KB (40x)
+    dc = {p.series: p for p in pts if p.file == "deep_compression_mnist.csv"}
+    assert {round(p.bytes) for p in dc.values()} == {1_070_000, 27_000} and all(p.accuracy > 98 for p in dc.values())
+    assert all(p.bytes == 4 * p.params for p in pts if p.file == "hashednets_mnist.csv")  # float32 weights
 
 
 REFERENCE = SHARED_DATA.parent / "reference" / "published_results.md"

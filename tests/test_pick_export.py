@@ -159,3 +159,36 @@ def test_export_of_a_dense_trial_skips_compact_by_default(quick_run, tmp_path, c
     assert rc == 0, err
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["export.json", "model.onnx", "model.safetensors"]
     assert "max |diff|" in out and np.isfinite(json.loads((tmp_path / "d" / "export.json").read_text())["files"][0]["max_abs_diff"])
+
+
+def test_int8_export_is_quantised_calibrated_and_scored_beside_the_float_model(quick_run, tmp_path, cli):
+    import onnx
+
+    run = load_run(quick_run)
+    chosen = pareto.pick([t for t in run.trials if t.method != "dense"], pareto.Constraints()).chosen
+    out = tmp_path / "int8"
+    rc, stdout, err = cli("export", quick_run, "--trial", chosen.number, "--out", out, "--format", "onnx,onnx-int8",
+                          "--calibration-images", "256", "--json")
+    assert rc == 0, err
+    manifest = json.loads(stdout)
+    files = {f["format"]: f for f in manifest["files"]}
+    assert files["onnx-int8"]["calibration_images"] == 256 and files["onnx-int8"]["tolerance"] is None
+    graph = onnx.load(str(out / "model.int8.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # ONNX Runtime's QDQ format
+    int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 2]
+    assert int8_weights and files["onnx-int8"]["bytes"] < 0.4 * files["onnx"]["bytes"]  # weights in a byte, not four
+    # scored independently on the test split, as deployed: the manifest's figures are the file's
+    import onnxruntime as ort
+
+    data = load_dataset(run.dataset)
+    session = ort.InferenceSession(str(out / "model.int8.onnx"), providers=["CPUExecutionProvider"])
+    acc = _accuracy(lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0]), data, manifest["preprocess"])
+    report = manifest["int8"]
+    assert report["int8"]["test_acc"] == pytest.approx(acc, abs=1e-9) and report["test_images"] == len(data.test.y)
+    assert report["float"]["test_acc"] == pytest.approx(chosen.get("test_acc"), abs=1.5 / len(data.test.y))
+    assert abs(report["int8"]["test_acc"] - report["float"]["test_acc"]) < 0.05  # calibrated: not a broken model
+    assert all(report[k]["latency_s"] > 0 and report[k]["throughput"] > 0 for k in ("float", "int8"))
+    rc, _, err = cli("export", quick_run, "--trial", chosen.number, "--out", tmp_path / "x", "--format", "onnx-int8",
+                     "--calibration-images", "0")
+    assert rc == 2 and "--calibration-images: expected 1 to 100000" in err and not (tmp_path / "x").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -28,7 +29,8 @@ CONFIGS = {  # every registered method, each at a scheme of its own (every schem
     "lowrank": lambda **k: smhsearch.LowRank(budget="30%", **k),
     "width": lambda **k: smhsearch.WidthMultiplier(alpha=0.5, **k),
 }
-SCHEMES = [dict(bits=8), dict(bits=4, quant="qat"), dict(bits=16), dict(bits="kmeans:16"), dict(bits="kmeans:4", quant="qat")]
+SCHEMES = [dict(bits=8), dict(bits=4, quant="qat"), dict(bits=16), dict(bits="kmeans:16"), dict(bits="kmeans:4", quant="qat"),
+           dict(bits=1, quant="qat"), dict(bits=4, entropy=True), dict(bits="kmeans:32", entropy=True)]
 
 
 @pytest.mark.parametrize("bits", range(1, 9))
@@ -67,6 +69,10 @@ def test_every_method_at_every_scheme_reloads_bit_for_bit(method, scheme, tmp_pa
         assert torch.equal(w, again.get_parameter(name).detach())
         if str(scheme["bits"]).startswith("kmeans"):
             assert len(torch.unique(w)) <= int(str(scheme["bits"]).split(":")[1])
+        elif scheme["bits"] == 1:  # each row +-alpha, alpha its mean absolute value (XNOR-Net's scale) as a bfloat16
+            grid = m._precision_frozen[name]
+            rows, _ = P.row_index(w.shape, grid.get("segments"))
+            assert torch.equal(w.reshape(-1).abs(), grid["scale"][rows])
         elif scheme["bits"] in (8, 4):
             grid = m._precision_frozen[name]
             rows, _ = P.row_index(w.shape, grid.get("segments"))  # dim 0's rows; a per-layer pool's parts
@@ -170,13 +176,13 @@ def test_what_is_quantised_and_what_stays_float():
 
 
 @pytest.mark.parametrize("bits, quant, message", [
-    (5, None, "bits: 5 is not a precision; allowed: 32, 16, 8, 4 or kmeans:K"),
+    (5, None, "bits: 5 is not a precision; allowed: 32, 16, 8, 4, 1 (binary) or kmeans:K"),
     ("kmeans:1", None, "bits: 'kmeans:1' is not a precision"),
     (32, "qat", "quant: 'qat' applies to bits below 32"),
     (8, "fp8", "quant: 'fp8' is not a quantisation mode; allowed: ptq, qat"),
 ])
 def test_bad_precision_is_refused_naming_the_key(bits, quant, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         smhsearch.compress(base(), smhsearch.SMH(budget="30%", bits=bits, quant=quant))
 
 
@@ -206,7 +212,11 @@ def test_compress_bits_flag_writes_the_quantised_file(cli, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["compress", "resnet8", "--budget", "30%", "--quant", "qat"], "--quant: quant: 'qat' applies to bits below 32"),
-    (["compress", "resnet8", "--budget", "30%", "--bits", "3"], "--bits: bits: '3' is not a precision; allowed: 32, 16, 8, 4 or kmeans:K"),
+    (["compress", "resnet8", "--budget", "30%", "--bits", "3"], "--bits: bits: '3' is not a precision; allowed: 32, 16, 8, 4, 1 (binary) or kmeans:K"),
+    (["compress", "resnet8", "--budget", "30%", "--bits", "16", "--entropy"], "--entropy: entropy: applies to integer codes"),
+    (["compress", "mlp", "--method", "deep_compression", "--budget", "8%", "--bits", "8"],
+     "--bits: bits: method 'deep_compression' fixes bits='kmeans:32'"),
+    (["train", "mlp", "--method", "binaryconnect", "--bits", "8"], "bits: method 'binaryconnect' fixes bits=1; use 'dense' to set it"),
     (["compress", "resnet8", "--budget", "30%", "--bits", "8", "--quant", "int"], "--quant: quant: 'int' is not a valid value"),
     (["train", "mlp", "--quant", "qat"], "--quant: quant: 'qat' applies to bits below 32"),
     (["train", "mlp", "--bits", "8", "--budget", "10%"], "--budget: does not apply to a dense model"),
@@ -232,7 +242,7 @@ def test_a_dense_model_at_8_bits_trains_and_ships_its_codes(cli, tmp_path):
     rc, _, err = cli("train", "mlp", "--bits", "8", "--epochs", "1", "--out", tmp_path / "r")
     assert rc == 0, err
     record = json.loads((tmp_path / "r" / "result.json").read_text())
-    assert record["spec"]["method"] == {"method": "dense", "bits": 8, "quant": None}
+    assert record["spec"]["method"] == {"method": "dense", "bits": 8, "quant": None, "entropy": False}
     dense32 = smhsearch.create_model("mlp", num_classes=10, in_channels=1)
     assert record["metrics"]["stored_bytes"] < 0.3 * measure.stored_bytes(dense32)
     model = smhsearch.export.load_trained(tmp_path / "r" / "model.safetensors")

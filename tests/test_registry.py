@@ -78,7 +78,8 @@ def test_plugin_method_on_the_command_line(tmp_path):
     env = {**ENV, "SMHSEARCH_PLUGINS": "toy_method"}
     r = cli("compress", "resnet8", "--method", "toyshare", "--budget", "20%", "--stride", "3", "--json", env=env)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["method"] == {"method": "toyshare", "bits": 32, "quant": None, "budget": "20%", "scope": "all", "stride": 3,
+    assert json.loads(r.stdout)["method"] == {"method": "toyshare", "bits": 32, "quant": None, "entropy": False, "budget": "20%",
+                                              "scope": "all", "stride": 3,
                                               "seed": 0}  # every method records its precision (32 bits: float32)
     r = cli("compress", "resnet8", "--method", "toyshare3", "--budget", "20%", "--stride", "2", env=env)
     assert r.returncode == 2 and "--stride: stride: method 'toyshare3' fixes stride=3" in r.stderr

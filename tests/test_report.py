@@ -291,3 +291,19 @@ def test_report_in_headless_chromium(quick_run, tmp_path):
     assert problems == []
     assert all(u.startswith(("file:", "data:", "blob:", "about:")) for u in requests), requests  # works offline
     assert (ARTIFACTS / "report-quick.png").stat().st_size > 10_000
+
+
+def test_published_sizes_in_bytes_are_drawn_on_the_bytes_figure():
+    from smhsearch.report import ReportData, figure
+    from smhsearch.runs import TrialRecord
+
+    trials = [TrialRecord(0, "complete", {"arch": "lenet300_100", "method": "prune", "budget": "8%"},
+                          {"stored_params": 21000, "stored_bytes": 26000, "val_acc": 0.98, "throughput": 9e4, "flops": 3e5})]
+    data = ReportData("t", "runs/t", "mnist", 10, "val_acc", trials, {a: pareto.front(trials, a) for a in pareto.AXES},
+                      {a: pareto.hypervolumes(trials, a) for a in pareto.AXES}, {a: pareto.reference_point(trials, a) for a in pareto.AXES},
+                      pareto.published_points("mnist", ["lenet300_100"]), {"complete": 1})
+    drawn = {t.name.removeprefix("published: "): list(zip(t.x, t.y)) for t in figure(data, "stored_bytes").data
+             if t.uid.startswith("published|")}
+    with_bytes = [p for p in data.published if p.bytes is not None]
+    assert with_bytes and sum(len(v) for v in drawn.values()) == len(with_bytes)
+    assert (27_000.0, 98.42) in drawn["Deep Compression (prune, k-means, Huffman)"]  # 27 KB at 1.58% error

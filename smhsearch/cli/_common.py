@@ -93,7 +93,7 @@ def add_method_flags(parser: argparse.ArgumentParser, default_method: str) -> No
 
 def method_from_flags(args: argparse.Namespace, seed: int):
     """The method config ``--method`` and its flags describe (None for dense); BadInput naming the flag when wrong."""
-    from ..methods._config import DENSE, options_of
+    from ..methods._config import is_dense, options_of
     from ..methods._config import PRECISION_AXES
     from ..methods._schema import applies_to, build_config, coerce, dense_config, method_names, resolve, unknown_method
 
@@ -101,12 +101,12 @@ def method_from_flags(args: argparse.Namespace, seed: int):
     options = given(args, method_flag_names())
     if method not in method_names():
         raise BadInput(f"--method: {unknown_method(method)}")
-    if method == DENSE:
+    if is_dense(method):
         other = [k for k in options if k not in PRECISION_AXES]
         if other:
             raise BadInput(f"{flag(other[0])}: does not apply to a dense model (it applies to: {', '.join(applies_to(other[0]))})")
         try:
-            return dense_config(options.get("bits", 32), options.get("quant"))
+            return dense_config(options.get("bits"), options.get("quant"), options.get("entropy"), name=method)
         except ValueError as e:
             raise BadInput(f"{flag_for(str(e), list(PRECISION_AXES))}{e}") from None
     entry, _ = resolve(method)

@@ -124,6 +124,8 @@ def _count_flops(net, shape) -> int:
     """fvcore's count on ``net``; a meta network gets uninitialised CPU storage first (FLOPs do not read values)."""
     from .._fvcore import count_flops
 
-    if any(t.is_meta for t in net.state_dict().values()):
-        net = net.to_empty(device="cpu")
+    if any(t.is_meta for t in net.state_dict().values()):  # on a copy: to_empty works in place, and a dense candidate's
+        import copy                                          # network is the architecture's base the others are built from
+
+        net = copy.deepcopy(net).to_empty(device="cpu")
     return count_flops(net, shape)

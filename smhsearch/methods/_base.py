@@ -21,7 +21,7 @@ from .._budget import Budget, BudgetLike
 from .._registry import Registry
 from ..models._factory import arch_of
 from . import _precision
-from ._config import AXES, DENSE, PRECISION_AXES, MethodConfig, options_of
+from ._config import AXES, DENSE, DENSE_PRESETS, PRECISION_AXES, MethodConfig, options_of
 from ._rates import Optimizer, VariableRate, param_groups
 from ._targets import Target
 
@@ -78,7 +78,7 @@ def check_declarations(config_cls: type[MethodConfig]) -> None:
         unknown = [k for k in fixed if k not in fields]
         if unknown:
             raise ValueError(f"{name}.presets[{preset!r}]: {unknown} are not fields of {name}")
-    taken = {n for e in METHODS._items.values() for n in (e.config_cls.method, *e.config_cls.presets)} | {DENSE}
+    taken = {n for e in METHODS._items.values() for n in (e.config_cls.method, *e.config_cls.presets)} | {DENSE, *DENSE_PRESETS}
     clash = [p for p in [config_cls.method, *config_cls.presets] if p in taken]
     if clash:
         raise ValueError(f"{name}: method or preset name(s) {clash} are already taken")
@@ -116,12 +116,12 @@ def compress(model: nn.Module, config: MethodConfig) -> "CompressedModel":
     if not isinstance(config, MethodConfig):
         raise TypeError(f"config must be a method config such as SMH(...), but got {type(config).__name__}")
     if isinstance(config, Dense):
-        _precision.check_precision(config.bits, config.quant)
+        _precision.check_precision(config.bits, config.quant, config.entropy)
         return _precision.attach(DenseModel(model, config))
     entry = METHODS.get(config.method)
     if not isinstance(config, entry.config_cls):
         raise TypeError(f"method {config.method!r} expects a {entry.config_cls.__name__}, but got {type(config).__name__}")
-    _precision.check_precision(config.bits, config.quant)
+    _precision.check_precision(config.bits, config.quant, config.entropy)
     return _precision.attach(entry.builder(model, config))
 
 

@@ -15,11 +15,23 @@ from typing import Any, ClassVar, Literal, Mapping, get_args, get_origin
 AXES: tuple[str, ...] = ("budget", "scope", "scale")
 """The space axes shared by methods: a method reads the subset it declares in ``axes``."""
 
-PRECISION_AXES: tuple[str, ...] = ("bits", "quant")
+PRECISION_AXES: tuple[str, ...] = ("bits", "quant", "entropy")
 """The precision stage's fields, which every method config has (:class:`MethodConfig`): axes every method reads."""
 
 DENSE = "dense"
 """The name of the uncompressed model, in spaces and on the command line."""
+
+DENSE_PRESETS: dict[str, dict[str, Any]] = {
+    # BinaryConnect (Courbariaux et al. 2015) with XNOR-Net's per-filter weight scale: every weight matrix trained
+    # through its signs, stored one bit a weight plus one bfloat16 scale a row
+    "binaryconnect": {"bits": 1, "quant": "qat"},
+}
+"""Other names of the uncompressed model, each fixing its precision: methods of their own that keep the architecture."""
+
+
+def is_dense(name: str) -> bool:
+    """Whether a method name means the uncompressed model (``dense`` or one of :data:`DENSE_PRESETS`)."""
+    return name == DENSE or name in DENSE_PRESETS
 
 
 @dataclass(frozen=True)
@@ -78,9 +90,11 @@ class MethodConfig:
     # The precision stage (methods/_precision.py), the same two fields on every method; keyword-only, so a
     # method's own fields keep their positions.
     bits: int | str = field(default=32, kw_only=True, metadata={
-        "help": "stored precision of the method's variables: 32 | 16 | 8 | 4 | kmeans:K (K shared values, 2..256)"})
+        "help": "stored precision of the method's variables: 32 | 16 | 8 | 4 | 1 (binary) | kmeans:K (K shared values, 2..256)"})
     quant: Literal["ptq", "qat"] | None = field(default=None, kw_only=True, metadata={
         "help": "below 32 bits: quantise after training (ptq, the default) or train through the quantiser (qat)"})
+    entropy: bool = field(default=False, kw_only=True, metadata={
+        "help": "entropy-code the file's integer codes and masks (Deep Compression's last stage; LZMA2): bits 8, 4, 1 or kmeans:K"})
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict that :func:`config_from_dict` turns back into an equal config."""

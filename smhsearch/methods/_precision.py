@@ -15,12 +15,17 @@ with any method: it acts on the tensors the model stores, whatever computed them
   scale), ``kmeans:K`` (Gong et al.; Deep Compression: one codebook of K float32 values per
   tensor, initialised linearly between its min and max as Han et al. found best, refined by
   Lloyd's iterations until the assignment stops changing, and one index of ceil(log2 K) bits a
-  value). Scales are rounded *up* to bfloat16 before any code is computed (2 bytes a row, range
-  of float32), so the file and the model agree exactly.
+  value), ``1`` (binarisation: BinaryConnect's sign with XNOR-Net's weight scale, each row's
+  values ``+-alpha``, alpha = the row's mean absolute value, which minimises the row's squared
+  error; one bit a value). Uniform scales are rounded *up* to bfloat16 before any code is
+  computed (2 bytes a row, range of float32), binary ones to the nearest bfloat16, so the file
+  and the model agree exactly.
 - **When** (``quant``): ``ptq`` (the default below 32 bits) snaps the trained variables to their
   grid at the end of training; ``qat`` also trains through the quantiser: every forward uses the
   quantised values and the gradient passes straight through to the float variables (STE;
-  ``torch.fake_quantize_per_channel_affine`` for the uniform scheme). Either way the trainer
+  ``torch.fake_quantize_per_channel_affine`` for the uniform scheme; for binary weights this is
+  BinaryConnect's training: the float weights accumulate the updates, the forward uses their
+  signs). Either way the trainer
   calls :func:`finalize` before its last evaluation, so the reported accuracy is the quantised
   model's, and the compact file then holds packed codes (:func:`encode_state`) from which
   :func:`decode_state` rebuilds the same float values bit for bit.
@@ -36,14 +41,14 @@ import numpy as np
 import torch
 from torch import nn
 
-BITS = (32, 16, 8, 4)
+BITS = (32, 16, 8, 4, 1)
 QUANTS = ("ptq", "qat")
-BITS_HELP = "stored precision: 32 | 16 | 8 | 4 | kmeans:K (K shared values, 2..256)"
+BITS_HELP = "stored precision: 32 | 16 | 8 | 4 | 1 (binary) | kmeans:K (K shared values, 2..256)"
 
 
 @dataclass(frozen=True)
 class Scheme:
-    kind: Literal["float", "half", "uniform", "kmeans"]
+    kind: Literal["float", "half", "uniform", "binary", "kmeans"]
     code_bits: int
     """Bits of one stored code (32 for float, 16 for half)."""
     clusters: int | None = None
@@ -54,8 +59,8 @@ class Scheme:
 
 
 def parse_bits(value: Any) -> int | str:
-    """``bits`` in its one spelling: 32, 16, 8, 4 or ``"kmeans:K"``; anything else is a ValueError naming the allowed values."""
-    allowed = "allowed: 32, 16, 8, 4 or kmeans:K with 2 <= K <= 256"
+    """``bits`` in its one spelling: 32, 16, 8, 4, 1 or ``"kmeans:K"``; anything else is a ValueError naming the allowed values."""
+    allowed = "allowed: 32, 16, 8, 4, 1 (binary) or kmeans:K with 2 <= K <= 256"
     if isinstance(value, bool):
         raise ValueError(f"bits: {value!r} is not a precision; {allowed}")
     text = str(value).strip().lower()
@@ -71,16 +76,20 @@ def scheme_of(bits: Any) -> Scheme:
     if isinstance(b, str):
         k = int(b.split(":")[1])
         return Scheme("kmeans", max(1, math.ceil(math.log2(k))), k)
-    return Scheme({32: "float", 16: "half"}.get(b, "uniform"), b)  # type: ignore[arg-type]
+    return Scheme({32: "float", 16: "half", 1: "binary"}.get(b, "uniform"), b)  # type: ignore[arg-type]
 
 
-def check_precision(bits: Any, quant: Any) -> None:
-    """Raise ValueError (naming ``bits`` or ``quant``) when the pair is not a precision this stage applies."""
+def check_precision(bits: Any, quant: Any, entropy: Any = False) -> None:
+    """Raise ValueError (naming ``bits``, ``quant`` or ``entropy``) when they are not a precision this stage applies."""
     b = parse_bits(bits)
     if quant is not None and quant not in QUANTS:
         raise ValueError(f"quant: {quant!r} is not a quantisation mode; allowed: {', '.join(QUANTS)}")
     if b == 32 and quant is not None:
-        raise ValueError(f"quant: {quant!r} applies to bits below 32 (16, 8, 4, kmeans:K), but bits is 32")
+        raise ValueError(f"quant: {quant!r} applies to bits below 32 (16, 8, 4, 1, kmeans:K), but bits is 32")
+    if not isinstance(entropy, bool):
+        raise ValueError(f"entropy: {entropy!r} is not true or false")
+    if entropy and scheme_of(b).kind in ("float", "half"):
+        raise ValueError(f"entropy: applies to integer codes (bits 8, 4, 1 or kmeans:K), but bits is {b}")
 
 
 def effective_quant(config) -> str | None:
@@ -138,6 +147,28 @@ def uniform_values(codes: torch.Tensor, scales: torch.Tensor, shape, segments: t
     return (codes.reshape(-1).to(torch.float32) * scales.to(codes.device)[rows]).reshape(shape)
 
 
+def binary_scales(w: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
+    """One scale a row, (rows,) float32: the row's mean absolute value (XNOR-Net's alpha, the scale that minimises
+    ``||w - alpha * sign(w)||``), rounded to the nearest bfloat16 so the file holds it exactly."""
+    rows, n = row_index(w.shape, segments, w.device)
+    flat = w.detach().float().reshape(-1).abs()
+    total = torch.zeros(n, device=w.device).index_add_(0, rows, flat)
+    count = torch.bincount(rows, minlength=n).clamp(min=1).float()
+    return (total / count).to(torch.bfloat16).float()
+
+
+def binary_codes(w: torch.Tensor) -> torch.Tensor:
+    """1 where an entry of ``w`` (flat) is >= 0, else 0: the sign bit (zero counts as positive), uint8."""
+    return (w.detach().reshape(-1) >= 0).to(torch.uint8)
+
+
+def binary_values(codes: torch.Tensor, scales: torch.Tensor, shape, segments: torch.Tensor | None = None) -> torch.Tensor:
+    """``+-scale`` of each entry's row, as the codes say: the one decoding both the model and the file use."""
+    rows, _ = row_index(shape, segments, codes.device)
+    signs = codes.reshape(-1).to(torch.float32) * 2 - 1
+    return (signs * scales.to(codes.device)[rows]).reshape(shape)
+
+
 # --- k-means ---------------------------------------------------------------------------------------
 
 def kmeans_fit(w: torch.Tensor, clusters: int, init: torch.Tensor | None = None, max_iter: int = 300) -> torch.Tensor:
@@ -188,6 +219,8 @@ def _quantised(w: torch.Tensor, scheme: Scheme, state: dict[str, torch.Tensor]) 
     if scheme.kind == "uniform":
         seg = state.get("segments")
         return uniform_values(uniform_codes(w, state["scale"], scheme, seg), state["scale"], w.shape, seg).to(w.device)
+    if scheme.kind == "binary":
+        return binary_values(binary_codes(w), state["scale"], w.shape, state.get("segments")).to(w.device)
     return state["codebook"].to(w.device)[kmeans_codes(w, state["codebook"])].reshape(w.shape)
 
 
@@ -201,6 +234,8 @@ def fake_quantize(w: torch.Tensor, scheme: Scheme, codebook: torch.Tensor | None
             zero = torch.zeros_like(scale, dtype=torch.int32)
             return torch.fake_quantize_per_channel_affine(rows, scale, zero, 0, -scheme.qmax, scheme.qmax).reshape(w.shape)
         target = uniform_values(uniform_codes(w, scale, scheme, segments), scale, w.shape, segments).to(w.dtype)
+    elif scheme.kind == "binary":  # BinaryConnect: the forward uses alpha * sign(w), the update reaches the float w
+        target = binary_values(binary_codes(w), binary_scales(w, segments), w.shape, segments).to(w.dtype)
     elif scheme.kind == "half":
         target = w.detach().to(torch.float16).to(w.dtype)
     else:
@@ -240,9 +275,10 @@ def _qat_pre_hook(model: nn.Module, args: Any) -> None:
             q = cache[name][1]
         else:
             book = None
-            if scheme.kind == "kmeans":  # refit each step, warm-started: the codebook follows the weights (Deep Compression)
-                books = model.__dict__.setdefault("_qat_codebooks", {})
-                book = books[name] = kmeans_fit(p, scheme.clusters, books.get(name))  # type: ignore[arg-type]
+            if scheme.kind == "kmeans":  # the codebook follows the weights (Deep Compression): fitted once, then one
+                books = model.__dict__.setdefault("_qat_codebooks", {})  # warm-started Lloyd iteration a step (finalize converges)
+                warm = books.get(name)
+                book = books[name] = kmeans_fit(p, scheme.clusters, warm, max_iter=300 if warm is None else 1)  # type: ignore[arg-type]
             q = fake_quantize(p, scheme, book, segments_of(model, name))
             if reuse:  # computed while the old copy is alive, so the eval cache keyed on storage sees a change
                 cache[name] = (key, q)
@@ -289,9 +325,9 @@ def finalize(model: nn.Module) -> nn.Module:
     for name in model._precision_names:
         p = model.get_parameter(name)
         state: dict[str, torch.Tensor] = {}
-        if scheme.kind == "uniform":
+        if scheme.kind in ("uniform", "binary"):
             seg = segments_of(model, name)
-            state["scale"] = uniform_scales(p, scheme, seg).cpu()
+            state["scale"] = (uniform_scales(p, scheme, seg) if scheme.kind == "uniform" else binary_scales(p, seg)).cpu()
             if seg is not None:
                 state["segments"] = seg
         elif scheme.kind == "kmeans":
@@ -318,19 +354,24 @@ def tensor_codes(w: torch.Tensor, frozen: dict[str, torch.Tensor], scheme: Schem
 def nearest_codes(w: torch.Tensor, frozen: dict[str, torch.Tensor], scheme: Scheme) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
     """:func:`tensor_codes` without the check: the nearest code of each value, on the grid or not."""
     w = w.detach().cpu().float()
-    if scheme.kind == "uniform":
-        codes = uniform_codes(w, frozen["scale"], scheme, frozen.get("segments"))
+    if scheme.kind in ("uniform", "binary"):
         extra = {"scale": frozen["scale"].to(torch.bfloat16), **({"segments": frozen["segments"]} if "segments" in frozen else {})}
+        if scheme.kind == "binary":
+            return binary_codes(w).numpy(), extra
+        codes = uniform_codes(w, frozen["scale"], scheme, frozen.get("segments"))
         return (codes.numpy().astype(np.int32) + scheme.qmax).astype(np.uint8), extra
     return kmeans_codes(w, frozen["codebook"]).numpy().astype(np.uint8), {"codebook": frozen["codebook"].contiguous()}
 
 
 def codes_values(unsigned: np.ndarray, extra: dict[str, torch.Tensor], scheme: Scheme, shape) -> tuple[torch.Tensor, dict]:
     """Inverse of :func:`tensor_codes`: the float32 tensor, and the frozen grid (float32 scales or codebook)."""
-    if scheme.kind == "uniform":
+    if scheme.kind in ("uniform", "binary"):
         scale, seg = extra["scale"].float().cpu(), extra.get("segments")
+        grid = {"scale": scale, **({"segments": seg.cpu()} if seg is not None else {})}
+        if scheme.kind == "binary":
+            return binary_values(torch.from_numpy(unsigned.astype(np.uint8)), scale, shape, seg), grid
         signed = torch.from_numpy(unsigned.astype(np.int16)) - scheme.qmax
-        return uniform_values(signed, scale, shape, seg), {"scale": scale, **({"segments": seg.cpu()} if seg is not None else {})}
+        return uniform_values(signed, scale, shape, seg), grid
     book = extra["codebook"].float().cpu()
     return book[torch.from_numpy(unsigned.astype(np.int64))].reshape(shape), {"codebook": book}
 

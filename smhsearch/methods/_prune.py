@@ -42,6 +42,9 @@ class Prune(MethodConfig):
     method = "prune"
     axes = ("budget", "scope")
     space_options = ("start", "end", "steps")
+    # Deep Compression (Han et al. 2016): pruning, then k-means weight sharing whose centroids are trained on
+    # (5 bits, the paper's setting for fully-connected layers), then entropy coding of the codes and the mask
+    presets = {"deep_compression": {"bits": "kmeans:32", "quant": "qat", "entropy": True}}
 
     budget: BudgetLike
     scope: Scope | ScopeRule = field(default="all", metadata={"help": "which tensors are pruned"})
@@ -122,7 +125,7 @@ class PruneModel(ReparametrizedModel):
         """Which targets' nonzeros the file stores as codes (uniform or k-means bits; the rest as float32 values)."""
         frozen = getattr(self, "_precision_frozen", None) or {}
         kind = _precision.scheme_of(self.config.bits).kind
-        return [kind in ("uniform", "kmeans") and f"weights.{i}" in frozen for i in range(len(self.weights))]
+        return [kind in ("uniform", "binary", "kmeans") and f"weights.{i}" in frozen for i in range(len(self.weights))]
 
     def compact_state_dict(self) -> dict[str, torch.Tensor]:
         # nonzero values and a bitmask, not dense tensors full of zeros; below 32 bits the quantised targets' nonzeros

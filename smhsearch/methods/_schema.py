@@ -20,10 +20,10 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ._base import METHODS, MethodEntry
-from ._config import AXES, DENSE, PRECISION_AXES, MethodConfig, OptionInfo, options_of
+from ._config import AXES, DENSE, DENSE_PRESETS, PRECISION_AXES, MethodConfig, OptionInfo, is_dense, options_of
 from ._precision import check_precision, parse_bits
 
-__all__ = ["AXES", "DENSE", "OptionInfo", "applies_to", "budget_value", "build_config", "coerce", "dense_config", "method_names", "options_of", "resolve",
+__all__ = ["AXES", "DENSE", "OptionInfo", "applies_to", "fixed_precision", "is_dense", "budget_value", "build_config", "coerce", "dense_config", "method_names", "options_of", "resolve",
            "space_options", "unknown_method"]
 
 def space_options(config_cls: type[MethodConfig]) -> dict[str, OptionInfo]:
@@ -34,7 +34,7 @@ def space_options(config_cls: type[MethodConfig]) -> dict[str, OptionInfo]:
 
 def method_names() -> list[str]:
     """Every name a space or ``--method`` accepts: ``dense``, the registry names and their presets."""
-    names = [DENSE]
+    names = [DENSE, *DENSE_PRESETS]
     for name in METHODS.names():
         names.append(name)
         names.extend(METHODS.get(name).config_cls.presets)
@@ -50,6 +50,16 @@ def resolve(name: str) -> tuple[MethodEntry, dict[str, Any]]:
         if name in entry.config_cls.presets:
             return entry, dict(entry.config_cls.presets[name])
     raise ValueError(unknown_method(name))
+
+
+def fixed_precision(name: str) -> dict[str, Any]:
+    """The precision fields (bits, quant, entropy) a method name fixes: a preset's (``binaryconnect``,
+    ``deep_compression``), ``{}`` for a plain name. A space crosses such a method with none of those axes."""
+    preset = DENSE_PRESETS[name] if name in DENSE_PRESETS else ({} if name == DENSE else resolve(name)[1])
+    out = {k: v for k, v in preset.items() if k in PRECISION_AXES}
+    if "bits" in out:
+        out["bits"] = parse_bits(out["bits"])
+    return out
 
 
 def unknown_method(name: str) -> str:
@@ -87,17 +97,23 @@ def build_config(name: str, axes: Mapping[str, Any], options: Mapping[str, Any],
         kwargs["seed"] = seed
     if "bits" in kwargs:
         kwargs["bits"] = parse_bits(kwargs["bits"])
-    check_precision(kwargs.get("bits", 32), kwargs.get("quant"))
+    check_precision(kwargs.get("bits", 32), kwargs.get("quant"), kwargs.get("entropy", False))
     return cls(**kwargs)
 
 
-def dense_config(bits: Any = 32, quant: Any = None) -> MethodConfig | None:
-    """The dense model at ``bits``: None (a plain module) at 32 bits, else :class:`Dense`; a bad pair is a ValueError."""
+def dense_config(bits: Any = None, quant: Any = None, entropy: Any = None, name: str = DENSE) -> MethodConfig | None:
+    """The dense model (or a preset of it, ``name``) at ``bits``: None (a plain module) at 32 bits, else :class:`Dense`;
+    a bad set, or a value its preset fixes otherwise, is a ValueError naming the field."""
     from ._base import Dense
 
-    bits = parse_bits(bits)
-    check_precision(bits, quant)
-    return None if bits == 32 else Dense(bits=bits, quant=quant)
+    given = {"bits": bits, "quant": quant, "entropy": entropy}
+    for k, v in DENSE_PRESETS.get(name, {}).items():
+        if given[k] is not None and (parse_bits(given[k]) if k == "bits" else given[k]) != (parse_bits(v) if k == "bits" else v):
+            raise ValueError(f"{k}: method {name!r} fixes {k}={v!r}; use 'dense' to set it")
+        given[k] = v
+    bits, quant, entropy = parse_bits(32 if given["bits"] is None else given["bits"]), given["quant"], bool(given["entropy"])
+    check_precision(bits, quant, entropy)
+    return None if bits == 32 else Dense(bits=bits, quant=quant, entropy=entropy)
 
 
 def coerce(info: OptionInfo, text: str) -> Any:

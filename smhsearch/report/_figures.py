@@ -98,20 +98,23 @@ def figure(data: ReportData, axis: str):
     if fr.step:
         fig.add_trace(go.Scatter(x=[x for x, _ in fr.step], y=[100 * a for _, a in fr.step], mode="lines", name="non-dominated front",
                                  line=dict(color="#111", width=1.5, dash="dot"), hoverinfo="skip", uid=FRONT_UID))
-    if axis == "stored_params":
-        series = sorted({p.series for p in data.published})
+    if axis in ("stored_params", "stored_bytes"):  # the papers' sizes: parameters, and bytes where they give them
+        size = (lambda p: p.params) if axis == "stored_params" else (lambda p: p.bytes)
+        shown = [p for p in data.published if size(p) is not None]
+        series = sorted({p.series for p in shown})
         grey = iter(PUBLISHED_COLOURS * 4)
         for i, s in enumerate(series):
-            pts = [p for p in data.published if p.series == s]
+            pts = [p for p in shown if p.series == s]
             # a paper's series of a method this run has takes that method's colour, with a marker of its own
             colour = col.get(published_method(s) or "", None) or next(grey)
             fig.add_trace(go.Scatter(
-                x=[p.params for p in pts], y=[p.accuracy for p in pts], mode="markers", name=f"published: {s}",
+                x=[size(p) for p in pts], y=[p.accuracy for p in pts], mode="markers", name=f"published: {s}",
                 legendgroup="published", legendgrouptitle_text="published (test accuracy)" if i == 0 else None,
                 marker=dict(symbol=PUBLISHED_SYMBOLS[i % len(PUBLISHED_SYMBOLS)], size=11, opacity=0.8, color=colour,
                             line=dict(width=1.5, color=colour)),
-                text=[f"<b>{html.escape(s)}</b><br>{html.escape(p.arch)} on {html.escape(p.dataset)}<br>{p.params:,.0f} parameters, "
-                      f"{p.accuracy:.2f}% top-1 (test)<br>{html.escape(p.source)}, {html.escape(p.where)}"
+                text=[f"<b>{html.escape(s)}</b><br>{html.escape(p.arch)} on {html.escape(p.dataset)}<br>{p.params:,.0f} parameters"
+                      + (f", {p.bytes:,.0f} bytes" if p.bytes is not None else "")
+                      + f", {p.accuracy:.2f}% top-1 (test)<br>{html.escape(p.source)}, {html.escape(p.where)}"
                       + (f"<br>{html.escape(p.note)}" if p.note else "") for p in pts],
                 hovertemplate="%{text}<extra></extra>", uid=f"published|{s}"))
     best = data.best_under(None)

@@ -10,6 +10,8 @@ Parameters (define-by-run, so a parameter exists only where the chosen method re
     distill              categorical [false, true], every method (dense too), when the space has the axis
     bits                 categorical over space.bits, for every method and dense (only when the space lists bits)
     quant                categorical over space.quant, only where the sampled bits are below 32
+    entropy              categorical over space.entropy, only where the sampled bits are integer codes (and the
+                         space lists entropy)
     <key>.<option>       categorical, one per option a method entry lists (``hashednets.hashes``); options
                          given as one value are fixed, not sampled
 
@@ -27,9 +29,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..methods._schema import DENSE, resolve
+from ..methods._schema import fixed_precision, is_dense, resolve
 from ..space import BudgetRange, Candidate, Space
-from ..space._schema import precision
+from ..space._schema import codes, precision
 
 _PRIMITIVE = (type(None), bool, int, float, str)
 
@@ -51,13 +53,14 @@ class StructuredSpace:
         self.archs = list(s.arch)
         self.entries: dict[str, tuple[str, tuple[str, ...], dict[str, Any], dict[str, list]]] = {}
         for key, m in zip(method_keys(space), s.method):
-            axes = () if m.name == DENSE else tuple(resolve(m.name)[0].config_cls.axes)
+            axes = () if is_dense(m.name) else tuple(resolve(m.name)[0].config_cls.axes)
             fixed = {k: v for k, v in m.options.items() if not isinstance(v, list)}
             listed = {k: v for k, v in sorted(m.options.items()) if isinstance(v, list)}
             self.entries[key] = (m.name, axes, fixed, listed)
         self.scope, self.scale = list(s.scope), list(s.scale)
         self.distill = list(s.distill) if s.distill is not None else None
-        self.bits, self.quant = list(s.bits), list(s.quant)
+        self.bits, self.quant, self.entropy = list(s.bits), list(s.quant), list(s.entropy)
+        self.pinned = {key: fixed_precision(m.name) for key, m in zip(method_keys(space), s.method)}  # a preset's precision
         self.budget = s.budget.model_dump() if isinstance(s.budget, BudgetRange) else s.budget
         self.counts = s.budget.counts if isinstance(s.budget, BudgetRange) else None
         self.bounds = s.budget.bounds if isinstance(s.budget, BudgetRange) else None
@@ -70,18 +73,22 @@ class StructuredSpace:
         key = trial.suggest_categorical("method", list(self.entries))
         name, axes, fixed, listed = self.entries[key]
         kd = trial.suggest_categorical("distill", self.distill) if self.distill is not None else None
-        bits = _categorical(trial, "bits", self.bits) if self.bits != [32] else 32
-        quant = trial.suggest_categorical("quant", self.quant) if bits != 32 else None
-        p_bits, p_quant = precision(bits, quant)
-        if name == DENSE:
-            return Candidate(arch, DENSE, distill=kd, bits=p_bits, quant=p_quant)
+        pinned = self.pinned[key]  # the precision the method's preset fixes is not sampled
+        bits = pinned.get("bits", _categorical(trial, "bits", self.bits) if self.bits != [32] and "bits" not in pinned else 32)
+        quant = pinned.get("quant") or (trial.suggest_categorical("quant", self.quant) if bits != 32 else None)
+        entropy = pinned.get("entropy", trial.suggest_categorical("entropy", self.entropy)
+                             if self.entropy != [False] and codes(bits) and "entropy" not in pinned else False)
+        p_bits, p_quant, p_entropy = precision(bits, quant, entropy)
+        if is_dense(name):
+            return Candidate(arch, name, distill=kd, bits=p_bits, quant=p_quant, entropy=p_entropy)
         budget = self._budget(trial) if "budget" in axes else None
         scope = trial.suggest_categorical("scope", self.scope) if "scope" in axes else None
         scale = trial.suggest_categorical("scale", self.scale) if "scale" in axes else None
         opts = dict(fixed)
         for opt, values in listed.items():
             opts[opt] = _categorical(trial, f"{key}.{opt}", values)
-        return Candidate(arch, name, budget, scope, scale, tuple(sorted(opts.items())), distill=kd, bits=p_bits, quant=p_quant)
+        return Candidate(arch, name, budget, scope, scale, tuple(sorted(opts.items())), distill=kd, bits=p_bits, quant=p_quant,
+                         entropy=p_entropy)
 
     def _budget(self, trial):
         if self.bounds is None:
@@ -132,10 +139,13 @@ class StructuredSpace:
         for opt, values in listed.items():
             v = dict(c.options)[opt]
             p[f"{key}.{opt}"] = v if all(isinstance(x, _PRIMITIVE) for x in values) else values.index(v)
-        if self.bits != [32]:
+        pinned = self.pinned[key]
+        if self.bits != [32] and "bits" not in pinned:
             p["bits"] = 32 if c.bits is None else c.bits
-            if c.quant is not None:
-                p["quant"] = c.quant
+        if c.quant is not None and "quant" not in pinned:
+            p["quant"] = c.quant
+        if self.entropy != [False] and c.bits is not None and codes(c.bits) and "entropy" not in pinned:
+            p["entropy"] = bool(c.entropy)
         return p
 
     def candidate_of(self, params: dict[str, Any]) -> Candidate | None:

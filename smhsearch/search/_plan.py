@@ -51,9 +51,13 @@ class RunPlan:
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+_LATER_DEFAULTS = {"distill": None, "entropy": [False]}
+"""Keys added after runs existed, at their defaults: a run started before them keeps its fingerprint."""
+
+
 def _unset_distill(section: dict[str, Any]) -> dict[str, Any]:
-    """A section without its ``distill: None``: a run started before distillation existed keeps its fingerprint."""
-    return {k: v for k, v in section.items() if not (k == "distill" and v is None)}
+    """A section without the keys :data:`_LATER_DEFAULTS` holds at their defaults (``distill: None``, ``entropy: [false]``)."""
+    return {k: v for k, v in section.items() if not (k in _LATER_DEFAULTS and v == _LATER_DEFAULTS[k])}
 
 
 def plan_run(space: Space, space_path: Path, out: Path | None = None, max_trials: int | None = None) -> RunPlan:

@@ -14,7 +14,8 @@ from pydantic import (BaseModel, Field, StrictBool, ValidationError, create_mode
 
 from .._budget import Budget
 from ..methods import MethodConfig
-from ..methods._schema import AXES, DENSE, build_config, dense_config, method_names, resolve, space_options, unknown_method
+from ..methods._schema import (AXES, DENSE, build_config, dense_config, fixed_precision, is_dense, method_names, resolve, space_options,
+                               unknown_method)
 from ..distill import DistillConfig
 from ..train import TrainConfig
 from ._sections import (EMBEDDED, OBJECTIVES, DatasetSpec, ResourcesSpec, SchedulerSpec, SearchSpec, SpaceError,  # noqa: F401
@@ -95,9 +96,9 @@ def _method_entry(v: Any) -> MethodEntry:
         raise ValueError(f"a method is a name or a mapping with a 'name' key and options, but got {v!r}")
     if name not in method_names():
         raise ValueError(unknown_method(name))
-    if name == DENSE:
+    if is_dense(name):
         if options:
-            raise ValueError(f"dense takes no options, but got {sorted(options)}")
+            raise ValueError(f"{name} takes no options, but got {sorted(options)}")
         return MethodEntry(name=name)
     allowed = space_options(resolve(name)[0].config_cls)
     unknown = sorted(set(options) - set(allowed))
@@ -145,9 +146,11 @@ class SpaceSpec(_Strict):
     distill: Union[list[StrictBool], None] = Field(default=None, min_length=1, max_length=2,
                                                    description="[false, true]: trials with and without train.distill (else its defaults)")
     bits: list[Union[int, str]] = Field(default=[32], min_length=1, description="stored precision of every method's variables "
-                                        "(dense too: its weights): 32 | 16 | 8 | 4 | 'kmeans:K' (methods/_precision.py)")
+                                        "(dense too: its weights): 32 | 16 | 8 | 4 | 1 | 'kmeans:K' (methods/_precision.py)")
     quant: list[Literal["ptq", "qat"]] = Field(default=["ptq"], min_length=1,
                                                description="below 32 bits: post-training (ptq) or quantisation-aware training (qat)")
+    entropy: list[StrictBool] = Field(default=[False], min_length=1, max_length=2,
+                                      description="entropy-code the integer codes and masks (bits 8, 4, 1, kmeans:K): [false], [true] or both")
 
     @field_validator("bits")
     @classmethod
@@ -162,7 +165,11 @@ class SpaceSpec(_Strict):
     @model_validator(mode="after")
     def _precision_applies(self) -> "SpaceSpec":
         if "quant" in self.model_fields_set and all(b == 32 for b in self.bits):
-            raise ValueError(f"quant: applies to bits below 32 (16, 8, 4, kmeans:K), but bits is {self.bits}")
+            raise ValueError(f"quant: applies to bits below 32 (16, 8, 4, 1, kmeans:K), but bits is {self.bits}")
+        if len(set(self.entropy)) != len(self.entropy):
+            raise ValueError(f"entropy must not repeat, but got {self.entropy}")
+        if True in self.entropy and not any(codes(b) for b in self.bits):
+            raise ValueError(f"entropy: applies to integer codes (bits 8, 4, 1 or kmeans:K), but bits is {self.bits}")
         return self
 
     @field_validator("arch", mode="before")
@@ -221,6 +228,12 @@ class SpaceSpec(_Strict):
                 Budget.parse(b)
         return v
 
+    def precision_axes(self, name: str) -> tuple[list, list, list]:
+        """(bits, quant, entropy) values a method entry is crossed with: the space's, or the one its preset fixes."""
+        fixed = fixed_precision(name)
+        return ([fixed["bits"]] if "bits" in fixed else self.bits, [fixed["quant"]] if "quant" in fixed else self.quant,
+                [fixed["entropy"]] if "entropy" in fixed else self.entropy)
+
     def budget_values(self) -> list | None:
         """The listed budgets, or a range's two ends (what ``check`` pre-screens; trials sample between them)."""
         if isinstance(self.budget, BudgetRange):
@@ -229,12 +242,12 @@ class SpaceSpec(_Strict):
 
     @model_validator(mode="after")
     def _axes_that_apply(self) -> "SpaceSpec":
-        reads = {axis: [m.name for m in self.method if m.name != DENSE and axis in resolve(m.name)[0].config_cls.axes]
+        reads = {axis: [m.name for m in self.method if not is_dense(m.name) and axis in resolve(m.name)[0].config_cls.axes]
                  for axis in AXES}
         for axis in AXES:
             given = axis in self.model_fields_set
             if given and not reads[axis]:
-                users = [n for n in method_names() if n != DENSE and axis in resolve(n)[0].config_cls.axes]
+                users = [n for n in method_names() if not is_dense(n) and axis in resolve(n)[0].config_cls.axes]
                 raise ValueError(f"{axis}: no method of this space reads it (it applies to: {', '.join(users)})")
         if reads["budget"] and self.budget is None:
             raise ValueError(f"budget: methods {', '.join(reads['budget'])} need a list of budgets (46K, 5.3M, '25%', 0.1) "
@@ -279,7 +292,7 @@ class Space(_Strict):
     def _lr_mult_names(self) -> "Space":
         mult = self.train.variable_lr_mult
         if isinstance(mult, dict):
-            names = {m.name for m in self.space.method if m.name != DENSE}
+            names = {m.name for m in self.space.method if not is_dense(m.name)}
             names |= {resolve(n)[0].config_cls.method for n in names}
             unknown = sorted(set(mult) - names)
             if unknown:
@@ -306,15 +319,16 @@ class Space(_Strict):
         out, seen = [], set()
         s = self.space
         for arch, m in itertools.product(s.arch, s.method):
-            if m.name == DENSE:
-                combos = [Candidate(arch, DENSE, distill=kd, bits=bq[0], quant=bq[1])
-                          for kd in s.distill or [None] for bq in (precision(b, q) for b in s.bits for q in s.quant)]
+            bits, quant, entropy = s.precision_axes(m.name)
+            if is_dense(m.name):
+                combos = [Candidate(arch, m.name, None, None, None, (), kd, *precision(b, q, e))
+                          for kd in s.distill or [None] for b in bits for q in quant for e in entropy]
             else:
                 axes = resolve(m.name)[0].config_cls.axes
                 combos = [Candidate(arch, m.name, b if "budget" in axes else None, sc if "scope" in axes else None,
-                                    sa if "scale" in axes else None, tuple(sorted(opts.items())), kd, *precision(bits, q))
-                          for b, sc, sa, opts, kd, bits, q in itertools.product(s.budget_values() or [None], s.scope, s.scale,
-                                                                              m.expanded, s.distill or [None], s.bits, s.quant)]
+                                    sa if "scale" in axes else None, tuple(sorted(opts.items())), kd, *precision(bits, q, e))
+                          for b, sc, sa, opts, kd, bits, q, e in itertools.product(s.budget_values() or [None], s.scope, s.scale,
+                                                                                 m.expanded, s.distill or [None], bits, quant, entropy)]
             for c in combos:
                 if c not in seen:
                     seen.add(c)
@@ -328,7 +342,7 @@ class Space(_Strict):
             return float(v)
         if method in v:
             return float(v[method])
-        registry = resolve(method)[0].config_cls.method if method != DENSE else method
+        registry = resolve(method)[0].config_cls.method if not is_dense(method) else DENSE
         return float(v.get(registry, 1.0))
 
     def train_config(self, method: str, distill: bool | None = None) -> TrainConfig:
@@ -340,9 +354,17 @@ class Space(_Strict):
         return TrainConfig(**d)
 
 
-def precision(bits: int | str, quant: str | None) -> tuple[int | str | None, str | None]:
-    """A candidate's (bits, quant): (None, None) at 32 bits, where neither applies."""
-    return (None, None) if bits == 32 else (bits, quant)
+def codes(bits: int | str) -> bool:
+    """Whether ``bits`` stores integer codes (8, 4, 1, kmeans:K): what entropy coding applies to."""
+    return bits not in (32, 16)
+
+
+def precision(bits: int | str, quant: str | None, entropy: bool = False) -> tuple[int | str | None, str | None, bool | None]:
+    """A candidate's (bits, quant, entropy): None where one does not apply (quant at 32 bits; entropy without
+    integer codes) and for entropy off, so a candidate without it reads as it did before the axis existed."""
+    if bits == 32:
+        return None, None, None
+    return bits, quant, (True if entropy and codes(bits) else None)
 
 
 @dataclass(frozen=True)
@@ -358,14 +380,15 @@ class Candidate:
     distill: bool | None = None
     """The space.distill axis: with (True) or without (False) distillation; None where the space has no such axis."""
     bits: int | str | None = None
-    """The precision stage's bits below 32 (None: float32), and its ``quant`` (ptq or qat)."""
+    """The precision stage's bits below 32 (None: float32), its ``quant`` (ptq or qat) and ``entropy`` (True: coded)."""
     quant: str | None = None
+    entropy: bool | None = None
 
     def method_config(self, seed: int = 0) -> MethodConfig | None:
-        if self.method == DENSE:
-            return dense_config(self.bits or 32, self.quant)
+        if is_dense(self.method):
+            return dense_config(self.bits or 32, self.quant, bool(self.entropy), name=self.method)
         return build_config(self.method, {"budget": self.budget, "scope": self.scope, "scale": self.scale, "bits": self.bits,
-                                          "quant": self.quant}, dict(self.options), seed=seed)
+                                          "quant": self.quant, "entropy": self.entropy}, dict(self.options), seed=seed)
 
     def params(self) -> dict[str, Any]:
         """A flat JSON-ready dict (the method's options beside the axes), as trials record their config."""
@@ -385,7 +408,7 @@ class Candidate:
         from ..methods._targets import scope_label
 
         parts = ([scope_label(self.scope)] if self.scope else []) + ([self.scale] if self.scale else [])
-        precision = [(k, v) for k, v in (("bits", self.bits), ("quant", self.quant)) if v is not None]
+        precision = [(k, v) for k, v in (("bits", self.bits), ("quant", self.quant), ("entropy", self.entropy)) if v is not None]
         extra = "/".join(parts + [f"{k}={v}" for k, v in sorted([*self.options, *precision])])
         return (f"{self.arch} {self.method}" + (f"@{self.budget}" if self.budget is not None else "") + (f" ({extra})" if extra else "")
                 + (" distilled" if self.distill else ""))

@@ -1,0 +1,102 @@
+"""The int8 deployment: the exported float ONNX quantised by ONNX Runtime, and measured beside the float one.
+
+ONNX Runtime's static quantisation (``onnxruntime.quantization.quantize_static``) in QDQ
+format: weights int8 per output channel, activations int8 with ranges calibrated (min/max)
+on training images, preprocessed as the model was trained (the dataset's normalisation, no
+augmentation). The graph is first run through ONNX Runtime's own pre-processing
+(``quant_pre_process``: shape inference and graph optimisation), as its documentation
+advises. Whether int8 pays is measured, not assumed: on a small CPU the quantise and
+dequantise around each operator can cost more than the int8 arithmetic saves, so the float
+and int8 files are both timed (batch 1 latency, batch ``BATCH`` throughput, medians) and
+both scored on the test split.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+BATCH = 64
+"""Throughput's batch, as the search's speed phase measures it."""
+
+
+def _session(path: str | Path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def calibration_images(split, count: int = 512, batch_size: int = 64) -> np.ndarray:
+    """The first ``count`` images of ``split`` as the model takes them (normalised, not augmented), float32 (N, C, H, W)."""
+    out, have = [], 0
+    for x, _ in split.batches(batch_size, shuffle=False, augment=False):
+        out.append(x.float().cpu().numpy())
+        have += len(x)
+        if have >= count:
+            break
+    if not out:
+        raise ValueError("the calibration split holds no image")
+    return np.concatenate(out)[:count]
+
+
+def quantize_onnx(float_path: str | Path, out_path: str | Path, calibration: np.ndarray, input_name: str = "input") -> Path:
+    """Write the int8 QDQ model of the float ONNX file ``float_path`` to ``out_path``, its activation ranges calibrated on
+    ``calibration`` (float32 (N, C, H, W), already normalised)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = iter(np.array_split(calibration, max(1, len(calibration) // 32)))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+
+    import logging
+
+    logging.getLogger("onnxruntime.quantization.shape_inference").setLevel(logging.WARNING)  # it logs each step at INFO
+    with tempfile.TemporaryDirectory() as d:
+        prepared = Path(d) / "prepared.onnx"
+        quant_pre_process(str(float_path), str(prepared))
+        quantize_static(str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return Path(out_path)
+
+
+def outputs(path: str | Path, x: np.ndarray, input_name: str = "input") -> np.ndarray:
+    return _session(path).run(None, {input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def accuracy(path: str | Path, split, batch_size: int = 256, input_name: str = "input") -> float:
+    """Top-1 accuracy of the ONNX file at ``path`` on ``split`` (batches as the model was trained to take them)."""
+    session, right, total = _session(path), 0, 0
+    for x, y in split.batches(batch_size, shuffle=False, augment=False):
+        logits = session.run(None, {input_name: x.float().cpu().numpy()})[0]
+        right += int((logits.argmax(1) == y.cpu().numpy()).sum())
+        total += len(y)
+    return right / max(1, total)
+
+
+def timing(path: str | Path, shape: Iterable[int], rounds: int = 30, input_name: str = "input") -> dict[str, Any]:
+    """ONNX Runtime on this CPU: the median latency of one image and the median throughput of a batch of :data:`BATCH`."""
+    session = _session(path)
+    rng = np.random.default_rng(0)
+    out = {}
+    for batch, key in ((1, "latency_s"), (BATCH, "throughput")):
+        x = rng.standard_normal((batch, *shape)).astype(np.float32)
+        for _ in range(3):  # warm-up
+            session.run(None, {input_name: x})
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            session.run(None, {input_name: x})
+            times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        out[key] = med if batch == 1 else batch / med
+    return out
