@@ -166,7 +166,7 @@ def test_memory_share_caps_the_allocator():
 def test_compile_auto_is_on_where_its_self_check_passes():
     m = smh_resnet8()
     r = train(m, cifar_like(), TrainConfig(epochs=2, batch_size=128, lr=0.05, compile="auto"), device="cuda", progress=False)
-    assert r.settings["compile"] == "on", r.settings["compile"]
+    assert r.settings["compile"].startswith(("on (compiled", "off: not faster")), r.settings["compile"]  # measured, both ways
     assert all(h.train_loss == h.train_loss for h in r.history)
 
 

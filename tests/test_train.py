@@ -201,6 +201,30 @@ def test_compile_self_check_leaves_no_trace_and_refuses_a_wrong_graph():
     assert all(torch.equal(b, before[k]) for k, b in m.named_buffers())
 
 
+def test_compile_auto_keeps_the_compiled_step_only_where_it_measured_faster():
+    import time
+
+    m = smhsearch.compress(tiny_cnn(), SMH(budget="30%"))
+    m.train()
+    x, be = torch.randn(8, 1, 28, 28), backend("cpu")
+    before = {k: b.clone() for k, b in m.named_buffers()}
+
+    class Slow(torch.nn.Module):  # the same outputs, 20 ms later
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, t):
+            time.sleep(0.02)
+            return self.inner(t)
+
+    slow = Slow(m)
+    assert _self_check(m, slow, be, None, x, timed=True).startswith("off: not faster (compiled ")
+    faster = _self_check(slow, m, be, None, x, timed=True)
+    assert faster.startswith("on (compiled ") and faster.endswith(" ms a step)"), faster
+    assert all(torch.equal(b, before[k]) for k, b in m.named_buffers()) and all(p.grad is None for p in m.parameters())
+
+
 @pytest.mark.slow
 def test_compile_on_trains_like_eager(small):
     """torch.compile on the CPU: minutes of compiling on 2 cores, hence slow."""
