@@ -59,6 +59,7 @@ class Protocol:
     train_subset: int | None = None
     temperature: float = 4.0
     alpha: float = 0.9
+    teacher_epochs: int | None = None
 
 
 PLANS = {
@@ -76,7 +77,7 @@ def method_config(method: str, budget: str, seed: int):
 
 
 def run_one(p: Protocol, data, device, teachers: Path, method: str, budget: str, distill: bool, seed: int) -> dict:
-    kd = DistillConfig(temperature=p.temperature, alpha=p.alpha) if distill else None
+    kd = DistillConfig(temperature=p.temperature, alpha=p.alpha, teacher_epochs=p.teacher_epochs) if distill else None
     cfg = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, warmup_epochs=p.warmup_epochs, seed=seed, distill=kd)
     row = {"method": method, "budget": budget, "distill": distill, "seed": seed}
     t0 = time.perf_counter()
@@ -135,6 +136,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, help="train teacher and students this long instead of the setup's own (results are "
                                                  "filed apart: distillation-e<N>-<device>)")
+    ap.add_argument("--teacher-epochs", type=int, help="train the dense teacher this long (train.distill.teacher_epochs; results "
+                                                         "filed apart: distillation[-e<N>]-t<M>-<device>)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     device = parse_device(a.device)
@@ -142,6 +145,8 @@ def main() -> None:
     p: Protocol = plan["protocol"]
     if a.epochs is not None and a.epochs != p.epochs:
         p = replace(p, epochs=a.epochs)
+    if a.teacher_epochs is not None:
+        p = replace(p, teacher_epochs=a.teacher_epochs)
     try:
         data = load_dataset(p.dataset, root=a.root if p.dataset == "cifar10" else None)
     except DatasetNotFound as e:
@@ -152,6 +157,8 @@ def main() -> None:
     stem = "distillation-smoke" if a.smoke else ("distillation" if a.setup == "embedded" else "distillation-cifar")
     if p.epochs != plan["protocol"].epochs:
         stem += f"-e{p.epochs}"
+    if p.teacher_epochs is not None:
+        stem += f"-t{p.teacher_epochs}"
     teachers = ROOT / "runs" / f"bench-{stem}-{device_slug(device)}" / "teachers"  # runs/ is git-ignored
     path = RESULTS / f"{stem}-{device_slug(device)}.json"
     header = {"protocol": asdict(p), "methods": list(plan["methods"]), "budgets": list(plan["budgets"]), "seeds": plan["seeds"],

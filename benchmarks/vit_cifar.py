@@ -5,19 +5,18 @@ Model: ``vit_cifar_tiny`` (torchvision's VisionTransformer: 32 px, patch 4, 4 la
 - SMH, learnable scale, ``scope="all"`` (attention's in_proj_weight, the positional
   embedding, the MLPs, the patch embedding, the head: everything but LayerNorm and
   the class token);
-- HashedNets, one hash with a sign hash into one pool for the model (the SMH paper's
-  baseline), same scope;
+- HashedNets, one hash with a sign hash, its default per-layer pools (Chen et al.), same scope;
 - the width multiplier (every head narrowed; the largest width within the budget);
 - and the dense model.
 
 Data: a CIFAR-10 subset sized for two CPU cores (``--train`` images of the 45,000
 training images, ``--val`` of the 5,000 held out, the full 10,000 test images), with
 random crop and flip. Training: AdamW, cosine schedule with warmup, label smoothing
-0.1, batch 128. A reparametrised model's variables need their own learning rate (an
-Adam step moves U, V or a pool entry by about lr, whatever that does to the weights),
-so SMH and HashedNets each try every multiplier of their sweep on seed 0; the one with
+0.1, batch 128. Every method's variables train at the rates it derives from the dense
+model's (smhsearch/methods/_rates.py, for AdamW too); SMH and HashedNets each also try
+x1/3 and x3 of them on seed 0 (the multiplier acts on the derived rates), the one with
 the best final validation accuracy is trained again on the other seeds, and test
-accuracy is reported for the chosen one. Every run finished is written to the result
+accuracy is reported for the chosen one: a check that the derived rates are right here. Every run finished is written to the result
 file at once; a run interrupted is resumed with the same command (finished runs with
 the same protocol are reused).
 
@@ -68,9 +67,9 @@ class Protocol:
 
 
 FULL = {"protocol": Protocol(), "budgets": ("10%", "25%"), "seeds": 2,
-        "sweep": {"smh": (3.0, 10.0, 30.0), "hashednets": (10.0, 30.0, 100.0), "width": (1.0,), "dense": (1.0,)}}
+        "sweep": {"smh": (1 / 3, 1.0, 3.0), "hashednets": (1 / 3, 1.0, 3.0), "width": (1.0,), "dense": (1.0,)}}
 SMOKE = {"protocol": Protocol(train=256, val=64, test=256, epochs=1, warmup_epochs=0.0), "budgets": ("10%", "25%"), "seeds": 1,
-         "sweep": {"smh": (10.0,), "hashednets": (30.0,), "width": (1.0,), "dense": (1.0,)}}
+         "sweep": {"smh": (1.0,), "hashednets": (1.0,), "width": (1.0,), "dense": (1.0,)}}
 
 
 def load(root: Path, p: Protocol):

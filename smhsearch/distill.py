@@ -36,6 +36,9 @@ class DistillConfig:
         "help": "dense (the uncompressed architecture, trained once with the same settings and shared) or the path of a saved model file"})
     temperature: float = field(default=4.0, metadata={"help": "softmax temperature T of both models' logits"})
     alpha: float = field(default=0.9, metadata={"help": "weight of the soft (KL * T^2) term; 1 - alpha weighs cross-entropy"})
+    teacher_epochs: int | None = field(default=None, metadata={
+        "help": "teacher dense: train it this many epochs (default: the students' own); a teacher must be better than its "
+                "students, and short trials leave the dense model undertrained"})
 
     def __post_init__(self) -> None:
         if not isinstance(self.teacher, str) or not self.teacher:
@@ -47,6 +50,11 @@ class DistillConfig:
             raise ValueError(f"temperature: 0 < temperature < inf must hold, but got (temperature={self.temperature!r})")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
             raise ValueError(f"alpha: 0 <= alpha <= 1 must hold, but got (alpha={self.alpha!r})")
+        if self.teacher_epochs is not None:
+            if isinstance(self.teacher_epochs, bool) or not isinstance(self.teacher_epochs, int) or self.teacher_epochs < 1:
+                raise ValueError(f"teacher_epochs: an int >= 1 or null, but got {self.teacher_epochs!r}")
+            if self.teacher != DENSE_TEACHER:
+                raise ValueError("teacher_epochs: applies to teacher 'dense' (trained by the run), not to a model file")
 
     @property
     def trains_teacher(self) -> bool:

@@ -18,6 +18,7 @@ compact file of a compressed model or the weights of a dense one.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import platform
 import time
 import traceback
@@ -28,6 +29,8 @@ from typing import Any, Callable
 from .methods import MethodConfig
 from ._atomic import write_record  # noqa: F401  (re-exported: the job's record writer)
 from .train import EpochMetrics, TrainConfig, TrainResult
+
+log = logging.getLogger(__name__)
 
 
 
@@ -141,8 +144,19 @@ def speed_metrics(model, data, device, phase=None) -> tuple[dict[str, Any], dict
 
 def teacher_spec(spec: JobSpec) -> JobSpec:
     """The job that trains a distilled job's ``dense`` teacher: its architecture, uncompressed, with the same data and
-    training settings, distillation off."""
-    return dataclasses.replace(spec, method=None, train=dataclasses.replace(spec.train, distill=None))
+    training settings (for ``teacher_epochs`` epochs where the distillation config says), distillation off."""
+    epochs = spec.train.distill.teacher_epochs or spec.train.epochs
+    return dataclasses.replace(spec, method=None, train=dataclasses.replace(spec.train, distill=None, epochs=epochs))
+
+
+def _weaker_teacher(rec: dict[str, Any], final: dict[str, Any]) -> None:
+    """Say so (in the record and the log) when the teacher is less accurate on validation than the student it taught:
+    distillation then pulls the student towards worse predictions (a teacher trained with short trials' settings is)."""
+    t_acc, s_acc = rec["teacher"].get("val_acc"), final.get("val_acc")
+    if t_acc is not None and s_acc is not None and t_acc < s_acc:
+        rec["teacher"]["weaker_than_student"] = True
+        log.warning("the teacher's validation accuracy (%.4f) is below the distilled student's (%.4f): train it longer "
+                    "(train.distill.teacher_epochs) or distil from a better model file", t_acc, s_acc)
 
 
 def _file_teacher(spec: JobSpec, data) -> tuple[Any, dict[str, Any]]:
@@ -276,6 +290,7 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
         final = final_metrics(model, static, result, model_file)
         if distill is not None:  # what the teacher cost: its training (shared by the run's jobs) and its forward per step
             final.update(teacher_train_seconds=rec["teacher"]["train_seconds"], teacher_forward_s=result.settings.get("teacher_forward_s"))
+            _weaker_teacher(rec, final)
         rec.update(status="complete", metrics=final, finished=time.time(), stopped_early=result.stopped_early,
                    train_settings=result.settings, history=[dataclasses.asdict(h) for h in result.history])  # a resumed job's too
         save()

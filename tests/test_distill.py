@@ -70,6 +70,8 @@ def test_kd_loss_gradient_reaches_the_student_only():
     ({"alpha": 2}, "alpha: 0 <= alpha <= 1"), ({"alpha": -0.1}, "alpha: 0 <= alpha <= 1"),
     ({"temperature": 0}, "temperature: 0 < temperature"), ({"temperature": float("inf")}, "temperature: 0 < temperature"),
     ({"teacher": "no/such/model.safetensors"}, "teacher: no model file"), ({"teacher": ""}, "teacher:"),
+    ({"teacher_epochs": 0}, "teacher_epochs: an int >= 1"), ({"teacher_epochs": 2.5}, "teacher_epochs: an int >= 1"),
+    ({"teacher": __file__, "teacher_epochs": 3}, "teacher_epochs: applies to teacher 'dense'"),
 ])
 def test_distill_config_checks_itself(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -303,6 +305,22 @@ def test_train_distill_flags_make_the_training_config():
     assert cfg().distill is None
     assert cfg("--distill").distill == DistillConfig()
     assert cfg("--distill", "--distill-alpha", "0.5", "--distill-temperature", "2").distill == DistillConfig(temperature=2.0, alpha=0.5)
+    assert cfg("--distill", "--distill-teacher-epochs", "30").distill == DistillConfig(teacher_epochs=30)
+
+
+def test_the_teacher_trains_its_own_epochs_and_a_weaker_teacher_is_said():
+    from smhsearch.job import JobSpec, _weaker_teacher, teacher_spec
+
+    spec = JobSpec("mlp", SMH(budget="10%"), train=TrainConfig(epochs=3, distill={"teacher_epochs": 30}))
+    t = teacher_spec(spec)
+    assert t.method is None and t.train.epochs == 30 and t.train.distill is None and spec.train.epochs == 3
+    assert teacher_spec(JobSpec("mlp", train=TrainConfig(epochs=3, distill={}))).train.epochs == 3  # default: the students' own
+    rec = {"teacher": {"val_acc": 0.78}}
+    _weaker_teacher(rec, {"val_acc": 0.80})
+    assert rec["teacher"]["weaker_than_student"] is True
+    rec = {"teacher": {"val_acc": 0.89}}
+    _weaker_teacher(rec, {"val_acc": 0.86})
+    assert "weaker_than_student" not in rec["teacher"]
 
 
 @pytest.mark.slow  # three trainings and their speed measurements in this process: a minute or two on 2 busy cores
@@ -311,7 +329,7 @@ def test_train_distill_flag_trains_the_teacher_beside_the_result(tmp_path, cli):
     rc, stdout, err = cli(*TRAIN, "--method", "smh", "--budget", "50%", "--distill", "--distill-alpha", "0.5", "--out", out, "--json")
     assert rc == 0, err
     record = json.loads((out / "result.json").read_text())
-    assert record["spec"]["train"]["distill"] == {"teacher": "dense", "temperature": 4.0, "alpha": 0.5}
+    assert record["spec"]["train"]["distill"] == {"teacher": "dense", "temperature": 4.0, "alpha": 0.5, "teacher_epochs": None}
     assert record["teacher"]["trained_here"] and record["metrics"]["teacher_train_seconds"] > 0
     folder = Path(record["teacher"]["folder"])
     assert folder.parent == out / "teachers" and (folder / "model.safetensors").is_file()

@@ -179,7 +179,7 @@ def distill_from_flags(args: argparse.Namespace):
     typed = {}
     for k, v in values.items():
         try:
-            typed[k] = v if k == "teacher" else float(v)
+            typed[k] = v if k == "teacher" else (int(v) if k == "teacher_epochs" else float(v))
         except ValueError:
             raise BadInput(f"{flag('distill_' + k)}: {v!r} is not a number") from None
     try:

@@ -57,7 +57,10 @@ _LATER_DEFAULTS = {"distill": None, "entropy": [False]}
 
 def _unset_distill(section: dict[str, Any]) -> dict[str, Any]:
     """A section without the keys :data:`_LATER_DEFAULTS` holds at their defaults (``distill: None``, ``entropy: [false]``)."""
-    return {k: v for k, v in section.items() if not (k in _LATER_DEFAULTS and v == _LATER_DEFAULTS[k])}
+    out = {k: v for k, v in section.items() if not (k in _LATER_DEFAULTS and v == _LATER_DEFAULTS[k])}
+    if isinstance(out.get("distill"), dict) and out["distill"].get("teacher_epochs") is None:  # added later too
+        out["distill"] = {k: v for k, v in out["distill"].items() if k != "teacher_epochs"}
+    return out
 
 
 def plan_run(space: Space, space_path: Path, out: Path | None = None, max_trials: int | None = None) -> RunPlan:
