@@ -173,6 +173,7 @@ def scalars(path: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a search of two architectures: over the suite's 300 s on two busy cores
 def test_timm_and_user_models_are_searched_end_to_end(tmp_path):
     space = space_file(tmp_path, f'["{USER}", timm/test_efficientnet]', "[smh]")
     r = cli("run", str(space), "--out", str(tmp_path / "run"), cwd=tmp_path, timeout=900)
