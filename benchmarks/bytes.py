@@ -105,9 +105,8 @@ def _ptq(trained, method: str, budget: float, prec_text: str, seed: int, entropy
     from smhsearch.methods import CompressedModel
 
     cfg = config_for(method, budget, precision(prec_text), seed, entropy)
-    base = trained.base if isinstance(trained, CompressedModel) else trained
-    if method == "dense":
-        model = smhsearch.compress(base, cfg)
+    if not isinstance(trained, CompressedModel):  # the dense model: itself, at the precision
+        model = smhsearch.compress(trained, cfg)
     else:
         model = smhsearch.compress(smhsearch.create_model(trained.arch["name"], **trained.arch["kwargs"]), cfg)
         model.load_state_dict(trained.state_dict())

@@ -17,7 +17,7 @@ LAYERS = [
     {"models"},
     {"methods"},
     {"measure", "_modelfile", "export", "int8", "data"},
-    {"train", "distill"},
+    {"train", "distill", "_compile"},
     {"speed", "teachers"},
     {"job"},
     {"space"},

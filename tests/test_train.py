@@ -12,7 +12,8 @@ import smhsearch
 from smhsearch import SMH, Prune
 from smhsearch.data import load_dataset
 from smhsearch.device import backend
-from smhsearch.train import StopTraining, TrainConfig, TrainingDiverged, _self_check, evaluate, lr_factor, param_groups, train
+from smhsearch._compile import _self_check
+from smhsearch.train import StopTraining, TrainConfig, TrainingDiverged, evaluate, lr_factor, param_groups, train
 
 FAST = TrainConfig(epochs=1, batch_size=64, lr=0.05, eval_batch_size=2000)
 

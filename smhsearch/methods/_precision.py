@@ -13,9 +13,9 @@ with any method: it acts on the tensors the model stores, whatever computed them
   (uniform symmetric integers in [-(2^(b-1)-1), 2^(b-1)-1], one scale per row, i.e. per output
   channel along dim 0 as ``torch.ao``'s per-channel weight observers take it; a vector has one
   scale), ``kmeans:K`` (Gong et al.; Deep Compression: one codebook of K float32 values per
-  tensor, initialised linearly between its min and max as Han et al. found best, refined by
-  Lloyd's iterations until the assignment stops changing, and one index of ceil(log2 K) bits a
-  value), ``1`` (binarisation: BinaryConnect's sign with XNOR-Net's weight scale, each row's
+  tensor, or per layer of a vector variable that holds several, initialised linearly between
+  its min and max as Han et al. found best, refined by Lloyd's iterations until the assignment
+  stops changing, and one index of ceil(log2 K) bits a value; :mod:`._kmeans`), ``1`` (binarisation: BinaryConnect's sign with XNOR-Net's weight scale, each row's
   values ``+-alpha``, alpha = the row's mean absolute value, which minimises the row's squared
   error; one bit a value). Uniform scales are rounded *up* to bfloat16 before any code is
   computed (2 bytes a row, range of float32), binary ones to the nearest bfloat16, so the file
@@ -40,6 +40,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
+
+from ._kmeans import kmeans_codes, kmeans_fit, kmeans_values
 
 BITS = (32, 16, 8, 4, 1)
 QUANTS = ("ptq", "qat")
@@ -169,32 +171,6 @@ def binary_values(codes: torch.Tensor, scales: torch.Tensor, shape, segments: to
     return (signs * scales.to(codes.device)[rows]).reshape(shape)
 
 
-# --- k-means ---------------------------------------------------------------------------------------
-
-def kmeans_fit(w: torch.Tensor, clusters: int, init: torch.Tensor | None = None, max_iter: int = 300) -> torch.Tensor:
-    """A sorted codebook of ``clusters`` float32 values for ``w``'s entries: Lloyd's iterations in one dimension from
-    a linear initialisation (or ``init``) until the assignment stops changing (``max_iter`` only bounds a pathological case)."""
-    x = w.detach().float().reshape(-1)
-    lo, hi = float(x.min()), float(x.max())
-    c = torch.linspace(lo, hi, clusters, device=x.device) if init is None else init.to(x.device).float().sort().values
-    idx = None
-    for _ in range(max_iter):
-        new = kmeans_codes(x, c)
-        if idx is not None and torch.equal(new, idx):
-            break
-        idx = new
-        sums = torch.zeros(clusters, device=x.device).index_add_(0, idx, x)
-        counts = torch.bincount(idx, minlength=clusters).float()
-        c = torch.where(counts > 0, sums / counts.clamp(min=1), c).sort().values  # an empty cluster keeps its value
-    return c
-
-
-def kmeans_codes(w: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest codebook value for each entry of ``w`` (flat, int64); ``codebook`` sorted."""
-    mids = (codebook[1:] + codebook[:-1]) / 2
-    return torch.bucketize(w.detach().float().reshape(-1), mids.to(w.device))
-
-
 # --- packing ---------------------------------------------------------------------------------------
 
 def pack(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -221,7 +197,8 @@ def _quantised(w: torch.Tensor, scheme: Scheme, state: dict[str, torch.Tensor]) 
         return uniform_values(uniform_codes(w, state["scale"], scheme, seg), state["scale"], w.shape, seg).to(w.device)
     if scheme.kind == "binary":
         return binary_values(binary_codes(w), state["scale"], w.shape, state.get("segments")).to(w.device)
-    return state["codebook"].to(w.device)[kmeans_codes(w, state["codebook"])].reshape(w.shape)
+    seg = state.get("segments")
+    return kmeans_values(kmeans_codes(w, state["codebook"], seg), state["codebook"], w.shape, seg).to(w.device)
 
 
 def fake_quantize(w: torch.Tensor, scheme: Scheme, codebook: torch.Tensor | None = None,
@@ -239,7 +216,7 @@ def fake_quantize(w: torch.Tensor, scheme: Scheme, codebook: torch.Tensor | None
     elif scheme.kind == "half":
         target = w.detach().to(torch.float16).to(w.dtype)
     else:
-        target = codebook.to(w.device)[kmeans_codes(w, codebook)].reshape(w.shape).to(w.dtype)  # type: ignore[union-attr]
+        target = kmeans_values(kmeans_codes(w, codebook, segments), codebook, w.shape, segments).to(w.device, w.dtype)  # type: ignore[arg-type]
     return w + (target - w).detach()
 
 
@@ -278,7 +255,8 @@ def _qat_pre_hook(model: nn.Module, args: Any) -> None:
             if scheme.kind == "kmeans":  # the codebook follows the weights (Deep Compression): fitted once, then one
                 books = model.__dict__.setdefault("_qat_codebooks", {})  # warm-started Lloyd iteration a step (finalize converges)
                 warm = books.get(name)
-                book = books[name] = kmeans_fit(p, scheme.clusters, warm, max_iter=300 if warm is None else 1)  # type: ignore[arg-type]
+                book = books[name] = kmeans_fit(p, scheme.clusters, warm, max_iter=300 if warm is None else 1,  # type: ignore[arg-type]
+                                                segments=segments_of(model, name))
             q = fake_quantize(p, scheme, book, segments_of(model, name))
             if reuse:  # computed while the old copy is alive, so the eval cache keyed on storage sees a change
                 cache[name] = (key, q)
@@ -331,7 +309,10 @@ def finalize(model: nn.Module) -> nn.Module:
             if seg is not None:
                 state["segments"] = seg
         elif scheme.kind == "kmeans":
-            state["codebook"] = kmeans_fit(p, scheme.clusters, books.get(name)).cpu()  # type: ignore[arg-type]
+            seg = segments_of(model, name)
+            state["codebook"] = kmeans_fit(p, scheme.clusters, books.get(name), segments=seg).cpu()  # type: ignore[arg-type]
+            if seg is not None:
+                state["segments"] = seg
         p.copy_(_quantised(p, scheme, state))
         frozen[name] = state
     model._precision_frozen = frozen
@@ -360,7 +341,10 @@ def nearest_codes(w: torch.Tensor, frozen: dict[str, torch.Tensor], scheme: Sche
             return binary_codes(w).numpy(), extra
         codes = uniform_codes(w, frozen["scale"], scheme, frozen.get("segments"))
         return (codes.numpy().astype(np.int32) + scheme.qmax).astype(np.uint8), extra
-    return kmeans_codes(w, frozen["codebook"]).numpy().astype(np.uint8), {"codebook": frozen["codebook"].contiguous()}
+    seg = frozen.get("segments")
+    book = frozen["codebook"] if frozen["codebook"].shape[0] > 1 else frozen["codebook"].reshape(-1)  # one codebook: (K,)
+    extra = {"codebook": book.contiguous(), **({"segments": seg} if seg is not None else {})}
+    return kmeans_codes(w, frozen["codebook"], seg).numpy().astype(np.uint8), extra
 
 
 def codes_values(unsigned: np.ndarray, extra: dict[str, torch.Tensor], scheme: Scheme, shape) -> tuple[torch.Tensor, dict]:
@@ -372,8 +356,10 @@ def codes_values(unsigned: np.ndarray, extra: dict[str, torch.Tensor], scheme: S
             return binary_values(torch.from_numpy(unsigned.astype(np.uint8)), scale, shape, seg), grid
         signed = torch.from_numpy(unsigned.astype(np.int16)) - scheme.qmax
         return uniform_values(signed, scale, shape, seg), grid
-    book = extra["codebook"].float().cpu()
-    return book[torch.from_numpy(unsigned.astype(np.int64))].reshape(shape), {"codebook": book}
+    book, seg = extra["codebook"].float().cpu(), extra.get("segments")
+    book = book if book.ndim == 2 else book[None]
+    grid = {"codebook": book, **({"segments": seg.cpu()} if seg is not None else {})}
+    return kmeans_values(torch.from_numpy(unsigned.astype(np.int64)), book, shape, seg), grid
 
 
 def off_grid(name: str, bits: Any) -> str:

@@ -127,15 +127,22 @@ class PruneModel(ReparametrizedModel):
         kind = _precision.scheme_of(self.config.bits).kind
         return [kind in ("uniform", "binary", "kmeans") and f"weights.{i}" in frozen for i in range(len(self.weights))]
 
+    def _halved(self) -> list[bool]:
+        """Which targets' nonzeros the file keeps as float16 (at 16 bits, the quantised ones; biases stay float32)."""
+        half = _precision.scheme_of(self.config.bits).kind == "half"
+        return [half and f"weights.{i}" in getattr(self, "_precision_names", []) for i in range(len(self.weights))]
+
     def compact_state_dict(self) -> dict[str, torch.Tensor]:
         # nonzero values and a bitmask, not dense tensors full of zeros; below 32 bits the quantised targets' nonzeros
         # as packed codes (``values::codes``) with each target's scales or codebook (the precision stage's own encoding)
         state = {k: v for k, v in super().compact_state_dict().items() if not k.startswith("weights.") and k != "mask"}
         coded, scheme = self._coded(), _precision.scheme_of(self.config.bits)
         masks = torch.split(self.mask.cpu(), self.sizes)
-        floats, codes = [], []
+        floats, codes, halves, halved = [], [], [], self._halved()
         for i, (w, m) in enumerate(zip(self.weights, masks)):
-            if coded[i]:
+            if halved[i]:
+                halves.append(w.detach().cpu().reshape(-1)[m])
+            elif coded[i]:
                 try:
                     unsigned, extra = _precision.tensor_codes(w, self._precision_frozen[f"weights.{i}"], scheme)
                 except ValueError:
@@ -145,6 +152,8 @@ class PruneModel(ReparametrizedModel):
             else:
                 floats.append(w.detach().cpu().reshape(-1)[m])
         state["values"] = torch.cat(floats).contiguous() if floats else torch.zeros(0)
+        if halves:  # 16 bits: the quantised targets' nonzeros on their float16 grid, two bytes each
+            state["values::f16"] = torch.cat(halves).to(torch.float16).contiguous()
         if codes:
             state["values::codes"] = torch.from_numpy(_precision.pack(np.concatenate(codes), scheme.code_bits))
         state["mask_bits"] = torch.from_numpy(np.packbits(self.mask.cpu().numpy()))
@@ -153,18 +162,26 @@ class PruneModel(ReparametrizedModel):
     def load_compact_state_dict(self, tensors: dict[str, torch.Tensor], metadata: dict[str, dict[str, Any]] | None = None) -> None:
         tensors = dict(tensors)
         bits, values = tensors.pop("mask_bits"), tensors.pop("values").cpu()
+        halves, halved = tensors.pop("values::f16", torch.zeros(0)).cpu().float(), self._halved()
         mask = torch.from_numpy(np.unpackbits(bits.cpu().numpy())[: self.hashed_count].astype(bool))
         scheme = _precision.scheme_of(self.config.bits)
         coded = [f"weights.{i}::scale" in tensors or f"weights.{i}::codebook" in tensors for i in range(len(self.weights))]
         masks = torch.split(mask, self.sizes)
         n_coded = sum(int(m.sum()) for m, c in zip(masks, coded) if c)
-        if int(mask.sum()) - n_coded != values.numel():
-            raise RuntimeError(f"mask has {int(mask.sum()) - n_coded} float nonzeros but {values.numel()} values are stored")
+        n_half = sum(int(m.sum()) for m, h in zip(masks, halved) if h)
+        if int(mask.sum()) - n_coded - n_half != values.numel() or n_half != halves.numel():
+            raise RuntimeError(f"mask has {int(mask.sum()) - n_coded - n_half} float32 and {n_half} float16 nonzeros, but "
+                               f"{values.numel()} and {halves.numel()} values are stored")
         codes = _precision.unpack(tensors.pop("values::codes").cpu().numpy(), scheme.code_bits, n_coded) if n_coded else None
-        frozen, used_f, used_c = {}, 0, 0
+        frozen, used_f, used_c, used_h = {}, 0, 0, 0
         for i, (w, m) in enumerate(zip(self.weights, masks)):
             n = int(m.sum())
-            if coded[i]:
+            if halved[i]:
+                chunk = torch.zeros(w.numel())
+                chunk[m] = halves[used_h:used_h + n]
+                tensors[f"weights.{i}"], frozen[f"weights.{i}"] = chunk.view(w.shape), {}
+                used_h += n
+            elif coded[i]:
                 extra = {k: tensors.pop(f"weights.{i}::{k}") for k in ("scale", "codebook", "segments") if f"weights.{i}::{k}" in tensors}
                 _, grid = _precision.codes_values(np.zeros(w.numel(), np.uint8), extra, scheme, w.shape)
                 full, _ = _precision.nearest_codes(torch.zeros(w.shape), grid, scheme)  # a pruned weight: the code nearest 0
