@@ -64,7 +64,7 @@ def test_listings():
         (["--method", "hashednets", "--budget", "46K", "--hashes", "2"], "hashednets_hashes", lambda f, v: v == 2 and f["stored_parameters"] <= 46_000),
         (["--method", "width", "--alpha", "0.5", "--resolution"], "width_resolution", lambda f, v: v > 32),
         (["--method", "prune", "--budget", "10%"], "prune_nonzeros", lambda f, v: f["stored_parameters"] == int(0.1 * 269_722)),
-        (["--method", "lowrank", "--budget", "25%"], "lowrank_rho", lambda f, v: 0 < v < 1 and f["stored_parameters"] <= int(0.25 * 269_722)),
+        (["--method", "lowrank", "--budget", "25%"], "lowrank_c", lambda f, v: v > 0 and f["stored_parameters"] <= int(0.25 * 269_722)),
     ],
 )
 def test_compress_every_method(args, key, check):

@@ -8,26 +8,37 @@ from torch import nn
 
 import smhsearch
 from smhsearch import LowRank
-from smhsearch.methods._lowrank import ranks_for, stored_at
+from smhsearch.methods._lowrank import _matrix, ranks_for, stored_at
 from smhsearch.models import create_model
 
 from .conftest import UserNet
 
 
 @pytest.mark.parametrize("name,budget", [("resnet20", "25%"), ("mlp_1x1000", "1/8"), ("mobilenet_v2", "40%")])
-def test_budget_is_met_and_rho_is_the_largest(name, budget):
+def test_budget_is_met_and_c_is_the_largest(name, budget):
     base = create_model(name, num_classes=10)
     total = sum(p.numel() for p in base.parameters())
     T = total // 8 if budget == "1/8" else int(float(budget[:-1]) / 100 * total)
     m = smhsearch.compress(base, LowRank(budget=T))
     independent = sum(p.numel() for p in m.parameters())
     assert m.stored_count() == independent <= T
-    # a slightly larger share would not fit: rho is the largest
-    factorised = m.targets
-    rest = total - sum(t.numel for t in factorised)
-    assert stored_at(list(factorised), ranks_for(list(factorised), m.rho * 1.02), rest) > T or m.rho > 0.98
+    candidates = LowRank(budget=T).select(base)
+    rest = total - sum(t.numel for t in candidates)
+    assert stored_at(candidates, ranks_for(candidates, m.c), rest) == m.stored_count()
+    # the next c at which any layer's rank grows does not fit: c is the largest
+    ranks = ranks_for(candidates, m.c)
+    grow = min((r + 1) * sum(_matrix(t)) for t, r in zip(candidates, ranks) if r)
+    assert stored_at(candidates, ranks_for(candidates, grow), rest) > T
     for t, r in zip(m.targets, m.ranks):
         assert r * (t.shape[0] + t.numel // t.shape[0]) < t.numel  # only layers that save are factorised
+        assert r == max(1, int(m.c // sum(_matrix(t))))  # each layer once: r = c / (rows + cols)
+
+
+def test_a_small_classifier_keeps_its_rank():
+    # the equal-share rule cut the 1000-to-10 classifier to rank 1 at 1/8 (35% test error on MNIST); it stays dense now
+    base = create_model("mlp_1x1000", num_classes=10)
+    m = smhsearch.compress(base, LowRank(budget="12.5%"))
+    assert [t.name for t in m.targets] == ["net.1.weight"] and m.ranks[0] >= 40  # the 784-to-1000 layer takes the cut
 
 
 def test_factors_are_exactly_a_kxk_conv_then_1x1():

@@ -8,9 +8,19 @@ k x k convolution it is exactly a k x k convolution to r channels (A) followed b
 depthwise and grouped convolutions are left dense, and so is any tensor where
 factorising would not save parameters.
 
-Ranks: every factorised layer keeps about the same share rho of its parameters,
-``r = max(1, floor(rho * out * in_k / (out + in_k)))``, and rho is the largest (by
-bisection; the total only grows with rho) whose total stored count fits the budget.
+Ranks: each layer counts once, as in the learning-rate rule (``_rates.py``: in a ReLU
+network a relative change of any one layer moves the output as much, so a layer's say
+does not grow with its size). The ranks maximise ``sum_l log r_l`` (a layer that keeps
+half its rank loses as much as any other that does) under the budget
+``sum_l r_l (rows_l + cols_l)``: the optimum is ``r_l = c / (rows_l + cols_l)``, one
+constant ``c`` for every layer, floored (at least 1), and a layer whose rank would not
+save parameters stays dense. ``c`` is the largest (by bisection; the total only grows
+with it) whose stored count fits the budget. Small layers thus keep their rank or stay
+dense (a 10-class classifier is never cut to rank 1), and the large layers, where the
+parameters are, give it up. The rule this replaced, the same share of parameters for
+every layer (``r ~ rows cols / (rows + cols)``), cut the MNIST MLP's 1000-to-10
+classifier to rank 1 at 1/8 (35% test error; Chen et al.'s low-rank baseline had 1.89%)
+and ResNet-8 on the embedded set to 39% at 10% (74% under this rule, 5 epochs).
 
 Initialisation: A and B are drawn so that B @ A has unit-std entries, then both are
 multiplied by sqrt(s_l / std(B @ A)), so each layer starts at exactly the std its base
@@ -90,12 +100,13 @@ def factorisable(model: nn.Module, t: Target) -> bool:
     return rows * cols > rows + cols  # rank 1 must save something
 
 
-def ranks_for(targets: list[Target], rho: float) -> list[int]:
-    """Rank of each target at share ``rho``; 0 means 'left dense' (factorising would not save)."""
+def ranks_for(targets: list[Target], c: float) -> list[int]:
+    """Rank of each target at constant ``c`` (module docstring: ``r = c / (rows + cols)``); 0 means 'left dense'
+    (factorising would not save)."""
     out = []
     for t in targets:
         rows, cols = _matrix(t)
-        r = max(1, math.floor(rho * rows * cols / (rows + cols)))
+        r = max(1, math.floor(c / (rows + cols)))
         out.append(r if r * (rows + cols) < rows * cols else 0)
     return out
 
@@ -107,9 +118,9 @@ def stored_at(targets: list[Target], ranks: list[int], rest: int) -> int:
 class LowRankModel(ReparametrizedModel):
     """The module :func:`compress` returns for a :class:`LowRank` config."""
 
-    def __init__(self, base: nn.Module, targets: list[Target], ranks: list[int], config: LowRank, rho: float) -> None:
+    def __init__(self, base: nn.Module, targets: list[Target], ranks: list[int], config: LowRank, c: float) -> None:
         super().__init__(base, targets, config)
-        self.ranks, self.rho = ranks, rho
+        self.ranks, self.c = ranks, c
         g = torch.Generator().manual_seed(config.seed)
         self.A, self.B = nn.ParameterList(), nn.ParameterList()
         self._factor_var: list[float] = []  # sigma^2 of each layer's A and B entries at init, for the rates
@@ -147,13 +158,13 @@ class LowRankModel(ReparametrizedModel):
         return rates
 
     def describe(self) -> dict[str, Any]:
-        return {"rho": self.rho, "layers": len(self.targets), "ranks": list(self.ranks), "scope": scope_label(self.config.scope)}
+        return {"c": self.c, "layers": len(self.targets), "ranks": list(self.ranks), "scope": scope_label(self.config.scope)}
 
     def layout(self) -> list[Any]:
         return [[t.name, list(t.shape), r] for t, r in zip(self.targets, self.ranks)]
 
     def extra_repr(self) -> str:
-        return f"layers={len(self.targets)}, rho={self.rho:.4f}, ranks={min(self.ranks)}..{max(self.ranks)}"
+        return f"layers={len(self.targets)}, c={self.c:.1f}, ranks={min(self.ranks)}..{max(self.ranks)}"
 
 
 @register_method(LowRank)
@@ -165,8 +176,8 @@ def _build_lowrank(model: nn.Module, config: LowRank) -> LowRankModel:
         need = stored_at(candidates, ranks_for(candidates, 0.0), rest)
         raise ValueError(f"LowRank: budget={config.budget!r} (= {target}) is too small: rank 1 everywhere, with the "
                          f"other parameters ({rest}), needs {need}")
-    lo, hi = 0.0, 1.0
-    for _ in range(50):  # largest rho whose stored count fits
+    lo, hi = 0.0, float(max(math.prod(_matrix(t)) for t in candidates))  # at hi every layer is dense
+    for _ in range(60):  # largest c whose stored count fits
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if stored_at(candidates, ranks_for(candidates, mid), rest) <= target else (lo, mid)
     ranks = ranks_for(candidates, lo)
