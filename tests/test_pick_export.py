@@ -72,7 +72,7 @@ def test_pick_with_nothing_in_reach_exits_1_and_lists_the_nearest(quick_run, cli
     (["pick", "{run}", "--min-throughput", "-3"], "--min-throughput: expected a positive number"),
     (["export", "no/such/run", "--trial", "0", "--out", "{tmp}/e"], "RUN: no run folder"),
     (["export", "{run}", "--trial", "99", "--out", "{tmp}/e"], "--trial: {run}: no trial 99; the run has trials {numbers}"),
-    (["export", "{run}", "--trial", "{first}", "--out", "{tmp}/e", "--format", "onnx,tflite"], "--format: unknown format 'tflite'; allowed: safetensors, torchscript, pt2, onnx, compact"),
+    (["export", "{run}", "--trial", "{first}", "--out", "{tmp}/e", "--format", "onnx,tflite"], "--format: unknown format 'tflite'; allowed: safetensors, torchscript, pt2, onnx, onnx-int8, compact"),
     (["export", "{run}", "--trial", "{dense}", "--out", "{tmp}/e", "--format", "compact"], "is a dense model, so it has no compact file"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message_and_write_nothing(quick_run, tmp_path, cli, args, message):
