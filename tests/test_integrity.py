@@ -382,6 +382,39 @@ def test_atomic_write_removes_its_temporary_on_failure(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trial.json"]
 
 
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real 64 KiB tmpfs: a write past it fails with ENOSPC, as on a full disk."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"a small tmpfs cannot be mounted here (it needs root): {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_old_file(full_disk, cli):
+    """safetensors' own writer and Python's both: the file named, status 1 (the storage failed, not the request),
+    the user's old file whole, no temporary left."""
+    import errno
+
+    from smhsearch.job import write_record
+
+    old = full_disk / "m.safetensors"
+    old.write_bytes(b"the user's file")
+    rc, out, err = cli("compress", "mlp", "--method", "smh", "--budget", "10%", "--out", old, "--force")  # about 320 KB
+    assert rc == 1, out + err
+    assert err.strip().count("\n") == 0 and f"{old}: No space left on device" in err, err
+    assert old.read_bytes() == b"the user's file"
+    with pytest.raises(OSError) as e:
+        write_record(full_disk / "trial.json", {"history": "x" * 200_000})
+    assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(full_disk / "trial.json"))
+    assert sorted(p.name for p in full_disk.iterdir()) == ["m.safetensors"]
+
+
 def test_changing_the_objectives_under_a_run_is_refused(tmp_path):
     """The study's directions are fixed at its start: other objectives would make every later trial fail."""
     from smhsearch.search import open_study, plan_run

@@ -68,6 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInput as e:
         print(f"smhsearch {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as e:
+        from .._atomic import STORAGE_ERRNOS
+
+        if e.errno not in STORAGE_ERRNOS or args.verbose:  # a bug's traceback stays whole, and -v shows it
+            raise
+        # the storage failed, not the request: one line naming the file, status 1; nothing half-written stays
+        print(f"smhsearch {args.command}: error: {e.filename or 'a file'}: {e.strerror}", file=sys.stderr)
+        return 1
 
 
 __all__ = ["BadInput", "build_parser", "main"]
