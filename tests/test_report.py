@@ -163,16 +163,16 @@ def test_published_points_are_drawn_where_dataset_and_family_match():
                       {a: pareto.hypervolumes(trials, a) for a in pareto.AXES}, {a: pareto.reference_point(trials, a) for a in pareto.AXES},
                       pareto.published_points("cifar10", ["resnet20"]), {"complete": 1})
     fig = figure(data, "stored_params")
-    published = {t.name.removeprefix("published: "): list(zip(t.x, t.y)) for t in fig.data if t.uid.startswith("published|")}
+    published = {t["name"].removeprefix("published: "): list(zip(t["x"], t["y"])) for t in fig["data"] if t["uid"].startswith("published|")}
     for p in data.published:
         assert (p.params, p.accuracy) in published[p.series]
     assert sum(len(v) for v in published.values()) == len(data.published) == 29
     # a paper's SMH series shares the colour of this run's SMH trials; series of methods the run lacks are grey
-    colour = {t.uid: t.marker.color for t in fig.data}
+    colour = {t["uid"]: t.get("marker", {}).get("color") for t in fig["data"]}
     assert colour["published|SMH (paper)"] == colour["smh|resnet20|complete"]
     assert colour["published|Tucker"] != colour["smh|resnet20|complete"]
     # published points carry parameters only: the throughput and FLOPs figures show none
-    assert not [t for t in figure(data, "throughput").data if t.uid.startswith("published|")]
+    assert not [t for t in figure(data, "throughput")["data"] if t["uid"].startswith("published|")]
 
 
 def test_report_cli_writes_one_self_contained_page(quick_run, tmp_path):
@@ -302,8 +302,8 @@ def test_published_sizes_in_bytes_are_drawn_on_the_bytes_figure():
     data = ReportData("t", "runs/t", "mnist", 10, "val_acc", trials, {a: pareto.front(trials, a) for a in pareto.AXES},
                       {a: pareto.hypervolumes(trials, a) for a in pareto.AXES}, {a: pareto.reference_point(trials, a) for a in pareto.AXES},
                       pareto.published_points("mnist", ["lenet300_100"]), {"complete": 1})
-    drawn = {t.name.removeprefix("published: "): list(zip(t.x, t.y)) for t in figure(data, "stored_bytes").data
-             if t.uid.startswith("published|")}
+    drawn = {t["name"].removeprefix("published: "): list(zip(t["x"], t["y"])) for t in figure(data, "stored_bytes")["data"]
+             if t["uid"].startswith("published|")}
     with_bytes = [p for p in data.published if p.bytes is not None]
     assert with_bytes and sum(len(v) for v in drawn.values()) == len(with_bytes)
     assert (27_000.0, 98.42) in drawn["Deep Compression (prune, k-means, Huffman)"]  # 27 KB at 1.58% error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 from typing import Any
@@ -75,20 +76,21 @@ def _group(trials: list[TrialRecord]) -> dict[tuple[str, str, str], list[TrialRe
     return out
 
 
-def figure(data: ReportData, axis: str):
-    """Accuracy (in %) against one cost axis: trials by method and architecture, the front, published points, the pick."""
-    import plotly.graph_objects as go
+def figure(data: ReportData, axis: str) -> dict[str, Any]:
+    """Accuracy (in %) against one cost axis: trials by method and architecture, the front, published points, the pick.
 
+    A plain plotly figure dict (``{"data": [trace, ...], "layout": {...}}``), written as plotly.js takes it: building
+    it through plotly's validated graph objects took half a second of the report command's second."""
     acc_key, sense = data.acc_key, pareto.AXES[axis]["sense"]
     col, sym = colours(data.methods), symbols(data.archs)
-    fig = go.Figure()
+    traces: list[dict[str, Any]] = []
     for (method, arch, status), group in sorted(_group(data.trials).items()):
         pts = [t for t in group if pareto._num(t.get(axis)) is not None and pareto._num(t.get(acc_key)) is not None]
         if not pts:
             continue
         early = status == "early_stopped"
-        fig.add_trace(go.Scatter(
-            x=[float(t.get(axis)) for t in pts], y=[100 * float(t.get(acc_key)) for t in pts], mode="markers",
+        traces.append(dict(
+            type="scatter", x=[float(t.get(axis)) for t in pts], y=[100 * float(t.get(acc_key)) for t in pts], mode="markers",
             name=f"{method} · {arch}" + (" (stopped early)" if early else ""), legendgroup=method,
             marker=dict(color=col[method], symbol=sym[arch] + ("-open" if early else ""), size=11 if not early else 10,
                         opacity=0.55 if early else 0.95, line=dict(width=1.5 if early else 0.5, color=col[method] if early else "#222")),
@@ -96,8 +98,8 @@ def figure(data: ReportData, axis: str):
             hovertemplate="%{text}<extra></extra>", uid=f"{method}|{arch}|{status}"))
     fr = data.fronts[axis]
     if fr.step:
-        fig.add_trace(go.Scatter(x=[x for x, _ in fr.step], y=[100 * a for _, a in fr.step], mode="lines", name="non-dominated front",
-                                 line=dict(color="#111", width=1.5, dash="dot"), hoverinfo="skip", uid=FRONT_UID))
+        traces.append(dict(type="scatter", x=[x for x, _ in fr.step], y=[100 * a for _, a in fr.step], mode="lines",
+                           name="non-dominated front", line=dict(color="#111", width=1.5, dash="dot"), hoverinfo="skip", uid=FRONT_UID))
     if axis in ("stored_params", "stored_bytes"):  # the papers' sizes: parameters, and bytes where they give them
         size = (lambda p: p.params) if axis == "stored_params" else (lambda p: p.bytes)
         shown = [p for p in data.published if size(p) is not None]
@@ -107,9 +109,9 @@ def figure(data: ReportData, axis: str):
             pts = [p for p in shown if p.series == s]
             # a paper's series of a method this run has takes that method's colour, with a marker of its own
             colour = col.get(published_method(s) or "", None) or next(grey)
-            fig.add_trace(go.Scatter(
-                x=[size(p) for p in pts], y=[p.accuracy for p in pts], mode="markers", name=f"published: {s}",
-                legendgroup="published", legendgrouptitle_text="published (test accuracy)" if i == 0 else None,
+            traces.append(dict(
+                type="scatter", x=[size(p) for p in pts], y=[p.accuracy for p in pts], mode="markers", name=f"published: {s}",
+                legendgroup="published", **({"legendgrouptitle": {"text": "published (test accuracy)"}} if i == 0 else {}),
                 marker=dict(symbol=PUBLISHED_SYMBOLS[i % len(PUBLISHED_SYMBOLS)], size=11, opacity=0.8, color=colour,
                             line=dict(width=1.5, color=colour)),
                 text=[f"<b>{html.escape(s)}</b><br>{html.escape(p.arch)} on {html.escape(p.dataset)}<br>{p.params:,.0f} parameters"
@@ -119,20 +121,27 @@ def figure(data: ReportData, axis: str):
                 hovertemplate="%{text}<extra></extra>", uid=f"published|{s}"))
     best = data.best_under(None)
     on_axis = best is not None and pareto._num(best.get(axis)) is not None
-    fig.add_trace(go.Scatter(
-        x=[float(best.get(axis))] if on_axis else [], y=[100 * float(best.get(acc_key))] if on_axis else [],
+    traces.append(dict(
+        type="scatter", x=[float(best.get(axis))] if on_axis else [], y=[100 * float(best.get(acc_key))] if on_axis else [],
         mode="markers", name="best under the budget", marker=dict(symbol="circle-open", size=24, color="#E4002B", line=dict(width=3)),
         hoverinfo="skip", uid=SELECTED_UID))
-    fig.update_layout(
+    layout = dict(
         title=dict(text=f"{pareto.ACCURACY[acc_key]} vs {pareto.AXES[axis]['title']}"
                         + (" (higher is better on both)" if sense == "max" else " (up and to the left is better)")),
         xaxis=dict(title=pareto.AXES[axis]["title"], type="log"),
         yaxis=dict(title=f"{pareto.ACCURACY[acc_key]} (%)"),
-        template="plotly_white", height=660, margin=dict(l=60, r=20, t=60, b=30), hoverlabel=dict(align="left"),
-        legend_orientation="h", legend_y=-0.2, legend_yanchor="top",
-        legend_groupclick="toggleitem",
+        template=_template(), height=660, margin=dict(l=60, r=20, t=60, b=30), hoverlabel=dict(align="left"),
+        legend=dict(orientation="h", y=-0.2, yanchor="top", groupclick="toggleitem"),
     )
-    return fig
+    return {"data": traces, "layout": layout}
+
+
+@functools.cache
+def _template() -> dict[str, Any]:
+    """plotly's ``plotly_white`` template as plotly.js takes it (an object, not the name)."""
+    import plotly.io as pio
+
+    return pio.templates["plotly_white"].to_plotly_json()
 
 
 def hypervolume_table(data: ReportData) -> list[list[str]]:

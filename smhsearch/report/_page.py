@@ -197,7 +197,7 @@ def render(data: ReportData) -> str:
     figs = []
     for axis in pareto.AXES:
         fig = figure(data, axis)
-        figs.append(pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"fig-{axis}",
+        figs.append(pio.to_html(fig, validate=False, full_html=False, include_plotlyjs=False, div_id=f"fig-{axis}",
                                 config={"displaylogo": False, "responsive": True, "toImageButtonOptions": {"filename": f"{data.name}-{axis}"}}))
     sizes = [float(t.get("stored_params")) for t in data.trials
              if t.status == "complete" and pareto._num(t.get("stored_params")) is not None]
