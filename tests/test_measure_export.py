@@ -24,6 +24,26 @@ def test_flops_closed_form():
     assert measure.flops(conv, (3, 16, 16)) == 16 * 16 * 8 * 3 * 9
 
 
+def test_attention_is_counted_on_both_of_torchs_paths():
+    """fvcore counts no attention kernel. nn.MultiheadAttention's eval fast path (ViT-B/16: one fused op, projections
+    included) would count zero for the whole block, and the SDPA path (3 heads of 32: not fast-path) its QK^T and AV."""
+    import warnings
+
+    from fvcore.nn import FlopCountAnalysis
+
+    from smhsearch._fvcore import ATTENTION_HANDLES
+
+    # torchvision documents 17.56 GFLOPS (multiply-adds) for ViT-B/16 at 224 px; without the handles: 11.29
+    assert abs(measure.flops(create_model("vit_b_16"), (3, 224, 224)) / 17.56e9 - 1) < 0.005
+    tiny = create_model("vit_cifar_tiny").eval()  # 64 patches + the class token, width 96, 4 layers
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analysis = FlopCountAnalysis(tiny, torch.zeros(1, 3, 32, 32)).set_op_handle(**ATTENTION_HANDLES)
+        by_op, unsupported = analysis.by_operator(), analysis.unsupported_ops()
+    assert by_op["scaled_dot_product_attention"] == 4 * 2 * 65 * 65 * 96  # QK^T and AV per layer
+    assert not [op for op in unsupported if "attention" in op]
+
+
 def test_flops_of_compressed_equal_base():
     base = create_model("resnet20")
     m = smhsearch.compress(base, SMH(budget="30%"))

@@ -115,3 +115,17 @@ def test_check_prescreens_every_candidate(tmp_path):
     assert by["resnet8 smh@10% (all/learnable)"]["compressed_share"] == selection_summary(base, SMH(budget="10%")).share_compressed
     assert 0.9 < by["resnet8 hashed1@25% (all)"]["compressed_share"] < 1
     assert by["resnet8 dense"]["compressed_share"] is None and by["resnet8 width@10%"]["compressed_share"] is None
+
+
+def test_check_counts_flops_of_a_meta_network_that_reads_an_index_buffer():
+    """check counts a candidate's FLOPs on storage given to its meta build. Swin-T's forward indexes a table with its
+    relative-position buffer: uninitialised storage there was an index out of bounds (a traceback from check on
+    spaces/vit.yaml); the count must equal a real build's."""
+    import smhsearch
+    from smhsearch._fvcore import count_flops
+    from smhsearch.cli.check import _count_flops
+    from smhsearch.models._meta import on_meta
+
+    with on_meta():
+        meta = smhsearch.create_model("swin_t")
+    assert _count_flops(meta, (3, 64, 64)) == count_flops(smhsearch.create_model("swin_t"), (3, 64, 64)) > 0

@@ -121,11 +121,18 @@ def _compressed_share(c, base) -> float | None:
 
 
 def _count_flops(net, shape) -> int:
-    """fvcore's count on ``net``; a meta network gets uninitialised CPU storage first (FLOPs do not read values)."""
+    """fvcore's count on ``net``; a meta network gets zeroed CPU storage first. FLOPs do not depend on weights, but
+    a forward pass reads integer buffers (Swin's relative-position index): uninitialised storage there is an index
+    out of bounds, zero is always in range."""
+    import torch
+
     from .._fvcore import count_flops
 
     if any(t.is_meta for t in net.state_dict().values()):  # on a copy: to_empty works in place, and a dense candidate's
         import copy                                          # network is the architecture's base the others are built from
 
         net = copy.deepcopy(net).to_empty(device="cpu")
+        with torch.no_grad():
+            for t in [*net.parameters(), *net.buffers()]:
+                t.zero_()
     return count_flops(net, shape)
