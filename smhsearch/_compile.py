@@ -50,8 +50,7 @@ def _step_seconds(forward: Callable, be: Backend, amp: torch.dtype | None, x: to
         with be.autocast(amp):
             forward(x).float().sum().backward()
 
-    times = be.time_steps(step, warmup=2, repeats=repeats)
-    return sorted(times)[len(times) // 2]
+    return be.median_seconds(step, warmup=2, repeats=repeats)
 
 
 def _self_check(model: nn.Module, compiled: Callable, be: Backend, amp: torch.dtype | None, x: torch.Tensor,

@@ -6,6 +6,7 @@ with resolution) does not reach up to ``measure``.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from typing import Any, Sequence
@@ -18,8 +19,16 @@ def count_flops(module: nn.Module, input_shape: Sequence[int]) -> int:
     """fvcore's count of one forward pass of ``module`` on one sample of shape ``input_shape``.
 
     One fused multiply-add counts as one flop (fvcore reports MACs). ``module`` is run in
-    eval mode and restored to its mode afterwards.
+    eval mode and restored to its mode afterwards. A module built on the meta device (shapes
+    only) is counted on a copy with zeroed CPU storage: FLOPs do not depend on weights, but a
+    forward pass reads integer buffers (Swin's relative-position index), where uninitialised
+    storage is an index out of bounds and zero is always in range.
     """
+    if any(t.is_meta for t in [*module.parameters(), *module.buffers()]):  # a copy: to_empty works in place
+        module = copy.deepcopy(module).to_empty(device="cpu")
+        with torch.no_grad():
+            for t in [*module.parameters(), *module.buffers()]:
+                t.zero_()
     was_training = module.training
     module.eval()
     try:

@@ -237,6 +237,11 @@ class Backend:
             times.append(time.perf_counter() - t0)
         return times
 
+    def median_seconds(self, fn: Callable[[], object], warmup: int, repeats: int) -> float:
+        """The median of :meth:`time_steps` (the upper one of an even count)."""
+        times = self.time_steps(fn, warmup, repeats)
+        return sorted(times)[len(times) // 2]
+
     def reset_peak_memory(self) -> None:
         pass
 

@@ -236,8 +236,7 @@ class _DivergenceWatch:
 def teacher_forward_seconds(teacher: nn.Module, x: torch.Tensor, be: Backend, amp: torch.dtype | None, repeats: int = 5) -> float:
     """Median seconds of the teacher's forward on a training batch ``x``: what distillation adds to each step."""
     with be.autocast(amp):
-        times = be.time_steps(lambda: teacher(x), warmup=1, repeats=repeats)
-    return sorted(times)[len(times) // 2]
+        return be.median_seconds(lambda: teacher(x), warmup=1, repeats=repeats)
 
 
 def _set_memory_format(model: nn.Module, fmt: torch.memory_format) -> None:

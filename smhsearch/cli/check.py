@@ -23,6 +23,7 @@ def add(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     """Validate a space, count its trials and pre-screen every candidate's cost before any training."""
     from .._budget import format_count
+    from .._fvcore import count_flops
     from ..search._plan import local_shortfall, plan_run
     from ..space import dataset_model_kwargs, dataset_shape
 
@@ -48,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
     for c in plan.candidates:
         stored, arch, net = _shapes_only(c, kw, bases)
         if arch not in flops_of:
-            flops_of[arch] = _count_flops(net, shape)
+            flops_of[arch] = count_flops(net, shape)  # a meta network is counted on a copy: it is the base others share
         rows.append({"candidate": c.label(), "stored_params": stored, "flops": flops_of[arch], "architecture": arch,
                      "compressed_share": _compressed_share(c, bases[c.arch])})
     summary = {"space": str(space_path), "name": space.name, "candidates": len(plan.candidates), "trials": plan.target_trials,
@@ -118,21 +119,3 @@ def _compressed_share(c, base) -> float | None:
         return selection_summary(base, cfg).share_compressed
     except ValueError:  # the width multiplier: no tensor is chosen
         return None
-
-
-def _count_flops(net, shape) -> int:
-    """fvcore's count on ``net``; a meta network gets zeroed CPU storage first. FLOPs do not depend on weights, but
-    a forward pass reads integer buffers (Swin's relative-position index): uninitialised storage there is an index
-    out of bounds, zero is always in range."""
-    import torch
-
-    from .._fvcore import count_flops
-
-    if any(t.is_meta for t in net.state_dict().values()):  # on a copy: to_empty works in place, and a dense candidate's
-        import copy                                          # network is the architecture's base the others are built from
-
-        net = copy.deepcopy(net).to_empty(device="cpu")
-        with torch.no_grad():
-            for t in [*net.parameters(), *net.buffers()]:
-                t.zero_()
-    return count_flops(net, shape)
