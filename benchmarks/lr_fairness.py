@@ -54,6 +54,7 @@ import smhsearch
 from smhsearch import SMH, HashedNets, LowRank, Prune, WidthMultiplier
 from smhsearch.data import load_dataset
 from smhsearch.data._splits import TensorSplit
+from smhsearch.methods import param_groups
 from smhsearch.train import TrainConfig, TrainingDiverged, train
 
 from _common import RESULTS, device_slug, environment  # type: ignore[import-not-found]
@@ -107,6 +108,23 @@ def dataset(setting: str, n_train: int | None, n_test: int | None):
     return _DATA[key]
 
 
+_RATES: dict[tuple, dict[str, float]] = {}
+
+
+def default_rates(setting: str, method: str, budget: str, optimizer: str) -> dict[str, float]:
+    """The method's own learning-rate multipliers at its default, per parameter group (3 significant digits):
+    part of every cell, so a change of a method's rule trains its cells again, and only its."""
+    key = (setting, method, budget, optimizer)
+    if key not in _RATES:
+        s = SETTINGS[setting]
+        torch.manual_seed(0)
+        base = smhsearch.create_model(s["arch"], **s["kwargs"])
+        model = base if method == "dense" else smhsearch.compress(base, METHODS[method](budget_value(budget), 0))
+        groups = param_groups(model, 1.0, 0.0, optimizer)
+        _RATES[key] = {g["name"]: float(f"{g['lr_mult']:.3g}") for g in groups if g["lr_mult"] != 1.0}
+    return _RATES[key]
+
+
 def cell_key(c: dict) -> str:
     return f"{c['setting']}|{c['budget']}|{c['method']}|{c['optimizer']}|lr{c['lr']:.3g}|x{c['factor']:.4g}|seed{c['seed']}"
 
@@ -151,6 +169,7 @@ def plan(a, methods: list[str], base_lr: dict[tuple[str, str], float]) -> list[d
                                           "seed": seed, "epochs": epochs, "n_train": a.n_train, "n_test": a.n_test,
                                           "lr": base_lr[(name, opt)], "weight_decay": OPTIMIZERS[opt]["weight_decay"],
                                           "warmup_epochs": a.warmup * epochs,
+                                          "rates": default_rates(name, method, budget, opt),
                                           "batch_size": BATCH, "device": a.device})
     return cells
 
