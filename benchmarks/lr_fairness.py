@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
 import math
 import multiprocessing
@@ -193,20 +194,25 @@ def summarise(cells: dict[str, dict]) -> list[dict]:
         best = max(val, key=val.get)
         mean = lambda f: statistics.mean(err[f]) if err.get(f) and len(err[f]) == len(by_f[f]) else float("nan")  # noqa: E731
         gap = mean(1.0) - mean(best) if 1.0 in by_f else float("nan")
+        pairs = {r["seed"]: r.get("test_error_pct", math.nan) for r in by_f.get(1.0, [])}  # the gap seed by seed
+        diffs = [pairs[r["seed"]] - r.get("test_error_pct", math.nan) for r in by_f[best] if r["seed"] in pairs]
+        finite = len(diffs) > 1 and all(math.isfinite(x) for x in diffs)  # a diverged seed has no gap to spread
+        gap_se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if finite else float("nan")
         rows.append({"setting": setting, "budget": budget, "method": method, "optimizer": opt, "default_error_pct": mean(1.0),
-                     "best_factor": best, "best_error_pct": mean(best), "gap_points": gap, "target_points": SETTINGS[setting]["target"],
+                     "best_factor": best, "best_error_pct": mean(best), "gap_points": gap, "gap_se_points": gap_se, "target_points": SETTINGS[setting]["target"],
                      "within_target": bool(gap <= SETTINGS[setting]["target"]), "seeds": len(by_f.get(1.0, [])),
                      "errors_by_factor": {f"{f:.4g}": mean(f) for f in sorted(by_f)}})
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| setting | budget | method | optimizer | default (test error %) | best x (val) | at best | default - best | within target |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| setting | budget | method | optimizer | default (test error %) | best x (val) | at best | default - best | "
+           "± (s.e., seed by seed) | within target |", "|---|---|---|---|---|---|---|---|---|---|"]
     num = lambda v, fmt: "diverged" if math.isnan(v) else format(v, fmt)  # noqa: E731  (a seed diverged)
     for r in rows:
         out.append(f"| {r['setting']} | {r['budget']} | {r['method']} | {r['optimizer']} | {num(r['default_error_pct'], '.2f')} | "
                    f"x{r['best_factor']:.3g} | {num(r['best_error_pct'], '.2f')} | {num(r['gap_points'], '+.2f')} | "
+                   f"{'-' if r['best_factor'] == 1.0 else num(r['gap_se_points'], '.2f')} | "
                    f"{'(reference)' if r['method'] == 'dense' else 'yes' if r['within_target'] else 'no'} |")
     return "\n".join(out) + "\n"
 
@@ -247,9 +253,18 @@ def main() -> None:
                            "seeds": a.seeds, "batch_size": BATCH, "warmup_fraction": a.warmup, "base": a.base,
                            "selection": "best mean final validation accuracy over seeds"}}
 
+    def save(**extra) -> None:
+        """Write ``done`` with ``extra``, merged under a lock with the cells another run (of other settings or
+        methods) has written to the same file since: two runs at once lose nothing."""
+        with open(path.with_name(path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            on_disk = json.loads(path.read_text()) if path.is_file() else {}
+            done.update({k: v for k, v in on_disk.get("cells", {}).items() if k not in done})
+            write(path, {**on_disk, **environment(device), **header, **extra, "cells": done})
+
     def record(result: dict) -> None:
         done[cell_key(result)] = result
-        write(path, {**environment(device), **header, "cells": done})  # the summary is written at the end
+        save()  # the summary is written at the end
         shown = f"{result['test_error_pct']:.2f}% test error" if "test_error_pct" in result else "diverged"
         print(f"{cell_key(result)}: {shown} ({result['seconds']:.0f} s)", flush=True)
 
@@ -277,7 +292,7 @@ def main() -> None:
     current = {**dense, **run(plan(a, [m for m in a.methods if m != "dense"], base))}  # phase 2: every method around it
     header["protocol"]["base_lr_chosen"] = {f"{k[0]} {k[1]}": v for k, v in base.items()}
     rows = summarise(current)  # this plan's cells only: the file also keeps those of earlier protocols
-    write(path, {**environment(device), **header, "summary": rows, "cells": done})
+    save(summary=rows)
     path.with_suffix(".md").write_text(
         "Test error % at each method's default rates and at the sweep point validation picks "
         f"(x{{{', '.join(f'{f:.3g}' for f in a.sweep)}}} of its own rates, mean over {a.seeds} seed(s)), "

@@ -30,10 +30,23 @@ Learning rates (the rule of ``_rates.py``: one step moves each computed weight a
 dense step does). Entries of A (r x cols) and B (rows x r) have variance sigma^2 =
 r^-1/2 s_l, so A A^T ~ cols sigma^2 I and B^T B ~ rows sigma^2 I: A^T A = cols sigma^2 P_A
 and B B^T = rows sigma^2 P_B, projections on random r-dimensional subspaces.
-- SGD: dW = -eta_v (G A^T A + B B^T G), two orthogonal terms of norms
-  cols sigma^2 sqrt(r / cols) ||G|| and rows sigma^2 sqrt(r / rows) ||G||, so
-  e_l = sigma^2 sqrt(r (rows + cols)) = s_l sqrt(rows + cols): near 1 for the usual inits
-  (0.87 for the MNIST MLP's first layer, x1.15), not the first-order 2 sqrt(r) s_l (x10).
+- SGD: dW = -eta_v (G A^T A + B B^T G). For a gradient unrelated to the factors the two
+  orthogonal terms have norms cols sigma^2 sqrt(r / cols) ||G|| and rows sigma^2
+  sqrt(r / rows) ||G||: e = sigma^2 sqrt(r (rows + cols)) = s_l sqrt(rows + cols). But
+  the factors do not stay unrelated: every step writes the gradient's own directions into
+  them (dA = -eta_v B^T G puts G's row space into A's rows, dB = -eta_v G A^T its column
+  space into B's columns), so within tens of steps the gradient's dominant directions
+  (the layer input's top principal directions, where the loss is sharpest) lie in the
+  factors' spans, and along them the map's gain is its operator norm,
+  ||A||^2 + ||B||^2 = sigma^2 ((sqrt(cols) + sqrt(r))^2 + (sqrt(rows) + sqrt(r))^2) for
+  Gaussian factors: about sqrt((rows + cols) / r) times the first (x6 on the MNIST MLP's
+  first layer at 1/8, rank 49; x24 at 1/64, rank 3). SGD's stability is set by the
+  sharpest direction, so the SGD rule takes the operator norm: no direction of W moves
+  faster than the dense step moves it. The first form diverged on the MNIST MLP at the
+  dense model's best rate (0.15) at both budgets, within its first 120 steps (still in
+  warm-up), and its sweep chose x1/3 (1/8) and x1/10 (1/64); on LeNet-300-100 it
+  collapsed to chance. SMH keeps the first form (``_smh.py``): its row-major layout
+  does not keep a layer's input directions as directions of U V.
 - Adam: each entry of dB A sums r terms +-eta_v sigma with incoherent signs, and so does
   B dA: e_l = sigma sqrt(2 r) = sqrt(2 sqrt(r) s_l) (x3 on the MNIST MLP at 1/64).
 - Every layer has its own A and B, so each pair gets its layer's own multiplier: exact.
@@ -148,7 +161,10 @@ class LowRankModel(ReparametrizedModel):
         out = []
         for t, r, var in zip(self.targets, self.ranks, self._factor_var):
             rows, cols = _matrix(t)
-            out.append(var * math.sqrt(r * (rows + cols)) if optimizer == "sgd" else math.sqrt(2 * r * var))
+            if optimizer == "sgd":  # the operator norm ||A||^2 + ||B||^2 of Gaussian factors (module docstring)
+                out.append(var * ((math.sqrt(cols) + math.sqrt(r)) ** 2 + (math.sqrt(rows) + math.sqrt(r)) ** 2))
+            else:
+                out.append(math.sqrt(2 * r * var))
         return torch.tensor(out, dtype=torch.float64)
 
     def variable_rates(self, optimizer: Optimizer) -> dict[str, VariableRate]:

@@ -29,7 +29,11 @@ random M-dimensional subspaces.
   e_l = sqrt(n s_l^4 + (N / n) s_l^2 sbar^2)   (~ sqrt(2 n) s^2 when the s_l agree),
   and U and V get 1 / mean(e_l): x61-63 on the 784-1000-10 MLP at any budget (n = 892,
   s = 1/sqrt(3 * 784)). It does not depend on M: the budget changes which directions
-  U V can move in, not how fast.
+  U V can move in, not how fast. Low-rank's factors learn the gradient's directions and
+  so take the operator norm instead (``_lowrank.py``); here a layer's rows are laid
+  row-major into rows of length n, each shifted against the layer's input, so an input
+  direction is not a direction of V's rows, and the norm of a typical step is the rule
+  (measured: the MNIST MLP's sweeps chose x1 and x1/3 of it, ResNet-8's x1 to x3).
 - Adam: dU and dV have entries +-eta_v with incoherent signs, and a row of +-1 times V
   has norm^2 z V V^T z^T = n M^1/2, so each entry of dU V (and of U dV) moves by
   eta_v M^1/4 and each weight by e_l = sqrt(2) M^1/4 s_l against a dense eta: x24 on

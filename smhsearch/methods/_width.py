@@ -12,6 +12,21 @@ Given a budget, alpha is the one whose real parameter count is the largest not a
 it: channel counts round (torchvision to multiples of 8), so counts are a step
 function of alpha, searched by bisection and then a fine scan around the answer, with
 candidates built on the meta device (no memory, no init).
+
+Learning rates (the rule of ``_rates.py``: one step moves each layer's weights, relative to
+their size, as the dense model's step moves its own). A narrower layer has a smaller
+fan-in, so its initialisation is wider: s'_l = s_l / sqrt(fan-in ratio) for PyTorch's
+and torchvision's inits. There are no shared variables and no map J: each weight is its
+own variable, and the two optimizers differ in how a step scales with s'_l.
+- Adam / AdamW moves every entry by about eta whatever its size: ||dW_l|| / ||W_l|| =
+  eta / s'_l, smaller than the dense layer's eta / s_l. The layer's rate is therefore
+  eta * s'_l / s_l, measured from the two initialisations (so any init a user factory
+  uses is followed): x1 for a layer whose fan-in is the input's, x1/sqrt(alpha) for the
+  others (the MNIST MLP's classifier at 1/8: x2.8). This is the Adam half of muP's
+  width rule, stated for relative updates; biases and normalisation stay at eta.
+- SGD moves each entry by eta times its gradient, which already grows with the layer's
+  init std (a unit's back-propagated error sums over fewer, larger weights): the dense
+  rate, x1, as the MNIST sweep chose at 1/8 (x1/3 at 1/64, 0.1 points better).
 """
 
 from __future__ import annotations
@@ -33,6 +48,7 @@ from ..models._factory import MODELS, arch_of, create_model
 from ..models._meta import on_meta
 from ..models._wrappers import Upsampled
 from ._base import CompressedModel, MethodConfig, check_seed, register_method, resolve_budget, trainable_count
+from ._rates import Optimizer, VariableRate, check_optimizer
 
 ALPHA_STEP = 1 / 512
 
@@ -73,11 +89,20 @@ class WidthMultiplier(MethodConfig):
 class WidthModel(CompressedModel):
     """A narrower copy of the base architecture (and, for the strong baseline, an input size)."""
 
-    def __init__(self, narrow: nn.Module, config: WidthMultiplier, arch: dict[str, Any], alpha: float, side: int | None) -> None:
+    def __init__(self, narrow: nn.Module, config: WidthMultiplier, arch: dict[str, Any], alpha: float, side: int | None,
+                 base: nn.Module | None = None) -> None:
         super().__init__(config, arch)
         self.model = narrow
         self.alpha = alpha
         self.side = side
+        self._adam_mults = _init_ratios(narrow, base) if base is not None else {}
+
+    def variable_rates(self, optimizer: Optimizer) -> dict[str, VariableRate]:
+        """Adam: each weight tensor at its init std over the base layer's (module docstring); SGD: the dense rate."""
+        check_optimizer(optimizer)
+        if optimizer == "sgd":
+            return {}
+        return {f"model.{name}": VariableRate(m) for name, m in self._adam_mults.items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.side is not None:
@@ -99,6 +124,21 @@ class WidthModel(CompressedModel):
 
     def layout(self) -> list[Any]:
         return [self.alpha, self.side]
+
+
+def _init_ratios(narrow: nn.Module, base: nn.Module) -> dict[str, float]:
+    """Per weight tensor (two or more dimensions) of ``narrow``: its init std over the same tensor's in ``base``.
+    Shapes-only builds and constant inits have no std to measure: they are left out (the dense rate)."""
+    ref = dict(base.named_parameters())
+    out = {}
+    for name, p in narrow.named_parameters():
+        q = ref.get(name)
+        if q is None or p.dim() < 2 or p.is_meta or q.is_meta or p.numel() < 2 or q.numel() < 2:
+            continue
+        s, s0 = float(p.detach().double().std()), float(q.detach().double().std())
+        if s > 0.0 and s0 > 0.0 and math.isfinite(s / s0):
+            out[name] = s / s0
+    return out
 
 
 def _count_at(arch: dict[str, Any]) -> Callable[[float], int]:
@@ -163,4 +203,4 @@ def _build_width(model: nn.Module, config: WidthMultiplier) -> WidthModel:
         s0 = MODELS.get(arch["name"]).default_input_size
         shape = (arch["kwargs"]["in_channels"], s0, s0)
         side = int(round(s0 * math.sqrt(count_flops(model, shape) / count_flops(narrow, shape))))
-    return WidthModel(narrow, config, arch, alpha, side)
+    return WidthModel(narrow, config, arch, alpha, side, base=model)
