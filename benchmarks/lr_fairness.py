@@ -21,7 +21,8 @@ default within 0.3 points of the best on MNIST and 0.5 on the Fashion-MNIST subs
   (MNIST MLP, 1/64, lr 0.15): products of variables amplify the large first gradients.
 - Methods: smh, smh_learnable, hashed1, hashed2, hashed10 (HashedNets' default per-layer
   pools), prune, lowrank, width, and dense for reference. Methods with shared variables
-  sweep them (``variable_lr_mult``); prune, width and dense, which have none, sweep the
+  sweep them (``variable_lr_mult``); prune, width (whose per-layer Adam rates are
+  multiples of it) and dense, which have none, sweep the
   whole learning rate.
 
     python benchmarks/lr_fairness.py               # the full run (680 trainings); --jobs N on N idle cores
@@ -76,7 +77,7 @@ METHODS = {
     "lowrank": lambda b, s: LowRank(budget=b, seed=s),
     "width": lambda b, s: WidthMultiplier(budget=b, seed=s),
 }
-SWEEPS_WHOLE_LR = {"dense", "prune", "width"}  # no shared variables: their own rate is the whole learning rate
+SWEEPS_WHOLE_LR = {"dense", "prune", "width"}  # no shared variables: their rate is the whole learning rate
 SWEEP = [0.1, 1 / 3, 1.0, 3.0, 10.0]
 BATCH = 128
 
@@ -253,18 +254,21 @@ def main() -> None:
                            "seeds": a.seeds, "batch_size": BATCH, "warmup_fraction": a.warmup, "base": a.base,
                            "selection": "best mean final validation accuracy over seeds"}}
 
+    mine: set[str] = set()  # the cells this run trained
+
     def save(**extra) -> None:
-        """Write ``done`` with ``extra``, merged under a lock with the cells another run (of other settings or
-        methods) has written to the same file since: two runs at once lose nothing."""
+        """Write this run's cells into the file, merged under a lock with what another run (of other settings
+        or methods) has written there since: the file's cells, with this run's own replacing theirs."""
         with open(path.with_name(path.name + ".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             on_disk = json.loads(path.read_text()) if path.is_file() else {}
-            done.update({k: v for k, v in on_disk.get("cells", {}).items() if k not in done})
+            done.update({**on_disk.get("cells", {}), **{k: done[k] for k in mine}})
             write(path, {**on_disk, **environment(device), **header, **extra, "cells": done})
 
     def record(result: dict) -> None:
         done[cell_key(result)] = result
-        save()  # the summary is written at the end
+        mine.add(cell_key(result))
+        save()  # the summary (of this run's plan) is written at the end
         shown = f"{result['test_error_pct']:.2f}% test error" if "test_error_pct" in result else "diverged"
         print(f"{cell_key(result)}: {shown} ({result['seconds']:.0f} s)", flush=True)
 
@@ -287,11 +291,23 @@ def main() -> None:
 
     centre = {(name, opt): OPTIMIZERS[opt]["lr"] for name in a.settings for opt in a.optimizers}
     dense = run(plan(a, ["dense"], centre))  # phase 1: the dense model's own rate
+    for _ in range(2 if a.base == "dense-best" else 0):  # a best at the edge of the sweep may not be the best: extend it
+        more = []
+        for r in summarise(dense):
+            factors = [c["factor"] for c in dense.values() if (c["setting"], c["optimizer"]) == (r["setting"], r["optimizer"])]
+            if len(factors) > 1 and r["best_factor"] in (min(factors), max(factors)):
+                step = 3.0 if r["best_factor"] == max(factors) else 1 / 3
+                one = argparse.Namespace(**{**vars(a), "settings": [r["setting"]], "optimizers": [r["optimizer"]],
+                                            "sweep": [r["best_factor"] * step]})
+                more += plan(one, ["dense"], centre)
+        if not more:
+            break
+        dense.update(run(more))
     base = dense_best(dense) if a.base == "dense-best" else centre
     print(f"base rates ({a.base}): " + ", ".join(f"{k[0]} {k[1]} {v:.3g}" for k, v in base.items()), flush=True)
     current = {**dense, **run(plan(a, [m for m in a.methods if m != "dense"], base))}  # phase 2: every method around it
     header["protocol"]["base_lr_chosen"] = {f"{k[0]} {k[1]}": v for k, v in base.items()}
-    rows = summarise(current)  # this plan's cells only: the file also keeps those of earlier protocols
+    rows = summarise(current)  # this plan's cells only (a cell of a changed protocol is replaced; git keeps the old)
     save(summary=rows)
     path.with_suffix(".md").write_text(
         "Test error % at each method's default rates and at the sweep point validation picks "

@@ -42,7 +42,7 @@ def load_checkpoint(path: Path, be: Backend, model: nn.Module, opt, sched, gen: 
     try:
         # weights_only: never runs code from the file; tensors are only as large as the file's own records
         state = torch.load(path, map_location=be.device, weights_only=True)
-        _check_fits(state, model)
+        _check_fits(state, model, opt)
     except Exception as e:
         import os
 
@@ -60,8 +60,9 @@ def load_checkpoint(path: Path, be: Backend, model: nn.Module, opt, sched, gen: 
     return int(state["epoch"]) + 1, state["history"]
 
 
-def _check_fits(state: Any, model: nn.Module) -> None:
-    """Raise ValueError unless ``state`` is a checkpoint of ``model`` (checked before any of it is applied)."""
+def _check_fits(state: Any, model: nn.Module, opt: Any = None) -> None:
+    """Raise ValueError unless ``state`` is a checkpoint of ``model`` trained by ``opt``'s parameter groups
+    (checked before any of it is applied)."""
     keys = ("model", "optimizer", "scheduler", "generator", "epoch", "history")
     if not isinstance(state, dict) or any(k not in state for k in keys) or ("rng" not in state and "torch_rng" not in state):
         raise ValueError(f"not a trainer checkpoint (a mapping with {', '.join(keys)} and rng)")
@@ -74,3 +75,8 @@ def _check_fits(state: Any, model: nn.Module) -> None:
     wrong = next((k for k, v in own.items() if not isinstance(saved[k], torch.Tensor) or saved[k].shape != v.shape), None)
     if wrong is not None:
         raise ValueError(f"its {wrong} does not have this model's shape {tuple(own[wrong].shape)}")
+    if opt is not None:  # groups and rates follow the method's rules: a checkpoint from other rules is another run
+        groups = state["optimizer"].get("param_groups") if isinstance(state["optimizer"], dict) else None
+        shape = lambda gs: [(len(g["params"]), g.get("initial_lr", g.get("lr"))) for g in gs]  # noqa: E731
+        if not isinstance(groups, list) or shape(groups) != shape(opt.param_groups):
+            raise ValueError("its optimizer's parameter groups (their sizes and learning rates) are not this run's")

@@ -445,10 +445,11 @@ def test_a_malformed_model_file_is_refused_in_one_line(tmp_path, case):
     assert message.startswith(str(path)) and expected in message and "\n" not in message, message
 
 
-@pytest.mark.parametrize("case", ["truncated", "garbage", "another model"])
+@pytest.mark.parametrize("case", ["truncated", "garbage", "another model", "other rates"])
 def test_an_unusable_checkpoint_is_set_aside_and_training_starts_over(tmp_path, case, caplog):
     """A checkpoint only saves time: a cut or foreign one is moved aside (kept), nothing of it applied, and the
-    run trains from the first epoch to the same model as a run that never had one."""
+    run trains from the first epoch to the same model as a run that never had one. "other rates": the same
+    model trained at other learning rates (as after a change of a method's rate rule) is another run."""
     import torch
 
     from smhsearch.data import load_dataset
@@ -469,6 +470,8 @@ def test_an_unusable_checkpoint_is_set_aside_and_training_starts_over(tmp_path, 
         torch.manual_seed(0)
         other = create_model("mlp", hidden=[8])
         train(other, data, cfg, checkpoint=ckpt, progress=False)
+    elif case == "other rates":
+        train(make(), data, TrainConfig(epochs=1, batch_size=256, lr=0.1, compile="off"), checkpoint=ckpt, progress=False)
     else:
         train(make(), data, cfg, checkpoint=ckpt, progress=False)
         data_bytes = ckpt.read_bytes()

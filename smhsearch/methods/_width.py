@@ -13,20 +13,25 @@ it: channel counts round (torchvision to multiples of 8), so counts are a step
 function of alpha, searched by bisection and then a fine scan around the answer, with
 candidates built on the meta device (no memory, no init).
 
-Learning rates (the rule of ``_rates.py``: one step moves each layer's weights, relative to
-their size, as the dense model's step moves its own). A narrower layer has a smaller
-fan-in, so its initialisation is wider: s'_l = s_l / sqrt(fan-in ratio) for PyTorch's
-and torchvision's inits. There are no shared variables and no map J: each weight is its
-own variable, and the two optimizers differ in how a step scales with s'_l.
+Learning rates (the rule of ``_rates.py``: one step changes each layer by the same
+fraction of its size as the dense model's step changes its own). A narrower layer has
+fewer inputs or outputs, and most inits scale with one of them (PyTorch's default and
+kaiming fan-in: 1/sqrt(fan-in); torchvision's ResNets: kaiming fan-out), so it starts
+wider: s'_l > s_l. There are no shared variables and no map J: each weight is its own.
 - Adam / AdamW moves every entry by about eta whatever its size: ||dW_l|| / ||W_l|| =
   eta / s'_l, smaller than the dense layer's eta / s_l. The layer's rate is therefore
-  eta * s'_l / s_l, measured from the two initialisations (so any init a user factory
-  uses is followed): x1 for a layer whose fan-in is the input's, x1/sqrt(alpha) for the
-  others (the MNIST MLP's classifier at 1/8: x2.8). This is the Adam half of muP's
-  width rule, stated for relative updates; biases and normalisation stay at eta.
-- SGD moves each entry by eta times its gradient, which already grows with the layer's
-  init std (a unit's back-propagated error sums over fewer, larger weights): the dense
-  rate, x1, as the MNIST sweep chose at 1/8 (x1/3 at 1/64, 0.1 points better).
+  eta * s'_l / s_l, the ratio measured between the narrow model's init and a fresh init
+  of the base architecture (so any init a factory uses is followed, and a trained base
+  does not count), to 2 significant digits: x1 (the dense rate) for a layer whose init
+  does not change, such as the MNIST MLP's first layer, x1/sqrt(alpha) for one whose
+  fan-in shrinks (its classifier at 1/8: x2.9). A tensor of a few dozen entries has a
+  sampling error of ~10-20% in its std, which its rate carries. This is the Adam half of
+  muP's width rule, for relative updates; biases and normalisation stay at eta.
+  ``variable_lr_mult`` scales these rates, as it scales other methods' variables.
+- SGD: the dense rate, x1. No rule is derived: an SGD step scales with the gradient,
+  which a narrower net changes layer by layer (its first layer's grows, its
+  classifier's shrinks). The MNIST sweep chose x1 at 1/8 and x1/3 at 1/64 (0.1 points
+  better).
 """
 
 from __future__ import annotations
@@ -127,17 +132,19 @@ class WidthModel(CompressedModel):
 
 
 def _init_ratios(narrow: nn.Module, base: nn.Module) -> dict[str, float]:
-    """Per weight tensor (two or more dimensions) of ``narrow``: its init std over the same tensor's in ``base``.
-    Shapes-only builds and constant inits have no std to measure: they are left out (the dense rate)."""
+    """Per trainable weight tensor (two or more dimensions) of ``narrow``: its init std over the same tensor's in
+    ``base``, to 2 significant digits (so layers alike share a group), where that is not 1. Shapes-only builds and
+    constant inits have no std to measure: they are left out (the dense rate)."""
     ref = dict(base.named_parameters())
     out = {}
     for name, p in narrow.named_parameters():
         q = ref.get(name)
-        if q is None or p.dim() < 2 or p.is_meta or q.is_meta or p.numel() < 2 or q.numel() < 2:
+        if q is None or not p.requires_grad or p.dim() < 2 or p.is_meta or q.is_meta or p.numel() < 2 or q.numel() < 2:
             continue
         s, s0 = float(p.detach().double().std()), float(q.detach().double().std())
-        if s > 0.0 and s0 > 0.0 and math.isfinite(s / s0):
-            out[name] = s / s0
+        ratio = float(f"{s / s0:.2g}") if s > 0.0 and s0 > 0.0 and math.isfinite(s / s0) else 1.0
+        if ratio != 1.0:
+            out[name] = ratio
     return out
 
 
@@ -198,9 +205,12 @@ def _build_width(model: nn.Module, config: WidthMultiplier) -> WidthModel:
     alpha = float(config.alpha) if target is None else find_alpha(_count_at(arch), target)
     torch.manual_seed(config.seed)
     narrow = create_model(arch["name"], **{**arch["kwargs"], "width": alpha})
+    with torch.random.fork_rng(devices=[]):  # the reference init for the rates; the global RNG is left as it was
+        torch.manual_seed(config.seed + 1)
+        reference = create_model(arch["name"], **arch["kwargs"])
     side = None
     if config.resolution:
         s0 = MODELS.get(arch["name"]).default_input_size
         shape = (arch["kwargs"]["in_channels"], s0, s0)
         side = int(round(s0 * math.sqrt(count_flops(model, shape) / count_flops(narrow, shape))))
-    return WidthModel(narrow, config, arch, alpha, side, base=model)
+    return WidthModel(narrow, config, arch, alpha, side, base=reference)
