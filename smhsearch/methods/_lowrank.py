@@ -39,8 +39,8 @@ and B B^T = rows sigma^2 P_B, projections on random r-dimensional subspaces.
   (the layer input's top principal directions, where the loss is sharpest) lie in the
   factors' spans, and along them the map's gain is its operator norm,
   ||A||^2 + ||B||^2 = sigma^2 ((sqrt(cols) + sqrt(r))^2 + (sqrt(rows) + sqrt(r))^2) for
-  Gaussian factors: about sqrt((rows + cols) / r) times the first (x6 on the MNIST MLP's
-  first layer at 1/8, rank 49; x24 at 1/64, rank 3). SGD's stability is set by the
+  Gaussian factors: at least sqrt((rows + cols) / r) times the first (x9 on the MNIST
+  MLP's first layer at 1/8, rank 49; x27 at 1/64, rank 3). SGD's stability is set by the
   sharpest direction, so the SGD rule takes the operator norm: no direction of W moves
   faster than the dense step moves it. The first form diverged on the MNIST MLP at the
   dense model's best rate (0.15) at both budgets, within its first 120 steps (still in
