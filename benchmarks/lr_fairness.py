@@ -28,6 +28,7 @@ default within 0.3 points of the best on MNIST and 0.5 on the Fashion-MNIST subs
     python benchmarks/lr_fairness.py               # the full run (680 trainings); --jobs N on N idle cores
     python benchmarks/lr_fairness.py --quick       # 3 / 2 epochs, one seed, x{1/3, 1, 3}
     python benchmarks/lr_fairness.py --smoke       # < 2 minutes, tiny subsets: checks the script, not the rates
+    python benchmarks/lr_fairness.py --epochs 10   # a longer protocol, in lr_fairness-e10-*
     python benchmarks/lr_fairness.py --base centre # the methods at 0.05 / 1e-3 rather than the dense model's best
 
 Resumable: every finished training is written to the JSON at once, and a rerun reuses
@@ -159,7 +160,7 @@ def plan(a, methods: list[str], base_lr: dict[tuple[str, str], float]) -> list[d
     cells = []
     for name in a.settings:
         s = SETTINGS[name]
-        epochs = 1 if a.smoke else (max(2, s["epochs"] * 3 // 10) if a.quick else s["epochs"])
+        epochs = 1 if a.smoke else (max(2, s["epochs"] * 3 // 10) if a.quick else a.epochs or s["epochs"])
         budgets = [b for b in s["budgets"] if a.budgets is None or b in a.budgets]
         budgets = budgets[:1] if a.smoke else budgets
         for method in methods:
@@ -213,7 +214,7 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         out.append(f"| {r['setting']} | {r['budget']} | {r['method']} | {r['optimizer']} | {num(r['default_error_pct'], '.2f')} | "
                    f"x{r['best_factor']:.3g} | {num(r['best_error_pct'], '.2f')} | {num(r['gap_points'], '+.2f')} | "
-                   f"{'-' if r['best_factor'] == 1.0 else num(r['gap_se_points'], '.2f')} | "
+                   f"{'-' if r['best_factor'] == 1.0 or r['seeds'] < 2 else num(r['gap_se_points'], '.2f')} | "
                    f"{'(reference)' if r['method'] == 'dense' else 'yes' if r['within_target'] else 'no'} |")
     return "\n".join(out) + "\n"
 
@@ -236,6 +237,8 @@ def main() -> None:
                    help="the rate the methods' sweeps multiply: the dense model's best, or the centre (0.05 / 1e-3)")
     p.add_argument("--warmup", type=float, default=0.1, help="linear warm-up, as a fraction of the epochs")
     p.add_argument("--device", default="cpu", help="cpu, or cuda (bf16 autocast: a separate results file, named for the GPU)")
+    p.add_argument("--epochs", type=int, help="every setting at this many epochs (a separate results file, "
+                   "lr_fairness-e<N>-*: is a setting's gap an artefact of its short protocol?)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="about 3/10 of the epochs, one seed, x{1/3, 1, 3}")
     mode.add_argument("--smoke", action="store_true", help="1 epoch on 256 images, first budget, x{1, 3}: < 2 minutes")
@@ -245,12 +248,14 @@ def main() -> None:
         a.seeds, a.sweep = 1, [1 / 3, 1.0, 3.0]
     if a.smoke:
         a.seeds, a.sweep, a.n_train, a.n_test = 1, [1.0, 3.0], 256, 256
-    name = "lr_fairness" + ("-smoke" if a.smoke else "-quick" if a.quick else "")
+    if a.epochs is not None and (a.epochs < 1 or a.quick or a.smoke):
+        p.error("--epochs: a positive number of epochs, without --quick or --smoke (they set their own)")
+    name = "lr_fairness" + ("-smoke" if a.smoke else "-quick" if a.quick else f"-e{a.epochs}" if a.epochs else "")
     device = torch.device(a.device)
     path = RESULTS / f"{name}-{device_slug(device)}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     done: dict[str, dict] = json.loads(path.read_text()).get("cells", {}) if path.is_file() else {}
-    header = {"protocol": {"settings": {k: SETTINGS[k] for k in a.settings}, "optimizers": OPTIMIZERS, "sweep": a.sweep,
+    header = {"protocol": {"settings": {k: {**SETTINGS[k], **({"epochs": a.epochs} if a.epochs else {})} for k in a.settings}, "optimizers": OPTIMIZERS, "sweep": a.sweep,
                            "seeds": a.seeds, "batch_size": BATCH, "warmup_fraction": a.warmup, "base": a.base,
                            "selection": "best mean final validation accuracy over seeds"}}
 
