@@ -4,8 +4,10 @@ A compressed model computes its weights w from variables theta (SMH's U and V, a
 pool, low-rank factors), w = f(theta). One optimizer step moves theta by dtheta and the
 weights by dw = J dtheta, J = dw/dtheta. **The rule: at the dense model's learning rate
 eta, one step moves each computed weight tensor W_l by as much as the same step moves
-the dense model's W_l,** ||dW_l|| = ||dW_l^dense||. Every method starts each layer at
-the std the base initialisation gave it, so relative updates ||dW||/||W|| match too.
+the dense model's W_l,** ||dW_l|| = ||dW_l^dense||. Every method that keeps the
+architecture starts each layer at the std the base initialisation gave it, so relative
+updates ||dW||/||W|| match too; the width multiplier, whose narrower layers start wider,
+matches the relative update itself (``_width.py``).
 
 - **SGD** (momentum is linear: it scales both sides alike). dtheta = -eta_v J^T g, so
   dW = -eta_v J J^T g. For a gradient with no structure relative to the method's random
