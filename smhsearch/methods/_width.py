@@ -94,19 +94,24 @@ class WidthMultiplier(MethodConfig):
 class WidthModel(CompressedModel):
     """A narrower copy of the base architecture (and, for the strong baseline, an input size)."""
 
-    def __init__(self, narrow: nn.Module, config: WidthMultiplier, arch: dict[str, Any], alpha: float, side: int | None,
-                 base: nn.Module | None = None) -> None:
+    def __init__(self, narrow: nn.Module, config: WidthMultiplier, arch: dict[str, Any], alpha: float, side: int | None) -> None:
         super().__init__(config, arch)
         self.model = narrow
         self.alpha = alpha
         self.side = side
-        self._adam_mults = _init_ratios(narrow, base) if base is not None else {}
+        self._init_std = _stds(narrow)  # at init, before any training or loading
+        self._adam_mults: dict[str, float] | None = None  # measured on the first Adam request: SGD never needs the reference
 
     def variable_rates(self, optimizer: Optimizer) -> dict[str, VariableRate]:
         """Adam: each weight tensor at its init std over the base layer's (module docstring); SGD: the dense rate."""
         check_optimizer(optimizer)
         if optimizer == "sgd":
             return {}
+        if self._adam_mults is None:
+            with torch.random.fork_rng(devices=[]):  # a fresh init of the base architecture; the global RNG is left as it was
+                torch.manual_seed(self.config.seed + 1)
+                reference = create_model(self.arch["name"], **self.arch["kwargs"])
+            self._adam_mults = _init_ratios(self._init_std, _stds(reference))
         return {f"model.{name}": VariableRate(m) for name, m in self._adam_mults.items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,17 +136,19 @@ class WidthModel(CompressedModel):
         return [self.alpha, self.side]
 
 
-def _init_ratios(narrow: nn.Module, base: nn.Module) -> dict[str, float]:
-    """Per trainable weight tensor (two or more dimensions) of ``narrow``: its init std over the same tensor's in
-    ``base``, to 2 significant digits (so layers alike share a group), where that is not 1. Shapes-only builds and
-    constant inits have no std to measure: they are left out (the dense rate)."""
-    ref = dict(base.named_parameters())
+def _stds(model: nn.Module) -> dict[str, float]:
+    """The std of each trainable weight tensor (two or more dimensions, two or more entries) of ``model``. A
+    shapes-only build has no std to measure: it gives none."""
+    return {name: float(p.detach().double().std()) for name, p in model.named_parameters()
+            if p.requires_grad and p.dim() >= 2 and p.numel() >= 2 and not p.is_meta}
+
+
+def _init_ratios(narrow: dict[str, float], base: dict[str, float]) -> dict[str, float]:
+    """Per tensor of ``narrow`` (its init stds): its std over the same tensor's in ``base``, to 2 significant digits
+    (so layers alike share a group), where that is not 1. Constant inits (std 0) are left out: the dense rate."""
     out = {}
-    for name, p in narrow.named_parameters():
-        q = ref.get(name)
-        if q is None or not p.requires_grad or p.dim() < 2 or p.is_meta or q.is_meta or p.numel() < 2 or q.numel() < 2:
-            continue
-        s, s0 = float(p.detach().double().std()), float(q.detach().double().std())
+    for name, s in narrow.items():
+        s0 = base.get(name, 0.0)
         ratio = float(f"{s / s0:.2g}") if s > 0.0 and s0 > 0.0 and math.isfinite(s / s0) else 1.0
         if ratio != 1.0:
             out[name] = ratio
@@ -205,12 +212,9 @@ def _build_width(model: nn.Module, config: WidthMultiplier) -> WidthModel:
     alpha = float(config.alpha) if target is None else find_alpha(_count_at(arch), target)
     torch.manual_seed(config.seed)
     narrow = create_model(arch["name"], **{**arch["kwargs"], "width": alpha})
-    with torch.random.fork_rng(devices=[]):  # the reference init for the rates; the global RNG is left as it was
-        torch.manual_seed(config.seed + 1)
-        reference = create_model(arch["name"], **arch["kwargs"])
     side = None
     if config.resolution:
         s0 = MODELS.get(arch["name"]).default_input_size
         shape = (arch["kwargs"]["in_channels"], s0, s0)
         side = int(round(s0 * math.sqrt(count_flops(model, shape) / count_flops(narrow, shape))))
-    return WidthModel(narrow, config, arch, alpha, side, base=reference)
+    return WidthModel(narrow, config, arch, alpha, side)
