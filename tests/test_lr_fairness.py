@@ -83,19 +83,21 @@ def step_ratio(name: str, arch: str, optimizer: str, batch, variable_lr_mult: fl
 def test_one_step_moves_weights_as_dense(name, arch, optimizer, batch):
     r = step_ratio(name, arch, optimizer, batch)
     if name == "lowrank" and optimizer == "sgd":
-        # the SGD rule bounds the step along the factors' own directions (the next test); a gradient they
-        # have not yet learned moves W about sqrt(r / (rows + cols)) as far: measured 0.12-0.23
-        assert 0.05 < r < 0.5, r
+        # a gradient the factors have not learned (this first step's) moves W by 1 / sqrt of the two SGD
+        # bounds' ratio (the next test), about (r / (rows + cols))^(1/4): measured 0.33-0.36
+        assert 0.15 < r < 0.8, r
         return
     assert 0.5 < r < 2.0, r  # measured 0.85-1.61
 
 
 @pytest.mark.parametrize("budget", [0.25, 0.05])
-def test_lowrank_sgd_moves_no_direction_faster_than_dense(budget):
-    """Low-rank under SGD: along the factors' top singular directions, where training puts the gradient's
-    own directions, one step moves W as the dense step does, and no gradient moves it further. The first-step
-    rule it replaced let this direction move sqrt((rows + cols) / r) times further (x6-24 on the MNIST MLP),
-    and the MNIST sweep diverged at the dense model's best rate."""
+def test_lowrank_sgd_rate_is_the_geometric_middle_of_its_bounds(budget):
+    """Low-rank under SGD: a gradient along the factors' top singular directions (where the gain of B A is
+    its operator norm) and a gradient unrelated to them (the first step's gain) are moved by the same factor,
+    one faster and one slower than the dense step: the rate is the geometric middle of the two bounds, so it
+    is off by at most sqrt(bound ratio) wherever training's real alignment lies (module docstring). The
+    operator-norm rule it replaced moved the unrelated gradient 5-10x too slowly (the product below ~0.2);
+    the first-step rule the aligned one 6-24x too fast (the product ~9)."""
     torch.manual_seed(0)
     m = smhsearch.compress(smhsearch.create_model("mlp", hidden=[256]), LowRank(budget=budget))
     A, B, t = m.A[0], m.B[0], m.targets[0]
@@ -112,8 +114,8 @@ def test_lowrank_sgd_moves_no_direction_faster_than_dense(budget):
         opt.step()
         gains.append(float((m.dense_weights()[0].detach() - before).norm()) / lr)
     aligned, unrelated = gains
-    assert 0.8 < aligned < 1.05, aligned  # the Gaussian edge formula against the factors' real norms
-    assert unrelated < 0.5 * aligned, gains
+    assert aligned > 1.5 and unrelated < 1 / 1.5, gains  # neither bound is the rule
+    assert 0.75 < aligned * unrelated < 1.33, gains  # the Gaussian formulas against the factors' real norms
 
 
 def test_width_under_adamw_keeps_each_layers_relative_step():

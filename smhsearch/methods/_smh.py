@@ -30,7 +30,7 @@ random M-dimensional subspaces.
   and U and V get 1 / mean(e_l): x61-63 on the 784-1000-10 MLP at any budget (n = 892,
   s = 1/sqrt(3 * 784)). It does not depend on M: the budget changes which directions
   U V can move in, not how fast. Low-rank's factors learn the gradient's directions and
-  so take the operator norm instead (``_lowrank.py``); here a layer's rows are laid
+  so move up towards the operator norm (``_lowrank.py``); here a layer's rows are laid
   row-major into rows of length n, each shifted against the layer's input, so an input
   direction is not a direction of V's rows, and the norm of a typical step is the rule
   (measured: the MNIST MLP's sweeps chose x1 and x1/3 of it, ResNet-8's x1 to x3).
