@@ -21,7 +21,7 @@ matches the relative update itself (``_width.py``).
   writes the gradient's row and column spaces into them) carry more and more of the
   gradient's dominant directions, where J J^T's gain is its operator norm, above the RMS.
   How far training goes between the two depends on the data and the network (measured:
-  2-3x the RMS on the MNIST MLP, 1x on ResNet-8), so under SGD such a method takes the
+  2-3x the RMS on the MNIST MLP, 1-1.5x on ResNet-8), so under SGD such a method takes the
   geometric middle of the two, e_l = sqrt(RMS * ||J J^T||_op): off by at most the square
   root of their ratio either way (``_lowrank.py``). Adam normalises each entry's step,
   and keeps the RMS.
