@@ -184,6 +184,33 @@ def dense_best(cells: dict[str, dict]) -> dict[tuple[str, str], float]:
     return {(r["setting"], r["optimizer"]): lr[(r["setting"], r["optimizer"])] * r["best_factor"] for r in rows}
 
 
+def current_cells(a, cells: dict[str, dict]) -> tuple[dict[str, dict], dict[tuple[str, str], float]]:
+    """The file's cells of the current protocol, every setting in it (not only this run's), and the base rates:
+    the dense sweeps, and each method's groups that are complete at the dense model's best rate and the method's
+    current default rates. A partial run thus reports the whole file, and a cell of an older protocol (another
+    base rate, rule or length) is left out of the summary, though the file and git keep it."""
+    centre = {(n, o): OPTIMIZERS[o]["lr"] for n in SETTINGS for o in OPTIMIZERS}
+    whole = argparse.Namespace(**{**vars(a), "settings": sorted({c["setting"] for c in cells.values()} & set(SETTINGS)),
+                                  "optimizers": list(OPTIMIZERS), "budgets": None})
+    same = lambda c, want: all(c.get(k) == v for k, v in want.items())  # noqa: E731
+    dense: dict[str, dict] = {}
+    for want in plan(whole, ["dense"], centre):
+        protocol = {k: v for k, v in want.items() if k not in ("factor", "seed")}  # the sweep's extensions too
+        dense.update({k: c for k, c in cells.items() if c["method"] == "dense" and same(c, protocol)})
+    base = dense_best(dense) if a.base == "dense-best" else centre
+    whole.settings = [n for n in whole.settings if all((n, o) in base for o in OPTIMIZERS)]
+    groups: dict[tuple, list[tuple[str, dict] | None]] = {}
+    for want in plan(whole, [m for m in METHODS if m != "dense"], base):
+        got = cells.get(cell_key(want))
+        groups.setdefault((want["setting"], want["budget"], want["method"], want["optimizer"]), []).append(
+            (cell_key(want), got) if got is not None and same(got, want) else None)
+    out = dict(dense)
+    for members in groups.values():
+        if all(members):
+            out.update(dict(members))  # type: ignore[arg-type]
+    return out, {k: v for k, v in base.items() if k[0] in whole.settings}
+
+
 def summarise(cells: dict[str, dict]) -> list[dict]:
     """Per (setting, budget, method, optimizer): the default's test error, and the error at the point validation picks."""
     groups: dict[tuple, dict[float, list[dict]]] = {}
@@ -310,9 +337,12 @@ def main() -> None:
         dense.update(run(more))
     base = dense_best(dense) if a.base == "dense-best" else centre
     print(f"base rates ({a.base}): " + ", ".join(f"{k[0]} {k[1]} {v:.3g}" for k, v in base.items()), flush=True)
-    current = {**dense, **run(plan(a, [m for m in a.methods if m != "dense"], base))}  # phase 2: every method around it
+    run(plan(a, [m for m in a.methods if m != "dense"], base))  # phase 2: every method around it
+    save()
+    current, base = current_cells(a, done)  # the whole file's cells of the current protocol, this run's among them
+    header["protocol"]["settings"] = {k: {**SETTINGS[k], **({"epochs": a.epochs} if a.epochs else {})} for k in sorted({k[0] for k in base})}
     header["protocol"]["base_lr_chosen"] = {f"{k[0]} {k[1]}": v for k, v in base.items()}
-    rows = summarise(current)  # this plan's cells only (a cell of a changed protocol is replaced; git keeps the old)
+    rows = summarise(current)
     save(summary=rows)
     path.with_suffix(".md").write_text(
         "Test error % at each method's default rates and at the sweep point validation picks "
