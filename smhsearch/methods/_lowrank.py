@@ -42,7 +42,7 @@ and B B^T = rows sigma^2 P_B, projections on random r-dimensional subspaces.
   B^T G puts G's row space into A's rows, dB = -eta_v G A^T its column space into B's
   columns); how far depends on how few directions the gradient has, which is the data's
   and the network's, not the parametrisation's. Measured on real gradients
-  (``benchmarks/lowrank_alignment.py``: SGD at the dense model's best rate and this rule,
+  (``benchmarks/sgd_gain.py``: SGD at the dense model's best rate and this rule,
   ||G A^T A + B B^T G|| / ||G|| at every epoch's end after the first): the MNIST MLP sits
   at 1.8-3.3 e_1 (a hidden layer's gradient lies in the few directions the next, narrow
   layer sends back); ResNet-8 on Fashion-MNIST at 0.2-2.5 e_1, median 1.1 (10%) and 1.5
@@ -55,9 +55,8 @@ and B B^T = rows sigma^2 P_B, projections on random r-dimensional subspaces.
   alignment lies between the bounds, the rate is off by at most sqrt(e_op / e_1) (x3 to
   x5 here), the least any fixed rule can promise without seeing the data. Its sweeps
   (``benchmarks/lr_fairness.py``) chose x1 on the MNIST MLP at both budgets (x3 diverges)
-  and put ResNet-8's default within 0.2 points of the best (x3 at 10%). SMH keeps the
-  first-step rule (``_smh.py``): its row-major layout does not keep a layer's input
-  directions as directions of U V.
+  and put ResNet-8's default within 0.2 points of the best (x3 at 10%). SMH's U V
+  learns the gradient's directions too, but its sweeps do not follow (``_smh.py``).
 - Adam: each entry of dB A sums r terms +-eta_v sigma with incoherent signs, and so does
   B dA: e_l = sigma sqrt(2 r) = sqrt(2 sqrt(r) s_l) (x3 on the MNIST MLP at 1/64).
 - Every layer has its own A and B, so each pair gets its layer's own multiplier: exact.
