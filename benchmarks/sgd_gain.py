@@ -34,7 +34,6 @@ import torch.nn.functional as F
 import smhsearch
 from smhsearch import SMH, LowRank
 from smhsearch.methods import param_groups
-from smhsearch.methods._lowrank import _matrix
 
 from _common import RESULTS, environment  # type: ignore[import-not-found]
 from lr_fairness import SETTINGS, budget_value, dataset  # type: ignore[import-not-found]
@@ -46,13 +45,7 @@ METHODS = {"lowrank": lambda b, seed: LowRank(budget=b, seed=seed), "smh": lambd
 def bounds(model) -> list[tuple[float, float, float]]:
     """(e_1, e_op, the rule's e) of each measured layer at init."""
     if isinstance(model.config, LowRank):
-        out = []
-        for t, r, var in zip(model.targets, model.ranks, model._factor_var):
-            rows, cols = _matrix(t)
-            e1 = var * math.sqrt(r * (rows + cols))
-            eop = var * ((math.sqrt(cols) + math.sqrt(r)) ** 2 + (math.sqrt(rows) + math.sqrt(r)) ** 2)
-            out.append((e1, eop, math.sqrt(e1 * eop)))
-        return out
+        return [(e1, eop, math.sqrt(e1 * eop)) for e1, eop in model.sgd_bounds()]
     e1 = model.effective_rates("sgd").tolist()
     s = model.scale_init.tolist()
     op = float(torch.linalg.matrix_norm(model.U.detach(), 2) ** 2 + torch.linalg.matrix_norm(model.V.detach(), 2) ** 2)

@@ -164,20 +164,23 @@ class LowRankModel(ReparametrizedModel):
     def variable_names(self) -> list[str]:
         return [n for n, _ in self.named_parameters() if n.startswith(("A.", "B."))]
 
+    def sgd_bounds(self) -> list[tuple[float, float]]:
+        """(e_1, e_op) of each layer at init: an SGD step's gain on a gradient unrelated to the factors,
+        and on one along their top singular directions (module docstring)."""
+        out = []
+        for t, r, var in zip(self.targets, self.ranks, self._factor_var):
+            rows, cols = _matrix(t)
+            out.append((var * math.sqrt(r * (rows + cols)),
+                        var * ((math.sqrt(cols) + math.sqrt(r)) ** 2 + (math.sqrt(rows) + math.sqrt(r)) ** 2)))
+        return out
+
     def effective_rates(self, optimizer: Optimizer) -> torch.Tensor:
         """e_l of each layer (module docstring): how far one step at rate eta on A and B moves
         layer l's weights, against the dense step at eta. (L,) float64."""
         check_optimizer(optimizer)
-        out = []
-        for t, r, var in zip(self.targets, self.ranks, self._factor_var):
-            rows, cols = _matrix(t)
-            if optimizer == "sgd":  # between the first step's gain and the operator norm (module docstring)
-                first = var * math.sqrt(r * (rows + cols))
-                op = var * ((math.sqrt(cols) + math.sqrt(r)) ** 2 + (math.sqrt(rows) + math.sqrt(r)) ** 2)
-                out.append(math.sqrt(first * op))
-            else:
-                out.append(math.sqrt(2 * r * var))
-        return torch.tensor(out, dtype=torch.float64)
+        if optimizer == "sgd":  # between the first step's gain and the operator norm (module docstring)
+            return torch.tensor([math.sqrt(first * op) for first, op in self.sgd_bounds()], dtype=torch.float64)
+        return torch.tensor([math.sqrt(2 * r * var) for r, var in zip(self.ranks, self._factor_var)], dtype=torch.float64)
 
     def variable_rates(self, optimizer: Optimizer) -> dict[str, VariableRate]:
         rates = {}
