@@ -26,7 +26,8 @@ LeNet-300-100 >= 30x smaller than float32 with <= 0.3 points more error than the
     python benchmarks/bytes.py --smoke               # a minute: 256 images, 1 epoch, 1 seed; checks the script
 
 Writes benchmarks/results/bytes-<device>.json and .md (``bytes-smoke-<device>.*`` for ``--smoke``,
-which git ignores). Finished trainings are kept in the JSON, so an interrupted run resumes.
+which git ignores). Finished trainings are kept in the JSON with the learning-rate multipliers their
+method derived, so an interrupted run resumes, and a method whose rule has changed trains again.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from smhsearch.job import JobSpec, run_job
 from smhsearch.methods._schema import build_config, dense_config, is_dense
 from smhsearch.train import TrainConfig, TrainingDiverged
 
-from _common import RESULTS, add_device_argument, device_slug, parse_device, write_result  # type: ignore[import-not-found]
+from _common import RESULTS, add_device_argument, device_slug, parse_device, rate_fingerprint, write_result  # type: ignore[import-not-found]
 
 SETTINGS = {  # arch, epochs, batch size, lr
     "embedded": dict(arch="resnet8", epochs=5, batch_size=128, lr=0.05),
@@ -73,6 +74,15 @@ def config_for(method: str, budget: float, prec: dict, seed: int, entropy: bool 
     extra = {"scale": "learnable"} if method == "smh" else {}
     axes = {"budget": budget, **extra, **prec, **({"entropy": True} if entropy else {})}
     return build_config(method, axes, {}, seed=seed)
+
+
+def current_rates(setting: str, method: str, budget: float) -> dict[str, float]:
+    """The SGD multipliers ``method`` derives now in ``setting`` (float32): stored with each row, and a row is
+    reused only while they match, so a change of one method's rule trains that method's rows again."""
+    import smhsearch
+
+    cfg, model = config_for(method, budget, {}, 0), smhsearch.create_model(SETTINGS[setting]["arch"], in_channels=1, num_classes=10)
+    return rate_fingerprint(model if cfg is None else smhsearch.compress(model, cfg), "sgd")
 
 
 def subset(data, n: int | None):
@@ -239,13 +249,17 @@ def main() -> None:
     path = RESULTS / f"{name}-{device_slug(device)}.json"
     protocol = {"budget": a.budget, "dc_budget": a.dc_budget, "epochs": a.epochs, "subset": n, "qat": a.qat, "ptq": a.ptq}
     old = json.loads(path.read_text()) if path.is_file() else {}
-    done = {(r["setting"], r["method"], r["seed"]) for r in old.get("rows", [])} if old.get("protocol") == protocol else set()
+    budget_of = lambda m: a.dc_budget if m == "deep_compression" else a.budget  # noqa: E731
+    rates = {(st, m): current_rates(st, m, budget_of(m)) for st in SETTINGS for m in METHODS + PRESETS}
+    done = ({(r["setting"], r["method"], r["seed"]) for r in old.get("rows", []) if r.get("rates") == rates[r["setting"], r["method"]]}
+            if old.get("protocol") == protocol else set())
     rows = [r for r in old.get("rows", []) if (r["setting"], r["method"], r["seed"]) in done]
-    jobs = [(st, m, seed, a.dc_budget if m == "deep_compression" else a.budget, a.qat, a.ptq, a.epochs or SETTINGS[st]["epochs"], n,
+    jobs = [(st, m, seed, budget_of(m), a.qat, a.ptq, a.epochs or SETTINGS[st]["epochs"], n,
              1 if a.workers > 1 else torch.get_num_threads())
             for st in a.settings for seed in range(a.seeds) for m in a.methods if (st, m, seed) not in done]
     with mp.get_context("spawn").Pool(a.workers) as pool:
         for got in pool.imap_unordered(one_seed, jobs):
+            got = [{**r, "rates": rates[r["setting"], r["method"]]} for r in got]
             rows += got
             for r in got:
                 print(f"  {r['setting']:9s} {r['method']:16s} {r['precision']:14s} seed {r['seed']}: "

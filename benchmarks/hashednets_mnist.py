@@ -15,9 +15,9 @@ derives (smhsearch/methods/_rates.py); a small sweep of a multiplier on top of t
 chosen on validation (10% of train held out), checks them, and test error is reported
 for the chosen one. Every method gets the same sweep in every setting (``--smh-mults``,
 ``--hashnet-mults``); runs already in the results file with the same dataset, setting,
-epochs, learning rate, multiplier and rate rule are reused (the seed is fixed), so
-widening a sweep only trains what is new. The recorded run predates the derived rates
-(its multipliers were on the plain rate: ``lr_rule`` is absent there) and is not reused.
+epochs, learning rate, multiplier and derived rates are reused (the seed is fixed), so
+widening a sweep only trains what is new, and a change of one method's rule retrains
+only that method's runs.
 
     python benchmarks/hashednets_mnist.py                   # needs ../shared/data/mnist
     python benchmarks/hashednets_mnist.py --datasets fashion-mnist --epochs 5
@@ -43,7 +43,7 @@ from smhsearch.data._idx import read_idx
 from smhsearch.job import JobSpec, run_job
 from smhsearch.train import TrainConfig, TrainingDiverged
 
-from _common import RESULTS, add_device_argument, device_slug, parse_device, write_result  # type: ignore[import-not-found]
+from _common import RESULTS, add_device_argument, device_slug, parse_device, rate_fingerprint, write_result  # type: ignore[import-not-found]
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 PAPER = {  # test error %, Chen et al. Table (1000 hidden units)
@@ -92,17 +92,27 @@ def train_one(data, layers: int, fraction: float, method: str, epochs: int, lr: 
 def run_setting(data, layers: int, comp: str, method: str, epochs: int, lr: float, sweep: list[float], previous: dict,
                 seeds: int = 1, device: torch.device = CPU) -> dict:
     fraction = 1 / int(comp.split("/")[1])
+    model = smhsearch.compress(smhsearch.create_model(ARCHS[layers]), config_for(method, fraction))
+    rates = rate_fingerprint(model, "sgd")  # a run is reused only at the rates the method derives now
+
+    def reusable(*key) -> dict | None:
+        old = previous.get((data.name, layers, comp, method, epochs, lr, *key))
+        return old if old is not None and old.get("rates") == rates else None
+
+    def train(mult: float, seed: int = 0) -> dict:
+        return {**train_one(data, layers, fraction, method, epochs, lr, mult, seed, device), "rates": rates}
+
     best = None
     tried = []
     for mult in sweep:
-        old = previous.get((data.name, layers, comp, method, epochs, lr, mult))
+        old = reusable(mult)
         if old is not None:
             row = {**old, "reused": True}
             tried.append(row)
             if "final_val_acc" in row and (best is None or row["final_val_acc"] > best["final_val_acc"]):
                 best = row
             continue
-        row = train_one(data, layers, fraction, method, epochs, lr, mult, device=device)
+        row = train(mult)
         tried.append(row)
         if "final_val_acc" in row and (best is None or row["final_val_acc"] > best["final_val_acc"]):
             best = row
@@ -110,12 +120,10 @@ def run_setting(data, layers: int, comp: str, method: str, epochs: int, lr: floa
     repeats = []
     if best is not None:
         for seed in range(1, seeds):
-            old = previous.get((data.name, layers, comp, method, epochs, lr, best["variable_lr_mult"], seed))
-            repeats.append({**old, "reused": True} if old is not None else
-                           train_one(data, layers, fraction, method, epochs, lr, best["variable_lr_mult"], seed, device))
+            old = reusable(best["variable_lr_mult"], seed)
+            repeats.append({**old, "reused": True} if old is not None else train(best["variable_lr_mult"], seed))
     errors = [r["test_error_pct"] for r in [best or {}, *repeats] if "test_error_pct" in r]
-    stored = smhsearch.compress(smhsearch.create_model(ARCHS[layers]), config_for(method, fraction)).stored_count()
-    return {"method": method, "layers": layers, "compression": comp, "stored": stored, "chosen": best, "tried": tried,
+    return {"method": method, "layers": layers, "compression": comp, "stored": model.stored_count(), "chosen": best, "tried": tried,
             "seeds": repeats, "test_error_mean": float(np.mean(errors)) if errors else float("nan"),
             "test_error_sd": float(np.std(errors, ddof=1)) if len(errors) > 1 else float("nan"), "n_seeds": len(errors)}
 

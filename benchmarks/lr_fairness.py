@@ -57,10 +57,9 @@ import smhsearch
 from smhsearch import SMH, HashedNets, LowRank, Prune, WidthMultiplier
 from smhsearch.data import load_dataset
 from smhsearch.data._splits import TensorSplit
-from smhsearch.methods import param_groups
 from smhsearch.train import TrainConfig, TrainingDiverged, train
 
-from _common import RESULTS, device_slug, environment  # type: ignore[import-not-found]
+from _common import RESULTS, device_slug, environment, rate_fingerprint  # type: ignore[import-not-found]
 
 SETTINGS = {
     "mnist-mlp": {"arch": "mlp_1x1000", "kwargs": {}, "budgets": ["1/8", "1/64"], "epochs": 10, "target": 0.3},
@@ -123,8 +122,7 @@ def default_rates(setting: str, method: str, budget: str, optimizer: str) -> dic
         torch.manual_seed(0)
         base = smhsearch.create_model(s["arch"], **s["kwargs"])
         model = base if method == "dense" else smhsearch.compress(base, METHODS[method](budget_value(budget), 0))
-        groups = param_groups(model, 1.0, 0.0, optimizer)
-        _RATES[key] = {g["name"]: float(f"{g['lr_mult']:.3g}") for g in groups if g["lr_mult"] != 1.0}
+        _RATES[key] = rate_fingerprint(model, optimizer)
     return _RATES[key]
 
 

@@ -82,9 +82,10 @@ def step_ratio(name: str, arch: str, optimizer: str, batch, variable_lr_mult: fl
 @pytest.mark.parametrize("name", list(CASES))
 def test_one_step_moves_weights_as_dense(name, arch, optimizer, batch):
     r = step_ratio(name, arch, optimizer, batch)
-    if name == "lowrank" and optimizer == "sgd":
+    if name in ("lowrank", "smh", "smh-learnable") and optimizer == "sgd":
         # a gradient the factors have not learned (this first step's) moves W by 1 / sqrt of the two SGD
-        # bounds' ratio (the next test), about (r / (rows + cols))^(1/4): measured 0.33-0.36
+        # bounds' ratio (the next tests), about (r / (rows + cols))^(1/4) for low-rank: measured 0.33-0.36
+        # for low-rank, 0.29-0.32 for SMH
         assert 0.15 < r < 0.8, r
         return
     assert 0.5 < r < 2.0, r  # measured 0.85-1.61
@@ -116,6 +117,32 @@ def test_lowrank_sgd_rate_is_the_geometric_middle_of_its_bounds(budget):
     aligned, unrelated = gains
     assert aligned > 1.5 and unrelated < 1 / 1.5, gains  # neither bound is the rule
     assert 0.75 < aligned * unrelated < 1.33, gains  # the Gaussian formulas against the factors' real norms
+
+
+def test_smh_sgd_rate_is_the_geometric_middle_of_its_bounds():
+    """SMH under SGD, as low-rank: U and V learn the gradient's directions, so a gradient on C = U V along
+    their top singular directions (gain s^2 (||U||^2 + ||V||^2)) and one unrelated to them (the first step's
+    gain) move the weights by reciprocal factors. One 64 x 64 layer, so C is exactly the weight matrix over
+    its scale. The first-step rule it replaced moved the aligned gradient ~9x too fast (the product ~9)."""
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 64, bias=False))
+    m = smhsearch.compress(base, SMH(budget=0.13))
+    assert (m.shape.n, m.shape.N) == (64, 64 * 64) and m.shape.M >= 2
+    u = torch.linalg.svd(m.U.detach())[0][:, 0]
+    v = torch.linalg.svd(m.V.detach())[2][0]
+    lr = 1e-3
+    gains = []
+    for G in (torch.outer(u, v), torch.randn(64, 64)):
+        G = G / G.norm()
+        opt = torch.optim.SGD(param_groups(m, lr, 0.0, "sgd"), lr=lr)
+        before = m.dense_weights()[0].detach().clone()
+        opt.zero_grad()
+        (m.dense_weights()[0] * G).sum().backward()  # dL/dW = G: the dense step moves W by lr
+        opt.step()
+        gains.append(float((m.dense_weights()[0].detach() - before).norm()) / lr)
+    aligned, unrelated = gains
+    assert aligned > 1.5 and unrelated < 1 / 1.5, gains  # neither bound is the rule
+    assert 0.75 < aligned * unrelated < 1.33, gains  # the Gaussian formulas against U and V's real norms
 
 
 def test_width_under_adamw_keeps_each_layers_relative_step():

@@ -25,20 +25,23 @@ random M-dimensional subspaces.
   The second mixes every layer's gradient into every row: layer l's N_l / n rows get
   ||(U U^T G)_l|| = sqrt(N_l / n) ||G||, with ||G||^2 = Sum_k s_k^2 ||g_k||^2 = N sbar^2 gamma^2
   for gradients of gamma per weight (sbar^2 the count-weighted mean of s_k^2). The two are
-  orthogonal, and dW_l = s_l dC_l, so against the dense step eta ||g_l||
-  e_l = sqrt(n s_l^4 + (N / n) s_l^2 sbar^2)   (~ sqrt(2 n) s^2 when the s_l agree),
-  and U and V get 1 / mean(e_l): x61-63 on the 784-1000-10 MLP at any budget (n = 892,
-  s = 1/sqrt(3 * 784)). It does not depend on M: the budget changes which directions
-  U V can move in, not how fast. Like low-rank's factors (``_lowrank.py``), U and V learn
-  the gradient's directions (dU = -eta_v G V^T, dV = -eta_v U^T G), and the gain of a step
-  rises from e_l towards the operator-norm bound s_l^2 (||U||^2 + ||V||^2), 7-20 e_l here.
-  Measured on real gradients (``benchmarks/sgd_gain.py``, SGD at this rule): 1.6-5.3 e_l,
-  median 2.8, on the MNIST MLP, and 1.2-3.9 e_l, median 1.8 (10%) and 2.3 (25%), on ResNet-8.
-  The sweeps agree on the MLP (x1/3 chosen at both budgets, and at 1/64 the rule sits at
-  the edge of stability: one seed of two diverged), but not on ResNet-8, whose 5-epoch
-  sweeps chose x3 (at 10 epochs: x1/3 at 10%). So the rule stays e_l, the first step's;
-  where SMH's rate belongs between its bounds is open (low-rank's geometric middle would
-  cut it 2.5-4.4x).
+  orthogonal, and dW_l = s_l dC_l, so against the dense step eta ||g_l|| the first step's gain is
+  e_1 = sqrt(n s_l^4 + (N / n) s_l^2 sbar^2)   (~ sqrt(2 n) s^2 when the s_l agree).
+  It does not depend on M. But U and V learn the gradient's directions, as low-rank's
+  factors do (``_lowrank.py``; dU = -eta_v G V^T, dV = -eta_v U^T G), and along their top
+  singular directions the gain is their operator norm, e_op = s_l^2 (||U||^2 + ||V||^2) =
+  2 s_l^2 M^-1/2 (sqrt(n) + sqrt(M))^2 for Gaussian U and V: 8-20 e_1 here (more at smaller M).
+  Measured on real gradients (``benchmarks/sgd_gain.py``, SGD at the first-step rule):
+  1.6-5.3 e_1, median 2.8, on the MNIST MLP, and 1.2-3.9 e_1, median 1.8 (10%) and 2.3 (25%),
+  on ResNet-8. The first-step rule (x61-63 on the 784-1000-10 MLP, which shipped until
+  2026-12-05) sat at the edge of stability: at the dense model's best rate it diverged on
+  one seed of two on the MNIST MLP at 1/64 and, with the learnable scale, on ResNet-8 at
+  10 epochs at both budgets; the sweeps chose x1/3 in 7 of 12 cells (x1-x3 on ResNet-8 at
+  5 epochs, whose dense base rate is 3x lower). So, as low-rank does, U and V take the geometric middle of the
+  two bounds, e_l = sqrt(e_1 e_op): off by at most sqrt(e_op / e_1) (x3-4.5) wherever
+  training's alignment lies, and 1 / mean(e_l) is x21 on the MNIST MLP at 1/8 and x14 at
+  1/64 (M = 55 and 6, n = 892, s = 1/sqrt(3 * 784)), x1.6 and x2.1 on ResNet-8 at 10% and
+  25%: 0.23-0.35 of the first-step rule.
 - Adam: dU and dV have entries +-eta_v with incoherent signs, and a row of +-1 times V
   has norm^2 z V V^T z^T = n M^1/2, so each entry of dU V (and of U dV) moves by
   eta_v M^1/4 and each weight by e_l = sqrt(2) M^1/4 s_l against a dense eta: x24 on
@@ -174,17 +177,25 @@ class SMHModel(ReparametrizedModel):
     def variable_names(self) -> list[str]:
         return ["U", "V"]
 
+    def sgd_bounds(self) -> list[tuple[float, float]]:
+        """(e_1, e_op) of each layer at init: an SGD step's gain on a gradient unrelated to U and V (the
+        first step's), and on one along their top singular directions (module docstring)."""
+        sh = self.shape
+        s = self.scale_init.detach().double().cpu()  # (L,)
+        counts = torch.tensor(self.sizes, dtype=torch.float64)
+        s2_mean = float((counts * s**2).sum() / counts.sum())
+        first = torch.sqrt(sh.n * s**4 + (sh.N / sh.n) * s**2 * s2_mean)
+        op = 2 * sh.M**-0.5 * (math.sqrt(sh.n) + math.sqrt(sh.M)) ** 2 * s**2  # s_l^2 (||U||^2 + ||V||^2)
+        return list(zip(first.tolist(), op.tolist()))
+
     def effective_rates(self, optimizer: Optimizer) -> torch.Tensor:
         """e_l of each layer (module docstring): how far one step at rate eta on U and V moves
         layer l's weights, against the dense step at eta. (L,) float64."""
         check_optimizer(optimizer)
-        sh = self.shape
-        s = self.scale_init.detach().double().cpu()  # (L,)
         if optimizer == "adamw":
-            return math.sqrt(2.0) * sh.M**0.25 * s
-        counts = torch.tensor(self.sizes, dtype=torch.float64)
-        s2_mean = float((counts * s**2).sum() / counts.sum())
-        return torch.sqrt(sh.n * s**4 + (sh.N / sh.n) * s**2 * s2_mean)
+            return math.sqrt(2.0) * self.shape.M**0.25 * self.scale_init.detach().double().cpu()
+        # between the first step's gain and the operator norm, as low-rank's (module docstring)
+        return torch.tensor([math.sqrt(first * op) for first, op in self.sgd_bounds()], dtype=torch.float64)
 
     def variable_rates(self, optimizer: Optimizer) -> dict[str, VariableRate]:
         m = shared_multiplier(self.effective_rates(optimizer), self.sizes, [t.slots[0][0] for t in self.targets])
