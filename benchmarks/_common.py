@@ -56,7 +56,8 @@ def environment(device: torch.device) -> dict[str, Any]:
 def rate_fingerprint(model: torch.nn.Module, optimizer: str) -> dict[str, float]:
     """The learning-rate multipliers ``model``'s method derives, per parameter group, to 3 significant digits.
     A benchmark stores it with every run and reuses a run only when it matches: a change of a method's
-    rule trains that method's runs again, and only its."""
+    rule trains that method's runs again, and only its. Build ``model`` under a fixed seed: the rates read
+    the init's stds, and the third digit can move with the draw."""
     from smhsearch.methods import param_groups
 
     return {g["name"]: float(f"{g['lr_mult']:.3g}") for g in param_groups(model, 1.0, 0.0, optimizer) if g["lr_mult"] != 1.0}

@@ -81,6 +81,7 @@ def current_rates(setting: str, method: str, budget: float) -> dict[str, float]:
     reused only while they match, so a change of one method's rule trains that method's rows again."""
     import smhsearch
 
+    torch.manual_seed(0)  # the rates read the init's stds: one fixed draw
     cfg, model = config_for(method, budget, {}, 0), smhsearch.create_model(SETTINGS[setting]["arch"], in_channels=1, num_classes=10)
     return rate_fingerprint(model if cfg is None else smhsearch.compress(model, cfg), "sgd")
 

@@ -92,6 +92,7 @@ def train_one(data, layers: int, fraction: float, method: str, epochs: int, lr: 
 def run_setting(data, layers: int, comp: str, method: str, epochs: int, lr: float, sweep: list[float], previous: dict,
                 seeds: int = 1, device: torch.device = CPU) -> dict:
     fraction = 1 / int(comp.split("/")[1])
+    torch.manual_seed(0)  # the rates read the init's stds: one fixed draw
     model = smhsearch.compress(smhsearch.create_model(ARCHS[layers]), config_for(method, fraction))
     rates = rate_fingerprint(model, "sgd")  # a run is reused only at the rates the method derives now
 

@@ -293,7 +293,8 @@ def main() -> None:
             fcntl.flock(lock, fcntl.LOCK_EX)
             on_disk = json.loads(path.read_text()) if path.is_file() else {}
             done.update({**on_disk.get("cells", {}), **{k: done[k] for k in mine}})
-            write(path, {**on_disk, **environment(device), **header, **extra, "cells": done})
+            env = environment(device) if mine or not on_disk else {}  # a run that trained nothing keeps the file's machine and commit
+            write(path, {**on_disk, **env, **header, **extra, "cells": done})
 
     def record(result: dict) -> None:
         done[cell_key(result)] = result

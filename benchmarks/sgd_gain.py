@@ -5,8 +5,8 @@ times the dense step, and the gain depends on the gradient: for one unrelated to
 variables it is the first step's e_1 (the norm rule of smhsearch/methods/_rates.py), for
 one along the variables' top singular directions their operator norm e_op, and each step
 writes the gradient's own directions into the variables. Where training puts it decides
-the right rate. Both rules take the geometric middle sqrt(e_1 e_op) (_lowrank.py, _smh.py;
-SMH's took e_1 until 2026-12-05, which the first measurements here showed too fast). This script trains each lr_fairness.py setting as that benchmark
+the right rate. Low-rank's rule is the geometric middle sqrt(e_1 e_op) (_lowrank.py), SMH's
+is e_1 (_smh.py: the middle, tried, trained it 3-5x too slowly). This script trains each lr_fairness.py setting as that benchmark
 does (SGD, Nesterov momentum 0.9, weight decay 5e-4, the dense model's best rate 0.15,
 batch 128, linear warm-up over 10% of the epochs then cosine) at the method's shipped
 rates, and at step 0 and the end of every epoch records each layer's realised gain on the
@@ -44,7 +44,8 @@ METHODS = {"lowrank": lambda b, seed: LowRank(budget=b, seed=seed), "smh": lambd
 
 def bounds(model) -> list[tuple[float, float, float]]:
     """(e_1, e_op, the rule's e) of each measured layer at init."""
-    return [(e1, eop, math.sqrt(e1 * eop)) for (e1, eop), t in zip(model.sgd_bounds(), model.targets) if len(t.shape) >= 2]
+    rule = model.effective_rates("sgd").tolist()
+    return [(e1, eop, e) for (e1, eop), e, t in zip(model.sgd_bounds(), rule, model.targets, strict=True) if len(t.shape) >= 2]
 
 
 @torch.no_grad()

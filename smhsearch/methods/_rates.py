@@ -21,11 +21,13 @@ matches the relative update itself (``_width.py``).
   low-rank's B and A, SMH's U and V; each SGD step writes the gradient's row and column
   spaces into them) carry more and more of the gradient's dominant directions, where
   J J^T's gain is its operator norm, above the RMS. How far training goes between the two
-  depends on the data and the network (measured: 2-3x the RMS on the MNIST MLP, 1-2.3x on
-  ResNet-8, ``benchmarks/sgd_gain.py``), so under SGD such a method takes the geometric
-  middle of the two, e_l = sqrt(RMS * ||J J^T||_op): off by at most the square root of
-  their ratio either way (``_lowrank.py``, ``_smh.py``). Adam normalises each entry's
-  step, and keeps the RMS.
+  depends on the data and the network (measured, ``benchmarks/sgd_gain.py``: 2-3x the RMS
+  on the MNIST MLP, 1-2.3x on ResNet-8, for both methods). Low-rank under SGD takes the
+  geometric middle of the two, e_l = sqrt(RMS * ||J J^T||_op), off by at most the square
+  root of their ratio either way (``_lowrank.py``): at the RMS it diverged. SMH keeps the
+  RMS: the middle, tried, trained it 3-5x too slowly, and the realised gain stays near the
+  RMS on the scale of its bounds (``_smh.py``). Adam normalises each entry's step, and
+  keeps the RMS.
 - A variable that serves several layers (SMH's U and V, one global hash pool) gets
   eta / mean(e_l), the mean taken over layers (modules: a weight and its bias are one
   layer, weighted by count within it), each layer once. In a ReLU network a relative
@@ -42,9 +44,8 @@ so J J^T g carries, besides the weight's own gradient, a sum of c others' with r
 signs, which is sqrt(c) times larger. The first-order rule leaves that sum out and gives
 Chen et al.'s per-layer pools x1; the HashedNets MNIST sweep (SGD, momentum 0.9) chose
 x0.1 at 1/64 and x0.3 at 1/8, and the norm rule gives 1 / sqrt(1 + c) = 0.12 and 0.33.
-For SMH's first step it gives x63 on the MNIST MLP, where the sweep chose x30 and x1000
-diverged; the first-order rule would give about x480 (SMH now takes the geometric middle
-above, x14-21).
+For SMH it gives x63 on the MNIST MLP, where the sweep chose x30 and x1000 diverged; the
+first-order rule would give about x480.
 
 **Weight decay.** PyTorch's SGD and AdamW both shrink a parameter by lr * weight_decay
 per step (SGD through the gradient). Weights homogeneous of degree k in a variable (U V

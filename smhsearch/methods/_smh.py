@@ -26,22 +26,26 @@ random M-dimensional subspaces.
   ||(U U^T G)_l|| = sqrt(N_l / n) ||G||, with ||G||^2 = Sum_k s_k^2 ||g_k||^2 = N sbar^2 gamma^2
   for gradients of gamma per weight (sbar^2 the count-weighted mean of s_k^2). The two are
   orthogonal, and dW_l = s_l dC_l, so against the dense step eta ||g_l|| the first step's gain is
-  e_1 = sqrt(n s_l^4 + (N / n) s_l^2 sbar^2)   (~ sqrt(2 n) s^2 when the s_l agree).
-  It does not depend on M. But U and V learn the gradient's directions, as low-rank's
+  e_1 = sqrt(n s_l^4 + (N / n) s_l^2 sbar^2)   (~ sqrt(2 n) s^2 when the s_l agree),
+  and U and V get 1 / mean(e_l): x61-63 on the 784-1000-10 MLP at any budget (n = 892,
+  s = 1/sqrt(3 * 784)). It does not depend on M: the budget changes which directions
+  U V can move in, not how fast. U and V learn the gradient's directions, as low-rank's
   factors do (``_lowrank.py``; dU = -eta_v G V^T, dV = -eta_v U^T G), and along their top
   singular directions the gain is their operator norm, e_op = s_l^2 (||U||^2 + ||V||^2) =
-  2 s_l^2 M^-1/2 (sqrt(n) + sqrt(M))^2 for Gaussian U and V: 8-20 e_1 here (more at smaller M).
-  Measured on real gradients (``benchmarks/sgd_gain.py``, SGD at the first-step rule):
-  1.6-5.3 e_1, median 2.8, on the MNIST MLP, and 1.2-3.9 e_1, median 1.8 (10%) and 2.3 (25%),
-  on ResNet-8. The first-step rule (x61-63 on the 784-1000-10 MLP, which shipped until
-  2026-12-05) sat at the edge of stability: at the dense model's best rate it diverged on
-  one seed of two on the MNIST MLP at 1/64 and, with the learnable scale, on ResNet-8 at
-  10 epochs at both budgets; the sweeps chose x1/3 in 7 of 12 cells (x1-x3 on ResNet-8 at
-  5 epochs, whose dense base rate is 3x lower). So, as low-rank does, U and V take the geometric middle of the
-  two bounds, e_l = sqrt(e_1 e_op): off by at most sqrt(e_op / e_1) (x3-4.5) wherever
-  training's alignment lies, and 1 / mean(e_l) is x21 on the MNIST MLP at 1/8 and x14 at
-  1/64 (M = 55 and 6, n = 892, s = 1/sqrt(3 * 784)), x1.6 and x2.1 on ResNet-8 at 10% and
-  25%: 0.23-0.35 of the first-step rule.
+  2 s_l^2 M^-1/2 (sqrt(n) + sqrt(M))^2 for Gaussian U and V: 8-20 e_1 on the lr_fairness
+  settings, more as M shrinks. Measured on real gradients (``benchmarks/sgd_gain.py``),
+  training moves SMH's gain to 1.6-5.3 e_1 (median 2.8) on the MNIST MLP and 1.2-3.9 e_1
+  (median 1.8-2.3) on ResNet-8: near e_1 on the scale of the bounds, and not growing with
+  e_op / e_1. So SMH keeps the first step's e_1, and not low-rank's geometric middle
+  sqrt(e_1 e_op). The middle was tried (2026-12-05,
+  ``benchmarks/results/smh_sgd_middle_trial-cpu.md``): it never diverged at its default,
+  but it trained 3 to 4.5 times slower (5 times at M = 1) and cost SMH 4 points on the
+  embedded set at lr 0.05 and 5 epochs, 5-44 points of validation accuracy after 4 epochs
+  (2%-50%), and its
+  sweeps chose x3 of it in 9 of 12 cells. The price of e_1: at the dense model's best
+  rate, the edge of SMH's stability is near. One seed of two diverged at the default on
+  the MNIST MLP at 1/64 (lr 0.15) and, with the learnable scale, on ResNet-8 at 10 epochs
+  (lr 0.5), where the sweeps choose x1/3.
 - Adam: dU and dV have entries +-eta_v with incoherent signs, and a row of +-1 times V
   has norm^2 z V V^T z^T = n M^1/2, so each entry of dU V (and of U dV) moves by
   eta_v M^1/4 and each weight by e_l = sqrt(2) M^1/4 s_l against a dense eta: x24 on
@@ -194,8 +198,7 @@ class SMHModel(ReparametrizedModel):
         check_optimizer(optimizer)
         if optimizer == "adamw":
             return math.sqrt(2.0) * self.shape.M**0.25 * self.scale_init.detach().double().cpu()
-        # between the first step's gain and the operator norm, as low-rank's (module docstring)
-        return torch.tensor([math.sqrt(first * op) for first, op in self.sgd_bounds()], dtype=torch.float64)
+        return torch.tensor([first for first, _ in self.sgd_bounds()], dtype=torch.float64)  # the first step's (docstring)
 
     def variable_rates(self, optimizer: Optimizer) -> dict[str, VariableRate]:
         m = shared_multiplier(self.effective_rates(optimizer), self.sizes, [t.slots[0][0] for t in self.targets])
