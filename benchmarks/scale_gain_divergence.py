@@ -1,0 +1,85 @@
+"""Why does SMH's learnable scale diverge at the dense model's best SGD rate? Its gain, trained and frozen.
+
+In ``lr_fairness.py --epochs 10`` (ResNet-8 on the embedded Fashion-MNIST subset, SGD at the dense
+model's best rate, 0.5) SMH with the learnable scale diverged at its default on one seed of two at
+both budgets, and the fixed scale did not. The two differ only in the per-layer gain, which trains at
+the dense rate with no weight decay (``smhsearch/methods/_smh.py``). This script trains the same
+setting on several seeds twice: once as shipped, once with the gain frozen at 1 (which is the fixed
+scale, seeded as the learnable one). It records, per seed, whether training diverged, the test
+error and the final gains.
+
+    python benchmarks/scale_gain_divergence.py               # 10%, seeds 1-5, both variants, 2 workers (about 7 minutes)
+    python benchmarks/scale_gain_divergence.py --smoke       # 1 epoch, 512 images, 1 seed: checks the script
+
+Writes benchmarks/results/scale_gain_divergence-cpu.json and .md (``--smoke`` writes nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+
+import torch
+
+from _common import write_or_say  # type: ignore[import-not-found]
+from lr_fairness import METHODS, SETTINGS, budget_value, dataset  # type: ignore[import-not-found]
+
+LR, WEIGHT_DECAY, BATCH = 0.5, 5e-4, 128  # lr_fairness at 10 epochs: the dense model's best SGD rate there
+
+
+def one(job: tuple) -> dict:
+    variant, budget, seed, epochs, n = job
+    import smhsearch
+    from smhsearch.train import TrainConfig, TrainingDiverged, train
+
+    torch.set_num_threads(1)
+    s = SETTINGS["fashion-resnet8"]
+    data = dataset("fashion-resnet8", n, n)
+    torch.manual_seed(seed)  # as lr_fairness.run_cell: the seed sets the init, the method's seed and the data order
+    model = smhsearch.compress(smhsearch.create_model(s["arch"], **s["kwargs"]), METHODS["smh_learnable"](budget_value(budget), seed))
+    if variant == "frozen":
+        model.scale_gain.requires_grad_(False)
+    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, optimizer="sgd", lr=LR, weight_decay=WEIGHT_DECAY,
+                      warmup_epochs=0.1 * epochs, seed=seed)
+    t0 = time.perf_counter()
+    row = {"variant": variant, "budget": budget, "seed": seed, "epochs": epochs,
+           "layers": [t.name for t in model.targets]}
+    try:
+        r = train(model, data, cfg, progress=False)
+        row |= {"test_error_pct": 100 * (1 - r.test_acc)}
+    except TrainingDiverged as e:
+        row |= {"diverged": str(e)}
+    return row | {"gains": [round(float(g), 3) for g in model.scale_gain.detach()], "seconds": time.perf_counter() - t0}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--budget", default="10%")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--smoke", action="store_true")
+    a = p.parse_args()
+    n = 512 if a.smoke else None
+    seeds, epochs = (a.seeds[:1], 1) if a.smoke else (a.seeds, a.epochs)
+    jobs = [(v, a.budget, s, epochs, n) for s in seeds for v in ("trained", "frozen")]
+    with mp.get_context("spawn").Pool(a.workers) as pool:
+        rows = sorted(pool.map(one, jobs), key=lambda r: (r["variant"] != "trained", r["seed"]))
+    md = [f"SMH, learnable scale, ResNet-8 on the embedded Fashion-MNIST subset at {a.budget}, SGD lr {LR} (the dense model's best at "
+          f"10 epochs), {epochs} epochs; the per-layer gain trained (as shipped) or frozen at 1.", "",
+          "| gain | seed | test error % | classifier's gains (weight, bias) |", "|---|---|---|---|"]
+    for r in rows:
+        fc = [g for g, name in zip(r["gains"], r["layers"]) if name.startswith("fc.")]
+        md.append(f"| {r['variant']} | {r['seed']} | {'diverged' if 'diverged' in r else format(r['test_error_pct'], '.2f')} | "
+                  f"{', '.join(f'{g:.2f}' for g in fc)} |")
+    for v in ("trained", "frozen"):
+        mine = [r for r in rows if r["variant"] == v]
+        md.append(f"- {v}: {sum('diverged' in r for r in mine)} of {len(mine)} diverged")
+    write_or_say("scale_gain_divergence", torch.device("cpu"),
+                 {"protocol": {"lr": LR, "weight_decay": WEIGHT_DECAY, "batch": BATCH, "epochs": epochs, "budget": a.budget},
+                  "rows": rows}, md, a.smoke)
+
+
+if __name__ == "__main__":
+    main()
