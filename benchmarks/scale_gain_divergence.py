@@ -4,11 +4,13 @@ In ``lr_fairness.py --epochs 10`` (ResNet-8 on the embedded Fashion-MNIST subset
 model's best rate, 0.5) SMH with the learnable scale diverged at its default on one seed of two at
 both budgets, and the fixed scale did not. The two differ only in the per-layer gain, which trains at
 the dense rate with no weight decay (``smhsearch/methods/_smh.py``). This script trains the same
-setting on several seeds twice: once as shipped, once with the gain frozen at 1 (which is the fixed
-scale, seeded as the learnable one). It records, per seed, whether training diverged, the test
-error and the final gains.
+setting on several seeds three times: as shipped; with the gain frozen at 1 (the fixed scale,
+seeded as the learnable one); and with a candidate rule, not shipped, that trains each layer's
+gain at lr / ||W_l||^2 under SGD (its gradient divided by N_l s_l^2: the gain moves W_l only along
+itself, by ||W_l||^2 times the dense step's component there). It records, per seed, whether
+training diverged, the test error and the final gains.
 
-    python benchmarks/scale_gain_divergence.py               # 10%, seeds 1-5, both variants, 2 workers (about 7 minutes)
+    python benchmarks/scale_gain_divergence.py               # 10%, seeds 1-5, three variants, 2 workers (about 11 minutes)
     python benchmarks/scale_gain_divergence.py --smoke       # 1 epoch, 512 images, 1 seed: checks the script
 
 Writes benchmarks/results/scale_gain_divergence-cpu.json and .md (``--smoke`` writes nothing).
@@ -26,6 +28,7 @@ from _common import write_or_say  # type: ignore[import-not-found]
 from lr_fairness import METHODS, SETTINGS, budget_value, dataset  # type: ignore[import-not-found]
 
 LR, WEIGHT_DECAY, BATCH = 0.5, 5e-4, 128  # lr_fairness at 10 epochs: the dense model's best SGD rate there
+VARIANTS = ("trained", "frozen", "rate-rule")
 
 
 def one(job: tuple) -> dict:
@@ -40,6 +43,9 @@ def one(job: tuple) -> dict:
     model = smhsearch.compress(smhsearch.create_model(s["arch"], **s["kwargs"]), METHODS["smh_learnable"](budget_value(budget), seed))
     if variant == "frozen":
         model.scale_gain.requires_grad_(False)
+    elif variant == "rate-rule":  # the candidate, not shipped: SGD moves each W_l along itself as the dense step would
+        norm2 = torch.tensor([n * float(s_l) ** 2 for n, s_l in zip(model.sizes, model.scale_init)])  # ||W_l||^2 at init
+        model.scale_gain.register_hook(lambda g: g / norm2.to(g.dtype))
     cfg = TrainConfig(epochs=epochs, batch_size=BATCH, optimizer="sgd", lr=LR, weight_decay=WEIGHT_DECAY,
                       warmup_epochs=0.1 * epochs, seed=seed)
     t0 = time.perf_counter()
@@ -63,17 +69,18 @@ def main() -> None:
     a = p.parse_args()
     n = 512 if a.smoke else None
     seeds, epochs = (a.seeds[:1], 1) if a.smoke else (a.seeds, a.epochs)
-    jobs = [(v, a.budget, s, epochs, n) for s in seeds for v in ("trained", "frozen")]
+    jobs = [(v, a.budget, s, epochs, n) for s in seeds for v in VARIANTS]
     with mp.get_context("spawn").Pool(a.workers) as pool:
-        rows = sorted(pool.map(one, jobs), key=lambda r: (r["variant"] != "trained", r["seed"]))
+        rows = sorted(pool.map(one, jobs), key=lambda r: (VARIANTS.index(r["variant"]), r["seed"]))
     md = [f"SMH, learnable scale, ResNet-8 on the embedded Fashion-MNIST subset at {a.budget}, SGD lr {LR} (the dense model's best at "
-          f"10 epochs), {epochs} epochs; the per-layer gain trained (as shipped) or frozen at 1.", "",
+          f"10 epochs), {epochs} epochs; the per-layer gain trained (as shipped), frozen at 1, or trained at lr / ||W_l||^2 "
+          "(a candidate rule, not shipped).", "",
           "| gain | seed | test error % | classifier's gains (weight, bias) |", "|---|---|---|---|"]
     for r in rows:
         fc = [g for g, name in zip(r["gains"], r["layers"]) if name.startswith("fc.")]
         md.append(f"| {r['variant']} | {r['seed']} | {'diverged' if 'diverged' in r else format(r['test_error_pct'], '.2f')} | "
                   f"{', '.join(f'{g:.2f}' for g in fc)} |")
-    for v in ("trained", "frozen"):
+    for v in VARIANTS:
         mine = [r for r in rows if r["variant"] == v]
         md.append(f"- {v}: {sum('diverged' in r for r in mine)} of {len(mine)} diverged")
     write_or_say("scale_gain_divergence", torch.device("cpu"),

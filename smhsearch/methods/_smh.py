@@ -60,8 +60,9 @@ random M-dimensional subspaces.
   gradient; the classifier's does. Measured (``benchmarks/scale_gain_divergence.py``):
   at the dense model's best SGD rate on ResNet-8 at 10 epochs (0.5) the learnable scale
   diverged on 3 of 5 seeds and with its gain frozen on none, and the classifier's gain grew
-  to 2.6-2.8 where it survived. A rate of eta / (N_l s_l^2) for each layer's gain, exact
-  for a scalar that moves W_l only along itself, is the next step (not yet measured).
+  to 2.6-2.8 where it survived. A gain rate of eta / (N_l s_l^2), measured there and not
+  shipped, left 1 of 5 diverging and the gain still growing (to 1.6-1.9): the undecayed
+  growth, not only the rate, is what to fix.
 """
 
 from __future__ import annotations
