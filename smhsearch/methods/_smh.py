@@ -40,10 +40,9 @@ random M-dimensional subspaces.
   sqrt(e_1 e_op). The middle was tried (2026-12-05,
   ``benchmarks/results/smh_sgd_middle_trial-cpu.md``): it never diverged at its default,
   but it trained 3 to 4.5 times slower (5 times at M = 1) and cost SMH 4 points on the
-  embedded set at lr 0.05 and 5 epochs, 5-44 points of validation accuracy after 4 epochs
-  (2%-50%), and its
-  sweeps chose x3 of it in 9 of 12 cells. The price of e_1: at the dense model's best
-  rate, the edge of SMH's stability is near. One seed of two diverged at the default on
+  embedded set at lr 0.05 and 5 epochs and 5-44 points of validation accuracy after 4
+  epochs (2%-50%), and its sweeps chose x3 of it in 9 of 12 cells. The price of e_1: at
+  the dense model's best rate, the edge of SMH's stability is near. One seed of two diverged at the default on
   the MNIST MLP at 1/64 (lr 0.15) and, with the learnable scale, on ResNet-8 at 10 epochs
   (lr 0.5), where the sweeps choose x1/3.
 - Adam: dU and dV have entries +-eta_v with incoherent signs, and a row of +-1 times V
