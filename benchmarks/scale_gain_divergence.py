@@ -4,13 +4,15 @@ In ``lr_fairness.py --epochs 10`` (ResNet-8 on the embedded Fashion-MNIST subset
 model's best rate, 0.5) SMH with the learnable scale diverged at its default on one seed of two at
 both budgets, and the fixed scale did not. The two differ only in the per-layer gain, which trains at
 the dense rate with no weight decay (``smhsearch/methods/_smh.py``). This script trains the same
-setting on several seeds three times: as shipped; with the gain frozen at 1 (the fixed scale,
-seeded as the learnable one); and with a candidate rule, not shipped, that trains each layer's
-gain at lr / ||W_l||^2 under SGD (its gradient divided by N_l s_l^2: the gain moves W_l only along
-itself, by ||W_l||^2 times the dense step's component there). It records, per seed, whether
-training diverged, the test error and the final gains.
+setting on several seeds: as shipped; with the gain frozen at 1 (the fixed scale, seeded as the
+learnable one); and under two candidates, neither shipped: ``rate-rule`` trains each layer's gain
+at lr / ||W_l||^2 under SGD (its gradient divided by N_l s_l^2: the gain moves W_l only along
+itself, by ||W_l||^2 times the dense step's component there), and ``decayed`` gives the gain the
+weight decay a dense weight gets. It records, per seed, whether training diverged, the test error
+and the final gains.
 
-    python benchmarks/scale_gain_divergence.py               # 10%, seeds 1-5, three variants, 2 workers (about 11 minutes)
+    python benchmarks/scale_gain_divergence.py               # 10%, seeds 1-5, four variants, 2 workers (about 15 minutes)
+    python benchmarks/scale_gain_divergence.py --variants decayed   # one variant; the file keeps the others' rows
     python benchmarks/scale_gain_divergence.py --smoke       # 1 epoch, 512 images, 1 seed: checks the script
 
 Writes benchmarks/results/scale_gain_divergence-cpu.json and .md (``--smoke`` writes nothing).
@@ -19,16 +21,17 @@ Writes benchmarks/results/scale_gain_divergence-cpu.json and .md (``--smoke`` wr
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import time
 
 import torch
 
-from _common import write_or_say  # type: ignore[import-not-found]
+from _common import RESULTS, device_slug, write_or_say  # type: ignore[import-not-found]
 from lr_fairness import METHODS, SETTINGS, budget_value, dataset  # type: ignore[import-not-found]
 
 LR, WEIGHT_DECAY, BATCH = 0.5, 5e-4, 128  # lr_fairness at 10 epochs: the dense model's best SGD rate there
-VARIANTS = ("trained", "frozen", "rate-rule")
+VARIANTS = ("trained", "frozen", "rate-rule", "decayed")
 
 
 def one(job: tuple) -> dict:
@@ -46,6 +49,9 @@ def one(job: tuple) -> dict:
     elif variant == "rate-rule":  # the candidate, not shipped: SGD moves each W_l along itself as the dense step would
         norm2 = torch.tensor([n * float(s_l) ** 2 for n, s_l in zip(model.sizes, model.scale_init)])  # ||W_l||^2 at init
         model.scale_gain.register_hook(lambda g: g / norm2.to(g.dtype))
+    elif variant == "decayed":  # the other candidate, not shipped: the gain decays as a dense weight does (lr * wd a step)
+        gain = model.scale_gain
+        gain.register_hook(lambda g: g + WEIGHT_DECAY * gain.detach())  # SGD's own weight decay, on the no-decay group
     cfg = TrainConfig(epochs=epochs, batch_size=BATCH, optimizer="sgd", lr=LR, weight_decay=WEIGHT_DECAY,
                       warmup_epochs=0.1 * epochs, seed=seed)
     t0 = time.perf_counter()
@@ -65,16 +71,22 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                   help="the file keeps the other variants' rows from an earlier run of the same protocol")
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args()
     n = 512 if a.smoke else None
     seeds, epochs = (a.seeds[:1], 1) if a.smoke else (a.seeds, a.epochs)
-    jobs = [(v, a.budget, s, epochs, n) for s in seeds for v in VARIANTS]
+    jobs = [(v, a.budget, s, epochs, n) for s in seeds for v in a.variants]
+    protocol = {"lr": LR, "weight_decay": WEIGHT_DECAY, "batch": BATCH, "epochs": epochs, "budget": a.budget}
+    path = RESULTS / f"scale_gain_divergence-{device_slug(torch.device('cpu'))}.json"
+    old = json.loads(path.read_text()) if path.is_file() and not a.smoke else {}
+    kept = [r for r in old.get("rows", []) if old.get("protocol") == protocol and r["variant"] not in a.variants and r["seed"] in seeds]
     with mp.get_context("spawn").Pool(a.workers) as pool:
-        rows = sorted(pool.map(one, jobs), key=lambda r: (VARIANTS.index(r["variant"]), r["seed"]))
+        rows = sorted(kept + pool.map(one, jobs), key=lambda r: (VARIANTS.index(r["variant"]), r["seed"]))
     md = [f"SMH, learnable scale, ResNet-8 on the embedded Fashion-MNIST subset at {a.budget}, SGD lr {LR} (the dense model's best at "
-          f"10 epochs), {epochs} epochs; the per-layer gain trained (as shipped), frozen at 1, or trained at lr / ||W_l||^2 "
-          "(a candidate rule, not shipped).", "",
+          f"10 epochs), {epochs} epochs; the per-layer gain trained (as shipped), frozen at 1, trained at lr / ||W_l||^2 "
+          "(rate-rule) or with a dense weight's decay (decayed); the last two are candidates, not shipped.", "",
           "| gain | seed | test error % | classifier's gains (weight, bias) |", "|---|---|---|---|"]
     for r in rows:
         fc = [g for g, name in zip(r["gains"], r["layers"]) if name.startswith("fc.")]
@@ -82,10 +94,9 @@ def main() -> None:
                   f"{', '.join(f'{g:.2f}' for g in fc)} |")
     for v in VARIANTS:
         mine = [r for r in rows if r["variant"] == v]
-        md.append(f"- {v}: {sum('diverged' in r for r in mine)} of {len(mine)} diverged")
-    write_or_say("scale_gain_divergence", torch.device("cpu"),
-                 {"protocol": {"lr": LR, "weight_decay": WEIGHT_DECAY, "batch": BATCH, "epochs": epochs, "budget": a.budget},
-                  "rows": rows}, md, a.smoke)
+        if mine:
+            md.append(f"- {v}: {sum('diverged' in r for r in mine)} of {len(mine)} diverged")
+    write_or_say("scale_gain_divergence", torch.device("cpu"), {"protocol": protocol, "rows": rows}, md, a.smoke)
 
 
 if __name__ == "__main__":

@@ -59,9 +59,10 @@ random M-dimensional subspaces.
   gradient; the classifier's does. Measured (``benchmarks/scale_gain_divergence.py``):
   at the dense model's best SGD rate on ResNet-8 at 10 epochs (0.5) the learnable scale
   diverged on 3 of 5 seeds and with its gain frozen on none, and the classifier's gain grew
-  to 2.6-2.8 where it survived. A gain rate of eta / (N_l s_l^2), measured there and not
-  shipped, left 1 of 5 diverging and the gain still growing (to 1.6-1.9): the undecayed
-  growth, not only the rate, is what to fix.
+  to 2.6-2.8 where it survived. Two candidates measured there, not shipped: a gain rate of
+  eta / (N_l s_l^2) left 1 of 5 diverging (the gain still grew, to 1.6-1.9), and a dense
+  weight's decay on the gains 5 of 5 (behind batch norm, shrinking gains raise the
+  convolutions' effective rate).
 """
 
 from __future__ import annotations
