@@ -6,8 +6,8 @@ both budgets, and the fixed scale did not. The two differ only in the per-layer 
 the dense rate with no weight decay (``smhsearch/methods/_smh.py``). This script trains the same
 setting on several seeds: as shipped; with the gain frozen at 1 (the fixed scale, seeded as the
 learnable one); and under two candidates, neither shipped: ``rate-rule`` trains each layer's gain
-at lr / ||W_l||^2 under SGD (its gradient divided by N_l s_l^2: the gain moves W_l only along
-itself, by ||W_l||^2 times the dense step's component there), and ``decayed`` gives the gain the
+at lr / ||W_l||^2 under SGD (its gradient divided by ||W_l||^2 at init: the gain moves W_l only
+along itself, by ||W_l||^2 times the dense step's component there), and ``decayed`` gives the gain the
 weight decay a dense weight gets. It records, per seed, whether training diverged, the test error
 and the final gains.
 
@@ -47,7 +47,8 @@ def one(job: tuple) -> dict:
     if variant == "frozen":
         model.scale_gain.requires_grad_(False)
     elif variant == "rate-rule":  # the candidate, not shipped: SGD moves each W_l along itself as the dense step would
-        norm2 = torch.tensor([n * float(s_l) ** 2 for n, s_l in zip(model.sizes, model.scale_init)])  # ||W_l||^2 at init
+        with torch.no_grad():
+            norm2 = torch.stack([w.pow(2).sum() for w in model.dense_weights()])  # ||W_l||^2 at init
         model.scale_gain.register_hook(lambda g: g / norm2.to(g.dtype))
     elif variant == "decayed":  # the other candidate, not shipped: the gain decays as a dense weight does (lr * wd a step)
         gain = model.scale_gain

@@ -32,7 +32,7 @@ random M-dimensional subspaces.
   U V can move in, not how fast. U and V learn the gradient's directions, as low-rank's
   factors do (``_lowrank.py``; dU = -eta_v G V^T, dV = -eta_v U^T G), and along their top
   singular directions the gain is their operator norm, e_op = s_l^2 (||U||^2 + ||V||^2) =
-  2 s_l^2 M^-1/2 (sqrt(n) + sqrt(M))^2 for Gaussian U and V: 8-20 e_1 on the lr_fairness
+  2 s_l^2 M^-1/2 (sqrt(n) + sqrt(M))^2 for Gaussian U and V: 7-20 e_1 on the lr_fairness
   settings, more as M shrinks. Measured on real gradients (``benchmarks/sgd_gain.py``),
   training moves SMH's gain to 1.6-5.3 e_1 (median 2.8) on the MNIST MLP and 1.2-3.9 e_1
   (median 1.8-2.3) on ResNet-8: near e_1 on the scale of the bounds, and not growing with
@@ -41,10 +41,11 @@ random M-dimensional subspaces.
   ``benchmarks/results/smh_sgd_middle_trial-cpu.md``): it never diverged at its default,
   but it trained 3 to 4.5 times slower (5 times at M = 1) and cost SMH 4 points on the
   embedded set at lr 0.05 and 5 epochs and 5-44 points of validation accuracy after 4
-  epochs (2%-50%), and its sweeps chose x3 of it in 9 of 12 cells. The price of e_1: at
-  the dense model's best rate, the edge of SMH's stability is near. One seed of two diverged at the default on
-  the MNIST MLP at 1/64 (lr 0.15) and, with the learnable scale, on ResNet-8 at 10 epochs
-  (lr 0.5), where the sweeps choose x1/3.
+  epochs (2%-50%), and its sweeps chose x3 or x10 of it in 10 of 12 cells (it did better
+  in HashedNets' MNIST setups, at lr 0.05 without warm-up, where e_1's x3 collapses). The
+  price of e_1: at the dense model's best rate, the edge of SMH's stability is near. One
+  seed of two diverged at the default on the MNIST MLP at 1/64 (lr 0.15) and, with the
+  learnable scale, on ResNet-8 at 10 epochs (lr 0.5), where the sweeps choose x1/3.
 - Adam: dU and dV have entries +-eta_v with incoherent signs, and a row of +-1 times V
   has norm^2 z V V^T z^T = n M^1/2, so each entry of dU V (and of U dV) moves by
   eta_v M^1/4 and each weight by e_l = sqrt(2) M^1/4 s_l against a dense eta: x24 on
@@ -53,14 +54,14 @@ random M-dimensional subspaces.
   about (s_l / sbar)^2 times under SGD and s_l / sbar under Adam (conv1 of a CIFAR
   ResNet, few weights and a small fan-in, most). The learnable scale is a gain: it trains
   at eta, no decay. Its step moves W_l only along W_l: by s_l^2 sqrt(N_l) (SGD) or s_l
-  (Adam) of the dense step for a gradient unrelated to W_l, but under SGD by ||W_l||^2 =
-  N_l s_l^2 times the dense step's own component along W_l (3-4.4 for ResNet-8's classifier,
-  330 for the MNIST MLP's hidden layer). A layer followed by batch norm gives its gain no
+  (Adam) of the dense step for a gradient unrelated to W_l, but under SGD by ||W_l||^2
+  times the dense step's own component along W_l (3.2-3.5 for ResNet-8's classifier at
+  init, 333 for the MNIST MLP's hidden layer). A layer followed by batch norm gives its gain no
   gradient; the classifier's does. Measured (``benchmarks/scale_gain_divergence.py``):
   at the dense model's best SGD rate on ResNet-8 at 10 epochs (0.5) the learnable scale
   diverged on 3 of 5 seeds and with its gain frozen on none, and the classifier's gain grew
   to 2.6-2.8 where it survived. Two candidates measured there, not shipped: a gain rate of
-  eta / (N_l s_l^2) left 1 of 5 diverging (the gain still grew, to 1.6-1.9), and a dense
+  eta / ||W_l||^2 (at init) left 3 of 5 diverging (the gain still grew, to 1.6-2.1), and a dense
   weight's decay on the gains 5 of 5 (behind batch norm, shrinking gains raise the
   convolutions' effective rate).
 """
