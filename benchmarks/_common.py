@@ -9,7 +9,7 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -53,20 +53,30 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
-def rate_fingerprint(model: torch.nn.Module, optimizer: str) -> dict[str, float]:
-    """The learning-rate multipliers ``model``'s method derives, per parameter group, to 3 significant digits.
-    A benchmark stores it with every run and reuses a run only when it matches: a change of a method's
-    rule trains that method's runs again, and only its. Build ``model`` under a fixed seed: the rates read
-    the init's stds, and the third digit can move with the draw."""
+def rate_fingerprint(build: Callable[[], torch.nn.Module], optimizer: str) -> dict[str, float]:
+    """The learning-rate multipliers the model ``build()`` returns derives, per parameter group, to 3
+    significant digits. A benchmark stores it with every run and reuses a run only when it matches: a
+    change of a method's rule trains that method's runs again, and only its. The model is built under
+    seed 0: the rates read the init's stds, and the third digit can move with the draw."""
     from smhsearch.methods import param_groups
 
+    torch.manual_seed(0)
+    model = build()
     return {g["name"]: float(f"{g['lr_mult']:.3g}") for g in param_groups(model, 1.0, 0.0, optimizer) if g["lr_mult"] != 1.0}
 
 
-def write_result(name: str, device: torch.device, payload: dict[str, Any]) -> Path:
+def recorded_environment(device: torch.device, kept: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The machine, versions, commit and date a results file records: this run's, or, for a run that
+    trained nothing and only reused ``kept`` (the results file as it was), the ones already there."""
+    env = environment(device)
+    return env | {k: kept[k] for k in env if k in kept} if kept else env
+
+
+def write_result(name: str, device: torch.device, payload: dict[str, Any], kept: dict[str, Any] | None = None) -> Path:
+    """``results/NAME-<device>.json``; ``kept``: the file's previous contents when this run trained nothing."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}-{device_slug(device)}.json"
-    path.write_text(json.dumps({**environment(device), **payload}, indent=2) + "\n")
+    path.write_text(json.dumps({**recorded_environment(device, kept), **payload}, indent=2) + "\n")
     return path
 
 

@@ -81,9 +81,13 @@ def current_rates(setting: str, method: str, budget: float) -> dict[str, float]:
     reused only while they match, so a change of one method's rule trains that method's rows again."""
     import smhsearch
 
-    torch.manual_seed(0)  # the rates read the init's stds: one fixed draw
-    cfg, model = config_for(method, budget, {}, 0), smhsearch.create_model(SETTINGS[setting]["arch"], in_channels=1, num_classes=10)
-    return rate_fingerprint(model if cfg is None else smhsearch.compress(model, cfg), "sgd")
+    cfg = config_for(method, budget, {}, 0)
+
+    def build() -> torch.nn.Module:
+        model = smhsearch.create_model(SETTINGS[setting]["arch"], in_channels=1, num_classes=10)
+        return model if cfg is None else smhsearch.compress(model, cfg)
+
+    return rate_fingerprint(build, "sgd")
 
 
 def subset(data, n: int | None):
@@ -268,7 +272,8 @@ def main() -> None:
             write_result(name, device, {"protocol": protocol, "complete": False, "rows": rows})
     summary = summarize(rows)
     notes = targets(summary)
-    out = write_result(name, device, {"protocol": protocol, "complete": True, "summary": summary, "targets": notes, "rows": rows})
+    out = write_result(name, device, {"protocol": protocol, "complete": True, "summary": summary, "targets": notes, "rows": rows},
+                       kept=None if jobs else old)
     (RESULTS / f"{name}-{device_slug(device)}.md").write_text(
         f"Test accuracy (mean ± sd over the seeds column's seeds) against the model file's bytes; budget {a.budget:g} of the dense model's "
         f"parameters (deep_compression: {a.dc_budget:g}). `+e`: the same model's file entropy-coded.\n\n" + table(summary)

@@ -59,7 +59,7 @@ from smhsearch.data import load_dataset
 from smhsearch.data._splits import TensorSplit
 from smhsearch.train import TrainConfig, TrainingDiverged, train
 
-from _common import RESULTS, device_slug, environment, rate_fingerprint  # type: ignore[import-not-found]
+from _common import RESULTS, device_slug, rate_fingerprint, recorded_environment  # type: ignore[import-not-found]
 
 SETTINGS = {
     "mnist-mlp": {"arch": "mlp_1x1000", "kwargs": {}, "budgets": ["1/8", "1/64"], "epochs": 10, "target": 0.3},
@@ -119,10 +119,11 @@ def default_rates(setting: str, method: str, budget: str, optimizer: str) -> dic
     key = (setting, method, budget, optimizer)
     if key not in _RATES:
         s = SETTINGS[setting]
-        torch.manual_seed(0)
-        base = smhsearch.create_model(s["arch"], **s["kwargs"])
-        model = base if method == "dense" else smhsearch.compress(base, METHODS[method](budget_value(budget), 0))
-        _RATES[key] = rate_fingerprint(model, optimizer)
+        def build() -> torch.nn.Module:
+            base = smhsearch.create_model(s["arch"], **s["kwargs"])
+            return base if method == "dense" else smhsearch.compress(base, METHODS[method](budget_value(budget), 0))
+
+        _RATES[key] = rate_fingerprint(build, optimizer)
     return _RATES[key]
 
 
@@ -293,8 +294,7 @@ def main() -> None:
             fcntl.flock(lock, fcntl.LOCK_EX)
             on_disk = json.loads(path.read_text()) if path.is_file() else {}
             done.update({**on_disk.get("cells", {}), **{k: done[k] for k in mine}})
-            env = environment(device) if mine or not on_disk else {}  # a run that trained nothing keeps the file's machine and commit
-            write(path, {**on_disk, **env, **header, **extra, "cells": done})
+            write(path, {**on_disk, **recorded_environment(device, None if mine else on_disk), **header, **extra, "cells": done})
 
     def record(result: dict) -> None:
         done[cell_key(result)] = result

@@ -8,10 +8,10 @@ writes the gradient's own directions into the variables. Where training puts it 
 the right rate. Low-rank's rule is the geometric middle sqrt(e_1 e_op) (_lowrank.py), SMH's
 is e_1 (_smh.py: the middle, tried, trained it 3-5x too slowly). This script trains each
 lr_fairness.py setting as that benchmark does (SGD, Nesterov momentum 0.9, weight decay
-5e-4, the dense model's best rate 0.15, batch 128, linear warm-up over 10% of the epochs then cosine) at the method's shipped
-rates, and at step 0 and the end of every epoch records each layer's realised gain on the
-batch's gradient, ||dW_l|| / (eta_v ||g_l||), as a multiple of e_1; layers of two or more
-dimensions only.
+5e-4, the dense model's best rate 0.15, batch 128, linear warm-up over 10% of the epochs
+then cosine) at the method's shipped rates, and at step 0 and the end of every epoch
+records each layer's realised gain on the batch's gradient, ||dW_l|| / (eta_v ||g_l||), as
+a multiple of e_1; layers of two or more dimensions only.
 
     python benchmarks/sgd_gain.py            # low-rank and SMH; MNIST MLP 1/8, 1/64; ResNet-8 Fashion-MNIST 10%, 25%
     python benchmarks/sgd_gain.py --smoke    # 1 epoch, 512 images: checks the script

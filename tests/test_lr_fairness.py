@@ -90,6 +90,23 @@ def test_one_step_moves_weights_as_dense(name, arch, optimizer, batch):
     assert 0.5 < r < 2.0, r  # measured 0.85-1.61
 
 
+def aligned_and_unrelated_gains(m, u: torch.Tensor, v: torch.Tensor) -> tuple[float, float]:
+    """One SGD step on the first computed weight, seen as a matrix, for dL/dW = u v^T (along the
+    factors' top singular directions) and for a random unit gradient (unrelated to them): how far
+    W moves against the dense step, which moves W by lr."""
+    t, lr = m.targets[0], 1e-3
+    gains = []
+    for G in (torch.outer(u, v), torch.randn(len(u), len(v))):
+        G = G / G.norm()
+        opt = torch.optim.SGD(param_groups(m, lr, 0.0, "sgd"), lr=lr)
+        before = m.dense_weights()[0].detach().clone()
+        opt.zero_grad()
+        (m.dense_weights()[0] * G.view(t.shape)).sum().backward()
+        opt.step()
+        gains.append(float((m.dense_weights()[0].detach() - before).norm()) / lr)
+    return gains[0], gains[1]
+
+
 @pytest.mark.parametrize("budget", [0.25, 0.05])
 def test_lowrank_sgd_rate_is_the_geometric_middle_of_its_bounds(budget):
     """Low-rank under SGD: a gradient along the factors' top singular directions (where the gain of B A is
@@ -100,20 +117,9 @@ def test_lowrank_sgd_rate_is_the_geometric_middle_of_its_bounds(budget):
     the first-step rule the aligned one 6-24x too fast (the product ~9)."""
     torch.manual_seed(0)
     m = smhsearch.compress(smhsearch.create_model("mlp", hidden=[256]), LowRank(budget=budget))
-    A, B, t = m.A[0], m.B[0], m.targets[0]
-    u = torch.linalg.svd(B.detach())[0][:, 0]
-    v = torch.linalg.svd(A.detach())[2][0]
-    lr = 1e-3
-    gains = []
-    for G in (torch.outer(u, v), torch.randn(B.shape[0], A.shape[1])):
-        G = G / G.norm()
-        opt = torch.optim.SGD(param_groups(m, lr, 0.0, "sgd"), lr=lr)
-        before = m.dense_weights()[0].detach().clone()
-        opt.zero_grad()
-        (m.dense_weights()[0] * G.view(t.shape)).sum().backward()  # dL/dW = G: the dense step moves W by lr
-        opt.step()
-        gains.append(float((m.dense_weights()[0].detach() - before).norm()) / lr)
-    aligned, unrelated = gains
+    u = torch.linalg.svd(m.B[0].detach())[0][:, 0]
+    v = torch.linalg.svd(m.A[0].detach())[2][0]
+    aligned, unrelated = gains = aligned_and_unrelated_gains(m, u, v)
     assert aligned > 1.5 and unrelated < 1 / 1.5, gains  # neither bound is the rule
     assert 0.75 < aligned * unrelated < 1.33, gains  # the Gaussian formulas against the factors' real norms
 
@@ -131,17 +137,7 @@ def test_smh_sgd_rate_is_the_first_steps_gain():
     (first, op), = m.sgd_bounds()
     u = torch.linalg.svd(m.U.detach())[0][:, 0]
     v = torch.linalg.svd(m.V.detach())[2][0]
-    lr = 1e-3
-    gains = []
-    for G in (torch.outer(u, v), torch.randn(64, 64)):
-        G = G / G.norm()
-        opt = torch.optim.SGD(param_groups(m, lr, 0.0, "sgd"), lr=lr)
-        before = m.dense_weights()[0].detach().clone()
-        opt.zero_grad()
-        (m.dense_weights()[0] * G).sum().backward()  # dL/dW = G: the dense step moves W by lr
-        opt.step()
-        gains.append(float((m.dense_weights()[0].detach() - before).norm()) / lr)
-    aligned, unrelated = gains
+    aligned, unrelated = gains = aligned_and_unrelated_gains(m, u, v)
     assert 0.8 < unrelated < 1.25, gains  # the rule: the first step moves W as the dense step does
     assert 0.75 < aligned / (op / first) < 1.33, (gains, op / first)  # the Gaussian bound against U and V's real norms
 

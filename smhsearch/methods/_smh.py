@@ -56,14 +56,14 @@ random M-dimensional subspaces.
   at eta, no decay. Its step moves W_l only along W_l: by s_l^2 sqrt(N_l) (SGD) or s_l
   (Adam) of the dense step for a gradient unrelated to W_l, but under SGD by ||W_l||^2
   times the dense step's own component along W_l (3.2-3.5 for ResNet-8's classifier at
-  init, 333 for the MNIST MLP's hidden layer). A layer followed by batch norm gives its gain no
-  gradient; the classifier's does. Measured (``benchmarks/scale_gain_divergence.py``):
+  init, 333 for the MNIST MLP's hidden layer). A layer followed by batch norm gives its
+  gain no gradient; the classifier's does. Measured (``benchmarks/scale_gain_divergence.py``):
   at the dense model's best SGD rate on ResNet-8 at 10 epochs (0.5) the learnable scale
-  diverged on 3 of 5 seeds and with its gain frozen on none, and the classifier's gain grew
-  to 2.6-2.8 where it survived. Two candidates measured there, not shipped: a gain rate of
-  eta / ||W_l||^2 (at init) left 3 of 5 diverging (the gain still grew, to 1.6-2.1), and a dense
-  weight's decay on the gains 5 of 5 (behind batch norm, shrinking gains raise the
-  convolutions' effective rate).
+  diverged on 3 of 5 seeds and with its gain frozen on none, and the classifier's gain
+  grew to 2.6-2.8 where it survived. Two candidates measured there, not shipped: a gain
+  rate of eta / ||W_l||^2 (at init) left 3 of 5 diverging (the gain still grew, to
+  1.6-2.1), and a dense weight's decay on the gains 5 of 5 (behind batch norm, shrinking
+  gains raise the convolutions' effective rate).
 """
 
 from __future__ import annotations
