@@ -76,6 +76,15 @@ def main() -> None:
                    help="the file keeps the other variants' rows from an earlier run of the same protocol")
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args()
+    try:
+        METHODS["smh_learnable"](budget_value(a.budget), 0)
+    except ValueError as e:
+        p.error(f"--budget: {e}")
+    for flag, v in (("--epochs", a.epochs), ("--workers", a.workers)):
+        if v < 1:
+            p.error(f"{flag} must be >= 1, but got {v}")
+    if min(a.seeds) < 0:
+        p.error(f"--seeds must be >= 0, but got {min(a.seeds)}")
     n = 512 if a.smoke else None
     seeds, epochs = (a.seeds[:1], 1) if a.smoke else (a.seeds, a.epochs)
     jobs = [(v, a.budget, s, epochs, n) for s in seeds for v in a.variants]
