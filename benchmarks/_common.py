@@ -53,16 +53,19 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
-def rate_fingerprint(build: Callable[[], torch.nn.Module], optimizer: str) -> dict[str, float]:
+def rate_fingerprint(build: Callable[[], torch.nn.Module], optimizer: str) -> dict[str, float | str]:
     """The learning-rate multipliers the model ``build()`` returns derives, per parameter group, to 3
-    significant digits. A benchmark stores it with every run and reuses a run only when it matches: a
-    change of a method's rule trains that method's runs again, and only its. The model is built under
-    seed 0: the rates read the init's stds, and the third digit can move with the draw."""
+    significant digits, and the rules its backward applies (``training_form``). A benchmark stores it
+    with every run and reuses a run only when it matches: a change of a method's rule trains that
+    method's runs again, and only its. The model is built under seed 0: the rates read the init's stds,
+    and the third digit can move with the draw."""
     from smhsearch.methods import param_groups
 
     torch.manual_seed(0)
     model = build()
-    return {g["name"]: float(f"{g['lr_mult']:.3g}") for g in param_groups(model, 1.0, 0.0, optimizer) if g["lr_mult"] != 1.0}
+    rates: dict[str, float | str] = {g["name"]: float(f"{g['lr_mult']:.3g}") for g in param_groups(model, 1.0, 0.0, optimizer)
+                                     if g["lr_mult"] != 1.0}
+    return rates | (model.training_form() if hasattr(model, "training_form") else {})
 
 
 def recorded_environment(device: torch.device, kept: dict[str, Any] | None = None) -> dict[str, Any]:

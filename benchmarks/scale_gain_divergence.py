@@ -1,18 +1,24 @@
-"""Why does SMH's learnable scale diverge at the dense model's best SGD rate? Its gain, trained and frozen.
+"""Why did SMH's learnable scale diverge at the dense model's best SGD rate? Its gain, as shipped, frozen and in earlier forms.
 
 In ``lr_fairness.py --epochs 10`` (ResNet-8 on the embedded Fashion-MNIST subset, SGD at the dense
-model's best rate, 0.5) SMH with the learnable scale diverged at its default on one seed of two at
-both budgets, and the fixed scale did not. The two differ only in the per-layer gain, which trains at
-the dense rate with no weight decay (``smhsearch/methods/_smh.py``). This script trains the same
-setting on several seeds: as shipped; with the gain frozen at 1 (the fixed scale, seeded as the
-learnable one); and under two candidates, neither shipped: ``rate-rule`` trains each layer's gain
-at lr / ||W_l||^2 under SGD (its gradient divided by ||W_l||^2 at init: the gain moves W_l only
-along itself, by ||W_l||^2 times the dense step's component there), and ``decayed`` gives the gain the
-weight decay a dense weight gets. It records, per seed, whether training diverged, the test error
-and the final gains.
+model's best rate, 0.5) SMH with the learnable scale, as it was until 2026-12-05 (``plain``: W_l =
+s_l g_l C_l trained by plain autograd, the gain at the dense rate with no decay), diverged at its
+default on one seed of two at both budgets, and the fixed scale did not. Two things made the gain
+push SMH over the edge: its own SGD step moved W_l along itself ||s_l C_l||^2 times as far as the
+dense step would (3.5 for the classifier, 0.06 for its bias), and a gain g_l multiplied U and V's
+step on W_l by g_l^2 (the classifier's grew to 2.8). The shipped form (``smhsearch/methods/_smh.py``)
+fixes both in its backward. This script trains the setting on several seeds under each form:
 
-    python benchmarks/scale_gain_divergence.py               # 10%, seeds 1-5, four variants, 2 workers (about 15 minutes)
-    python benchmarks/scale_gain_divergence.py --variants decayed   # one variant; the file keeps the others' rows
+- ``shipped``: as shipped; ``frozen``: the gain frozen at 1 (the fixed scale, seeded as the learnable one);
+- ``plain``: the form before; ``plain-rate-rule``: plain, with each gain's gradient divided by
+  ||W_l||^2 at init; ``plain-decayed``: plain, with a dense weight's decay on the gains;
+- ``no-cap``: the shipped gain rate without the cap on U and V's step; ``no-rate-rule``: the cap
+  without the gain rate.
+
+It records, per seed, whether training diverged, the test error and the final gains.
+
+    python benchmarks/scale_gain_divergence.py               # 10%, seeds 1-5, every form, 2 workers (about 20 minutes)
+    python benchmarks/scale_gain_divergence.py --variants no-cap   # some forms; the file keeps the others' rows
     python benchmarks/scale_gain_divergence.py --smoke       # 1 epoch, 512 images, 1 seed: checks the script
 
 Writes benchmarks/results/scale_gain_divergence-cpu.json and .md (``--smoke`` writes nothing).
@@ -31,7 +37,38 @@ from _common import RESULTS, device_slug, write_or_say  # type: ignore[import-no
 from lr_fairness import METHODS, SETTINGS, budget_value, dataset  # type: ignore[import-not-found]
 
 LR, WEIGHT_DECAY, BATCH = 0.5, 5e-4, 128  # lr_fairness at 10 epochs: the dense model's best SGD rate there
-VARIANTS = ("trained", "frozen", "rate-rule", "decayed")
+VARIANTS = ("shipped", "frozen", "plain", "plain-rate-rule", "plain-decayed", "no-cap", "no-rate-rule")
+
+
+class _Ablated(torch.autograd.Function):
+    """W_l = s_l g_l C_l with either of the shipped backward's two rules left out (``_smh._Gained``)."""
+
+    @staticmethod
+    def forward(ctx, chunk, s, g, rate_rule: bool, cap: bool):
+        ctx.save_for_backward(chunk, s, g)
+        ctx.rules = (rate_rule, cap)
+        return chunk * (s * g)
+
+    @staticmethod
+    def backward(ctx, grad):
+        chunk, s, g = ctx.saved_tensors
+        rate_rule, cap = ctx.rules
+        g_gain = (grad * chunk).sum() * s / ((s * chunk).pow(2).sum() if rate_rule else 1.0)
+        g_chunk = grad * s * (torch.where(g.abs() < 1, g, 1 / g) if cap else g)
+        return g_chunk, None, g_gain, None, None
+
+
+def set_form(model, rules: tuple[bool, bool] | None) -> None:
+    """Replace the model's weights with an earlier or ablated form: ``None`` the plain product, else
+    (rate_rule, cap). The forward value is the same in every form."""
+
+    def dense_weights() -> list[torch.Tensor]:
+        chunks = torch.split((model.U @ model.V).reshape(-1), model._split_sizes)
+        s, g = model.scale_init.unbind(), model.scale_gain.unbind()
+        return [(c * (s_l * g_l) if rules is None else _Ablated.apply(c, s_l, g_l, *rules)).view(t.shape)
+                for c, t, s_l, g_l in zip(chunks, model.targets, s, g)]
+
+    model.dense_weights = dense_weights
 
 
 def one(job: tuple) -> dict:
@@ -46,13 +83,17 @@ def one(job: tuple) -> dict:
     model = smhsearch.compress(smhsearch.create_model(s["arch"], **s["kwargs"]), METHODS["smh_learnable"](budget_value(budget), seed))
     if variant == "frozen":
         model.scale_gain.requires_grad_(False)
-    elif variant == "rate-rule":  # the candidate, not shipped: SGD moves each W_l along itself as the dense step would
-        with torch.no_grad():
-            norm2 = torch.stack([w.pow(2).sum() for w in model.dense_weights()])  # ||W_l||^2 at init
-        model.scale_gain.register_hook(lambda g: g / norm2.to(g.dtype))
-    elif variant == "decayed":  # the other candidate, not shipped: the gain decays as a dense weight does (lr * wd a step)
+    elif variant in ("no-cap", "no-rate-rule"):
+        set_form(model, (variant == "no-cap", variant == "no-rate-rule"))
+    elif variant.startswith("plain"):
+        set_form(model, None)
         gain = model.scale_gain
-        gain.register_hook(lambda g: g + WEIGHT_DECAY * gain.detach())  # SGD's own weight decay, on the no-decay group
+        if variant == "plain-rate-rule":  # SGD moves each W_l along itself as the dense step would, at init
+            with torch.no_grad():
+                norm2 = torch.stack([w.pow(2).sum() for w in model.dense_weights()])  # ||W_l||^2 at init
+            gain.register_hook(lambda g: g / norm2.to(g.dtype))
+        elif variant == "plain-decayed":  # the gain decays as a dense weight does (lr * wd a step)
+            gain.register_hook(lambda g: g + WEIGHT_DECAY * gain.detach())  # SGD's own weight decay, on the no-decay group
     cfg = TrainConfig(epochs=epochs, batch_size=BATCH, optimizer="sgd", lr=LR, weight_decay=WEIGHT_DECAY,
                       warmup_epochs=0.1 * epochs, seed=seed)
     t0 = time.perf_counter()
@@ -91,12 +132,13 @@ def main() -> None:
     protocol = {"lr": LR, "weight_decay": WEIGHT_DECAY, "batch": BATCH, "epochs": epochs, "budget": a.budget}
     path = RESULTS / f"scale_gain_divergence-{device_slug(torch.device('cpu'))}.json"
     old = json.loads(path.read_text()) if path.is_file() and not a.smoke else {}
-    kept = [r for r in old.get("rows", []) if old.get("protocol") == protocol and r["variant"] not in a.variants and r["seed"] in seeds]
+    kept = [r for r in old.get("rows", []) if old.get("protocol") == protocol and r["variant"] in VARIANTS and r["variant"] not in a.variants and r["seed"] in seeds]
     with mp.get_context("spawn").Pool(a.workers) as pool:
         rows = sorted(kept + pool.map(one, jobs), key=lambda r: (VARIANTS.index(r["variant"]), r["seed"]))
     md = [f"SMH, learnable scale, ResNet-8 on the embedded Fashion-MNIST subset at {a.budget}, SGD lr {LR} (the dense model's best at "
-          f"10 epochs), {epochs} epochs; the per-layer gain trained (as shipped), frozen at 1, trained at lr / ||W_l||^2 "
-          "(rate-rule) or with a dense weight's decay (decayed); the last two are candidates, not shipped.", "",
+          f"10 epochs), {epochs} epochs; the per-layer gain as shipped, frozen at 1, in the plain form before 2026-12-05 (alone, "
+          "at lr / ||W_l||^2 at init, or with a dense weight's decay), and the shipped form without either rule "
+          "(benchmarks/scale_gain_divergence.py says what each is).", "",
           "| gain | seed | test error % | classifier's gains (weight, bias) |", "|---|---|---|---|"]
     for r in rows:
         fc = [g for g, name in zip(r["gains"], r["layers"]) if name.startswith("fc.")]

@@ -142,6 +142,55 @@ def test_smh_sgd_rate_is_the_first_steps_gain():
     assert 0.75 < aligned / (op / first) < 1.33, (gains, op / first)  # the Gaussian bound against U and V's real norms
 
 
+def gain_model(gain: float | None = None):
+    torch.manual_seed(0)
+    m = smhsearch.compress(base_model("resnet8"), SMH(budget=0.1, scale="learnable"))
+    if gain is not None:
+        with torch.no_grad():
+            m.scale_gain.fill_(gain)
+    return m
+
+
+def linear_loss(m, grads: list[torch.Tensor]) -> torch.Tensor:
+    """sum_l <G_l, W_l>: its gradient on every W_l is the given G_l."""
+    return sum((w * g).sum() for w, g in zip(m.dense_weights(), grads))
+
+
+def test_learnable_gain_moves_its_layer_along_itself_as_the_dense_step_does():
+    """An SGD step on the gain moves W_l by the dense step's own component along W_l, in every layer,
+    whatever ||W_l|| (the classifier's bias: 0.06; a convolution's: 30-130). Trained plainly, the gain
+    moved W_l ||W_l||^2 times as far, and SMH diverged at the dense model's best rate."""
+    m, lr = gain_model(1.3), 0.1
+    grads = [torch.randn(t.shape, generator=torch.Generator().manual_seed(i)) for i, t in enumerate(m.targets)]
+    (g_gain,) = torch.autograd.grad(linear_loss(m, grads), m.scale_gain)
+    with torch.no_grad():
+        for l, (w, G) in enumerate(zip(m.dense_weights(), grads)):
+            base = w / m.scale_gain[l]  # s_l C_l: dW_l / dg_l
+            moved = (lr * g_gain[l] * base).norm()  # the gain's SGD step, in weight space
+            dense = lr * (G * w).sum().abs() / w.norm()  # the dense step's component along W_l
+            assert float(moved) == pytest.approx(float(dense), rel=1e-4), m.targets[l].name
+
+
+@pytest.mark.parametrize(("gain", "expected"), [(2.0, 1.0), (4.0, 1.0), (0.5, 0.25)])
+def test_a_gain_above_one_leaves_the_factors_step_as_the_rule_sets_it(gain, expected):
+    """U and V's SGD step moves each W_l by as much at gain g >= 1 as at gain 1 (plainly trained: g^2
+    times as much, the classifier's gain grew to 2.8 and SMH diverged); below 1, g^2 as much."""
+    lr = 1e-4  # first order: the step's U dV dU V term is lr^2
+
+    def uv_step(m) -> list[torch.Tensor]:
+        grads = [torch.randn(t.shape, generator=torch.Generator().manual_seed(i)) for i, t in enumerate(m.targets)]
+        gu, gv = torch.autograd.grad(linear_loss(m, grads), [m.U, m.V])
+        with torch.no_grad():
+            before = m.dense_weights()
+            m.U -= lr * gu
+            m.V -= lr * gv
+            return [a - b for a, b in zip(m.dense_weights(), before)]
+
+    ref, got = uv_step(gain_model(1.0)), uv_step(gain_model(gain))
+    for t, a, b in zip(gain_model().targets, got, ref):
+        assert float(a.norm() / b.norm()) == pytest.approx(expected, rel=1e-2), t.name
+
+
 def test_width_under_adamw_keeps_each_layers_relative_step():
     """A narrower layer starts wider (smaller fan-in): under Adam, which moves every entry by about lr, its
     rate rises by its init std over the base layer's, so one step changes it by as large a fraction as
@@ -205,7 +254,7 @@ def test_groups_apply_the_rates_and_the_override():
     assert v["lr"] == pytest.approx(1e-3 * rate.lr_mult * 3.0) and v["lr_mult"] == pytest.approx(rate.lr_mult * 3.0)
     assert v["weight_decay"] == pytest.approx(1e-2 / (2 * rate.lr_mult))
     assert groups["no_decay"]["lr"] == 1e-3 and groups["no_decay"]["weight_decay"] == 0.0
-    assert any(p is m.scale_gain for p in groups["no_decay"]["params"])  # a gain: dense rate, no decay
+    assert any(p is m.scale_gain for p in groups["no_decay"]["params"])  # a gain: no decay; its rate rule is in its backward
 
 
 def test_plain_pytorch_trains_with_the_groups(batch):

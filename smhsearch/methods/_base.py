@@ -248,6 +248,12 @@ class CompressedModel(nn.Module):
         rates (:meth:`variable_rates`). Dense weights and gains are not among them."""
         return []
 
+    def training_form(self) -> dict[str, str]:
+        """How this model trains beyond its variables' multipliers (:meth:`variable_rates`): rules applied
+        in its own backward, by name. Benchmarks key the reuse of a stored run on both, so a rule changed
+        here trains the runs it touches again."""
+        return {}
+
     def variable_rates(self, optimizer: Optimizer) -> dict[str, VariableRate]:
         """Each variable's learning-rate multiplier under ``optimizer`` ("sgd" or "adamw").
 

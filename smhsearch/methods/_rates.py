@@ -55,8 +55,10 @@ by eta * lambda a step, as a dense weight does, whatever the multiplier.
 ``variable_lr_mult`` (an override, for sweeps) scales the learning rate only, so a sweep
 point xf behaves as the dense model at lr x f with the same lambda.
 
-Gains (learnable per-layer scales, normalisation parameters, biases left dense) train
-at eta with no decay, as in dense training; dense weight tensors at eta with decay.
+Gains (normalisation parameters, biases left dense) train at eta with no decay, as in
+dense training; dense weight tensors at eta with decay. SMH's learnable per-layer scale is
+in the no-decay group at eta too, and its module's backward applies the rule to it: its
+SGD step moves each layer along itself as the dense step does (``_smh.py``).
 """
 
 from __future__ import annotations

@@ -52,18 +52,25 @@ random M-dimensional subspaces.
   the MNIST MLP at 1/64 (M = 6).
 - Layers share U and V: a layer whose init std is above the typical one moves faster,
   about (s_l / sbar)^2 times under SGD and s_l / sbar under Adam (conv1 of a CIFAR
-  ResNet, few weights and a small fan-in, most). The learnable scale is a gain: it trains
-  at eta, no decay. Its step moves W_l only along W_l: by s_l^2 sqrt(N_l) (SGD) or s_l
-  (Adam) of the dense step for a gradient unrelated to W_l, but under SGD by ||W_l||^2
-  times the dense step's own component along W_l (3.2-3.5 for ResNet-8's classifier at
-  init, 333 for the MNIST MLP's hidden layer). A layer followed by batch norm gives its
-  gain no gradient; the classifier's does. Measured (``benchmarks/scale_gain_divergence.py``):
-  at the dense model's best SGD rate on ResNet-8 at 10 epochs (0.5) the learnable scale
-  diverged on 3 of 5 seeds and with its gain frozen on none, and the classifier's gain
-  grew to 2.6-2.8 where it survived. Two candidates measured there, not shipped: a gain
-  rate of eta / ||W_l||^2 (at init) left 3 of 5 diverging (the gain still grew, to
-  1.6-2.1), and a dense weight's decay on the gains 5 of 5 (behind batch norm, shrinking
-  gains raise the convolutions' effective rate).
+  ResNet, few weights and a small fan-in, most).
+- The learnable scale: W_l = s_l g_l C_l, the gain g_l trained with no decay. Trained by plain
+  autograd (as until 2026-12-05) it broke the rule twice over, and SMH diverged at the dense
+  model's best SGD rate on ResNet-8 (lr 0.5, 10 epochs: 3 of 5 seeds; with the gain frozen, none;
+  ``benchmarks/scale_gain_divergence.py``). First, the gain's own SGD step moves W_l along itself,
+  dW_l = -eta <g_l, s_l C_l> s_l C_l: ||s_l C_l||^2 times the dense step's component there (3.5 for
+  ResNet-8's classifier, 0.06 for its bias, 333 for the MNIST MLP's hidden layer), and the
+  classifier's gain swung between 0.1 and 8 before the loss went to nan. Second, U and V's step
+  moves W_l by s_l g_l dC_l with dC_l itself g_l times larger, g_l^2 times the rule's step (the
+  classifier's gain grew to 2.6-2.8). So the backward (``_Gained``) applies the rule to both: the
+  gain's gradient is divided by ||s_l C_l||^2 (read each step), so its SGD step is the dense step's
+  component along W_l, and C_l's gradient by max(1, g_l^2), so a gain above 1 leaves U and V's step
+  on W_l where the rule sets it (below 1 it lowers it, by g_l^2, the safe side; an exact 1 / g_l^2
+  would blow up as a gain crosses zero, as the bias's do). Adam normalises each entry's step, so the
+  gain's division leaves it unchanged there (the cap, where a gain is above 1, lowers that layer's
+  share of U and V's gradient before Adam normalises it). Measured on the same setting (5 seeds): 0 diverged, test
+  error 12.43% against 12.22% frozen; each rule alone left seeds diverging (the script's ``no-cap``
+  and ``no-rate-rule``). The forward is the plain product: values, exports and the stored count are
+  unchanged.
 """
 
 from __future__ import annotations
@@ -156,6 +163,27 @@ def plan_smh(plan: BudgetPlan, config: SMH) -> SMHShape:
     return SMHShape(N, n, M, len(plan.targets), unhashed, scales)
 
 
+class _Gained(torch.autograd.Function):
+    """W_l = s_l g_l C_l for a learnable scale, with the gain's two rules in the backward (module
+    docstring): the gain's gradient is divided by ||s_l C_l||^2, so an SGD step moves W_l along itself
+    as the dense step would; C_l's is multiplied by min(1, 1 / g_l^2), so a gain above 1 does not
+    raise U and V's step on W_l above the rate rule (a gain below 1 lowers it, by g_l^2). The forward
+    is the plain product: the value, and everything computed from it, is unchanged."""
+
+    @staticmethod
+    def forward(ctx: Any, chunk: torch.Tensor, s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(chunk, s, g)
+        return chunk * (s * g).to(chunk.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, torch.Tensor]:
+        chunk, s, g = ctx.saved_tensors
+        c32 = chunk.float()
+        g_gain = (grad.float() * c32).sum() / (s * c32.pow(2).sum()).clamp_min(1e-30)  # <G, C> s / ||s C||^2
+        g_chunk = grad * (s * torch.where(g.abs() < 1, g, 1 / g)).to(grad.dtype)  # s g min(1, 1/g^2)
+        return g_chunk, None, g_gain.to(g.dtype)
+
+
 class SMHModel(ReparametrizedModel):
     """The module :func:`compress` returns for an :class:`SMH` config."""
 
@@ -184,8 +212,11 @@ class SMHModel(ReparametrizedModel):
     def dense_weights(self) -> list[torch.Tensor]:
         full = self.U @ self.V  # (n, n): the virtual weight matrix, the one matmul
         chunks = torch.split(full.reshape(-1), self._split_sizes)
-        s = self.scales().to(full.dtype).unbind()
-        return [c.view(t.shape) * s_l for c, t, s_l in zip(chunks, self.targets, s)]
+        if self.scale_gain is None:
+            s = self.scale_init.to(full.dtype).unbind()
+            return [c.view(t.shape) * s_l for c, t, s_l in zip(chunks, self.targets, s)]
+        s, g = self.scale_init.unbind(), self.scale_gain.unbind()
+        return [_Gained.apply(c, s_l, g_l).view(t.shape) for c, t, s_l, g_l in zip(chunks, self.targets, s, g)]
 
     def variable_names(self) -> list[str]:
         return ["U", "V"]
@@ -208,6 +239,11 @@ class SMHModel(ReparametrizedModel):
         if optimizer == "adamw":
             return math.sqrt(2.0) * self.shape.M**0.25 * self.scale_init.detach().double().cpu()
         return torch.tensor([first for first, _ in self.sgd_bounds()], dtype=torch.float64)  # the first step's (docstring)
+
+    def training_form(self) -> dict[str, str]:
+        if self.scale_gain is None:
+            return {}
+        return {"scale_gain": "SGD step along W_l as the dense step (gradient / ||s_l C_l||^2); U, V's step at gain g_l: min(1, 1/g_l^2) of plain"}
 
     def variable_rates(self, optimizer: Optimizer) -> dict[str, VariableRate]:
         m = shared_multiplier(self.effective_rates(optimizer), self.sizes, [t.slots[0][0] for t in self.targets])
