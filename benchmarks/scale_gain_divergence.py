@@ -17,7 +17,7 @@ fixes both in its backward. This script trains the setting on several seeds unde
 
 It records, per seed, whether training diverged, the test error and the final gains.
 
-    python benchmarks/scale_gain_divergence.py               # 10%, seeds 1-5, every form, 2 workers (about 20 minutes)
+    python benchmarks/scale_gain_divergence.py               # 10%, seeds 1-5, every form, 2 workers (about 17 minutes)
     python benchmarks/scale_gain_divergence.py --variants no-cap   # some forms; the file keeps the others' rows
     python benchmarks/scale_gain_divergence.py --smoke       # 1 epoch, 512 images, 1 seed: checks the script
 
