@@ -45,8 +45,9 @@ random M-dimensional subspaces.
   in HashedNets' MNIST setups, at lr 0.05 without warm-up, where e_1's x3 collapsed; since the
   learnable gain took the rate rule, e_1 does better there in all 4). The
   price of e_1: at the dense model's best rate, the edge of SMH's stability is near. One
-  seed of two diverged at the default on the MNIST MLP at 1/64 (lr 0.15) and, with the
-  learnable scale, on ResNet-8 at 10 epochs (lr 0.5), where the sweeps choose x1/3.
+  seed of two diverged at the default on the MNIST MLP at 1/64 (lr 0.15; on 2 fresh seeds it
+  trained), and, with the learnable scale, on ResNet-8 at 10 epochs (lr 0.5) until its gain
+  took the rate rule (below); x3 diverges in HashedNets' MNIST setups.
 - Adam: dU and dV have entries +-eta_v with incoherent signs, and a row of +-1 times V
   has norm^2 z V V^T z^T = n M^1/2, so each entry of dU V (and of U dV) moves by
   eta_v M^1/4 and each weight by e_l = sqrt(2) M^1/4 s_l against a dense eta: x24 on
@@ -73,9 +74,9 @@ random M-dimensional subspaces.
   well there (none diverged, 12.20%; the gains stayed at 0.3-1.4); the cap alone kept the loss
   finite but not the gain (it grew to 2.9-4.3, and on one seed swung to -3.5, 33.4% error). So the
   gain's rate is what mattered here; the cap keeps U and V at the rule wherever a gain does grow.
-  The plain gain at lr / ||W_l||^2 read once at init left 3 of 5 diverging, its one difference from
-  the rate rule alone (5 seeds each, a small sample): the norm is read as it moves. The forward is the plain product: values, exports and the stored count are
-  unchanged.
+  The plain gain at lr / ||W_l||^2 read once at init left 3 of 5 diverging, its one difference
+  from the rate rule alone (5 seeds each, a small sample): the norm is read as it moves. The
+  forward is the plain product: values, exports and the stored count are unchanged.
 """
 
 from __future__ import annotations
