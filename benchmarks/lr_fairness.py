@@ -139,9 +139,6 @@ def cell_key(c: dict) -> str:
     return f"{c['setting']}|{c['budget']}|{c['method']}|{c['optimizer']}|lr{c['lr']:.3g}|x{c['factor']:.4g}|seed{c['seed']}{role}"
 
 
-PROTOCOL_KEYS = ("setting", "budget", "method", "optimizer", "epochs", "n_train", "n_test", "lr", "weight_decay",
-                 "warmup_epochs", "rates", "batch_size", "device")  # a cell's protocol: all but its factor and seed
-
 
 def run_cell(c: dict) -> dict:
     """One training; the seed sets the initialisation, the method's own seed and the data order."""
@@ -204,24 +201,24 @@ def current_cells(a, cells: dict[str, dict]) -> tuple[dict[str, dict], dict[tupl
     whole = argparse.Namespace(**{**vars(a), "settings": sorted({c["setting"] for c in cells.values()} & set(SETTINGS)),
                                   "optimizers": list(OPTIMIZERS), "budgets": None})
     same = lambda c, want: all(c.get(k) == v for k, v in want.items())  # noqa: E731
+    protocol = lambda want: {k: v for k, v in want.items() if k not in ("factor", "seed")}  # noqa: E731  (the sweep's extensions and fresh seeds too)
     dense: dict[str, dict] = {}
     for want in plan(whole, ["dense"], centre):
-        protocol = {k: v for k, v in want.items() if k not in ("factor", "seed")}  # the sweep's extensions too
-        dense.update({k: c for k, c in cells.items() if c["method"] == "dense" and same(c, protocol)})
+        dense.update({k: c for k, c in cells.items() if c["method"] == "dense" and same(c, protocol(want))})
     base = dense_best(dense) if a.base == "dense-best" else centre
     whole.settings = [n for n in whole.settings if all((n, o) in base for o in OPTIMIZERS)]
     groups: dict[tuple, list[tuple[str, dict] | None]] = {}
+    protocols: dict[tuple, dict] = {}
     for want in plan(whole, [m for m in METHODS if m != "dense"], base):
         got = cells.get(cell_key(want))
-        groups.setdefault((want["setting"], want["budget"], want["method"], want["optimizer"]), []).append(
-            (cell_key(want), got) if got is not None and same(got, want) else None)
+        key = (want["setting"], want["budget"], want["method"], want["optimizer"])
+        groups.setdefault(key, []).append((cell_key(want), got) if got is not None and same(got, want) else None)
+        protocols[key] = protocol(want)
     out = dict(dense)
-    for members in groups.values():
+    for key, members in groups.items():
         if all(members):
             out.update(dict(members))  # type: ignore[arg-type]
-            first = members[0][1]  # type: ignore[index]
-            protocol = {k: v for k, v in first.items() if k in PROTOCOL_KEYS}
-            out.update({k: c for k, c in cells.items() if c.get("role") == "confirm" and same(c, protocol)})
+            out.update({k: c for k, c in cells.items() if c.get("role") == "confirm" and same(c, protocols[key])})
     return out, {k: v for k, v in base.items() if k[0] in whole.settings}
 
 
@@ -384,15 +381,13 @@ def main() -> None:
     header["protocol"]["base_lr_chosen"] = {f"{k[0]} {k[1]}": v for k, v in base.items()}
     rows = summarise(current)
     if a.confirm:  # phase 3: the default and the picked point on fresh seeds, for this run's groups
-        mine_groups = {(n, b, m, o) for c in plan(a, [m for m in a.methods if m != "dense"], base)
-                       for n, b, m, o in [(c["setting"], c["budget"], c["method"], c["optimizer"])]}
-        fresh = argparse.Namespace(**vars(a))
+        mine_groups = {(c["setting"], c["budget"], c["method"], c["optimizer"]) for c in plan(a, [m for m in a.methods if m != "dense"], base)}
         todo = []
         for r in rows:
             key = (r["setting"], r["budget"], r["method"], r["optimizer"])
             if key not in mine_groups or r["best_factor"] == 1.0:
                 continue
-            one = argparse.Namespace(**{**vars(fresh), "settings": [key[0]], "budgets": [key[1]], "optimizers": [key[3]],
+            one = argparse.Namespace(**{**vars(a), "settings": [key[0]], "budgets": [key[1]], "optimizers": [key[3]],
                                         "sweep": [1.0, r["best_factor"]], "seeds": a.seeds + a.confirm})
             todo += [c | {"role": "confirm"} for c in plan(one, [key[2]], base) if c["seed"] >= a.seeds]
         run(todo)
