@@ -19,8 +19,9 @@ at 10%, and the mean gain is never negative for any method.
     python benchmarks/distillation.py --smoke                # a pipeline check of about a minute; never a result
 
 Writes benchmarks/results/distillation[-cifar]-<device>.json and .md (a smoke run:
-distillation-smoke-*, which git ignores). Runs finished with the same protocol are reused,
-so an interrupted run resumes with the same command.
+distillation-smoke-*, which git ignores). Runs finished with the same protocol and the
+same derived rates are reused, so an interrupted run resumes with the same command and a
+method whose rule changed trains again.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ from smhsearch import SMH, HashedNets, WidthMultiplier
 from smhsearch.data import DatasetNotFound, load_dataset
 from smhsearch.distill import DistillConfig
 from smhsearch.job import JobSpec, run_job
+from smhsearch.job import build as job_build
 from smhsearch.train import TrainConfig, TrainingDiverged
 
-from _common import RESULTS, add_device_argument, device_slug, parse_device, write_result  # type: ignore[import-not-found]
+from _common import RESULTS, add_device_argument, device_slug, parse_device, rate_fingerprint, write_result  # type: ignore[import-not-found]
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_ROOT = ROOT.parent / "shared" / "data" / "cifar10"
@@ -164,14 +166,18 @@ def main() -> None:
     header = {"protocol": asdict(p), "methods": list(plan["methods"]), "budgets": list(plan["budgets"]), "seeds": plan["seeds"],
               "threads": a.threads, "data": data.describe()}
     old = json.loads(path.read_text()) if path.is_file() else {}
-    rows = {(r["method"], r["budget"], r["distill"], r["seed"]): r for r in old.get("runs", [])} if old.get("protocol") == header["protocol"] else {}
+    # a run is reused at the same protocol and at the rates its method derives now (a changed rule trains it again)
+    rates = {(m, b): rate_fingerprint(lambda m=m, b=b: job_build(JobSpec(p.arch, method_config(m, b, 0), dataset=p.dataset), data)[1], "sgd")
+             for m in plan["methods"] for b in plan["budgets"]}
+    rows = {(r["method"], r["budget"], r["distill"], r["seed"]): r for r in old.get("runs", [])
+            if r.get("rates") == rates[r["method"], r["budget"]]} if old.get("protocol") == header["protocol"] else {}
     for seed in range(plan["seeds"]):
         for budget in plan["budgets"]:
             for method in plan["methods"]:
                 for distill in (False, True):
                     k = (method, budget, distill, seed)
                     if k not in rows:
-                        rows[k] = run_one(p, data, device, teachers, method, budget, distill, seed)
+                        rows[k] = {**run_one(p, data, device, teachers, method, budget, distill, seed), "rates": rates[method, budget]}
                         write_result(stem, device, {**header, "complete": False, "runs": list(rows.values())})
                         r = rows[k]
                         print(f"  {method:10s} {budget:4s} {'kd' if distill else '  '} seed {seed}: "

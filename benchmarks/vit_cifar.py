@@ -18,7 +18,7 @@ x1/3 and x3 of them on seed 0 (the multiplier acts on the derived rates), the on
 the best final validation accuracy is trained again on the other seeds, and test
 accuracy is reported for the chosen one: a check that the derived rates are right here. Every run finished is written to the result
 file at once; a run interrupted is resumed with the same command (finished runs with
-the same protocol are reused).
+the same protocol and the same derived rates are reused: a method whose rule changed trains again).
 
     python benchmarks/vit_cifar.py            # the full run: 22 trainings, about 2.5 h on 2 idle cores
     python benchmarks/vit_cifar.py --smoke    # a pipeline check of about a minute; never a result
@@ -44,7 +44,7 @@ from smhsearch import SMH, HashedNets, WidthMultiplier
 from smhsearch.data import DatasetNotFound, load_dataset
 from smhsearch.train import TrainConfig, TrainingDiverged, train
 
-from _common import RESULTS, device_slug, write_result  # type: ignore[import-not-found]
+from _common import RESULTS, device_slug, rate_fingerprint, write_result  # type: ignore[import-not-found]
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 ARCH = "vit_cifar_tiny"
@@ -109,11 +109,12 @@ def key(row: dict) -> tuple:
 
 
 class Runs:
-    """Finished runs, reused when the protocol is the same, and written after every new one."""
+    """Finished runs, reused when the protocol and the method's derived rates are the same, and written after every new one."""
 
     def __init__(self, stem: str, device: torch.device, header: dict) -> None:
         self.stem, self.device, self.header = stem, device, header
         self.rows: dict[tuple, dict] = {}
+        self.rates: dict[tuple, dict] = {}
         path = RESULTS / f"{stem}-{device_slug(device)}.json"
         if path.is_file():
             old = json.loads(path.read_text())
@@ -122,8 +123,11 @@ class Runs:
 
     def get(self, data, p: Protocol, method: str, budget: str | None, mult: float, seed: int) -> dict:
         k = (method, budget, mult, seed)
-        if k not in self.rows:
-            self.rows[k] = train_one(data, p, method, budget, mult, seed)
+        if (method, budget) not in self.rates:
+            self.rates[method, budget] = rate_fingerprint(lambda: build(method, budget, 0), "adamw")
+        rates = self.rates[method, budget]
+        if k not in self.rows or self.rows[k].get("rates") != rates:  # a run is reused at the rates its method derives now
+            self.rows[k] = {**train_one(data, p, method, budget, mult, seed), "rates": rates}
             self.save(complete=False)
             r = self.rows[k]
             print(f"  {method:10s} {budget or '':4s} x{mult:<5g} seed {seed}: "
