@@ -50,22 +50,28 @@ PAPER = {  # test error %, Chen et al. Table (1000 hidden units)
     ("1/8", 3): {"NN": 1.69, "HashNet": 1.45}, ("1/8", 5): {"NN": 1.35, "HashNet": 1.22},
     ("1/64", 3): {"NN": 6.28, "HashNet": 2.79}, ("1/64", 5): {"NN": 2.69, "HashNet": 1.99},
 }
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 ARCHS = {3: "mlp_1x1000", 5: "mlp_3x1000"}
 CPU = torch.device("cpu")
 SWEEP = {"SMH": [1 / 3, 1.0, 3.0], "HashNet": [1 / 3, 1.0, 3.0], "NN": [1.0]}  # x the derived rates
 LR_RULE = "derived"  # multipliers act on the rates each method derives (smhsearch.methods.param_groups)
 
 
-def mnist_17k():
+def mnist_17k_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The first 17,435 MNIST training images, their labels and the test set, as uint8 (N, 1, 28, 28) and int64."""
     if not SHARED_MNIST.is_dir():
-        raise SystemExit(f"MNIST not found at {SHARED_MNIST} (the shared data folder is for developers); "
-                         "run with --datasets fashion-mnist")
+        raise SystemExit(f"MNIST not found at {SHARED_MNIST} (the shared data folder is for developers; "
+                         "hashednets_mnist.py runs without it on --datasets fashion-mnist)")
     z = np.load(SHARED_MNIST / "mnist_train_first17435.npz")
     x_train = z["x_train"]
     y_train = read_idx(SHARED_MNIST / "train-labels-idx1-ubyte.gz")[: len(x_train)]
     x_test, y_test = read_idx(SHARED_MNIST / "t10k-images-idx3-ubyte.gz"), read_idx(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz")
-    return dataset_from_arrays("mnist-17435", x_train[:, None], y_train.astype(np.int64), x_test[:, None], y_test.astype(np.int64),
-                               (0.1307,), (0.3081,), notes="first 17,435 MNIST training images only (all that is available here)")
+    return x_train[:, None], y_train.astype(np.int64), x_test[:, None], y_test.astype(np.int64)
+
+
+def mnist_17k():
+    return dataset_from_arrays("mnist-17435", *mnist_17k_arrays(), MNIST_MEAN, MNIST_STD,
+                               notes="first 17,435 MNIST training images only (all that is available here)")
 
 
 def config_for(method: str, fraction: float, seed: int = 0):
