@@ -52,7 +52,7 @@ import smhsearch
 from smhsearch import SMH, HashedNets, WidthMultiplier
 from smhsearch.methods import param_groups
 
-from _common import RESULTS, environment, rate_fingerprint  # type: ignore[import-not-found]
+from _common import RESULTS, rate_fingerprint, write_result  # type: ignore[import-not-found]
 from hashednets_mnist import MNIST_MEAN, MNIST_STD, mnist_17k_arrays  # type: ignore[import-not-found]
 
 ARCH = "mlp_1x1000"
@@ -195,15 +195,16 @@ def main() -> None:
             (cells.append(prev) if prev is not None and prev.get("rates") == c["rates"] else todo.append(c))
     print(f"{len(todo)} runs to train, {len(cells)} reused from {path}", flush=True)
 
-    def save() -> None:
+    def save(**extra: Any) -> None:
+        """Every cell of the file, this run's replacing theirs; a run that trained nothing keeps the file's machine and commit."""
         if a.smoke:
             return
-        merged = {**done, **{key(c): c for c in cells}}
-        path.write_text(json.dumps({**(environment(torch.device("cpu")) if todo else {k: old[k] for k in environment(torch.device("cpu"))}),
-                                    "protocol": {"arch": ARCH, "batch_size": BATCH, "optimizer": "torch.optim.Adam, no weight decay",
-                                                 "schedule": "OneCycleLR (PyTorch defaults), peak at each group's lr",
-                                                 "data": "first 17,435 MNIST training images; 10,000 test"},
-                                    "cells": merged}, indent=1) + "\n")
+        write_result("plain_loop", torch.device("cpu"),
+                     {"protocol": {"arch": ARCH, "batch_size": BATCH, "optimizer": "torch.optim.Adam, no weight decay",
+                                   "schedule": "OneCycleLR (PyTorch defaults), peak at each group's lr",
+                                   "data": "first 17,435 MNIST training images; 10,000 test"},
+                      **extra, "cells": {**done, **{key(c): c for c in cells}}},
+                     kept=None if todo else old)
 
     with mp.get_context("spawn").Pool(a.jobs) as pool:
         for r in pool.imap_unordered(train, todo):
@@ -219,7 +220,7 @@ def main() -> None:
     if a.smoke:
         print("smoke: nothing written")
         return
-    save()
+    save(summary=summary)
     path.with_suffix(".md").write_text(
         f"Test error % on MNIST's 10,000 test images, mean ± sd over {a.seeds} seeds: a plain PyTorch loop "
         f"(torch.optim.Adam, one-cycle, {a.epochs} epochs, batch {BATCH}, the first 17,435 training images). The dense "
