@@ -183,6 +183,7 @@ def main() -> None:
     n_train = None
     if a.smoke:
         a.seeds, a.epochs, a.budgets, n_train = 1, 1, a.budgets[:1], 2048
+    mnist_17k_arrays()  # here, not first in a worker: without the data it exits saying where it looked (a pool would wait on a dead worker)
     path = RESULTS / "plain_loop-cpu.json"
     old = json.loads(path.read_text()) if path.is_file() and not a.smoke else {}
     done: dict[str, dict] = old.get("cells", {})
