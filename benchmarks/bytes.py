@@ -262,6 +262,8 @@ def main() -> None:
     jobs = [(st, m, seed, budget_of(m), a.qat, a.ptq, a.epochs or SETTINGS[st]["epochs"], n,
              1 if a.workers > 1 else torch.get_num_threads())
             for st in a.settings for seed in range(a.seeds) for m in a.methods if (st, m, seed) not in done]
+    for st in {j[0] for j in jobs}:  # each setting's data loads here first: a worker that exits on missing data (MNIST
+        dataset(st, n)               # lives in ../shared only) would leave the pool waiting on it for ever
     with mp.get_context("spawn").Pool(a.workers) as pool:
         for got in pool.imap_unordered(one_seed, jobs):
             got = [{**r, "rates": rates[r["setting"], r["method"]]} for r in got]
