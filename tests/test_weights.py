@@ -131,3 +131,89 @@ def test_a_changed_file_has_another_sha256(tmp_path):
     first = weights_of(create_model("mlp", hidden=(16,), weights=path)).sha256
     torch.save(trained_mlp(2).state_dict(), path)
     assert weights_of(create_model("mlp", hidden=(16,), weights=path)).sha256 != first
+
+
+# -- every method's start from the weights the model holds (init="fit") ------------------------------------------
+
+import smhsearch  # noqa: E402
+
+
+def fit_error_of(c) -> float:
+    return c.fit_error["overall"]
+
+
+def test_lowrank_fit_is_the_truncated_svd_at_each_rank():
+    trained = trained_mlp()
+    c = smhsearch.compress(trained, smhsearch.LowRank(budget="40%", init="fit"))
+    assert c.init == "fit"
+    for t, r in zip(c.targets, c.ranks):  # Eckart-Young: the discarded singular values are the error
+        w = trained.get_parameter(t.name).detach().double().reshape(t.shape[0], -1)
+        sv = torch.linalg.svdvals(w)
+        expected = float(sv[r:].pow(2).sum().sqrt() / sv.pow(2).sum().sqrt())
+        assert c.fit_error["layers"][t.name] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("kw", [{}, {"hashes": 2}, {"per_layer": True}, {"sign": False}])
+def test_hashednets_fit_is_the_least_squares_pool(kw):
+    trained = trained_mlp()
+    c = smhsearch.compress(trained, smhsearch.HashedNets(budget="30%", init="fit", **kw))
+    c.zero_grad()
+    loss = sum(((w - trained.get_parameter(t.name).detach()) ** 2).sum() for w, t in zip(c.dense_weights(), c.targets))
+    loss.backward()
+    g = c.pool.grad
+    assert float(g.abs().max()) < 1e-3 * float(loss.detach()) / c.pool.numel() ** 0.5 + 1e-5
+    scratch = smhsearch.compress(trained, smhsearch.HashedNets(budget="30%", init="scratch", **kw))
+    assert scratch.fit_error is None and scratch.init == "scratch"
+    assert fit_error_of(c) < 1.0
+
+
+@pytest.mark.parametrize("scale", ["fixed", "learnable"])
+def test_smh_fit_is_the_best_rank_m_product_with_unbiased_scales(scale):
+    trained = trained_mlp()
+    c = smhsearch.compress(trained, smhsearch.SMH(budget="30%", scale=scale, init="fit"))
+    assert c.describe()["init"] == "fit" and c.describe()["fit_error"] == pytest.approx(fit_error_of(c), abs=1e-6)
+    chunks = [w / s for w, s in zip(c.dense_weights(), c.scales())]
+    for chunk, t, s in zip(chunks, c.targets, c.scales()):  # each scale is the least-squares one along its chunk
+        w = trained.get_parameter(t.name).detach()
+        best = float((w * chunk).sum() / chunk.pow(2).sum())
+        assert float(s) == pytest.approx(best, rel=1e-4)
+    # U @ V is the rank-M truncation of the RMS-normalised virtual matrix: no rank-M product is closer
+    sh = c.shape
+    rms = torch.stack([trained.get_parameter(t.name).detach().pow(2).mean().sqrt() for t in c.targets])
+    flat = torch.cat([trained.get_parameter(t.name).detach().reshape(-1) / r for t, r in zip(c.targets, rms)])
+    virtual = torch.cat([flat, flat.new_zeros(sh.n * sh.n - sh.N)]).view(sh.n, sh.n).double()
+    sv = torch.linalg.svdvals(virtual)
+    assert float((c.U @ c.V).double().sub(virtual).norm()) == pytest.approx(float(sv[sh.M:].pow(2).sum().sqrt()), rel=1e-4)
+
+
+@pytest.mark.parametrize("config", [smhsearch.SMH(budget="30%"), smhsearch.HashedNets(budget="30%"), smhsearch.LowRank(budget="40%")])
+def test_a_fit_starts_closer_to_the_trained_model_than_scratch(config):
+    import dataclasses
+
+    trained = trained_mlp()
+    x = torch.randn(32, 1, 28, 28)
+    ref = trained.eval()(x)
+    dist = {}
+    for init in ("fit", "scratch"):
+        c = smhsearch.compress(trained, dataclasses.replace(config, init=init)).eval()
+        dist[init] = float((c(x) - ref).norm() / ref.norm())
+    assert dist["fit"] < dist["scratch"]
+
+
+def test_init_defaults_to_fit_for_a_model_built_from_weights(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save(trained_mlp().state_dict(), path)
+    from_file = create_model("mlp", hidden=(16,), weights=path)
+    assert smhsearch.compress(from_file, smhsearch.SMH(budget="30%")).init == "fit"
+    assert smhsearch.compress(create_model("mlp", hidden=(16,)), smhsearch.SMH(budget="30%")).init == "scratch"
+    assert smhsearch.compress(from_file, smhsearch.SMH(budget="30%", init="scratch")).fit_error is None
+
+
+def test_init_is_recorded_only_when_set_and_round_trips():
+    from smhsearch.methods import config_from_dict
+
+    assert "init" not in smhsearch.SMH(budget="30%").to_dict()
+    d = smhsearch.SMH(budget="30%", init="fit").to_dict()
+    assert d["init"] == "fit" and config_from_dict(d) == smhsearch.SMH(budget="30%", init="fit")
+    with pytest.raises(ValueError, match="init must be one of scratch | fit"):
+        smhsearch.compress(trained_mlp(), smhsearch.SMH(budget="30%", init="closest"))
