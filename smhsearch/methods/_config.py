@@ -15,6 +15,9 @@ from typing import Any, ClassVar, Literal, Mapping, get_args, get_origin
 AXES: tuple[str, ...] = ("budget", "scope", "scale")
 """The space axes shared by methods: a method reads the subset it declares in ``axes``."""
 
+INITS: tuple[str, ...] = ("scratch", "fit")
+"""How a method starts its variables: its calibrated random start, or the closest fit to the model's weights."""
+
 PRECISION_AXES: tuple[str, ...] = ("bits", "quant", "entropy")
 """The precision stage's fields, which every method config has (:class:`MethodConfig`): axes every method reads."""
 
@@ -93,6 +96,9 @@ class MethodConfig:
         "help": "stored precision of the method's variables: 32 | 16 | 8 | 4 | 1 (binary) | kmeans:K (K shared values, 2..256)"})
     quant: Literal["ptq", "qat"] | None = field(default=None, kw_only=True, metadata={
         "help": "below 32 bits: quantise after training (ptq, the default) or train through the quantiser (qat)"})
+    init: Literal["scratch", "fit"] | None = field(default=None, kw_only=True, metadata={
+        "help": "the variables' start: scratch (the method's calibrated random start) or fit (the closest start to the "
+                "weights the model holds); default fit for a model built with weights=FILE, else scratch"})
     entropy: bool = field(default=False, kw_only=True, metadata={
         "help": "entropy-code the file's integer codes and masks (Deep Compression's last stage; LZMA2): bits 8, 4, 1 or kmeans:K"})
 
@@ -101,6 +107,8 @@ class MethodConfig:
         out: dict[str, Any] = {"method": self.method}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
+            if f.name == "init" and v is None:  # left to the model: recorded only when set, so older records read the same
+                continue
             out[f.name] = v.to_dict() if hasattr(v, "to_dict") else (list(v) if isinstance(v, tuple) else v)  # a ScopeRule: its dict
         return out
 

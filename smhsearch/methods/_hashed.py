@@ -224,6 +224,38 @@ class HashedNetsModel(ReparametrizedModel):
             vals = vals * self.signs.to(vals.dtype)
         return vals.view(N) if K == 1 else vals.sum(1)
 
+    def _fit(self, weights: list[torch.Tensor]) -> None:
+        # The pool that best reproduces the weights: least squares over every weight hashed to each entry. With one
+        # hash, each entry is the sign-corrected mean of its weights; with K, conjugate gradients on the normal
+        # equations (their matrix applied as a gather and a scatter-add), from that mean shared by the K entries.
+        s = self.scale_init.double()
+        y = torch.cat([w.reshape(-1).double() / s_l for w, s_l in zip(weights, s.unbind())])  # (N,)
+        N, K = self.index.shape
+        idx = self.index.long().view(-1)
+        sg = (self.signs.double() if self.config.sign else torch.ones(N, K, dtype=torch.float64)).view(-1)
+
+        def At(r: torch.Tensor) -> torch.Tensor:  # (N,) -> (P,)
+            return torch.zeros(self.pool.numel(), dtype=torch.float64).index_add_(0, idx, (r.repeat_interleave(K) * sg))
+
+        def A(p: torch.Tensor) -> torch.Tensor:  # (P,) -> (N,)
+            return (p.index_select(0, idx) * sg).view(N, K).sum(1)
+
+        count = torch.zeros(self.pool.numel(), dtype=torch.float64).index_add_(0, idx, torch.ones_like(sg))
+        p = At(y) / count.clamp_min(1) / K
+        if K > 1:
+            r = At(y - A(p))
+            d, rr = r.clone(), float(r @ r)
+            for _ in range(100):
+                if rr <= 1e-20 * float(y @ y):
+                    break
+                Ad = At(A(d))
+                alpha = rr / max(float(d @ Ad), 1e-300)
+                p += alpha * d
+                r -= alpha * Ad
+                rr, prev = float(r @ r), rr
+                d = r + (rr / prev) * d
+        self.pool.copy_(p)
+
     def dense_weights(self) -> list[torch.Tensor]:
         chunks = torch.split(self._gather(), self.sizes)
         s = self.scale_init.to(self.pool.dtype).unbind()
@@ -264,7 +296,8 @@ class HashedNetsModel(ReparametrizedModel):
 
     def describe(self) -> dict[str, Any]:
         return {"N": self.hashed_count, "pool": int(self.pool.numel()), "hashes": self.config.hashes,
-                "per_layer": self.config.per_layer, "layers": len(self.targets), "scope": scope_label(self.config.scope)}
+                "per_layer": self.config.per_layer, "layers": len(self.targets), "scope": scope_label(self.config.scope),
+                **self.init_summary()}
 
     def extra_repr(self) -> str:
         return f"N={self.hashed_count}, pool={self.pool.numel()}, hashes={self.config.hashes}, per_layer={self.config.per_layer}"

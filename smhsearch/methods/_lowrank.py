@@ -72,7 +72,7 @@ import torch
 from torch import nn
 
 from .._budget import Budget, BudgetLike
-from ._base import MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
+from ._base import MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method, truncated_svd
 from ._rates import Optimizer, VariableRate, check_optimizer
 from ._targets import Scope, ScopeRule, Target, parse_scope, scope_label, select_targets
 
@@ -161,6 +161,15 @@ class LowRankModel(ReparametrizedModel):
     def dense_weights(self) -> list[torch.Tensor]:
         return [(B @ A).view(t.shape) for A, B, t in zip(self.A, self.B, self.targets)]  # one matmul per layer
 
+    def _fit(self, weights: list[torch.Tensor]) -> None:
+        # the truncated SVD at each layer's rank (Eckart-Young: the closest rank-r matrix), sqrt(S) on each factor
+        for A, B, w, t, r in zip(self.A, self.B, weights, self.targets, self.ranks):
+            P, S, Q = truncated_svd(w.reshape(_matrix(t)).double(), r)  # (rows, k), (k,), (cols, k)
+            A.zero_()
+            B.zero_()
+            A[: S.numel()] = (Q * S.sqrt()).T
+            B[:, : S.numel()] = P * S.sqrt()
+
     def variable_names(self) -> list[str]:
         return [n for n, _ in self.named_parameters() if n.startswith(("A.", "B."))]
 
@@ -189,7 +198,8 @@ class LowRankModel(ReparametrizedModel):
         return rates
 
     def describe(self) -> dict[str, Any]:
-        return {"c": self.c, "layers": len(self.targets), "ranks": list(self.ranks), "scope": scope_label(self.config.scope)}
+        return {"c": self.c, "layers": len(self.targets), "ranks": list(self.ranks), "scope": scope_label(self.config.scope),
+                **self.init_summary()}
 
     def layout(self) -> list[Any]:
         return [[t.name, list(t.shape), r] for t, r in zip(self.targets, self.ranks)]

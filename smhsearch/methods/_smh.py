@@ -89,7 +89,7 @@ import torch
 from torch import nn
 
 from .._budget import Budget, BudgetLike, format_count
-from ._base import BudgetPlan, MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
+from ._base import BudgetPlan, MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method, truncated_svd
 from ._rates import Optimizer, VariableRate, check_optimizer, shared_multiplier
 from ._targets import Scope, ScopeRule, Target, init_scales, parse_scope, scope_label, select_targets
 
@@ -211,6 +211,27 @@ class SMHModel(ReparametrizedModel):
         else:
             self.scale_gain = None
 
+    def _fit(self, weights: list[torch.Tensor]) -> None:
+        # Each layer divided by its RMS, so the SVD weighs every layer's entries alike; U and V the best rank-M
+        # product of that virtual matrix (balanced: sqrt of the singular values on each side); then each layer's
+        # scale the least-squares one, s_l = <W_l, C_l> / ||C_l||^2, so its fit is unbiased along C_l.
+        sh = self.shape
+        rms = [float(w.pow(2).mean().sqrt()) or t.init_std or 1.0 for w, t in zip(weights, self.targets)]
+        flat = torch.cat([w.reshape(-1) / r for w, r in zip(weights, rms)])  # (N,)
+        virtual = torch.cat([flat, flat.new_zeros(sh.n * sh.n - sh.N)]).view(sh.n, sh.n).double()  # (n, n)
+        P, S, Q = truncated_svd(virtual, sh.M)  # (n, k), (k,), (n, k), k <= M
+        root = S.sqrt()
+        U, V = torch.zeros_like(self.U, dtype=torch.float64), torch.zeros_like(self.V, dtype=torch.float64)
+        U[:, : S.numel()], V[: S.numel()] = P * root, (Q * root).T
+        self.U.copy_(U)
+        self.V.copy_(V)
+        chunks = torch.split((U @ V).reshape(-1), self._split_sizes)[:-1]
+        scales = [r * float((c * f).sum() / c.pow(2).sum().clamp_min(1e-30))
+                  for c, f, r in zip(chunks, torch.split(flat.double(), self.sizes), rms)]
+        self.scale_init.copy_(torch.tensor(scales))
+        if self.scale_gain is not None:
+            self.scale_gain.fill_(1.0)
+
     def scales(self) -> torch.Tensor:
         """Per-layer scales in target order, (L,)."""
         return self.scale_init if self.scale_gain is None else self.scale_init * self.scale_gain
@@ -258,7 +279,8 @@ class SMHModel(ReparametrizedModel):
     def describe(self) -> dict[str, Any]:
         sh = self.shape
         return {"N": sh.N, "n": sh.n, "M": sh.M, "layers": sh.layers, "unhashed": sh.unhashed,
-                "matmul_flops": sh.matmul_flops, "scope": scope_label(self.config.scope), "scale": self.config.scale}
+                "matmul_flops": sh.matmul_flops, "scope": scope_label(self.config.scope), "scale": self.config.scale,
+                **self.init_summary()}
 
     def extra_repr(self) -> str:
         sh = self.shape

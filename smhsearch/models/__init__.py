@@ -8,5 +8,7 @@ True
 from . import _mlp, _resnet_cifar, _torchvision, _vit_cifar  # noqa: F401  (registration)
 from ._factory import IMAGE_SIZE_FAMILIES, MODELS, ModelEntry, arch_of, create_model, list_models, model_info, register_model
 from ._meta import on_meta
+from ._weights import HEADS, WeightsError, WeightsInfo, file_sha256, load_weights, read_state_dict, weights_of
 
-__all__ = ["IMAGE_SIZE_FAMILIES", "MODELS", "ModelEntry", "arch_of", "create_model", "list_models", "model_info", "on_meta", "register_model"]
+__all__ = ["HEADS", "IMAGE_SIZE_FAMILIES", "MODELS", "ModelEntry", "WeightsError", "WeightsInfo", "arch_of", "create_model",
+           "file_sha256", "list_models", "load_weights", "model_info", "on_meta", "read_state_dict", "register_model", "weights_of"]

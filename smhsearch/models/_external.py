@@ -16,8 +16,8 @@ and (for a model built for one input size) side are passed as each builder names
 timm's ``num_classes``, ``in_chans`` and ``img_size``; a factory's ``num_classes``,
 ``in_channels`` and ``image_size`` where its signature has them.
 
-No weights are downloaded: every model starts from its random initialisation (a method
-replaces or retrains the weights anyway), so ``pretrained`` is refused.
+No weights are downloaded, so ``pretrained`` is refused: trained weights come from a local file
+(``create_model(..., weights=FILE)``, :mod:`smhsearch.models._weights`).
 
 >>> arch_name({"import": "pkg.nets:small", "kwargs": {"width": 8, "act": "relu"}})
 "pkg.nets:small(act='relu', width=8)"
@@ -124,8 +124,8 @@ def _timm_entry(name: str) -> dict[str, Any]:
                                                                   "; timm.list_models() lists them"))
     _implied_given(name, kwargs, ("num_classes", "in_chans", "img_size", *IMPLIED))
     if "pretrained" in kwargs or "checkpoint_path" in kwargs or "pretrained_cfg" in kwargs:
-        raise ArchError(f"{name}: pretrained weights do not apply: smhsearch builds every architecture from its random "
-                        "initialisation (pretrained=False) and downloads nothing")
+        raise ArchError(f"{name}: smhsearch downloads nothing: name a local weights file instead "
+                        "(create_model(..., weights=FILE), a space's arch entry {name: ..., weights: FILE}, --weights FILE)")
     cfg = get_pretrained_cfg(model)
     fixed = bool(cfg and cfg.fixed_input_size)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -9,6 +10,7 @@ from torch import nn
 
 from .._registry import Registry
 from ._external import resolve
+from ._weights import Head, WeightsError, load_weights
 
 ARCH_ATTR = "smhsearch_arch"
 """Attribute set on every model :func:`create_model` builds: ``{"name": ..., "kwargs": {...}}``.
@@ -55,8 +57,10 @@ def register_model(name: str, *, family: str, num_classes: int, input_size: int,
     return deco
 
 
-def create_model(name: str, num_classes: int | None = None, in_channels: int | None = None, **kwargs: Any) -> nn.Module:
-    """Build a freshly initialised architecture by registry name, ``timm/<name>`` or ``package.module:factory``.
+def create_model(name: str, num_classes: int | None = None, in_channels: int | None = None, *,
+                 weights: str | os.PathLike | None = None, head: Head = "keep", **kwargs: Any) -> nn.Module:
+    """Build an architecture by registry name, ``timm/<name>`` or ``package.module:factory``: freshly
+    initialised, or holding the trained weights of the file ``weights``.
 
     ``num_classes`` and ``in_channels`` default to the architecture's own (1000 and 3 for
     the ImageNet models, 10 and 3 for the CIFAR ResNets, 10 and 1 for the MLPs). A timm
@@ -77,6 +81,10 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
     if not isinstance(model, nn.Module):
         raise ValueError(f"{name}: its builder returned a {type(model).__name__}, not an nn.Module")
     setattr(model, ARCH_ATTR, {"name": name, "kwargs": {"num_classes": num_classes, "in_channels": in_channels, **kwargs}})
+    if weights is not None:
+        load_weights(model, weights, head)
+    elif head != "keep":
+        raise WeightsError(f"head={head!r} applies only with weights=FILE")
     return model
 
 
