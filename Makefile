@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all test-gpu test-xla install-xla lint bench install browser postgres clean
+.PHONY: docs demo test test-all test-gpu test-xla install-xla lint bench install browser postgres clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ demo: $(STAMP)
 	$(BIN)/smhsearch run spaces/quick.yaml
 	$(BIN)/smhsearch report runs/quick
 	-$(BIN)/smhsearch pick runs/quick --max-params 20K   # exit 1 (ignored) would mean no finished trial fits
+
+## the docs site, built into site/ with warnings as errors (the reference pages are generated from the code)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
 lint: $(STAMP)
 	$(BIN)/ruff check smhsearch tests benchmarks scripts
