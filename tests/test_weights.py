@@ -217,3 +217,17 @@ def test_init_is_recorded_only_when_set_and_round_trips():
     assert d["init"] == "fit" and config_from_dict(d) == smhsearch.SMH(budget="30%", init="fit")
     with pytest.raises(ValueError, match="init must be one of scratch | fit"):
         smhsearch.compress(trained_mlp(), smhsearch.SMH(budget="30%", init="closest"))
+
+
+def test_pruning_fits_by_keeping_the_trained_weights_and_width_refuses_a_fit(tmp_path):
+    trained = trained_mlp()
+    pruned = smhsearch.compress(trained, smhsearch.Prune(budget="30%", init="fit"))
+    assert pruned.init == "fit" and pruned.fit_error is not None
+    for w, t in zip(pruned.weights, pruned.targets):  # the variables are the trained weights
+        assert torch.equal(w.detach(), trained.get_parameter(t.name).detach())
+    with pytest.raises(ValueError, match="init: width builds its network afresh .* allowed: scratch"):
+        smhsearch.compress(trained, smhsearch.WidthMultiplier(alpha=0.5, init="fit"))
+    path = tmp_path / "w.pt"
+    torch.save(trained.state_dict(), path)
+    narrow = smhsearch.compress(create_model("mlp", hidden=(16,), weights=path), smhsearch.WidthMultiplier(alpha=0.5))
+    assert narrow.init == "scratch"  # left open, a method that cannot fit starts afresh

@@ -126,22 +126,28 @@ def compress(model: nn.Module, config: MethodConfig) -> "CompressedModel":
     return _precision.attach(start(model, entry.builder(model, config), config))
 
 
-def resolved_init(model: nn.Module, config: MethodConfig) -> str:
-    """``config.init``, or where it is left open, ``fit`` for a model built from a weights file and ``scratch`` otherwise."""
+def resolved_init(model: nn.Module, config: MethodConfig, can_fit: bool = True) -> str:
+    """``config.init``, or where it is left open, ``fit`` for a model built from a weights file (where the method
+    can start from weights) and ``scratch`` otherwise."""
     from ..models._weights import weights_of
 
     if config.init is not None:
         if config.init not in INITS:
             raise ValueError(f"init must be one of {' | '.join(INITS)}, but got {config.init!r}")
         return config.init
-    return "fit" if weights_of(model) is not None else "scratch"
+    return "fit" if can_fit and weights_of(model) is not None else "scratch"
 
 
 def start(model: nn.Module, compressed: "CompressedModel", config: MethodConfig) -> "CompressedModel":
     """Give ``compressed`` its start: ``fit`` sets a reparametrised model's variables to the closest start to
-    ``model``'s weights (each method's :meth:`ReparametrizedModel.fit`); ``scratch`` keeps the method's random start.
-    Weights a method keeps as they are (dense, pruning, unhashed layers) come from ``model`` either way."""
-    init = resolved_init(model, config)
+    ``model``'s weights (each method's :meth:`ReparametrizedModel.fit_from`); ``scratch`` keeps the method's random
+    start. Weights a method keeps as they are (dense, unhashed layers) come from ``model`` either way; a method that
+    rebuilds the architecture (the width multiplier) starts afresh, and ``init="fit"`` for it is an error."""
+    can_fit = isinstance(compressed, ReparametrizedModel) or config.keeps_architecture and not config.needs_arch
+    init = resolved_init(model, config, can_fit)
+    if init == "fit" and not can_fit:
+        raise ValueError(f"init: {config.method} builds its network afresh and cannot start from the model's weights; "
+                         "allowed: scratch")
     compressed.init = init
     if init == "fit" and isinstance(compressed, ReparametrizedModel) and not any(p.is_meta for p in model.parameters()):
         compressed.fit_from([model.get_parameter(t.name).detach() for t in compressed.targets])

@@ -78,6 +78,9 @@ class PruneModel(ReparametrizedModel):
         # would wait for the GPU each time. None after a state-dict load (read once then).
         self._host_level: int | None = 0
 
+    def _fit(self, weights: list[torch.Tensor]) -> None:
+        pass  # its variables are the model's weights themselves, copied at build: the magnitudes it prunes by are the trained ones
+
     def nonzeros_at(self, level: int) -> int:
         """Nonzero prunable weights after ``level`` of the ``steps`` updates."""
         t = level / self.config.steps
