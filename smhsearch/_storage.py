@@ -92,8 +92,13 @@ def open_storage(url: str, read_only: bool = False):
 
 def why(e: BaseException) -> str:
     """One redacted line saying why a database could not be used (the driver's own message, not SQLAlchemy's wrapper)."""
+    from ._extras import install_hint
+
+    hint = install_hint(e)
+    if hint:  # PostgreSQL's driver: the [postgres] extra
+        return f"its driver {hint}"
     if isinstance(e, ModuleNotFoundError) or isinstance(getattr(e, "__cause__", None), ModuleNotFoundError):
-        return f"its driver is not installed ({e}); for PostgreSQL: pip install 'psycopg[binary]'"
+        return f"its driver is not installed ({e})"
     inner = getattr(e, "orig", None) or e
     lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
     return redact(" ".join(lines[:2])[:300]) or type(inner).__name__

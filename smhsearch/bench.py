@@ -50,9 +50,11 @@ def default_name(device: str, runtime: str, batch_size: int) -> str:
 def _onnx_timer(net, shape, device, workdir: Path) -> Callable[[int], Callable[[int, int], list[float]]]:
     """Step timers of ``net`` exported to ONNX (the file ``export`` writes, checked against ``net``) in ONNX Runtime."""
     import numpy as np
-    import onnxruntime as ort
 
+    from ._extras import require
     from .export import export_model
+
+    ort = require("onnxruntime", "onnx", "--runtime onnxruntime")
 
     provider = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}.get(device.type)
     if provider is None or provider not in ort.get_available_providers():
@@ -108,6 +110,10 @@ def bench_run(run: Run, *, device: str = "auto", runtime: str = "torch", batch_s
 
     if runtime not in RUNTIMES:
         raise BenchError("runtime", f"unknown runtime {runtime!r}; allowed: {', '.join(RUNTIMES)}")
+    if runtime == "onnxruntime":  # before anything is timed or written
+        from ._extras import require_extra
+
+        require_extra("onnx", "--runtime onnxruntime")
     if batch_size < 1:
         raise BenchError("batch_size", f"expected a positive integer, but got {batch_size}")
     try:

@@ -367,6 +367,11 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, input_shape: tupl
         raise ValueError(f"unknown format {unknown[0]!r}; allowed: {', '.join(FORMATS)}")
     if "onnx-int8" in formats and calibration is None:
         raise ValueError("format 'onnx-int8' needs calibration images (the run's training images)")
+    for fmt in ("onnx", "onnx-int8"):  # before any file is written
+        if fmt in formats:
+            from ._extras import require_extra
+
+            require_extra("onnx", f"format {fmt!r}")
     if "compact" in formats and not isinstance(model, CompressedModel):
         raise ValueError("format 'compact' needs a compressed model; this one is dense (allowed: "
                          + ", ".join(f for f in FORMATS if f != "compact") + ")")

@@ -26,7 +26,9 @@ BATCH = 64
 
 
 def _session(path: str | Path):
-    import onnxruntime as ort
+    from ._extras import require
+
+    ort = require("onnxruntime", "onnx", "running an ONNX file")
 
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
@@ -47,6 +49,9 @@ def calibration_images(split, count: int = 512, batch_size: int = 64) -> np.ndar
 def quantize_onnx(float_path: str | Path, out_path: str | Path, calibration: np.ndarray, input_name: str = "input") -> Path:
     """Write the int8 QDQ model of the float ONNX file ``float_path`` to ``out_path``, its activation ranges calibrated on
     ``calibration`` (float32 (N, C, H, W), already normalised)."""
+    from ._extras import require_extra
+
+    require_extra("onnx", "int8 quantisation of an ONNX file")
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -1,8 +1,8 @@
 """Inference speed measured apart from training, once per deployed architecture.
 
-A speed figure measured while other trials train on the same cores is noise (issue 11
-saw 30-58% between identical ResNet-8s). So a search measures speed in a *measurement
-phase*:
+A speed figure measured while other trials train on the same cores is noise (identical
+ResNet-8s measured that way differed by 30-58%). So a search measures speed in a
+*measurement phase*:
 
 - **What**: the deployed model (a compressed model's ``materialize()``, the plain dense
   model export ships), at batch N for throughput and batch 1 for latency, on the device

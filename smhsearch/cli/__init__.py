@@ -15,6 +15,7 @@ import logging
 import sys
 from typing import Sequence
 
+from .._extras import MissingExtra
 from ._common import EXIT_BAD_INPUT, BadInput
 
 # command -> (module, function that adds its parser, one-line help)
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except BadInput as e:
+    except (BadInput, MissingExtra) as e:  # MissingExtra: an optional dependency, named with the extra that installs it
         print(f"smhsearch {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as e:

@@ -70,6 +70,11 @@ def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None
     unknown = [f for f in wanted if f not in FORMATS]
     if not wanted or unknown:
         raise BadInput(f"--format: unknown format {(unknown or [formats])[0]!r}; allowed: {', '.join(FORMATS)} (comma-separated)")
+    for fmt in ("onnx", "onnx-int8"):  # before the run is read or anything is written
+        if fmt in wanted:
+            from .._extras import require_extra
+
+            require_extra("onnx", f"--format {fmt}" + (" (in the default safetensors,onnx,compact)" if formats is None else ""))
     if not 1 <= calibration_images <= 100_000:
         raise BadInput(f"--calibration-images: expected 1 to 100000 images, but got {calibration_images}")
     run = load_run(run_path)

@@ -1,45 +1,12 @@
 """HashedNets (Chen et al., ICML 2015) and the SMH paper's K-hash baseline (its Table 1).
 
-Each hashed weight i is ``scale_l * sum_k xi_k(i) * pool_k[h_k(i)]``: K independent
-hash functions h_k, each into its own sub-pool of P/K variables, with independent sign
-hashes xi_k in {-1, +1} (``sign=True``, as HashedNets). With ``per_layer=False`` (the SMH
-paper's baseline) one pool serves every hashed weight of the model; with
-``per_layer=True`` (Chen et al.) each layer gets its own pool, sized in proportion to
-the layer.
-
-Independence matters: the official SMH code's multi-hash baseline commented out its
-permutation, so every sub-pool used the same index map and a K-hash sum collapsed into
-one hash. Here each (k, role) pair hashes the weight's position with its own salt.
-
-Scale: one global pool needs a per-layer scale (fixed, the base init's std, as SMH's)
-because layers of different init scales share variables. Per-layer pools (Chen et al.)
-carry their layer's scale in the pool itself instead (scale 1). Per-layer pools are the
-default: they are the form Chen et al. trained, and each layer's rate is its own (below).
-The SMH paper's Table 1 baseline is ``per_layer=False`` (``HashedNets.table1(...)``).
-
-Learning rates (the rule of ``_rates.py``: one step moves each computed weight as the
-dense step does). Weight i of layer l is s_l Sum_k xi_k(i) pool_k[h_k(i)], so J has
-entries s_l xi = +-s_l (s_l = 1 with per-layer pools). Each pool entry of a sub-pool is
-shared by L = N K / P weights, c = N / P being the compression (N_l / P_l per layer).
-- SGD: (J J^T g)_i = s_i Sum_k xi_k(i) Sum_{i' in bucket_k(i)} xi_k(i') s_i' g_i'. The
-  weight's own term, K s_i^2 g_i, adds in quadrature to K L - K others' with random signs:
-  e_l = K s_l sqrt(s_l^2 + c s'^2), s'^2 the mean s^2 of the weights sharing the pool
-  (1 per layer, the count-weighted mean of s_k^2 for one pool). Per-layer, K = 1:
-  1 / sqrt(1 + c), x0.12 at 1/64 and x0.33 at 1/8, where the MNIST sweep chose x0.1 and
-  x0.3; one global pool on the MNIST MLP at 1/64: x310.
-- Adam: each pool entry moves +-eta_v, a weight sums K of them with independent signs:
-  e_l = sqrt(K) s_l: x1 per layer with K = 1, x1/sqrt(K) with K hashes, x52 for one
-  global pool at the MLP's s = 0.021 (that pool moved its weights ~50x too slowly
-  under a plain Adam).
-- One global pool serves every layer: a layer of init std s_l above the typical one
-  moves (s_l / sbar)^2 (SGD) or s_l / sbar (Adam) times faster; per-layer pools are exact
-  up to the rounding of their sizes.
-
-The hash is a splitmix64 finaliser on the weight's position, computed with NumPy: it is
-the same on every machine and torch version, so a compact file keeps only the pool and
-the seed, and the indices are rebuilt on load. Indices and signs are buffers, not
-parameters, and not saved; the gather is one ``index_select`` of all N x K entries,
-signed and summed, never a Python loop.
+Each hashed weight i is ``scale_l * sum_k xi_k(i) * pool_k[h_k(i)]``: K independent hash
+functions, each into its own sub-pool, with independent sign hashes; per-layer pools (Chen et
+al., the default) or one pool for the model (``per_layer=False``, the SMH paper's baseline, with
+a per-layer scale). Each (k, role) pair hashes with its own salt, so K hashes never collapse into
+one. The hash (splitmix64 in NumPy) is the same on every machine, so a compact file keeps only the
+pool and the seed; the gather is one ``index_select``. The pools train at the rate of the rule in
+``_rates.py``; the derivation and its measurements: docs/methods/hashednets.md.
 """
 
 from __future__ import annotations

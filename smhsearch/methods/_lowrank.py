@@ -1,65 +1,13 @@
 """Per-layer low-rank factorisation to a budget.
 
-Each factorisable tensor the scope selects, seen as a (rows, rest) matrix (a conv
-weight as (out, in * k * k)), is ``B @ A`` with B: (rows, r) and A: (r, rest). For a
-linear layer (or attention's ``in_proj_weight``) these are two thin matrices; for a
-k x k convolution it is exactly a k x k convolution to r channels (A) followed by a
-1 x 1 convolution (B). Only tensors of two or more dimensions are factorised: biases,
-depthwise and grouped convolutions are left dense, and so is any tensor where
-factorising would not save parameters.
-
-Ranks: each layer counts once, as in the learning-rate rule (``_rates.py``: in a ReLU
-network a relative change of any one layer moves the output as much, so a layer's say
-does not grow with its size). The ranks maximise ``sum_l log r_l`` (a layer that keeps
-half its rank loses as much as any other that does) under the budget
-``sum_l r_l (rows_l + cols_l)``: the optimum is ``r_l = c / (rows_l + cols_l)``, one
-constant ``c`` for every layer, floored (at least 1), and a layer whose rank would not
-save parameters stays dense. ``c`` is the largest (by bisection; the total only grows
-with it) whose stored count fits the budget. Small layers thus keep their rank or stay
-dense (a 10-class classifier is never cut to rank 1), and the large layers, where the
-parameters are, give it up. The rule this replaced, the same share of parameters for
-every layer (``r ~ rows cols / (rows + cols)``), cut the MNIST MLP's 1000-to-10
-classifier to rank 1 at 1/8 (35% test error; Chen et al.'s low-rank baseline had 1.89%)
-and ResNet-8 on the embedded set to 39% at 10% (74% under this rule, 5 epochs).
-
-Initialisation: A and B are drawn so that B @ A has unit-std entries, then both are
-multiplied by sqrt(s_l / std(B @ A)), so each layer starts at exactly the std its base
-initialisation gave it, with balanced factors.
-
-Learning rates (the rule of ``_rates.py``: one step moves each computed weight as the
-dense step does). Entries of A (r x cols) and B (rows x r) have variance sigma^2 =
-r^-1/2 s_l, so A A^T ~ cols sigma^2 I and B^T B ~ rows sigma^2 I: A^T A = cols sigma^2 P_A
-and B B^T = rows sigma^2 P_B, projections on random r-dimensional subspaces.
-- SGD: dW = -eta_v (G A^T A + B B^T G). Two bounds hold the gain ||dW|| / (eta_v ||G||).
-  For a gradient unrelated to the factors the two orthogonal terms have norms
-  cols sigma^2 sqrt(r / cols) ||G|| and rows sigma^2 sqrt(r / rows) ||G||: the first
-  step's gain, e_1 = sigma^2 sqrt(r (rows + cols)) = s_l sqrt(rows + cols). Along the
-  factors' top singular directions it is their operator norm, e_op = ||A||^2 + ||B||^2 =
-  sigma^2 ((sqrt(cols) + sqrt(r))^2 + (sqrt(rows) + sqrt(r))^2) for Gaussian factors, at
-  least sqrt((rows + cols) / r) times e_1 (x9 on the MNIST MLP's first layer at 1/8,
-  rank 49; x27 at 1/64, rank 3; x8-28 on ResNet-8 at 10%). Training moves the gain between
-  them, as each step writes the gradient's own directions into the factors (dA = -eta_v
-  B^T G puts G's row space into A's rows, dB = -eta_v G A^T its column space into B's
-  columns); how far depends on how few directions the gradient has, which is the data's
-  and the network's, not the parametrisation's. Measured on real gradients
-  (``benchmarks/sgd_gain.py``: SGD at the dense model's best rate and this rule,
-  ||G A^T A + B B^T G|| / ||G|| at every epoch's end after the first): the MNIST MLP sits
-  at 1.8-3.3 e_1 (a hidden layer's gradient lies in the few directions the next, narrow
-  layer sends back); ResNet-8 on Fashion-MNIST at 0.2-2.5 e_1, median 1.1 (10%) and 1.5
-  (25%) (a convolution's gradient sums many positions and has many directions).
-  So neither bound is the rule: the first-step rule diverged on the MNIST MLP at the dense
-  model's best rate (0.15) at both budgets within 120 steps, and collapsed LeNet-300-100;
-  the operator-norm rule never diverged but trained ResNet-8 far too slowly (its sweep
-  chose x10, 3.3 points better at 10%) and the MNIST MLP 3x (x3 chosen at both budgets).
-  The rule takes the geometric middle, e = sqrt(e_1 e_op): wherever training's
-  alignment lies between the bounds, the rate is off by at most sqrt(e_op / e_1) (x3 to
-  x5 here), the least any fixed rule can promise without seeing the data. Its sweeps
-  (``benchmarks/lr_fairness.py``) chose x1 on the MNIST MLP at both budgets (x3 diverges)
-  and put ResNet-8's default within 0.2 points of the best (x3 at 10%). SMH's U V
-  learns the gradient's directions too, but its sweeps do not follow (``_smh.py``).
-- Adam: each entry of dB A sums r terms +-eta_v sigma with incoherent signs, and so does
-  B dA: e_l = sigma sqrt(2 r) = sqrt(2 sqrt(r) s_l) (x3 on the MNIST MLP at 1/64).
-- Every layer has its own A and B, so each pair gets its layer's own multiplier: exact.
+Each factorisable tensor the scope selects, seen as a (rows, rest) matrix (a conv weight as
+(out, in * k * k)), is ``B @ A`` with B: (rows, r) and A: (r, rest): two thin matrices for a
+linear layer, a k x k convolution to r channels then a 1 x 1 convolution for a conv. Biases,
+depthwise and grouped convolutions, and any tensor where factorising would not save parameters
+stay dense. Ranks are ``r_l = c / (rows_l + cols_l)`` with the largest c that fits the budget,
+so every layer counts once and small layers keep their rank; A and B start balanced at the
+layer's base init std and train at the geometric middle of their two SGD gains. The derivations
+and their measurements: docs/methods/lowrank.md.
 """
 
 from __future__ import annotations

@@ -1,64 +1,12 @@
 """Learning rates that follow the parametrisation: the rule every method's variables train by.
 
-A compressed model computes its weights w from variables theta (SMH's U and V, a hash
-pool, low-rank factors), w = f(theta). One optimizer step moves theta by dtheta and the
-weights by dw = J dtheta, J = dw/dtheta. **The rule: at the dense model's learning rate
-eta, one step moves each computed weight tensor W_l by as much as the same step moves
-the dense model's W_l,** ||dW_l|| = ||dW_l^dense||. Every method that keeps the
-architecture starts each layer at the std the base initialisation gave it, so relative
-updates ||dW||/||W|| match too; the width multiplier, whose narrower layers start wider,
-matches the relative update itself (``_width.py``).
-
-- **SGD** (momentum is linear: it scales both sides alike). dtheta = -eta_v J^T g, so
-  dW = -eta_v J J^T g. For a gradient with no structure relative to the method's random
-  variables, ||(J J^T g)_l|| = e_l ||g_l|| with e_l the RMS over layer l's weights of the
-  norms of J J^T's rows. The dense step is -eta g: the variable's rate is eta / e.
-- **Adam / AdamW.** The update is normalised per variable entry: each moves by about
-  eta_v, with signs that do not line up across the many variables one weight sums, so
-  weight i moves by eta_v ||J_i|| (the norm of J's row i) while a dense weight moves by
-  eta: e_l is the RMS of ||J_i|| over layer l.
-- **Variables that learn the gradient's directions** (the two factors of a product:
-  low-rank's B and A, SMH's U and V; each SGD step writes the gradient's row and column
-  spaces into them) carry more and more of the gradient's dominant directions, where
-  J J^T's gain is its operator norm, above the RMS. How far training goes between the two
-  depends on the data and the network (measured, ``benchmarks/sgd_gain.py``: 2-3x the RMS
-  on the MNIST MLP, 1-2.3x on ResNet-8, for both methods). Low-rank under SGD takes the
-  geometric middle of the two, e_l = sqrt(RMS * ||J J^T||_op), off by at most the square
-  root of their ratio either way (``_lowrank.py``): at the RMS it diverged. SMH keeps the
-  RMS: the middle, tried, trained it 3-5x too slowly, and the realised gain stays near the
-  RMS on the scale of its bounds (``_smh.py``). Adam normalises each entry's step, and
-  keeps the RMS.
-- A variable that serves several layers (SMH's U and V, one global hash pool) gets
-  eta / mean(e_l), the mean taken over layers (modules: a weight and its bias are one
-  layer, weighted by count within it), each layer once. In a ReLU network a relative
-  change of any one layer moves the output as much, so a layer's say does not grow with
-  its size: weighting by count lets the large layers set the rate and a small layer of
-  larger init std (often the classifier) run many times faster than dense (a 784-64-10
-  MLP under SMH at 30%: the 64-10 layer at 9x, and SGD at lr 0.05 diverged). Layers
-  whose e_l is above the mean still move faster, and those below slower (each method's
-  docstring says by how much).
-
-Why the norm and not the first-order rate (J J^T's diagonal, which equates the loss
-decrease along the gradient): a hashed weight shares its variable with c = N/P others,
-so J J^T g carries, besides the weight's own gradient, a sum of c others' with random
-signs, which is sqrt(c) times larger. The first-order rule leaves that sum out and gives
-Chen et al.'s per-layer pools x1; the HashedNets MNIST sweep (SGD, momentum 0.9) chose
-x0.1 at 1/64 and x0.3 at 1/8, and the norm rule gives 1 / sqrt(1 + c) = 0.12 and 0.33.
-For SMH it gives x63 on the MNIST MLP, where the sweep chose x30 and x1000 diverged; the
-first-order rule would give about x480.
-
-**Weight decay.** PyTorch's SGD and AdamW both shrink a parameter by lr * weight_decay
-per step (SGD through the gradient). Weights homogeneous of degree k in a variable (U V
-and B A: 2; a hash pool: 1) shrink k times as fast as the variable does, so a variable
-group's weight decay is lambda / (k * m) for a multiplier m: each computed weight shrinks
-by eta * lambda a step, as a dense weight does, whatever the multiplier.
-``variable_lr_mult`` (an override, for sweeps) scales the learning rate only, so a sweep
-point xf behaves as the dense model at lr x f with the same lambda.
-
-Gains (normalisation parameters, biases left dense) train at eta with no decay, as in
-dense training; dense weight tensors at eta with decay. SMH's learnable per-layer scale is
-in the no-decay group at eta too, and its module's backward applies the rule to it: its
-SGD step moves each layer along itself as the dense step does (``_smh.py``).
+A compressed model computes its weights w from variables theta (SMH's U and V, a hash pool,
+low-rank factors). The rule: at the dense model's learning rate, one optimizer step moves each
+computed weight tensor by as much as the same step moves the dense model's, so one learning rate,
+the dense model's, trains every method fairly. Each method derives its variables' multipliers
+(SGD and Adam differ) and this module turns them into optimizer groups; weight decay is scaled
+so each computed weight shrinks as a dense one does, and gains train at the dense rate without
+decay. The derivation and its measurements: docs/methods/rates.md.
 """
 
 from __future__ import annotations

@@ -1,82 +1,12 @@
 """Structured Multi-Hashing (Eban, Movshovitz-Attias et al., CVPR 2020, section 3).
 
-All N hashed weights, in the base model's parameter order, are laid row-major into a
-virtual n x n matrix (n = ceil(sqrt(N))) represented as U @ V, U: (n, M), V: (M, n).
-Weight i of layer l is ``scale_l * (U @ V).flat[offset_l + i]``.
-
-Choices the paper leaves open, and why:
-- M = floor((T - unhashed - scales) / 2n): the stored count lands at or under the
-  budget T and within 2n of it (the official code also floors).
-- U, V ~ N(0, M^-1/4) so each entry of U @ V has unit std; scale_l = the std the base
-  model's own initialisation gave layer l, so the compressed model starts where the
-  base model would (see ``_targets.init_std`` for constant-initialised tensors).
-- The learnable scale multiplies that fixed value by a trainable scalar starting at 1
-  (as the official code does), so fixed and learnable start identically.
-- One matmul per forward, cut with ``torch.split`` (its backward is one concat): slicing
-  one tensor per layer makes backward allocate a full-size gradient per layer.
-
-Learning rates (the rule of ``_rates.py``: one step moves each computed weight as the
-dense step does). W_l = s_l C_l, C = U V, U and V entries of variance M^-1/2. Let G be
-the gradient on C (G_l = s_l g_l, zero on the padding); V V^T ~ n M^-1/2 I and
-U^T U ~ n M^-1/2 I, so V^T V = n M^-1/2 P_V and U U^T = n M^-1/2 P_U, projections on
-random M-dimensional subspaces.
-- SGD: dC = -eta_v (G V^T V + U U^T G). The first term keeps each row of G and
-  projects it on V's rows: ||(G V^T V)_l|| = n M^-1/2 sqrt(M / n) ||G_l|| = sqrt(n) s_l ||g_l||.
-  The second mixes every layer's gradient into every row: layer l's N_l / n rows get
-  ||(U U^T G)_l|| = sqrt(N_l / n) ||G||, with ||G||^2 = Sum_k s_k^2 ||g_k||^2 = N sbar^2 gamma^2
-  for gradients of gamma per weight (sbar^2 the count-weighted mean of s_k^2). The two are
-  orthogonal, and dW_l = s_l dC_l, so against the dense step eta ||g_l|| the first step's gain is
-  e_1 = sqrt(n s_l^4 + (N / n) s_l^2 sbar^2)   (~ sqrt(2 n) s^2 when the s_l agree),
-  and U and V get 1 / mean(e_l): x61-63 on the 784-1000-10 MLP at any budget (n = 892,
-  s = 1/sqrt(3 * 784)). It does not depend on M: the budget changes which directions
-  U V can move in, not how fast. U and V learn the gradient's directions, as low-rank's
-  factors do (``_lowrank.py``; dU = -eta_v G V^T, dV = -eta_v U^T G), and along their top
-  singular directions the gain is their operator norm, e_op = s_l^2 (||U||^2 + ||V||^2) =
-  2 s_l^2 M^-1/2 (sqrt(n) + sqrt(M))^2 for Gaussian U and V: 7-20 e_1 on the lr_fairness
-  settings, more as M shrinks. Measured on real gradients (``benchmarks/sgd_gain.py``),
-  training moves SMH's gain to 1.6-5.3 e_1 (median 2.8) on the MNIST MLP and 1.2-3.9 e_1
-  (median 1.8-2.3) on ResNet-8: near e_1 on the scale of the bounds, and not growing with
-  e_op / e_1. So SMH keeps the first step's e_1, and not low-rank's geometric middle
-  sqrt(e_1 e_op). The middle was tried (2026-12-05,
-  ``benchmarks/results/smh_sgd_middle_trial-cpu.md``): it never diverged at its default,
-  but it trained 3 to 4.5 times slower (5 times at M = 1) and cost SMH 4 points on the
-  embedded set at lr 0.05 and 5 epochs and 5-44 points of validation accuracy after 4
-  epochs (2%-50%), and its sweeps chose x3 or x10 of it in 10 of 12 cells (it did better
-  in HashedNets' MNIST setups, at lr 0.05 without warm-up, where e_1's x3 collapsed; since the
-  learnable gain took the rate rule, e_1 does better there in all 4). The
-  price of e_1: at the dense model's best rate, the edge of SMH's stability is near. One
-  seed of two diverged at the default on the MNIST MLP at 1/64 (lr 0.15; on 2 fresh seeds it
-  trained), and, with the learnable scale, on ResNet-8 at 10 epochs (lr 0.5) until its gain
-  took the rate rule (below); x3 diverges in HashedNets' MNIST setups.
-- Adam: dU and dV have entries +-eta_v with incoherent signs, and a row of +-1 times V
-  has norm^2 z V V^T z^T = n M^1/2, so each entry of dU V (and of U dV) moves by
-  eta_v M^1/4 and each weight by e_l = sqrt(2) M^1/4 s_l against a dense eta: x24 on
-  the MNIST MLP at 1/64 (M = 6).
-- Layers share U and V: a layer whose init std is above the typical one moves faster,
-  about (s_l / sbar)^2 times under SGD and s_l / sbar under Adam (conv1 of a CIFAR
-  ResNet, few weights and a small fan-in, most).
-- The learnable scale: W_l = s_l g_l C_l, the gain g_l trained with no decay. Trained by plain
-  autograd (as until 2026-12-05) it broke the rule twice over, and SMH diverged at the dense
-  model's best SGD rate on ResNet-8 (lr 0.5, 10 epochs: 3 of 5 seeds; with the gain frozen, none;
-  ``benchmarks/scale_gain_divergence.py``). First, the gain's own SGD step moves W_l along itself,
-  dW_l = -eta <g_l, s_l C_l> s_l C_l: ||s_l C_l||^2 times the dense step's component there (3.5 for
-  ResNet-8's classifier, 0.06 for its bias, 333 for the MNIST MLP's hidden layer), and the
-  classifier's gain swung between 0.1 and 8 before the loss went to nan. Second, U and V's step
-  moves W_l by s_l g_l dC_l with dC_l itself g_l times larger, g_l^2 times the rule's step (the
-  classifier's gain grew to 2.6-2.8). So the backward (``_Gained``) applies the rule to both: the
-  gain's gradient is divided by ||s_l C_l||^2 (read each step), so its SGD step is the dense step's
-  component along W_l, and C_l's gradient by max(1, g_l^2), so a gain above 1 leaves U and V's step
-  on W_l where the rule sets it (below 1 it lowers it, by g_l^2, the safe side; an exact 1 / g_l^2
-  would blow up as a gain crosses zero, as the bias's do). Adam normalises each entry's step, so the
-  gain's division leaves it unchanged there (the cap, where a gain is above 1, lowers that layer's
-  share of U and V's gradient before Adam normalises it). Measured on the same setting (5 seeds):
-  none diverged, test error 12.45% against 12.22% with the gain frozen. The rate rule alone did as
-  well there (none diverged, 12.20%; the gains stayed at 0.3-1.4); the cap alone kept the loss
-  finite but not the gain (it grew to 2.9-4.3, and on one seed swung to -3.5, 33.4% error). So the
-  gain's rate is what mattered here; the cap keeps U and V at the rule wherever a gain does grow.
-  The plain gain at lr / ||W_l||^2 read once at init left 3 of 5 diverging, its one difference
-  from the rate rule alone (5 seeds each, a small sample): the norm is read as it moves. The
-  forward is the plain product: values, exports and the stored count are unchanged.
+All N hashed weights, in the base model's parameter order, are laid row-major into a virtual
+n x n matrix (n = ceil(sqrt(N))) represented as U @ V, U: (n, M), V: (M, n); weight i of layer l
+is ``scale_l * (U @ V).flat[offset_l + i]``. M is the largest rank whose stored count fits the
+budget, and one matmul per forward is cut with ``torch.split`` (its backward is one concatenation).
+U and V train at the rate under which one step moves each weight as the dense step does; the
+learnable scale's backward (``_Gained``) holds its gain to the same rule, so SMH trains at the
+dense model's rate. The paper's open choices, the derivation and its measurements: docs/methods/smh.md.
 """
 
 from __future__ import annotations

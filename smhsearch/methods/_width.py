@@ -1,37 +1,11 @@
 """The width-multiplier baselines of the SMH paper (its Figures 3, 5 and 6).
 
-``WidthMultiplier`` shrinks every layer's channels by alpha, the usual way to make a
-family member smaller. With ``resolution=True`` it is the paper's stronger baseline:
-the input is up-sampled so that the narrow model's FLOPs come back to the base
-model's (as the paper does, the image is up-sampled, not re-captured, so every model
-sees the same data). The resolution is chosen from fvcore counts: FLOPs of a
-convolutional net grow with the square of the input side, so
-``side = base_side * sqrt(flops_base / flops_narrow)``.
-
-Given a budget, alpha is the one whose real parameter count is the largest not above
-it: channel counts round (torchvision to multiples of 8), so counts are a step
-function of alpha, searched by bisection and then a fine scan around the answer, with
-candidates built on the meta device (no memory, no init).
-
-Learning rates (the rule of ``_rates.py``: one step changes each layer by the same
-fraction of its size as the dense model's step changes its own). A narrower layer has
-fewer inputs or outputs, and most inits scale with one of them (PyTorch's default and
-kaiming fan-in: 1/sqrt(fan-in); torchvision's ResNets: kaiming fan-out), so it starts
-wider: s'_l > s_l. There are no shared variables and no map J: each weight is its own.
-- Adam / AdamW moves every entry by about eta whatever its size: ||dW_l|| / ||W_l|| =
-  eta / s'_l, smaller than the dense layer's eta / s_l. The layer's rate is therefore
-  eta * s'_l / s_l, the ratio measured between the narrow model's init and a fresh init
-  of the base architecture (so any init a factory uses is followed, and a trained base
-  does not count), to 2 significant digits: x1 (the dense rate) for a layer whose init
-  does not change, such as the MNIST MLP's first layer, x1/sqrt(alpha) for one whose
-  fan-in shrinks (its classifier at 1/8: x2.9). A tensor of a few dozen entries has a
-  sampling error of ~10-20% in its std, which its rate carries. This is the Adam half of
-  muP's width rule, for relative updates; biases and normalisation stay at eta.
-  ``variable_lr_mult`` scales these rates, as it scales other methods' variables.
-- SGD: the dense rate, x1. No rule is derived: an SGD step scales with the gradient,
-  which a narrower net changes layer by layer (its first layer's grows, its
-  classifier's shrinks). The MNIST sweep chose x1 at 1/8 and x1/3 at 1/64 (0.1 points
-  better).
+``WidthMultiplier`` shrinks every layer's channels by alpha, the largest alpha whose real
+parameter count fits the budget (bisection, then a fine scan, on the meta device). With
+``resolution=True`` the input is up-sampled so the narrow model's FLOPs come back to the base
+model's, the paper's stronger baseline. A narrower layer starts wider, so under Adam each layer
+trains at ``eta * s'_l / s_l`` (its init std against the base's) and under SGD at the dense
+rate. The derivation and its measurements: docs/methods/width.md.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -129,13 +130,43 @@ def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, An
         tune_config=tune.TuneConfig(search_alg=_searcher(plan, storage), scheduler=scheduler, num_samples=remaining, reuse_actors=True,
                                     max_concurrent_trials=res.max_concurrent),
         run_config=tune.RunConfig(name=f"{plan.space.name}-{int(time.time())}", storage_path=str((plan.run_dir / "ray").resolve()),
-                                  verbose=0, callbacks=[_Progress(plan, done)],
+                                  verbose=0, callbacks=[_Progress(plan, done), *_result_loggers()],
                                   # a lost worker or node: the trial runs again, from its checkpoint (run_trial says
                                   # which failures are final)
                                   failure_config=tune.FailureConfig(max_failures=plan.space.search.retries, fail_fast=False)),
     )
-    tuner.fit()
+    with _own_loggers():
+        tuner.fit()
     return summarize(study, plan.run_dir)
+
+
+def _result_loggers() -> list:
+    """Ray Tune's per-trial result files: CSV, JSON and the TensorBoard curves. Without tensorboardX (the
+    ``[tensorboard]`` extra) the search runs without curves, saying so in one warning line."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+
+    from .._extras import installed
+
+    if installed("tensorboardX"):
+        return [CSVLoggerCallback(), JsonLoggerCallback(), TBXLoggerCallback()]
+    log.warning("training curves are not written in TensorBoard format: tensorboardX is not installed "
+                "(pip install 'smhsearch[tensorboard]')")
+    return [CSVLoggerCallback(), JsonLoggerCallback()]
+
+
+@contextlib.contextmanager
+def _own_loggers():
+    """Ray Tune adds no logger of its own during the fit (``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS``): the search passes
+    them (:func:`_result_loggers`), and Ray's fallback would warn a second time when tensorboardX is missing."""
+    name, before = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS")
+    os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def _connect(address: str | None) -> None:
