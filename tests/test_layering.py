@@ -13,7 +13,7 @@ PKG = Path(__file__).resolve().parents[1] / "smhsearch"
 
 # Lower layers first; a module may import its own layer and the layers before it.
 LAYERS = [
-    {"_budget", "_registry", "_version", "_fvcore", "_checkpoint", "_atomic", "_redact", "_storage", "_rdb", "_extras", "plugins", "device"},
+    {"_budget", "_registry", "_version", "_fvcore", "_checkpoint", "_atomic", "_redact", "_storage", "_rdb", "_extras", "plugins", "device", "stats"},
     {"models"},
     {"methods"},
     {"measure", "_modelfile", "export", "int8", "data"},
@@ -23,6 +23,7 @@ LAYERS = [
     {"space"},
     {"search", "runs", "bench"},
     {"pareto", "baselines"},
+    {"testing"},
     {"report"},
     {"cli", "__main__", "__init__"},
 ]

@@ -57,13 +57,16 @@ def test_the_projects_own_dense_export_loads(tmp_path):
     assert same(create_model("mlp", hidden=(16,), weights=path), trained)
 
 
-def test_a_compact_file_loads_its_materialised_weights(tmp_path):
+def test_a_compact_file_is_refused_with_the_way_to_its_dense_weights(tmp_path):
     import smhsearch
-    from smhsearch.export import save_compact
+    from smhsearch.export import save_compact, save_dense
 
     compressed = smhsearch.compress(trained_mlp(), smhsearch.SMH(budget="50%"))
     path = save_compact(compressed, tmp_path / "smh.safetensors")
-    m = create_model("mlp", hidden=(16,), weights=path)
+    with pytest.raises(WeightsError, match=r"smh\.safetensors: a compressed model's file .*save_dense"):
+        create_model("mlp", hidden=(16,), weights=path)
+    dense = save_dense(smhsearch.load_compact(path), tmp_path / "dense.safetensors")  # as the message says
+    m = create_model("mlp", hidden=(16,), weights=dense)
     x = torch.randn(5, 1, 28, 28)
     torch.testing.assert_close(m.eval()(x), compressed.eval()(x))
 

@@ -9,7 +9,6 @@ smhsearch (trainer, measurement, export) works with through the same few methods
 from __future__ import annotations
 
 import copy
-import math
 import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from .._budget import Budget, BudgetLike
 from .._registry import Registry
 from ..models._factory import arch_of
 from . import _precision
-from ._config import AXES, DENSE, DENSE_PRESETS, INITS, PRECISION_AXES, MethodConfig, options_of
+from ._config import AXES, DENSE, DENSE_PRESETS, PRECISION_AXES, MethodConfig, options_of
+from ._init import start
 from ._rates import Optimizer, VariableRate, param_groups
 from ._targets import Target
 
@@ -126,34 +126,6 @@ def compress(model: nn.Module, config: MethodConfig) -> "CompressedModel":
     return _precision.attach(start(model, entry.builder(model, config), config))
 
 
-def resolved_init(model: nn.Module, config: MethodConfig, can_fit: bool = True) -> str:
-    """``config.init``, or where it is left open, ``fit`` for a model built from a weights file (where the method
-    can start from weights) and ``scratch`` otherwise."""
-    from ..models._weights import weights_of
-
-    if config.init is not None:
-        if config.init not in INITS:
-            raise ValueError(f"init must be one of {' | '.join(INITS)}, but got {config.init!r}")
-        return config.init
-    return "fit" if can_fit and weights_of(model) is not None else "scratch"
-
-
-def start(model: nn.Module, compressed: "CompressedModel", config: MethodConfig) -> "CompressedModel":
-    """Give ``compressed`` its start: ``fit`` sets a reparametrised model's variables to the closest start to
-    ``model``'s weights (each method's :meth:`ReparametrizedModel.fit_from`); ``scratch`` keeps the method's random
-    start. Weights a method keeps as they are (dense, unhashed layers) come from ``model`` either way; a method that
-    rebuilds the architecture (the width multiplier) starts afresh, and ``init="fit"`` for it is an error."""
-    can_fit = isinstance(compressed, ReparametrizedModel) or config.keeps_architecture and not config.needs_arch
-    init = resolved_init(model, config, can_fit)
-    if init == "fit" and not can_fit:
-        raise ValueError(f"init: {config.method} builds its network afresh and cannot start from the model's weights; "
-                         "allowed: scratch")
-    compressed.init = init
-    if init == "fit" and isinstance(compressed, ReparametrizedModel) and not any(p.is_meta for p in model.parameters()):
-        compressed.fit_from([model.get_parameter(t.name).detach() for t in compressed.targets])
-    return compressed
-
-
 def compress_shapes(base: nn.Module, config: MethodConfig | None, real_base: Callable[[], nn.Module]) -> nn.Module:
     """``config`` applied to a meta-device ``base`` (shapes only: no memory, no initialisation; ``None`` is the dense
     base itself). A builder that needs values there (a plugin reading ``.item()`` from a meta tensor) is built on the
@@ -171,18 +143,6 @@ def compress_shapes(base: nn.Module, config: MethodConfig | None, real_base: Cal
     except Exception:
         torch.manual_seed(0)
         return compress(real_base(), config)
-
-
-def truncated_svd(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The ``rank`` leading singular triplets (P, S, Q) of ``matrix`` (rows x cols), so ``P @ diag(S) @ Q.T`` is
-    its closest matrix of that rank: a full SVD for small matrices, a randomised one (``torch.svd_lowrank``,
-    Halko et al.) where the rank is a small part of a large matrix. Fewer than ``rank`` where the matrix has fewer."""
-    rank = min(rank, *matrix.shape)
-    if min(matrix.shape) <= 1024 or rank > min(matrix.shape) // 4:
-        P, S, Qh = torch.linalg.svd(matrix, full_matrices=False)
-        return P[:, :rank], S[:rank], Qh[:rank].T
-    P, S, Q = torch.svd_lowrank(matrix, q=min(rank + 10, min(matrix.shape)), niter=4)
-    return P[:, :rank], S[:rank], Q[:, :rank]
 
 
 def trainable_count(model: nn.Module) -> int:
@@ -431,27 +391,9 @@ class ReparametrizedModel(CompressedModel):
     def virtual_count(self) -> int:
         return trainable_count(self.base) + self.hashed_count
 
-    @torch.no_grad()
-    def fit_from(self, weights: list[torch.Tensor]) -> None:
-        """Set the variables to the closest start to ``weights`` (the trained tensors, in target order), then
-        record each layer's relative error in :attr:`fit_error`."""
-        self._fit([w.to(torch.float32) for w in weights])
-        self._cache = None
-        fitted = self.dense_weights()
-        err = [float((f - w).norm()) for f, w in zip(fitted, weights)]
-        norm = [float(w.float().norm()) for w in weights]
-        self.fit_error = {"overall": math.sqrt(sum(e * e for e in err)) / max(math.sqrt(sum(n * n for n in norm)), 1e-30),
-                          "layers": {t.name: e / n if n > 0 else 0.0 for t, e, n in zip(self.targets, err, norm)}}
-
     def _fit(self, weights: list[torch.Tensor]) -> None:
+        """Set the variables to the closest start to ``weights`` (the trained tensors, in target order)."""
         raise NotImplementedError(f"{type(self).__name__} has no fit to trained weights (init='fit')")
-
-    def init_summary(self) -> dict[str, Any]:
-        """How the variables started, for :meth:`describe`: ``init`` and, after a fit, its overall and worst layer error."""
-        if self.fit_error is None:
-            return {"init": self.init}
-        return {"init": self.init, "fit_error": round(self.fit_error["overall"], 6),
-                "fit_error_max": round(max(self.fit_error["layers"].values(), default=0.0), 6)}
 
     def layout(self) -> list[Any]:
         return [[t.name, list(t.shape)] for t in self.targets]

@@ -22,6 +22,7 @@ from torch import nn
 
 from .._budget import Budget, BudgetLike
 from ._base import MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
+from ._init import init_summary
 from ._rates import Optimizer, VariableRate, check_optimizer, shared_multiplier
 from ._targets import Scope, ScopeRule, Target, init_scales, parse_scope, scope_label, select_targets
 
@@ -264,7 +265,7 @@ class HashedNetsModel(ReparametrizedModel):
     def describe(self) -> dict[str, Any]:
         return {"N": self.hashed_count, "pool": int(self.pool.numel()), "hashes": self.config.hashes,
                 "per_layer": self.config.per_layer, "layers": len(self.targets), "scope": scope_label(self.config.scope),
-                **self.init_summary()}
+                **init_summary(self)}
 
     def extra_repr(self) -> str:
         return f"N={self.hashed_count}, pool={self.pool.numel()}, hashes={self.config.hashes}, per_layer={self.config.per_layer}"

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from .._budget import Budget, BudgetLike
-from ._base import MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method, truncated_svd
+from ._base import MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
+from ._init import init_summary, truncated_svd
 from ._rates import Optimizer, VariableRate, check_optimizer
 from ._targets import Scope, ScopeRule, Target, parse_scope, scope_label, select_targets
 
@@ -147,7 +148,7 @@ class LowRankModel(ReparametrizedModel):
 
     def describe(self) -> dict[str, Any]:
         return {"c": self.c, "layers": len(self.targets), "ranks": list(self.ranks), "scope": scope_label(self.config.scope),
-                **self.init_summary()}
+                **init_summary(self)}
 
     def layout(self) -> list[Any]:
         return [[t.name, list(t.shape), r] for t, r in zip(self.targets, self.ranks)]

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from .._budget import Budget, BudgetLike, format_count
-from ._base import BudgetPlan, MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method, truncated_svd
+from ._base import BudgetPlan, MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
+from ._init import init_summary, truncated_svd
 from ._rates import Optimizer, VariableRate, check_optimizer, shared_multiplier
 from ._targets import Scope, ScopeRule, Target, init_scales, parse_scope, scope_label, select_targets
 
@@ -210,7 +211,7 @@ class SMHModel(ReparametrizedModel):
         sh = self.shape
         return {"N": sh.N, "n": sh.n, "M": sh.M, "layers": sh.layers, "unhashed": sh.unhashed,
                 "matmul_flops": sh.matmul_flops, "scope": scope_label(self.config.scope), "scale": self.config.scale,
-                **self.init_summary()}
+                **init_summary(self)}
 
     def extra_repr(self) -> str:
         sh = self.shape

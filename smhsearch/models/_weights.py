@@ -1,6 +1,6 @@
 """Trained weights into an architecture: read a file, check it fits, load it, say what changed.
 
-A weights file is a safetensors file (smhsearch's own dense and compact exports among them) or a
+A weights file is a safetensors file (smhsearch's own dense exports among them) or a
 PyTorch checkpoint, read with ``torch.load(weights_only=True)`` only: a file that needs code to
 unpickle is refused, never run. Checkpoints nest their state dict (``state_dict``, ``model``,
 ``model_state_dict``, ``module``, ``ema``...) and prefix its keys (``module.`` from DataParallel,
@@ -135,10 +135,10 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
             state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise WeightsError(f"{path}: not a readable safetensors file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    if meta.get("format") == "smhsearch.compact":  # a compressed model: its materialised weights
-        from ..export import load_compact
-
-        return {k: v.detach() for k, v in load_compact(path).materialize().state_dict().items()}
+    if meta.get("format") == "smhsearch.compact":  # a compressed model: its weights are computed, not stored
+        raise WeightsError(f"{path}: a compressed model's file (smhsearch.compact) holds its method's variables, not the "
+                           "architecture's weights; write them out first: smhsearch.export.save_dense("
+                           "smhsearch.load_compact(path), out), or smhsearch export RUN --trial N --format safetensors")
     return state
 
 
