@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from smhsearch import ConfigError
 from smhsearch.search import _sampler, plan_run
 from smhsearch.space import load_space
 

@@ -117,6 +117,7 @@ class HashedNets(MethodConfig):
         return cls(budget=budget, hashes=hashes, per_layer=False, **kw)
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the precision fields
         Budget.parse(self.budget)
         if isinstance(self.hashes, bool) or not isinstance(self.hashes, int) or self.hashes < 1:
             raise ConfigError("hashes", "hashes must be an int >= 1", self.hashes)

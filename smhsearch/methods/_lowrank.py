@@ -94,6 +94,7 @@ class LowRank(MethodConfig):
     seed: int = field(default=0, metadata={"help": "seed of the factors"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the precision fields
         Budget.parse(self.budget)
         object.__setattr__(self, "scope", parse_scope(self.scope))
         check_seed(self.seed)

@@ -54,6 +54,7 @@ class Prune(MethodConfig):
     steps: int = field(default=20, metadata={"help": "mask updates between start and end"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the precision fields
         Budget.parse(self.budget)
         object.__setattr__(self, "scope", parse_scope(self.scope))
         if not (isinstance(self.start, (int, float)) and isinstance(self.end, (int, float)) and 0.0 <= self.start < self.end <= 1.0):

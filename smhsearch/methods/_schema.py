@@ -96,10 +96,7 @@ def build_config(name: str, axes: Mapping[str, Any], options: Mapping[str, Any],
     kwargs.update(options)
     if seed is not None and "seed" in fields:
         kwargs["seed"] = seed
-    if "bits" in kwargs:
-        kwargs["bits"] = parse_bits(kwargs["bits"])
-    check_precision(kwargs.get("bits", 32), kwargs.get("quant"), kwargs.get("entropy", False))
-    return cls(**kwargs)
+    return cls(**kwargs)  # the config checks itself, its precision fields included
 
 
 def dense_config(bits: Any = None, quant: Any = None, entropy: Any = None, name: str = DENSE) -> MethodConfig | None:

@@ -122,6 +122,7 @@ class SMH(MethodConfig):
     seed: int = field(default=0, metadata={"help": "seed of U and V"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the precision fields
         Budget.parse(self.budget)
         object.__setattr__(self, "scope", parse_scope(self.scope))
         if self.scale not in SCALES:

@@ -79,6 +79,7 @@ class WidthMultiplier(MethodConfig):
     seed: int = field(default=0, metadata={"help": "seed of the narrow model's initialisation"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the precision fields
         if (self.budget is None) == (self.alpha is None):
             raise ConfigError("budget", "give exactly one of budget and alpha", self.budget, alpha=self.alpha)
         if self.budget is not None:
