@@ -134,7 +134,7 @@ def resolved_init(model: nn.Module, config: MethodConfig, can_fit: bool = True) 
 
     if config.init is not None:
         if config.init not in INITS:
-            raise ValueError(f"init must be one of {' | '.join(INITS)}, but got {config.init!r}")
+            raise ConfigError("init", f"init must be one of {' | '.join(INITS)}", config.init)
         return config.init
     return "fit" if can_fit and weights_of(model) is not None else "scratch"
 
