@@ -30,7 +30,8 @@ class ConfigError(ValueError):
         self.field, self.rule, self.value, self.got, self.related = field, rule, value, got, related
         if got is None:
             named = {field.rsplit(".", 1)[-1]: value, **related}
-            got = f"({', '.join(f'{k}={v!r}' for k, v in named.items())})" if related or rule.endswith("must hold") else repr(value)
+            named_form = related or rule.endswith("must hold")  # optuna's "low <= high must hold, but got (low=3, high=1)"
+            got = f"({', '.join(f'{k}={v!r}' for k, v in named.items())})" if named_form else repr(value)
         super().__init__(f"{rule}, but got {got}")
 
     def within(self, prefix: str) -> "ConfigError":

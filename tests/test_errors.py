@@ -40,7 +40,7 @@ def test_each_rule_is_raised_by_its_config_naming_the_field():
 
     assert raised(lambda: smhsearch.SMH(budget="lots")).field == "budget"
     assert raised(lambda: parse_bits(3)).field == "bits"
-    assert raised(lambda: smhsearch.SMH(budget="10%", bits=16, entropy=True)).field == "entropy"  # the config checks its precision
+    assert raised(lambda: smhsearch.SMH(budget="10%", bits=16, entropy=True)).field == "entropy"  # checked where it is made
     assert raised(lambda: smhsearch.SMH(budget="10%", quant="qat")).field == "quant"
     assert raised(lambda: TrainConfig(optimizer="adamw", momentum=0.5)).field == "momentum"  # a value SGD alone reads
     TrainConfig(optimizer="adamw").check_set(["optimizer", "lr"])
@@ -87,12 +87,14 @@ def test_max_params_no_candidate_meets_is_its_key_and_run_writes_nothing(tmp_pat
     out = tmp_path / "run"
     r = cli_in_process("run", path, "--out", out)
     assert r.returncode == 2 and not out.exists(), r.stderr
-    assert f"{path}: search.max_params: search.max_params must admit some candidate of the space, but got max_params=1000" in r.stderr
+    shown = "search.max_params: search.max_params must admit some candidate of the space, but got max_params=1000"
+    assert f"{path}: {shown}" in r.stderr
 
 
 @pytest.mark.parametrize("error, shown", [
     (ValueError("an architecture could not be built"), "an architecture could not be built"),
-    (ConfigError("search.seed", "search.seed must be an int >= 0", -1), "search.seed: search.seed must be an int >= 0, but got -1"),
+    (ConfigError("search.seed", "search.seed must be an int >= 0", -1),
+     "search.seed: search.seed must be an int >= 0, but got -1"),
 ])
 def test_a_planning_error_that_is_not_about_max_params_is_not_labelled_so(tmp_path, monkeypatch, error, shown):
     import smhsearch.search

@@ -62,7 +62,8 @@ class Scheme:
 
 
 def parse_bits(value: Any) -> int | str:
-    """``bits`` in its one spelling: 32, 16, 8, 4, 1 or ``"kmeans:K"``; anything else is a ConfigError naming the allowed values."""
+    """``bits`` in its one spelling: 32, 16, 8, 4, 1 or ``"kmeans:K"``; anything else is a ConfigError naming the allowed
+    values."""
     rule = "bits must be 32, 16, 8, 4, 1 (binary) or kmeans:K with 2 <= K <= 256"
     if isinstance(value, bool):
         raise ConfigError("bits", rule, value)

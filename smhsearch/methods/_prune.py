@@ -59,7 +59,8 @@ class Prune(MethodConfig):
         object.__setattr__(self, "scope", parse_scope(self.scope))
         if not (isinstance(self.start, (int, float)) and isinstance(self.end, (int, float)) and 0.0 <= self.start < self.end <= 1.0):
             field = "end" if isinstance(self.start, (int, float)) and 0.0 <= self.start < 1.0 else "start"
-            raise ConfigError(field, "0 <= start < end <= 1 must hold", getattr(self, field), got=f"(start={self.start!r}, end={self.end!r})")
+            raise ConfigError(field, "0 <= start < end <= 1 must hold", getattr(self, field),
+                              got=f"(start={self.start!r}, end={self.end!r})")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ConfigError("steps", "steps must be an int >= 1", self.steps)
 
@@ -215,7 +216,8 @@ def _plan(model: nn.Module, config: Prune) -> tuple[list[Target], int]:
     keep = target - unpruned
     if keep < 1:
         raise ConfigError("budget", f"Prune: budget is too small: the unpruned parameters ({unpruned}) leave no nonzero weight "
-                          f"to keep; it needs at least {unpruned + 1}", config.budget, got=f"budget={config.budget!r} (= {target})")
+                          f"to keep; it needs at least {unpruned + 1}", config.budget,
+                          got=f"budget={config.budget!r} (= {target})")
     return targets, keep
 
 

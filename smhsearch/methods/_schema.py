@@ -88,7 +88,8 @@ def build_config(name: str, axes: Mapping[str, Any], options: Mapping[str, Any],
     fields = options_of(cls)
     for k, v in options.items():
         if k not in fields:
-            raise ConfigError(k, f"{k} applies to method(s) {', '.join(applies_to(k)) or 'none'} only", v, got=f"{k} for method {name!r}")
+            raise ConfigError(k, f"{k} applies to method(s) {', '.join(applies_to(k)) or 'none'} only", v,
+                              got=f"{k} for method {name!r}")
         if k in preset and preset[k] != v:
             raise ConfigError(k, f"method {name!r} fixes {k}={preset[k]!r} (use {cls.method!r} to set it)", v)
     kwargs: dict[str, Any] = {k: v for k, v in axes.items() if (k in cls.axes or k in PRECISION_AXES) and v is not None}

@@ -75,10 +75,12 @@ class ScopeRule:
                 try:
                     re.compile(p)
                 except re.error as e:
-                    raise ConfigError(f"scope.{key}", f"scope.{key} must list regular expressions", p, got=f"{p!r} ({e})") from None
+                    raise ConfigError(f"scope.{key}", f"scope.{key} must list regular expressions", p,
+                                      got=f"{p!r} ({e})") from None
             object.__setattr__(self, key, tuple(patterns))
         if not self.include:
-            raise ConfigError("scope.include", "scope.include must list at least one pattern (use '.' for every parameter)", self.include)
+            raise ConfigError("scope.include", "scope.include must list at least one pattern (use '.' for every parameter)",
+                              self.include)
         m = self.min_size
         if isinstance(m, bool) or not isinstance(m, int) or m < 0:
             raise ConfigError("scope.min_size", "scope.min_size must be an int >= 0", m)

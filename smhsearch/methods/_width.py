@@ -202,8 +202,8 @@ def _plan(model: nn.Module, config: WidthMultiplier) -> int | None:
     target = resolve_budget(config.budget, trainable_count(model), "WidthMultiplier")
     smallest = _count_at(arch)(ALPHA_STEP)
     if smallest > target:
-        raise ConfigError("budget", f"WidthMultiplier: no alpha in (0, 1] meets the budget: the narrowest model ({arch['name']} at "
-                          f"alpha={ALPHA_STEP}) has {smallest} parameters", config.budget,
+        raise ConfigError("budget", f"WidthMultiplier: no alpha in (0, 1] meets the budget: the narrowest model "
+                          f"({arch['name']} at alpha={ALPHA_STEP}) has {smallest} parameters", config.budget,
                           got=f"budget={config.budget!r} (= {target})")
     return target
 

@@ -166,7 +166,8 @@ class SpaceSpec(_Strict):
         if len(set(self.entropy)) != len(self.entropy):
             raise ValueError(f"entropy must not repeat, but got {self.entropy}")
         if True in self.entropy and not any(codes(b) for b in self.bits):
-            raise ConfigError("entropy", "entropy applies to integer codes (bits 8, 4, 1 or kmeans:K) only", self.entropy, bits=self.bits)
+            raise ConfigError("entropy", "entropy applies to integer codes (bits 8, 4, 1 or kmeans:K) only", self.entropy,
+                              bits=self.bits)
         return self
 
     @field_validator("arch", mode="before")
@@ -296,7 +297,8 @@ class Space(_Strict):
             unknown = sorted(set(mult) - names)
             if unknown:
                 raise ConfigError("train.variable_lr_mult", f"train.variable_lr_mult must name methods of this space: "
-                                  f"{', '.join(sorted(names)) or 'none (only dense)'}", mult, got=f"{unknown}, which name no method of it")
+                                  f"{', '.join(sorted(names)) or 'none (only dense)'}", mult,
+                                  got=f"{unknown}, which name no method of it")
         return self
 
     @model_validator(mode="after")
@@ -305,7 +307,8 @@ class Space(_Strict):
             raise ConfigError("space.distill", "space.distill's values must not repeat", self.space.distill)
         if "distill" in self.train.model_fields_set and self.space.distill is not None and True not in self.space.distill:
             raise ConfigError("train.distill", "train.distill needs a trial that distills: add true to space.distill or remove "
-                              "train.distill", self.train.distill, got=f"space.distill {self.space.distill}, so no trial of this space distills")
+                              "train.distill", self.train.distill,
+                              got=f"space.distill {self.space.distill}, so no trial of this space distills")
         return self
 
     def as_written(self) -> str:

@@ -39,8 +39,8 @@ class DatasetSpec(_Strict):
     @model_validator(mode="after")
     def _keys_that_apply(self) -> "DatasetSpec":
         if self.resolution is not None and self.name != "imagenet":
-            raise ConfigError("resolution", f"resolution applies to imagenet (its training crop); {self.name} keeps its native size "
-                              "(use method width_res to up-sample inputs)", self.resolution)
+            raise ConfigError("resolution", f"resolution applies to imagenet (its training crop); {self.name} keeps its native "
+                              "size (use method width_res to up-sample inputs)", self.resolution)
         if self.root is not None and self.name in EMBEDDED:
             raise ConfigError("root", f"root does not apply to {self.name}: it reads no files", self.root)
         if self.download:
@@ -49,7 +49,8 @@ class DatasetSpec(_Strict):
                 raise ConfigError("download", f"download applies to datasets whose loader can download: {', '.join(able)}", True,
                                   name=self.name)
             if self.root is None:
-                raise ConfigError("download", f"download needs dataset.root, the folder to put {self.name}'s files in", True, root=None)
+                raise ConfigError("download", f"download needs dataset.root, the folder to put {self.name}'s files in", True,
+                                  root=None)
         return self
 
 
@@ -95,7 +96,8 @@ class SchedulerSpec(_Strict):
     def _keys_that_apply(self) -> "SchedulerSpec":
         given = sorted({"grace_period", "reduction_factor"} & self.model_fields_set)
         if self.kind == "none" and given:
-            raise ConfigError(given[0], f"{given[0]} applies to kinds pareto and asha only", getattr(self, given[0]), kind=self.kind)
+            raise ConfigError(given[0], f"{given[0]} applies to kinds pareto and asha only", getattr(self, given[0]),
+                              kind=self.kind)
         return self
 
 
