@@ -72,7 +72,7 @@ def test_kd_loss_gradient_reaches_the_student_only():
     ({"teacher": "no/such/model.safetensors"},
      "teacher must be 'dense' or the path of a saved model file, but got no model file at 'no/such/model.safetensors'"),
     ({"teacher": ""}, "teacher must be 'dense' or the path of a saved model file, but got ''"),
-    ({"teacher_epochs": 0}, "teacher_epochs must be an int >= 1, but got 0"),
+    ({"teacher_epochs": 0}, "teacher_epochs must be an int >= 1 or null, but got 0"),
     ({"teacher_epochs": 2.5}, "teacher_epochs must be an int >= 1"),
     ({"teacher": __file__, "teacher_epochs": 3}, "teacher_epochs applies to teacher 'dense'"),
 ])
