@@ -147,8 +147,8 @@ def start(model: nn.Module, compressed: "CompressedModel", config: MethodConfig)
     can_fit = isinstance(compressed, ReparametrizedModel) or config.keeps_architecture and not config.needs_arch
     init = resolved_init(model, config, can_fit)
     if init == "fit" and not can_fit:
-        raise ValueError(f"init: {config.method} builds its network afresh and cannot start from the model's weights; "
-                         "allowed: scratch")
+        raise ConfigError("init", f"init must be scratch for {config.method}: it builds its network afresh and cannot start "
+                          "from the model's weights", init)
     compressed.init = init
     if init == "fit" and isinstance(compressed, ReparametrizedModel) and not any(p.is_meta for p in model.parameters()):
         compressed.fit_from([model.get_parameter(t.name).detach() for t in compressed.targets])
