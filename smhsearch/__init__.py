@@ -14,6 +14,7 @@ that need them.
 
 from typing import TYPE_CHECKING
 
+from ._errors import ConfigError
 from ._version import __version__
 
 # Public name -> the module that defines it. Imported on first use (PEP 562), so that
@@ -57,6 +58,7 @@ __all__ = [
     "SMH",
     "Budget",
     "CompressedModel",
+    "ConfigError",
     "Dense",
     "HashedNets",
     "LowRank",

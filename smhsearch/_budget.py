@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Union
 
+from ._errors import ConfigError
+
 BudgetLike = Union[int, float, str, "Budget"]
 
 _SUFFIX = {"": 1, "K": 1_000, "M": 1_000_000, "G": 1_000_000_000}
@@ -33,35 +35,35 @@ class Budget:
     fraction: float | None = None
 
     @classmethod
-    def parse(cls, value: BudgetLike) -> "Budget":
+    def parse(cls, value: BudgetLike, field: str = "budget") -> "Budget":
+        """The budget ``value`` means; a ConfigError naming ``field`` (the config's field that holds it) when it is none."""
         if isinstance(value, Budget):
             return value
+        forms = f"{field} must be an int, a float fraction in (0, 1) or a string like '5.3M', '46K', '25%'"
         if isinstance(value, bool):
-            raise ValueError(f"budget must be an int, a float fraction in (0, 1) or a string like '5.3M', '46K', '25%'; got {value!r}")
+            raise ConfigError(field, forms, value)
         if isinstance(value, int):
             if value <= 0:
-                raise ValueError(f"an absolute budget must be a positive int, but got {value}")
+                raise ConfigError(field, f"an absolute {field} must be a positive int", value)
             return cls(count=value)
         if isinstance(value, float):
             if not (0.0 < value < 1.0) or math.isnan(value):
-                raise ValueError(f"a float budget is a fraction of the base model and must lie in (0, 1), but got {value}")
+                raise ConfigError(field, f"a float {field} is a fraction of the base model and must lie in (0, 1)", value)
             return cls(fraction=value)
         if isinstance(value, str):
             m = _PCT.match(value)
             if m:
                 pct = float(m.group(1))
                 if not 0.0 < pct < 100.0:
-                    raise ValueError(f"a percentage budget must lie in (0%, 100%), but got {value!r}")
+                    raise ConfigError(field, f"a percentage {field} must lie in (0%, 100%)", value)
                 return cls(fraction=pct / 100.0)
             m = _ABS.match(value)
             if m:
                 count = int(round(float(m.group(1)) * _SUFFIX[m.group(2).upper()]))
                 if count <= 0:
-                    raise ValueError(f"an absolute budget must be positive, but got {value!r}")
+                    raise ConfigError(field, f"an absolute {field} must be positive", value)
                 return cls(count=count)
-        raise ValueError(
-            f"budget must be an int, a float fraction in (0, 1) or a string like '5.3M', '46K', '25%'; got {value!r}"
-        )
+        raise ConfigError(field, forms, value)
 
     def resolve(self, base_count: int) -> int:
         """The absolute stored count this budget allows for a base model of ``base_count``."""

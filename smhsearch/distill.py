@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._errors import ConfigError
+
 DENSE_TEACHER = "dense"
 
 
@@ -42,19 +44,20 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.teacher, str) or not self.teacher:
-            raise ValueError(f"teacher: 'dense' or the path of a saved model file, but got {self.teacher!r}")
+            raise ConfigError("teacher", "teacher must be 'dense' or the path of a saved model file", self.teacher)
         if self.teacher != DENSE_TEACHER and not Path(self.teacher).expanduser().is_file():
-            raise ValueError(f"teacher: no model file at {self.teacher!r}; give 'dense' or the path of a saved model "
-                             "(model.safetensors as smhsearch train --out writes it)")
+            raise ConfigError("teacher", "teacher must be 'dense' or the path of a saved model file", self.teacher,
+                              got=f"no model file at {self.teacher!r} (smhsearch train --out writes model.safetensors)")
         if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or not 0 < self.temperature < math.inf:
-            raise ValueError(f"temperature: 0 < temperature < inf must hold, but got (temperature={self.temperature!r})")
+            raise ConfigError("temperature", "0 < temperature < inf must hold", self.temperature)
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha: 0 <= alpha <= 1 must hold, but got (alpha={self.alpha!r})")
+            raise ConfigError("alpha", "0 <= alpha <= 1 must hold", self.alpha)
         if self.teacher_epochs is not None:
             if isinstance(self.teacher_epochs, bool) or not isinstance(self.teacher_epochs, int) or self.teacher_epochs < 1:
-                raise ValueError(f"teacher_epochs: an int >= 1 or null, but got {self.teacher_epochs!r}")
+                raise ConfigError("teacher_epochs", "teacher_epochs must be an int >= 1 or null", self.teacher_epochs)
             if self.teacher != DENSE_TEACHER:
-                raise ValueError("teacher_epochs: applies to teacher 'dense' (trained by the run), not to a model file")
+                raise ConfigError("teacher_epochs", "teacher_epochs applies to teacher 'dense' (trained by the run) only, "
+                                  "not to a model file", self.teacher_epochs, teacher=self.teacher)
 
     @property
     def trains_teacher(self) -> bool:
@@ -63,15 +66,20 @@ class DistillConfig:
 
     @classmethod
     def coerce(cls, value: Any) -> "DistillConfig | None":
-        """None, a DistillConfig, or its fields as a mapping (as a record or a space gives them)."""
+        """None, a DistillConfig, or its fields as a mapping (as a record or a space gives them); a ConfigError names the
+        field as the holder (a training config) has it: ``distill``, ``distill.alpha``."""
         if value is None or isinstance(value, cls):
             return value
         if isinstance(value, dict):
             unknown = sorted(set(value) - set(cls.__dataclass_fields__))
             if unknown:
-                raise ValueError(f"distill: unknown key(s) {unknown}; allowed: {', '.join(cls.__dataclass_fields__)}")
-            return cls(**value)
-        raise ValueError(f"distill is null or a mapping {{teacher, temperature, alpha}}, but got {value!r}")
+                raise ConfigError("distill", f"distill takes the keys {', '.join(cls.__dataclass_fields__)}", value,
+                                  got=f"unknown key(s) {unknown}")
+            try:
+                return cls(**value)
+            except ConfigError as e:
+                raise e.within("distill") from None
+        raise ConfigError("distill", "distill must be null or a mapping {teacher, temperature, alpha}", value)
 
 
 def kd_loss(student, teacher, targets, cfg: DistillConfig, label_smoothing: float = 0.0):

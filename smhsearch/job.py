@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ._errors import ConfigError
 from .methods import MethodConfig
 from ._atomic import write_record  # noqa: F401  (re-exported: the job's record writer)
 from .train import EpochMetrics, TrainConfig, TrainResult
@@ -160,7 +161,7 @@ def _weaker_teacher(rec: dict[str, Any], final: dict[str, Any]) -> None:
 
 
 def _file_teacher(spec: JobSpec, data) -> tuple[Any, dict[str, Any]]:
-    """The teacher a distilled job reads from a file, checked against the data (a ValueError names ``teacher``)."""
+    """The teacher a distilled job reads from a file, checked against the data (a ConfigError names ``distill.teacher``)."""
     import torch
 
     from .export import load_trained
@@ -172,9 +173,11 @@ def _file_teacher(spec: JobSpec, data) -> tuple[Any, dict[str, Any]]:
             x, _ = next(iter(data.val.batches(2)))
             k = teacher.eval()(x).shape[-1]
     except Exception as e:
-        raise ValueError(f"teacher: {path} is not a model this dataset's inputs run through ({type(e).__name__}: {e})") from None
+        raise ConfigError("distill.teacher", "distill.teacher must be a model this dataset's inputs run through", str(path),
+                          got=f"{path} ({type(e).__name__}: {e})") from None
     if k != data.num_classes:
-        raise ValueError(f"teacher: {path} gives {k} outputs, but {spec.dataset} has {data.num_classes} classes")
+        raise ConfigError("distill.teacher", f"distill.teacher must give one output per class of {spec.dataset} "
+                          f"({data.num_classes})", str(path), got=f"{path}, which gives {k} outputs")
     return teacher, {"source": str(path), "trained_here": False, "train_seconds": 0.0}
 
 

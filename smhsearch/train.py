@@ -36,6 +36,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -43,7 +44,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,7 @@ from torch import nn
 
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._compile import compile_forward as _compile
+from ._errors import ConfigError
 from .data import DatasetSplits
 from .data._splits import Split
 from .device import Backend, backend, model_device, resolve_device
@@ -62,6 +64,8 @@ from .methods._rates import param_groups as fair_param_groups
 log = logging.getLogger(__name__)
 
 Optimizer = Literal["sgd", "adamw"]
+SGD_ONLY = ("momentum", "nesterov")
+"""TrainConfig's fields that only SGD reads."""
 Schedule = Literal["cosine", "onecycle", "constant"]
 
 
@@ -102,10 +106,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "distill", DistillConfig.coerce(self.distill))  # a mapping (a record, a space) becomes the config
-        def need(ok: bool, rule: str, **values: Any) -> None:
+
+        def need(ok: bool, rule: str, **values: Any) -> None:  # the first value is the field the rule is about
             if not ok:
-                got = ", ".join(f"{k}={v!r}" for k, v in values.items())
-                raise ValueError(f"{rule} must hold, but got ({got})")
+                (field, value), *related = values.items()
+                raise ConfigError(field, f"{rule} must hold", value, **dict(related))
 
         need(isinstance(self.epochs, int) and self.epochs >= 1, "epochs >= 1", epochs=self.epochs)
         need(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size >= 1", batch_size=self.batch_size)
@@ -123,6 +128,14 @@ class TrainConfig:
         need(isinstance(self.deterministic, bool), "deterministic is a bool", deterministic=self.deterministic)
         need(isinstance(self.check_every, int) and self.check_every >= 1, "check_every >= 1", check_every=self.check_every)
         need(isinstance(self.seed, int) and self.seed >= 0, "seed >= 0", seed=self.seed)
+        self.check_set(f.name for f in dataclasses.fields(self) if f.name in SGD_ONLY and getattr(self, f.name) != f.default)
+
+    def check_set(self, names: Iterable[str]) -> None:
+        """Raise a ConfigError when a field among ``names`` (those its user set: flags, a space's keys) does not apply
+        to this config: momentum and nesterov apply to SGD only. A value other than the default is always checked."""
+        if self.optimizer != "sgd":
+            for name in (n for n in SGD_ONLY if n in set(names)):
+                raise ConfigError(name, f"{name} applies to optimizer 'sgd' only", getattr(self, name), optimizer=self.optimizer)
 
 
 @dataclass

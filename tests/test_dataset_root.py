@@ -65,9 +65,14 @@ def test_download_reaches_the_loader_once_with_the_absolute_root(tmp_path, monke
 
 
 @pytest.mark.parametrize("dataset, message", [
-    ("{name: synthetic, download: true}", r"dataset\.download: synthetic's loader cannot download; datasets that can: .*cifar10, cifar100"),
-    ("{name: fashion-mnist-small, download: true}", r"dataset\.download: fashion-mnist-small's loader cannot download"),
-    ("{name: cifar10, download: true}", r"dataset\.download: needs dataset\.root"),
+    ("{name: synthetic, download: true}",
+     r"dataset\.download: download applies to datasets whose loader can download: .*cifar10, cifar100.*, "
+     r"but got \(download=True, name='synthetic'\)"),
+    ("{name: fashion-mnist-small, download: true}",
+     r"dataset\.download: download applies to .*, but got \(download=True, name='fashion-mnist-small'\)"),
+    ("{name: cifar10, download: true}",
+     r"dataset\.download: download needs dataset\.root, the folder to put cifar10's files in, but got \(download=True, "
+     r"root=None\)"),
 ])
 def test_download_where_it_cannot_apply_is_named(tmp_path, dataset, message):
     with pytest.raises(SpaceError, match=message):

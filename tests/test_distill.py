@@ -67,11 +67,14 @@ def test_kd_loss_gradient_reaches_the_student_only():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"alpha": 2}, "alpha: 0 <= alpha <= 1"), ({"alpha": -0.1}, "alpha: 0 <= alpha <= 1"),
-    ({"temperature": 0}, "temperature: 0 < temperature"), ({"temperature": float("inf")}, "temperature: 0 < temperature"),
-    ({"teacher": "no/such/model.safetensors"}, "teacher: no model file"), ({"teacher": ""}, "teacher:"),
-    ({"teacher_epochs": 0}, "teacher_epochs: an int >= 1"), ({"teacher_epochs": 2.5}, "teacher_epochs: an int >= 1"),
-    ({"teacher": __file__, "teacher_epochs": 3}, "teacher_epochs: applies to teacher 'dense'"),
+    ({"alpha": 2}, r"0 <= alpha <= 1 must hold, but got \(alpha=2\)"), ({"alpha": -0.1}, "0 <= alpha <= 1 must hold"),
+    ({"temperature": 0}, "0 < temperature < inf must hold"), ({"temperature": float("inf")}, "0 < temperature < inf must hold"),
+    ({"teacher": "no/such/model.safetensors"},
+     "teacher must be 'dense' or the path of a saved model file, but got no model file at 'no/such/model.safetensors'"),
+    ({"teacher": ""}, "teacher must be 'dense' or the path of a saved model file, but got ''"),
+    ({"teacher_epochs": 0}, "teacher_epochs must be an int >= 1 or null, but got 0"),
+    ({"teacher_epochs": 2.5}, "teacher_epochs must be an int >= 1"),
+    ({"teacher": __file__, "teacher_epochs": 3}, "teacher_epochs applies to teacher 'dense'"),
 ])
 def test_distill_config_checks_itself(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -120,7 +123,8 @@ def test_a_teacher_file_is_read_and_checked_against_the_data(tmp_path):
     job = run_job(spec(HashedNets(budget=0.5), distill=DistillConfig(teacher=str(dense.model_file))))
     assert job.record["teacher"] == {"source": str(dense.model_file.resolve()), "trained_here": False, "train_seconds": 0.0}
     wrong = save_trained(create_model("mlp", image_size=8, in_channels=1, hidden=[8], num_classes=3), tmp_path / "three.safetensors")
-    with pytest.raises(ValueError, match="teacher: .* gives 3 outputs, but synthetic has 10 classes"):
+    with pytest.raises(ValueError, match=r"distill.teacher must give one output per class of synthetic \(10\), but got .*, "
+                                         r"which gives 3 outputs"):
         run_job(spec(SMH(budget=0.5), distill=DistillConfig(teacher=str(wrong))), record_path=tmp_path / "never" / "r.json")
     assert not (tmp_path / "never").exists()  # refused before anything was written
 
@@ -276,10 +280,14 @@ def test_a_relative_teacher_path_is_taken_from_the_current_directory(tmp_path, m
 @pytest.mark.parametrize("train, space, message", [
     (", distill: {alpha: 2}", "", "train.distill.alpha: 0 <= alpha <= 1 must hold, but got (alpha=2.0)"),
     (", distill: {temperature: 0}", "", "train.distill.temperature: 0 < temperature < inf must hold"),
-    (", distill: {teacher: nowhere/model.safetensors}", "", "train.distill.teacher: no model file at 'nowhere/model.safetensors'"),
+    (", distill: {teacher: nowhere/model.safetensors}", "",
+     "train.distill.teacher: teacher must be 'dense' or the path of a saved model file, but got no model file at "
+     "'nowhere/model.safetensors'"),
     (", distill: {beta: 1}", "", "train.distill.beta: unknown key; allowed keys under train.distill: teacher, temperature, alpha"),
-    (", distill: {alpha: 0.5}", ", distill: [false]", "train.distill: no trial of this space distills (space.distill is [False])"),
-    ("", ", distill: [true, true]", "space.distill: the values must not repeat"),
+    (", distill: {alpha: 0.5}", ", distill: [false]", "train.distill: train.distill needs a trial that distills: add true "
+                                                      "to space.distill or remove train.distill, "
+                                "but got space.distill [False], so no trial of this space distills"),
+    ("", ", distill: [true, true]", "space.distill: space.distill's values must not repeat, but got [True, True]"),
     ("", ", distill: [maybe]", "space.distill.0: Input should be a valid boolean"),
     ("", ", distill: []", "space.distill: List should have at least 1 item"),
 ])
@@ -341,9 +349,11 @@ def test_train_distill_flag_trains_the_teacher_beside_the_result(tmp_path, cli):
 
 @pytest.mark.parametrize("flags, message", [
     (["--distill-alpha", "0.5"], "--distill-alpha: applies with --distill only"),
-    (["--distill", "--distill-alpha", "2"], "--distill-alpha: alpha: 0 <= alpha <= 1 must hold"),
+    (["--distill", "--distill-alpha", "2"], "--distill-alpha: 0 <= alpha <= 1 must hold, but got (alpha=2.0)"),
     (["--distill", "--distill-temperature", "x"], "--distill-temperature: 'x' is not a number"),
-    (["--distill", "--distill-teacher", "no/such.safetensors"], "--distill-teacher: teacher: no model file at 'no/such.safetensors'"),
+    (["--distill", "--distill-teacher", "no/such.safetensors"],
+     "--distill-teacher: teacher must be 'dense' or the path of a saved model file, but got no model file at "
+     "'no/such.safetensors'"),
     (["--distill", "--distill-teacher", "README.md"], "--distill-teacher: "),
 ])
 def test_train_bad_distill_flags_exit_2_with_nothing_written(tmp_path, cli, monkeypatch, flags, message):

@@ -178,10 +178,10 @@ def test_what_is_quantised_and_what_stays_float():
 
 
 @pytest.mark.parametrize("bits, quant, message", [
-    (5, None, "bits: 5 is not a precision; allowed: 32, 16, 8, 4, 1 (binary) or kmeans:K"),
-    ("kmeans:1", None, "bits: 'kmeans:1' is not a precision"),
-    (32, "qat", "quant: 'qat' applies to bits below 32"),
-    (8, "fp8", "quant: 'fp8' is not a quantisation mode; allowed: ptq, qat"),
+    (5, None, "bits must be 32, 16, 8, 4, 1 (binary) or kmeans:K with 2 <= K <= 256, but got 5"),
+    ("kmeans:1", None, "bits must be 32, 16, 8, 4, 1 (binary) or kmeans:K with 2 <= K <= 256, but got 'kmeans:1'"),
+    (32, "qat", "quant applies to bits below 32 (16, 8, 4, 1, kmeans:K) only, but got (quant='qat', bits=32)"),
+    (8, "fp8", "quant must be one of ptq, qat (or unset: ptq below 32 bits), but got 'fp8'"),
 ])
 def test_bad_precision_is_refused_naming_the_key(bits, quant, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -213,14 +213,20 @@ def test_compress_bits_flag_writes_the_quantised_file(cli, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["compress", "resnet8", "--budget", "30%", "--quant", "qat"], "--quant: quant: 'qat' applies to bits below 32"),
-    (["compress", "resnet8", "--budget", "30%", "--bits", "3"], "--bits: bits: '3' is not a precision; allowed: 32, 16, 8, 4, 1 (binary) or kmeans:K"),
-    (["compress", "resnet8", "--budget", "30%", "--bits", "16", "--entropy"], "--entropy: entropy: applies to integer codes"),
+    (["compress", "resnet8", "--budget", "30%", "--quant", "qat"], "--quant: quant applies to bits below 32 (16, 8, 4, 1, "
+                                                                   "kmeans:K) only, but got (quant='qat', bits=32)"),
+    (["compress", "resnet8", "--budget", "30%", "--bits", "3"], "--bits: bits must be 32, 16, 8, 4, 1 (binary) or kmeans:K "
+                                                                "with 2 <= K <= 256, but got '3'"),
+    (["compress", "resnet8", "--budget", "30%", "--bits", "16", "--entropy"],
+     "--entropy: entropy applies to integer codes (bits 8, 4, 1 or kmeans:K) only, but got (entropy=True, bits=16)"),
     (["compress", "mlp", "--method", "deep_compression", "--budget", "8%", "--bits", "8"],
-     "--bits: bits: method 'deep_compression' fixes bits='kmeans:32'"),
-    (["train", "mlp", "--method", "binaryconnect", "--bits", "8"], "bits: method 'binaryconnect' fixes bits=1; use 'dense' to set it"),
-    (["compress", "resnet8", "--budget", "30%", "--bits", "8", "--quant", "int"], "--quant: quant: 'int' is not a valid value"),
-    (["train", "mlp", "--quant", "qat"], "--quant: quant: 'qat' applies to bits below 32"),
+     "--bits: method 'deep_compression' fixes bits='kmeans:32' (use 'prune' to set it), but got 8"),
+    (["train", "mlp", "--method", "binaryconnect", "--bits", "8"], "--bits: method 'binaryconnect' fixes bits=1 (use "
+                                                                   "'dense' to set it), but got '8'"),
+    (["compress", "resnet8", "--budget", "30%", "--bits", "8", "--quant", "int"], "--quant: quant must be one of ptq, qat, "
+                                                                                  "but got 'int'"),
+    (["train", "mlp", "--quant", "qat"], "--quant: quant applies to bits below 32 (16, 8, 4, 1, kmeans:K) only, but got "
+                                         "(quant='qat', bits=32)"),
     (["train", "mlp", "--bits", "8", "--budget", "10%"], "--budget: does not apply to a dense model"),
 ])
 def test_bad_precision_flags_exit_2_writing_nothing(cli, tmp_path, args, message):
@@ -277,8 +283,10 @@ def test_space_bits_and_quant_make_candidates_for_every_method_and_dense(tmp_pat
 
 
 @pytest.mark.parametrize("space, message", [
-    (dict(bits=[5]), "bits: 5 is not a precision"),
-    (dict(bits=[32], quant=["qat"]), "quant: applies to bits below 32"),
+    (dict(bits=[5]), re.escape("space.bits: bits must be 32, 16, 8, 4, 1 (binary) or kmeans:K with 2 <= K <= 256, but got 5")),
+    (dict(bits=[32], quant=["qat"]), re.escape("space.quant: quant applies to bits below 32 (16, 8, 4, 1, kmeans:K) only, "
+                                               "but got "
+                                               "(quant=['qat'], bits=[32])")),
     (dict(quant=["int8"]), "quant"),
 ])
 def test_bad_space_precision_names_the_key(tmp_path, space, message):

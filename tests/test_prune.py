@@ -114,5 +114,5 @@ def test_bad_config(kwargs, match):
 
 
 def test_budget_below_unpruned_is_refused():
-    with pytest.raises(ValueError, match=r"Prune: budget=.* too small: the unpruned parameters"):
+    with pytest.raises(ValueError, match=r"Prune: budget is too small: the unpruned parameters .*, but got budget=.* \(= \d+\)"):
         smhsearch.compress(create_model("resnet20"), Prune(budget=100, scope="conv"))

@@ -125,27 +125,33 @@ def test_registering_a_taken_name_or_a_bad_declaration_raises(toy):
 SPACE = "name: x\n{extra}space: {{arch: [resnet8], budget: ['10%'], method: {methods}{axes}}}\n"
 NOT_APPLYING = {
     "misspelt lr-mult method": (dict(extra="train: {variable_lr_mult: {smhh: 10}}\n", methods="[smh]"),
-                                "train.variable_lr_mult: ['smhh'] name no method of this space; allowed: smh"),
+                                "train.variable_lr_mult: train.variable_lr_mult must name methods of this space: smh, but "
+                                "got ['smhh'], which name no method of it"),
     "lr-mult for an absent method": (dict(extra="train: {variable_lr_mult: {hashed1: 10}}\n", methods="[smh]"),
-                                     "['hashed1'] name no method of this space"),
+                                     "train.variable_lr_mult must name methods of this space: smh, but got ['hashed1']"),
     "momentum with adamw": (dict(extra="train: {optimizer: adamw, momentum: 0.5}\n", methods="[smh]"),
-                            "train: momentum applies to optimizer sgd only, but optimizer is 'adamw'"),
+                            "train.momentum: momentum applies to optimizer 'sgd' only, but got (momentum=0.5, "
+                            "optimizer='adamw')"),
     "root of the embedded set": (dict(extra="dataset: {name: fashion-mnist-small, root: data}\n", methods="[smh]"),
-                                 "dataset: root does not apply to fashion-mnist-small"),
+                                 "dataset.root: root does not apply to fashion-mnist-small: it reads no files, but got 'data'"),
     "scale without smh": (dict(methods="[hashed2, width]", axes=", scale: [learnable]"),
-                          "space.scale: no method of this space reads it (it applies to: smh)"),
+                          "space.scale: scale applies to method(s) smh only, but got scale with no method of this space "
+                          "that reads it"),
     "option of another method": (dict(methods="[{name: smh, hashes: 2}]"),
                                  "space.method: smh: option(s) ['hashes'] do not apply; allowed: none"),
     "option a preset fixes": (dict(methods="[{name: hashed2, hashes: 3}]"),
-                              "hashes: method 'hashed2' fixes hashes=2; use 'hashednets' to set it"),
+                              "space.method.hashed2.hashes: resnet8 hashed2@10% (all/hashes=3): method 'hashed2' fixes "
+                              "hashes=2 (use 'hashednets' to set it), but got 3"),
     "option value out of range": (dict(methods="[{name: prune, end: 2.0}]"),
-                                  "0 <= start < end <= 1 must hold, but got (start=0.0, end=2.0)"),
+                                  "space.method.prune.end: resnet8 prune@10% (all/end=2.0): 0 <= start < end <= 1 must "
+                                  "hold, but got (start=0.0, end=2.0)"),
     "asha settings with no scheduler": (dict(extra="scheduler: {kind: none, grace_period: 3}\n", methods="[smh]"),
-                                        "scheduler: grace_period applies to kinds pareto and asha only"),
+                                        "scheduler.grace_period: grace_period applies to kinds pareto and asha only, but "
+                                        "got (grace_period=3, kind='none')"),
     "warm-up past the end": (dict(extra="train: {epochs: 2, warmup_epochs: 2}\n", methods="[smh]"),
-                             "train: 0 <= warmup_epochs < epochs must hold, but got (warmup_epochs=2.0, epochs=2)"),
+                             "train.warmup_epochs: 0 <= warmup_epochs < epochs must hold, but got (warmup_epochs=2.0, epochs=2)"),
     "zero lr multiplier": (dict(extra="train: {variable_lr_mult: 0}\n", methods="[smh]"),
-                           "train: variable_lr_mult > 0 must hold"),
+                           "train.variable_lr_mult: variable_lr_mult > 0 must hold, but got (variable_lr_mult=0.0)"),
     "unknown method": (dict(methods="[smh, hashed3]"), "space.method: unknown method 'hashed3'; nearest: hashed2, hashed1"),
 }
 
@@ -178,7 +184,8 @@ def test_the_same_setting_in_its_right_place_is_accepted(tmp_path):
     (["compress", "resnet8", "--budget", "10%", "--hashes", "10"], "--hashes: does not apply to method 'smh' (it applies to: hashednets)"),
     (["compress", "resnet8", "--method", "width", "--budget", "10%", "--scale", "learnable"], "--scale: does not apply to method 'width'"),
     (["train", "resnet8", "--budget", "10%"], "--budget: does not apply to a dense model"),
-    (["train", "resnet8", "--optimizer", "adamw", "--nesterov"], "--nesterov: applies to --optimizer sgd only"),
+    (["train", "resnet8", "--optimizer", "adamw", "--nesterov"], "--nesterov: nesterov applies to optimizer 'sgd' only, but "
+                                                                 "got (nesterov=True, optimizer='adamw')"),
     (["train", "resnet8", "--root", "/tmp"], "--root: root does not apply to fashion-mnist-small"),
     (["train", "resnet8", "--device", "cuda:7"], "--device='cuda:7'"),
     (["train", "resnet8", "--method", "smh", "--budget", "10%", "--epochs", "0"], "--epochs: epochs >= 1 must hold"),

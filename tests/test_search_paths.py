@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from smhsearch import ConfigError
 from smhsearch.search import _sampler, plan_run
 from smhsearch.space import load_space
 
@@ -96,8 +97,10 @@ def test_max_params_leaves_out_what_cannot_fit(tmp_path):
     assert kept(plan(str(int(0.4 * MLP_PARAMS)))) == sorted(c for c in everything if c[0] != "dense")  # 40% is at the cap
     assert kept(plan(str(int(0.4 * MLP_PARAMS) - 1))) == [("prune", "20%"), ("smh", "20%"), ("width", "20%")]
     assert plan('"30%"').target_trials == 3
-    with pytest.raises(ValueError, match="no candidate of the space satisfies search.max_params"):
+    with pytest.raises(ConfigError, match="search.max_params must admit some candidate of the space, but got max_params=1000, "
+                                          "which no candidate satisfies") as e:
         plan("1000")
+    assert e.value.field == "search.max_params"
 
 
 def test_min_throughput_fails_slow_trials_with_the_reason_and_max_params_holds_in_a_run(tmp_path, run):

@@ -234,9 +234,11 @@ def test_budget_too_small_names_what_it_needs():
 
 
 def test_nothing_to_hash_is_refused():
-    with pytest.raises(ValueError, match="no trainable convolution weights to hash"):
+    with pytest.raises(ValueError, match="scope must select trainable convolution weights of the model to hash .*, but got "
+                                         "scope='conv', and the model has none"):
         smhsearch.compress(create_model("mlp"), SMH(budget=0.5, scope="conv"))
-    with pytest.raises(ValueError, match="no trainable convolution, linear, embedding or other weight-matrix"):
+    with pytest.raises(ValueError, match="scope must select trainable convolution, linear, embedding or other weight-matrix "
+                                         "weights .*, but got scope='all', and the model has none"):
         smhsearch.compress(nn.Sequential(nn.LayerNorm(4), nn.BatchNorm1d(4)), SMH(budget=3))
 
 

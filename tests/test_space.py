@@ -58,13 +58,15 @@ BAD = {
     "bad sampler": ("name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\nsearch: {sampler: bayes}\n",
                     "search.sampler: Input should be 'grid', 'tpe', 'nsga2' or 'random'"),
     "impossible budget": ("name: x\nspace: {arch: [resnet32], budget: [1000], method: [smh]}\n",
-                          "space.method: resnet32 smh@1000 (all/fixed): SMH: budget=1000 (= 1000) is too small: the unhashed parameters (2272)"),
+                          "space.budget: resnet32 smh@1000 (all/fixed): SMH: budget is too small: the unhashed parameters "
+                          "(2272)"),
     "budget above base": ("name: x\nspace: {arch: [resnet8], budget: [1M], method: [width]}\n",
                           "space.budget: budget '1M' is not below any architecture's size (resnet8 75002)"),
     "unknown dataset": ("name: x\ndataset: {name: cifar}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
                         "dataset.name: unknown dataset 'cifar'; nearest: cifar10"),
     "resolution off imagenet": ("name: x\ndataset: {name: fashion-mnist-small, resolution: 64}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
-                                "dataset: resolution applies to imagenet (its training crop); fashion-mnist-small keeps its native size"),
+                                "dataset.resolution: resolution applies to imagenet (its training crop); "
+                                "fashion-mnist-small keeps its native size"),
     "missing data": ("name: x\ndataset: {name: cifar10, root: /nonexistent}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
                      "dataset.root: cifar10: looked for /nonexistent/cifar-10-batches-py"),
 }

@@ -205,9 +205,10 @@ def test_scope_in_configs_round_trips_and_reaches_the_compact_file(tmp_path):
 
 @pytest.mark.parametrize("scope,match", [
     ("dense", r"scope must be one of 'all', 'conv', 'linear' or a rule \{include"),
-    ({"include": ["("]}, r"scope.include: '\(' is not a regular expression"),
+    ({"include": ["("]}, r"scope.include must list regular expressions, but got '\(' \(missing \)"),
     ({"include": [], "min_size": 1}, "scope.include must list at least one pattern"),
-    ({"exclude": "x", "min": 3}, r"scope rule: unknown key\(s\) \['min'\]; allowed: \['include', 'exclude', 'min_size'\]"),
+    ({"exclude": "x", "min": 3}, r"a scope rule takes the keys \['include', 'exclude', 'min_size'\], but got unknown "
+                                 r"key\(s\) \['min'\]"),
     ({"min_size": -1}, "scope.min_size must be an int >= 0, but got -1"),
     ({"include": [3]}, "scope.include must be a list of regular expressions"),
 ])

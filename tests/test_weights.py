@@ -228,7 +228,7 @@ def test_pruning_fits_by_keeping_the_trained_weights_and_width_refuses_a_fit(tmp
     assert pruned.init == "fit" and pruned.fit_error is not None
     for w, t in zip(pruned.weights, pruned.targets):  # the variables are the trained weights
         assert torch.equal(w.detach(), trained.get_parameter(t.name).detach())
-    with pytest.raises(ValueError, match="init: width builds its network afresh .* allowed: scratch"):
+    with pytest.raises(ValueError, match="init must be scratch for width: it builds its network afresh .*, but got 'fit'"):
         smhsearch.compress(trained, smhsearch.WidthMultiplier(alpha=0.5, init="fit"))
     path = tmp_path / "w.pt"
     torch.save(trained.state_dict(), path)

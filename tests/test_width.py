@@ -89,7 +89,7 @@ def test_bad_config(kwargs, match):
 
 
 def test_budget_no_alpha_can_meet():
-    with pytest.raises(ValueError, match=r"no alpha in \(0, 1\] meets budget=100 .*narrowest model"):
+    with pytest.raises(ValueError, match=r"no alpha in \(0, 1\] meets the budget: the narrowest model .*, but got budget=100 "):
         smhsearch.compress(create_model("resnet32"), WidthMultiplier(budget=100))
 
 

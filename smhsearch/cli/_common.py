@@ -1,5 +1,8 @@
 """What every command shares: the bad-input error, tables, and flags derived from typed configs.
 
+A config's :class:`~smhsearch.ConfigError` names its field; :func:`method_flag` and :func:`train_flag`
+turn that field into the flag that sets it, so a refusal names the flag the user typed.
+
 Method flags come from the registered method configs' fields and training flags from
 :class:`smhsearch.train.TrainConfig`'s: a method added in one file gets its flags here
 without an edit. A flag that was not given is absent (``argparse.SUPPRESS``), so a
@@ -15,6 +18,8 @@ import types
 import typing
 from pathlib import Path
 from typing import Any
+
+from .._errors import ConfigError
 
 EXIT_BAD_INPUT = 2
 
@@ -107,8 +112,8 @@ def method_from_flags(args: argparse.Namespace, seed: int):
             raise BadInput(f"{flag(other[0])}: does not apply to a dense model (it applies to: {', '.join(applies_to(other[0]))})")
         try:
             return dense_config(options.get("bits"), options.get("quant"), options.get("entropy"), name=method)
-        except ValueError as e:
-            raise BadInput(f"{flag_for(str(e), list(PRECISION_AXES))}{e}") from None
+        except ConfigError as e:
+            raise BadInput(f"{method_flag(e)}: {e}") from None
     entry, _ = resolve(method)
     fields = options_of(entry.config_cls)
     for k in options:
@@ -116,28 +121,26 @@ def method_from_flags(args: argparse.Namespace, seed: int):
             raise BadInput(f"{flag(k)}: does not apply to method {method!r} (it applies to: {', '.join(applies_to(k))})")
     try:
         values = {k: coerce(fields[k], v) if isinstance(v, str) else v for k, v in options.items()}
-    except ValueError as e:
-        raise BadInput(f"{flag(str(e).split(':')[0])}: {e}") from None
+    except ConfigError as e:
+        raise BadInput(f"{method_flag(e)}: {e}") from None
     if "budget" in fields and fields["budget"].default is None and "budget" not in values and "alpha" not in values:
         raise BadInput(f"--budget: method {method!r} needs a budget (46000, 46K, 5.3M, 25% or 0.25)")
     try:
         return build_config(method, {}, values, seed=seed)
+    except ConfigError as e:
+        raise BadInput(f"{method_flag(e)}: {e}") from None
     except (ValueError, TypeError) as e:
-        raise BadInput(f"{flag_for(str(e), list(fields))}{e}") from None
+        raise BadInput(f"--method: {e}") from None
 
 
-def flag_for(message: str, keys: list[str]) -> str:
-    """The flag a config error is about: config messages start with the key, maybe after 'METHOD: '."""
-    heads = [message]
-    if ": " in message[:20] and message.split(": ", 1)[0].isalpha():
-        heads.append(message.split(": ", 1)[1])
-    for head in heads:
-        if head.startswith("give exactly one"):
-            return "--budget/--alpha: "
-        for key in sorted(keys, key=len, reverse=True):
-            if head.startswith(key) and head[len(key):len(key) + 1] in (":", " ", "="):
-                return f"{flag(key)}: "
-    return ""
+def method_flag(err: ConfigError) -> str:
+    """The flag that sets the method config field a ConfigError is about (a scope rule's parts: ``--scope``)."""
+    return flag(err.field.split(".")[0])
+
+
+def train_flag(err: ConfigError) -> str:
+    """The flag that sets the training config field a ConfigError is about (``distill.alpha``: ``--distill-alpha``)."""
+    return "--distill" if err.field == "distill" else flag(err.field.replace(".", "_"))
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -184,9 +187,8 @@ def distill_from_flags(args: argparse.Namespace):
             raise BadInput(f"{flag('distill_' + k)}: {v!r} is not a number") from None
     try:
         return DistillConfig(**typed)
-    except ValueError as e:
-        key = str(e).split(":")[0]
-        raise BadInput(f"{flag('distill_' + key) if key in names else '--distill'}: {e}") from None
+    except ConfigError as e:
+        raise BadInput(f"{train_flag(e.within('distill'))}: {e}") from None
 
 
 def train_from_flags(args: argparse.Namespace, seed: int):
@@ -198,10 +200,6 @@ def train_from_flags(args: argparse.Namespace, seed: int):
 
     hints = typing.get_type_hints(TrainConfig)
     values = given(args, [f.name for f in dataclasses.fields(TrainConfig) if f.name not in TRAIN_FLAGS_SKIP])
-    if values.get("optimizer", "sgd") != "sgd":
-        for k in ("momentum", "nesterov"):
-            if k in values:
-                raise BadInput(f"{flag(k)}: applies to --optimizer sgd only, but --optimizer is {values['optimizer']!r}")
     typed = {}
     for k, v in values.items():
         try:
@@ -210,9 +208,11 @@ def train_from_flags(args: argparse.Namespace, seed: int):
             raise BadInput(f"{flag(k)}: {v!r} is not valid ({e.errors()[0]['msg']})") from None
     distill = distill_from_flags(args)
     try:
-        return TrainConfig(**typed, seed=seed, distill=distill)
-    except ValueError as e:
-        raise BadInput(f"{flag_for(str(e).split(' must hold')[0].lstrip('0<= '), list(hints))}{e}") from None
+        config = TrainConfig(**typed, seed=seed, distill=distill)
+        config.check_set(typed)  # a flag given for another optimizer (--momentum with adamw) is refused, even at its default
+    except ConfigError as e:
+        raise BadInput(f"{train_flag(e)}: {e}") from None
+    return config
 
 
 # --- shared readers ------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
                                         trials=args.trials, force=args.force, max_steps=args.max_steps, log=log)
     except BenchError as e:
         flag = {"trials": "--trial", "batch_size": "--batch-size"}.get(e.option, f"--{e.option}")
-        raise BadInput(str(e) if str(e).startswith(flag) else f"{flag}: {e}") from None
+        raise BadInput(str(e) if e.option == "device" else f"{flag}: {e}") from None  # resolve_device names --device itself
     if args.as_json:
         print(json.dumps({"file": str(path), "timed_networks": timed, **record}, indent=2))
         return 0

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from .._errors import ConfigError
 from ._common import BadInput, load_space
 
 
@@ -37,8 +38,10 @@ def main(args: argparse.Namespace) -> int:
             probe(plan.storage)  # a server that cannot be reached (or refuses the login) is found now, not at `run`
     except StorageError as e:
         raise BadInput(f"{space_path}: {e}") from None
+    except ConfigError as e:  # a field of the space (search.max_params that no candidate meets) names its key
+        raise BadInput(f"{space_path}: {e.field}: {e}") from None
     except ValueError as e:
-        raise BadInput(f"{space_path}: search.max_params: {e}") from None
+        raise BadInput(f"{space_path}: {e}") from None
     rows = []
     t0 = time.perf_counter()
     flops_of: dict[str, int] = {}  # deployed architecture -> FLOPs: counted once per network, not once per candidate

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import BadInput, add_method_flags, arch_entry, flag_for, method_from_flags, print_facts, refuse_overwrite
+from .._errors import ConfigError
+from ._common import BadInput, add_method_flags, arch_entry, method_flag, method_from_flags, print_facts, refuse_overwrite
 
 
 def add(sub) -> None:
@@ -36,8 +37,10 @@ def build(arch: str, config, seed: int, **model_kwargs):
         torch.manual_seed(seed)
         base = create_model(arch, **model_kwargs)
         return base, (compress(base, config) if config is not None else base)
-    except ValueError as e:
-        raise BadInput(f"{flag_for(str(e), ['budget', 'scope', 'scale', 'num_classes', 'in_channels', 'hashes', 'alpha'])}{e}") from None
+    except ConfigError as e:  # a budget this model cannot meet, a scope that selects nothing in it
+        raise BadInput(f"{method_flag(e)}: {e}") from None
+    except ValueError as e:  # a model the method cannot take (the width multiplier needs a registry architecture)
+        raise BadInput(f"ARCH: {e}") from None
 
 
 def model_facts(base, model, input_shape: tuple[int, int, int]) -> dict:
@@ -107,8 +110,10 @@ def dry_run(args: argparse.Namespace, config) -> int:
         base = create_model(args.arch, num_classes=args.num_classes, in_channels=args.in_channels)
     try:
         summary = selection_summary(base, config)
-    except ValueError as e:
-        raise BadInput(f"{flag_for(str(e), ['scope', 'budget'])}{e}") from None
+    except ConfigError as e:
+        raise BadInput(f"{method_flag(e)}: {e}") from None
+    except ValueError as e:  # a method that rebuilds the architecture chooses no tensors
+        raise BadInput(f"--method: {e}") from None
     if args.as_json:
         print(json.dumps({"method": summary.method, "scope": summary.scope, "total": summary.total, "compressed": summary.compressed,
                           "share_compressed": summary.share_compressed, "tensors": [t.__dict__ for t in summary.tensors]}, indent=2, default=str))

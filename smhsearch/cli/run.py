@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from .._errors import ConfigError
 from ._common import BadInput
 
 
@@ -46,8 +47,10 @@ def main(args: argparse.Namespace) -> int:
             probe(plan.storage)  # before the run folder (or its lock) is made: a bad storage writes nothing
     except StorageError as e:
         raise BadInput(f"{args.space}: {e}") from None
+    except ConfigError as e:  # a field of the space (search.max_params that no candidate meets) names its key
+        raise BadInput(f"{args.space}: {e.field}: {e}") from None
     except ValueError as e:
-        raise BadInput(f"{args.space}: search.max_params: {e}") from None
+        raise BadInput(f"{args.space}: {e}") from None
     print(f"{space.name}: {plan.target_trials} trials over {len(plan.candidates)} candidates -> {plan.run_dir}", flush=True)
     try:
         summary = run_search(plan, address=args.address, fresh=args.fresh)

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import (BadInput, add_method_flags, add_train_flags, arch_entry, flag_for, method_flag_names, method_from_flags,
-                      print_facts, refuse_overwrite, train_from_flags)
+from .._errors import ConfigError
+from ._common import (BadInput, add_method_flags, add_train_flags, arch_entry, method_flag, method_from_flags, print_facts,
+                      refuse_overwrite, train_flag, train_from_flags)
 
 
 def add(sub) -> None:
@@ -51,12 +52,14 @@ def main(args: argparse.Namespace) -> int:
     except TrainingDiverged as e:
         print(f"smhsearch train: training diverged: {e}", file=sys.stderr)
         return 1
-    except ValueError as e:  # refused before anything was written (a budget the model cannot meet, a root that does not apply)
+    except ConfigError as e:  # refused before anything was written (a budget the model cannot meet, a root that does not apply)
         if record is not None and record.is_file():
             raise
-        if str(e).startswith("teacher: "):  # a teacher file that does not fit the dataset
-            raise BadInput(f"--distill-{e}") from None
-        raise BadInput(f"{flag_for(str(e), method_flag_names() + ['root', 'device'])}{e}") from None
+        raise BadInput(f"{train_flag(e) if e.field.startswith('distill.') else method_flag(e)}: {e}") from None
+    except ValueError as e:
+        if record is not None and record.is_file():
+            raise
+        raise BadInput(str(e)) from None
     shown = {"arch": args.arch, "dataset": args.dataset, "method": result.record["spec"]["method"], "device": result.record["device"],
              **result.metrics}
     if result.model_file is not None:

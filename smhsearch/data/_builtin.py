@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._errors import ConfigError
 from ._factory import NORMALIZATION, DatasetNotFound, register_dataset
 from ._idx import find_idx, read_idx
 from ._splits import DatasetSplits, TensorSplit, split_off_val
@@ -45,7 +46,7 @@ def dataset_from_arrays(name: str, xtr, ytr, xte, yte, mean, std, augment: str =
 
 def _no_root(name: str, root: Path | None, why: str) -> None:
     if root is not None:
-        raise ValueError(f"root does not apply to {name} ({why}), but got root={str(root)!r}")
+        raise ConfigError("root", f"root does not apply to {name} ({why})", str(root), got=f"root={str(root)!r}")
 
 
 @register_dataset("fashion-mnist-small")

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .._budget import Budget, BudgetLike
+from .._errors import ConfigError
 from .._registry import Registry
 from ..models._factory import arch_of
 from . import _precision
@@ -151,17 +152,15 @@ def trainable_count(model: nn.Module) -> int:
 
 def check_seed(seed: Any) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, but got {seed!r}")
+        raise ConfigError("seed", "seed must be a non-negative int", seed)
 
 
 def resolve_budget(budget: BudgetLike, base_count: int, method: str) -> int:
     """Resolve a budget against the base model and refuse one at or above the base's count."""
     target = Budget.parse(budget).resolve(base_count)
     if target >= base_count:
-        raise ValueError(
-            f"{method}: budget must be below the base model's {base_count} trainable parameters, "
-            f"but got budget={budget!r} (= {target})"
-        )
+        raise ConfigError("budget", f"{method}: budget must be below the base model's {base_count} trainable parameters", budget,
+                          got=f"budget={budget!r} (= {target})")
     return target
 
 

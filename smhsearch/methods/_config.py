@@ -102,6 +102,14 @@ class MethodConfig:
     entropy: bool = field(default=False, kw_only=True, metadata={
         "help": "entropy-code the file's integer codes and masks (Deep Compression's last stage; LZMA2): bits 8, 4, 1 or kmeans:K"})
 
+    def __post_init__(self) -> None:
+        """The precision fields' rules (``_precision.check_precision``: quant applies below 32 bits, entropy to integer
+        codes), checked by every config; ``bits`` in its one spelling. A subclass's ``__post_init__`` calls this first."""
+        from ._precision import check_precision, parse_bits
+
+        object.__setattr__(self, "bits", parse_bits(self.bits))
+        check_precision(self.bits, self.quant, self.entropy)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict that :func:`config_from_dict` turns back into an equal config."""
         out: dict[str, Any] = {"method": self.method}

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .._budget import Budget, BudgetLike
+from .._errors import ConfigError
 from ._base import MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
 from ._init import init_summary
 from ._rates import Optimizer, VariableRate, check_optimizer, shared_multiplier
@@ -84,12 +85,15 @@ class HashedNets(MethodConfig):
         return cls(budget=budget, hashes=hashes, per_layer=False, **kw)
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the precision fields
         Budget.parse(self.budget)
         if isinstance(self.hashes, bool) or not isinstance(self.hashes, int) or self.hashes < 1:
-            raise ValueError(f"hashes must be an int >= 1, but got {self.hashes!r}")
+            raise ConfigError("hashes", "hashes must be an int >= 1", self.hashes)
         object.__setattr__(self, "scope", parse_scope(self.scope))
         if not isinstance(self.sign, bool) or not isinstance(self.per_layer, bool):
-            raise ValueError(f"sign and per_layer must be bools, but got sign={self.sign!r}, per_layer={self.per_layer!r}")
+            field = "sign" if not isinstance(self.sign, bool) else "per_layer"
+            raise ConfigError(field, "sign and per_layer must be bools", getattr(self, field),
+                              got=f"(sign={self.sign!r}, per_layer={self.per_layer!r})")
         check_seed(self.seed)
 
     def select(self, model: nn.Module, require: bool = True) -> list[Target]:
@@ -278,10 +282,9 @@ def _plan(model: nn.Module, config: HashedNets) -> tuple[list[Target], int]:
     groups = config.hashes * (len(targets) if config.per_layer else 1)
     pool = target - unhashed
     if pool < groups:
-        raise ValueError(
-            f"HashedNets: budget={config.budget!r} (= {target}) is too small: the unhashed parameters ({unhashed}) "
-            f"and one variable for each of the {groups} sub-pools need at least {unhashed + groups}"
-        )
+        raise ConfigError("budget", f"HashedNets: budget is too small: the unhashed parameters ({unhashed}) "
+                          f"and one variable for each of the {groups} sub-pools need at least {unhashed + groups}", config.budget,
+                          got=f"budget={config.budget!r} (= {target})")
     return targets, pool
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._errors import ConfigError
 from ._config import INITS, MethodConfig
 
 
@@ -35,7 +36,7 @@ def resolved_init(model: nn.Module, config: MethodConfig, can_fit: bool = True) 
 
     if config.init is not None:
         if config.init not in INITS:
-            raise ValueError(f"init must be one of {' | '.join(INITS)}, but got {config.init!r}")
+            raise ConfigError("init", f"init must be one of {' | '.join(INITS)}", config.init)
         return config.init
     return "fit" if can_fit and weights_of(model) is not None else "scratch"
 
@@ -53,8 +54,8 @@ def start(model: nn.Module, compressed: nn.Module, config: MethodConfig) -> nn.M
     can_fit = _fits(compressed) or config.keeps_architecture and not config.needs_arch
     init = resolved_init(model, config, can_fit)
     if init == "fit" and not can_fit:
-        raise ValueError(f"init: {config.method} builds its network afresh and cannot start from the model's weights; "
-                         "allowed: scratch")
+        raise ConfigError("init", f"init must be scratch for {config.method}: it builds its network afresh and cannot start "
+                          "from the model's weights", init)
     compressed.init = init
     if init == "fit" and _fits(compressed) and not any(p.is_meta for p in model.parameters()):
         fit(compressed, [model.get_parameter(t.name).detach() for t in compressed.targets])

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .._budget import Budget, BudgetLike
+from .._errors import ConfigError
 from ._base import MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
 from ._init import init_summary, truncated_svd
 from ._rates import Optimizer, VariableRate, check_optimizer
@@ -42,6 +43,7 @@ class LowRank(MethodConfig):
     seed: int = field(default=0, metadata={"help": "seed of the factors"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the precision fields
         Budget.parse(self.budget)
         object.__setattr__(self, "scope", parse_scope(self.scope))
         check_seed(self.seed)
@@ -50,8 +52,8 @@ class LowRank(MethodConfig):
         """The factorisable tensors the scope selects (the budget may still leave some dense)."""
         candidates = [t for t in select_targets(model, self.scope) if factorisable(model, t)]
         if require and not candidates:
-            raise ValueError(f"LowRank: the model has no factorisable weights (two or more dimensions, groups=1, "
-                             f"larger than rank 1) for scope={scope_label(self.scope)!r}")
+            raise ConfigError("scope", "LowRank: scope must select factorisable weights (two or more dimensions, groups=1, "
+                              "larger than rank 1)", self.scope, got=f"scope={scope_label(self.scope)!r}, which selects none")
         return candidates
 
 
@@ -164,8 +166,8 @@ def _build_lowrank(model: nn.Module, config: LowRank) -> LowRankModel:
     target, rest = plan.budget, plan.rest
     if stored_at(candidates, ranks_for(candidates, 0.0), rest) > target:
         need = stored_at(candidates, ranks_for(candidates, 0.0), rest)
-        raise ValueError(f"LowRank: budget={config.budget!r} (= {target}) is too small: rank 1 everywhere, with the "
-                         f"other parameters ({rest}), needs {need}")
+        raise ConfigError("budget", f"LowRank: budget is too small: rank 1 everywhere, with the other parameters ({rest}), "
+                          f"needs {need}", config.budget, got=f"budget={config.budget!r} (= {target})")
     lo, hi = 0.0, float(max(math.prod(_matrix(t)) for t in candidates))  # at hi every layer is dense
     for _ in range(60):  # largest c whose stored count fits
         mid = (lo + hi) / 2

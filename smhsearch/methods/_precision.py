@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._errors import ConfigError
 from ._kmeans import kmeans_codes, kmeans_fit, kmeans_values
 
 BITS = (32, 16, 8, 4, 1)
@@ -61,16 +62,17 @@ class Scheme:
 
 
 def parse_bits(value: Any) -> int | str:
-    """``bits`` in its one spelling: 32, 16, 8, 4, 1 or ``"kmeans:K"``; anything else is a ValueError naming the allowed values."""
-    allowed = "allowed: 32, 16, 8, 4, 1 (binary) or kmeans:K with 2 <= K <= 256"
+    """``bits`` in its one spelling: 32, 16, 8, 4, 1 or ``"kmeans:K"``; anything else is a ConfigError naming the allowed
+    values."""
+    rule = "bits must be 32, 16, 8, 4, 1 (binary) or kmeans:K with 2 <= K <= 256"
     if isinstance(value, bool):
-        raise ValueError(f"bits: {value!r} is not a precision; {allowed}")
+        raise ConfigError("bits", rule, value)
     text = str(value).strip().lower()
     if text.isdigit() and int(text) in BITS:
         return int(text)
     if text.startswith("kmeans:") and text[7:].isdigit() and 2 <= int(text[7:]) <= 256:
         return f"kmeans:{int(text[7:])}"
-    raise ValueError(f"bits: {value!r} is not a precision; {allowed}")
+    raise ConfigError("bits", rule, value)
 
 
 def scheme_of(bits: Any) -> Scheme:
@@ -82,16 +84,17 @@ def scheme_of(bits: Any) -> Scheme:
 
 
 def check_precision(bits: Any, quant: Any, entropy: Any = False) -> None:
-    """Raise ValueError (naming ``bits``, ``quant`` or ``entropy``) when they are not a precision this stage applies."""
+    """The precision fields' rules, the one place they live: a ConfigError naming ``bits``, ``quant`` or ``entropy``
+    when they are not a precision this stage applies (quant applies below 32 bits, entropy to integer codes)."""
     b = parse_bits(bits)
     if quant is not None and quant not in QUANTS:
-        raise ValueError(f"quant: {quant!r} is not a quantisation mode; allowed: {', '.join(QUANTS)}")
+        raise ConfigError("quant", f"quant must be one of {', '.join(QUANTS)} (or unset: ptq below 32 bits)", quant)
     if b == 32 and quant is not None:
-        raise ValueError(f"quant: {quant!r} applies to bits below 32 (16, 8, 4, 1, kmeans:K), but bits is 32")
+        raise ConfigError("quant", "quant applies to bits below 32 (16, 8, 4, 1, kmeans:K) only", quant, bits=b)
     if not isinstance(entropy, bool):
-        raise ValueError(f"entropy: {entropy!r} is not true or false")
+        raise ConfigError("entropy", "entropy must be true or false", entropy)
     if entropy and scheme_of(b).kind in ("float", "half"):
-        raise ValueError(f"entropy: applies to integer codes (bits 8, 4, 1 or kmeans:K), but bits is {b}")
+        raise ConfigError("entropy", "entropy applies to integer codes (bits 8, 4, 1 or kmeans:K) only", entropy, bits=b)
 
 
 def effective_quant(config) -> str | None:

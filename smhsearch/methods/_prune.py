@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .._budget import Budget, BudgetLike
+from .._errors import ConfigError
 from . import _precision
 from ._base import MethodConfig, ReparametrizedModel, plan_budget, register_method, trainable_count
 from ._targets import Scope, ScopeRule, Target, parse_scope, scope_label, select_targets
@@ -53,12 +54,15 @@ class Prune(MethodConfig):
     steps: int = field(default=20, metadata={"help": "mask updates between start and end"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the precision fields
         Budget.parse(self.budget)
         object.__setattr__(self, "scope", parse_scope(self.scope))
         if not (isinstance(self.start, (int, float)) and isinstance(self.end, (int, float)) and 0.0 <= self.start < self.end <= 1.0):
-            raise ValueError(f"0 <= start < end <= 1 must hold, but got (start={self.start!r}, end={self.end!r})")
+            field = "end" if isinstance(self.start, (int, float)) and 0.0 <= self.start < 1.0 else "start"
+            raise ConfigError(field, "0 <= start < end <= 1 must hold", getattr(self, field),
+                              got=f"(start={self.start!r}, end={self.end!r})")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be an int >= 1, but got {self.steps!r}")
+            raise ConfigError("steps", "steps must be an int >= 1", self.steps)
 
     def select(self, model: nn.Module, require: bool = True) -> list[Target]:
         return select_targets(model, self.scope, require=require)
@@ -211,8 +215,9 @@ def _plan(model: nn.Module, config: Prune) -> tuple[list[Target], int]:
     targets, target, unpruned = plan.targets, plan.budget, plan.rest
     keep = target - unpruned
     if keep < 1:
-        raise ValueError(f"Prune: budget={config.budget!r} (= {target}) is too small: the unpruned parameters "
-                         f"({unpruned}) leave no nonzero weight to keep; it needs at least {unpruned + 1}")
+        raise ConfigError("budget", f"Prune: budget is too small: the unpruned parameters ({unpruned}) leave no nonzero weight "
+                          f"to keep; it needs at least {unpruned + 1}", config.budget,
+                          got=f"budget={config.budget!r} (= {target})")
     return targets, keep
 
 

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 from ._base import METHODS, MethodEntry
 from ._config import AXES, DENSE, DENSE_PRESETS, PRECISION_AXES, MethodConfig, OptionInfo, is_dense, options_of
+from .._errors import ConfigError
 from ._precision import check_precision, parse_bits
 
 __all__ = ["AXES", "DENSE", "OptionInfo", "applies_to", "fixed_precision", "is_dense", "budget_value", "build_config", "coerce", "dense_config", "method_names", "options_of", "resolve",
@@ -87,18 +88,16 @@ def build_config(name: str, axes: Mapping[str, Any], options: Mapping[str, Any],
     fields = options_of(cls)
     for k, v in options.items():
         if k not in fields:
-            raise ValueError(f"{k} does not apply to method {name!r} (it applies to: {', '.join(applies_to(k)) or 'no method'})")
+            raise ConfigError(k, f"{k} applies to method(s) {', '.join(applies_to(k)) or 'none'} only", v,
+                              got=f"{k} for method {name!r}")
         if k in preset and preset[k] != v:
-            raise ValueError(f"{k}: method {name!r} fixes {k}={preset[k]!r}; use {cls.method!r} to set it")
+            raise ConfigError(k, f"method {name!r} fixes {k}={preset[k]!r} (use {cls.method!r} to set it)", v)
     kwargs: dict[str, Any] = {k: v for k, v in axes.items() if (k in cls.axes or k in PRECISION_AXES) and v is not None}
     kwargs.update(preset)
     kwargs.update(options)
     if seed is not None and "seed" in fields:
         kwargs["seed"] = seed
-    if "bits" in kwargs:
-        kwargs["bits"] = parse_bits(kwargs["bits"])
-    check_precision(kwargs.get("bits", 32), kwargs.get("quant"), kwargs.get("entropy", False))
-    return cls(**kwargs)
+    return cls(**kwargs)  # the config checks itself, its precision fields included
 
 
 def dense_config(bits: Any = None, quant: Any = None, entropy: Any = None, name: str = DENSE) -> MethodConfig | None:
@@ -109,7 +108,7 @@ def dense_config(bits: Any = None, quant: Any = None, entropy: Any = None, name:
     given = {"bits": bits, "quant": quant, "entropy": entropy}
     for k, v in DENSE_PRESETS.get(name, {}).items():
         if given[k] is not None and (parse_bits(given[k]) if k == "bits" else given[k]) != (parse_bits(v) if k == "bits" else v):
-            raise ValueError(f"{k}: method {name!r} fixes {k}={v!r}; use 'dense' to set it")
+            raise ConfigError(k, f"method {name!r} fixes {k}={v!r} (use 'dense' to set it)", given[k])
         given[k] = v
     bits, quant, entropy = parse_bits(32 if given["bits"] is None else given["bits"]), given["quant"], bool(given["entropy"])
     check_precision(bits, quant, entropy)
@@ -127,8 +126,9 @@ def coerce(info: OptionInfo, text: str) -> Any:
     try:
         return TypeAdapter(info.annotation).validate_python(text, strict=False)
     except ValidationError as e:
-        raise ValueError(f"{info.name}: {text!r} is not a valid value ({e.errors()[0]['msg']})"
-                         + (f"; allowed: {', '.join(map(str, info.choices))}" if info.choices else "")) from None
+        rule = f"{info.name} must be one of {', '.join(map(str, info.choices))}" if info.choices else \
+            f"{info.name} must be a valid value ({e.errors()[0]['msg']})"
+        raise ConfigError(info.name, rule, text) from None
 
 
 def budget_value(text: str) -> int | float | str:

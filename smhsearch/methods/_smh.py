@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .._budget import Budget, BudgetLike, format_count
+from .._errors import ConfigError
 from ._base import BudgetPlan, MethodConfig, ReparametrizedModel, check_seed, plan_budget, register_method
 from ._init import init_summary, truncated_svd
 from ._rates import Optimizer, VariableRate, check_optimizer, shared_multiplier
@@ -52,10 +53,11 @@ class SMH(MethodConfig):
     seed: int = field(default=0, metadata={"help": "seed of U and V"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the precision fields
         Budget.parse(self.budget)
         object.__setattr__(self, "scope", parse_scope(self.scope))
         if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {', '.join(repr(s) for s in SCALES)}, but got {self.scale!r}")
+            raise ConfigError("scale", f"scale must be one of {', '.join(repr(s) for s in SCALES)}", self.scale)
         check_seed(self.seed)
 
     def select(self, model: nn.Module, require: bool = True) -> list[Target]:
@@ -92,11 +94,10 @@ def plan_smh(plan: BudgetPlan, config: SMH) -> SMHShape:
     M = (target - unhashed - scales) // (2 * n)
     if M < 1:
         need = unhashed + scales + 2 * n
-        raise ValueError(
-            f"SMH: budget={config.budget!r} (= {target}) is too small: the unhashed parameters ({unhashed})"
-            f"{f', the learnable scales ({scales})' if scales else ''} and one rank of U @ V (2n = {2 * n}) "
-            f"need at least {need} ({format_count(need)})"
-        )
+        raise ConfigError("budget", f"SMH: budget is too small: the unhashed parameters ({unhashed})"
+                          f"{f', the learnable scales ({scales})' if scales else ''} and one rank of U @ V (2n = {2 * n}) "
+                          f"need at least {need} ({format_count(need)})",
+                          config.budget, got=f"budget={config.budget!r} (= {target})")
     return SMHShape(N, n, M, len(plan.targets), unhashed, scales)
 
 

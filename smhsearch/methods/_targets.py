@@ -38,6 +38,8 @@ from typing import Any, Callable, Iterator, Literal, Sequence, get_args
 import torch
 from torch import nn
 
+from .._errors import ConfigError
+
 Scope = Literal["all", "conv", "linear"]
 SCOPES: tuple[str, ...] = get_args(Scope)
 Kind = Literal["conv", "linear", "embedding", "tensor"]
@@ -68,18 +70,20 @@ class ScopeRule:
             value = getattr(self, key)
             patterns = (value,) if isinstance(value, str) else value
             if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
-                raise ValueError(f"scope.{key} must be a list of regular expressions, but got {value!r}")
+                raise ConfigError(f"scope.{key}", f"scope.{key} must be a list of regular expressions", value)
             for p in patterns:
                 try:
                     re.compile(p)
                 except re.error as e:
-                    raise ValueError(f"scope.{key}: {p!r} is not a regular expression ({e})") from None
+                    raise ConfigError(f"scope.{key}", f"scope.{key} must list regular expressions", p,
+                                      got=f"{p!r} ({e})") from None
             object.__setattr__(self, key, tuple(patterns))
         if not self.include:
-            raise ValueError("scope.include must list at least one pattern (use '.' for every parameter)")
+            raise ConfigError("scope.include", "scope.include must list at least one pattern (use '.' for every parameter)",
+                              self.include)
         m = self.min_size
         if isinstance(m, bool) or not isinstance(m, int) or m < 0:
-            raise ValueError(f"scope.min_size must be an int >= 0, but got {m!r}")
+            raise ConfigError("scope.min_size", "scope.min_size must be an int >= 0", m)
 
     def refuses(self, names: Sequence[str], numel: int) -> str | None:
         """Why a tensor with these names and size is not selected, or None when it is."""
@@ -107,11 +111,11 @@ def parse_scope(scope: Any) -> str | ScopeRule:
     if isinstance(scope, dict):
         unknown = sorted(set(scope) - set(_RULE_KEYS))
         if unknown:
-            raise ValueError(f"scope rule: unknown key(s) {unknown}; allowed: {list(_RULE_KEYS)}")
+            raise ConfigError("scope", f"a scope rule takes the keys {list(_RULE_KEYS)}", scope, got=f"unknown key(s) {unknown}")
         return ScopeRule(**scope)
     if isinstance(scope, str) and scope in SCOPES:
         return scope
-    raise ValueError(f"scope must be one of {', '.join(repr(s) for s in SCOPES)} or {_RULE_SYNTAX}, but got {scope!r}")
+    raise ConfigError("scope", f"scope must be one of {', '.join(repr(s) for s in SCOPES)} or {_RULE_SYNTAX}", scope)
 
 
 def scope_label(scope: str | ScopeRule) -> str:
@@ -256,19 +260,21 @@ def init_std(tensor: torch.Tensor, owner: nn.Module, attr: str = "weight") -> fl
     return 1.0 / math.sqrt(3.0 * max(fan_in, 1))
 
 
-def _nothing_message(scope: str | ScopeRule) -> str:
+def _nothing_selected(scope: str | ScopeRule) -> ConfigError:
     if isinstance(scope, ScopeRule):
-        return f"the model has no trainable parameter that scope {scope} selects (normalisation is never selected)"
+        return ConfigError("scope", "scope must select a trainable parameter of the model (normalisation is never selected)",
+                           scope, got=f"scope {scope}, which selects none")
     what = {"conv": "convolution", "linear": "linear", "all": "convolution, linear, embedding or other weight-matrix"}[scope]
     hint = {"conv": "hashable layers are nn.Conv1d/2d/3d", "linear": "hashable layers are nn.Linear",
             "all": "scope 'all' takes tensors of two or more dimensions and their biases; normalisation never"}[scope]
-    return f"the model has no trainable {what} weights to hash (scope={scope!r}); {hint}"
+    return ConfigError("scope", f"scope must select trainable {what} weights of the model to hash ({hint})", scope,
+                       got=f"scope={scope!r}, and the model has none")
 
 
 def select_targets(model: nn.Module, scope: str | ScopeRule, require: bool = False) -> list[Target]:
     """The trainable tensors of ``model`` that ``scope`` selects, in parameter order.
 
-    With ``require=True`` a model with nothing to hash is a ``ValueError``.
+    With ``require=True`` a model with nothing to hash is a ``ConfigError`` about ``scope``.
 
     >>> from smhsearch.models import create_model
     >>> [t.name for t in select_targets(create_model("mlp_1x1000"), "all")]
@@ -283,7 +289,7 @@ def select_targets(model: nn.Module, scope: str | ScopeRule, require: bool = Fal
             p = owner._parameters[attr]
             targets.append(Target(c.name, c.slots, c.shape, kind, init_std(p, owner, attr)))
     if require and not targets:
-        raise ValueError(_nothing_message(scope))
+        raise _nothing_selected(scope)
     return targets
 
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._budget import Budget, BudgetLike
+from .._errors import ConfigError
 from .._fvcore import count_flops
 from ..models._factory import MODELS, arch_of, create_model
 from ..models._meta import on_meta
@@ -52,16 +53,17 @@ class WidthMultiplier(MethodConfig):
     seed: int = field(default=0, metadata={"help": "seed of the narrow model's initialisation"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the precision fields
         if (self.budget is None) == (self.alpha is None):
-            raise ValueError(f"give exactly one of budget and alpha, but got budget={self.budget!r}, alpha={self.alpha!r}")
+            raise ConfigError("budget", "give exactly one of budget and alpha", self.budget, alpha=self.alpha)
         if self.budget is not None:
             Budget.parse(self.budget)
         if self.alpha is not None:
             a = self.alpha
             if isinstance(a, bool) or not isinstance(a, (int, float)) or not (0.0 < a <= 1.0):
-                raise ValueError(f"alpha must lie in (0, 1], but got {a!r}")
+                raise ConfigError("alpha", "alpha must lie in (0, 1]", a)
         if not isinstance(self.resolution, bool):
-            raise ValueError(f"resolution must be a bool, but got {self.resolution!r}")
+            raise ConfigError("resolution", "resolution must be a bool", self.resolution)
         check_seed(self.seed)
 
 
@@ -174,8 +176,9 @@ def _plan(model: nn.Module, config: WidthMultiplier) -> int | None:
     target = resolve_budget(config.budget, trainable_count(model), "WidthMultiplier")
     smallest = _count_at(arch)(ALPHA_STEP)
     if smallest > target:
-        raise ValueError(f"WidthMultiplier: no alpha in (0, 1] meets budget={config.budget!r} (= {target}): "
-                         f"the narrowest model ({arch['name']} at alpha={ALPHA_STEP}) has {smallest} parameters")
+        raise ConfigError("budget", f"WidthMultiplier: no alpha in (0, 1] meets the budget: the narrowest model "
+                          f"({arch['name']} at alpha={ALPHA_STEP}) has {smallest} parameters", config.budget,
+                          got=f"budget={config.budget!r} (= {target})")
     return target
 
 

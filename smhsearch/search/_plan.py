@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._errors import ConfigError
 from .._storage import STUDY_FILE, open_storage  # noqa: F401  (STUDY_FILE: re-exported by search)
 from .._storage import storage_url as _url
 from ..space import OBJECTIVES, Candidate, Space
@@ -70,7 +71,9 @@ def plan_run(space: Space, space_path: Path, out: Path | None = None, max_trials
     structured = StructuredSpace(space, *_sizes_and_caps(space))
     candidates = [c for c in space.candidates() if structured.why_not(c) is None]
     if not candidates:
-        raise ValueError("no candidate of the space satisfies search.max_params")
+        cap = space.search.max_params
+        raise ConfigError("search.max_params", "search.max_params must admit some candidate of the space", cap,
+                          got=f"max_params={cap!r}, which no candidate satisfies")
     target = space.search.trials or len(candidates)
     if space.search.sampler == "grid":
         target = min(target, len(candidates))
@@ -92,7 +95,7 @@ def _sizes_and_caps(space: Space) -> tuple[dict[str, int], dict[str, int | None]
     from ..space import meta_bases
 
     sizes = {a: sum(p.numel() for p in m.parameters()) for a, m in meta_bases(space).items()}
-    limit = None if space.search.max_params is None else Budget.parse(space.search.max_params)
+    limit = None if space.search.max_params is None else Budget.parse(space.search.max_params, field="search.max_params")
     return sizes, {a: None if limit is None else limit.resolve(n) for a, n in sizes.items()}
 
 

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .._budget import Budget
+from .._errors import ConfigError
 from ._schema import EMBEDDED, Candidate, Space, SpaceError
 
 
@@ -79,11 +80,21 @@ def _error_lines(path: Path, e: ValidationError) -> list[str]:
         if err["type"] == "extra_forbidden":
             parent = _format_loc(err["loc"][:-1])
             msg = f"unknown key; allowed keys{' under ' + parent if parent else ''}: {', '.join(_allowed_keys(parent))}"
-        head = msg.split(": ", 1)[0]
-        if ": " in msg and head in _allowed_keys(key):  # a check of the whole section that names one of its keys
-            key, msg = f"{key}.{head}" if key else head, msg.split(": ", 1)[1]
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, ConfigError):  # a config's rule: its field is a key under the section that checked it
+            key = space_key(key, cause)
         lines.append(f"{path}: {key}: {msg}" if key else f"{path}: {msg}")
     return lines
+
+
+def space_key(section: str, err: ConfigError) -> str:
+    """The key of a space file that holds the field a ConfigError names, ``section`` being the key of what checked it:
+    ``train`` and ``momentum`` give ``train.momentum``; a field check (``space.bits``, ``bits``) is that key already,
+    and a rule's part under it (``space.scope``, ``scope.include``) is ``space.scope.include``."""
+    parts = err.field.split(".")
+    if section and section.split(".")[-1] == parts[0]:
+        parts = parts[1:]
+    return ".".join([section, *parts] if section else parts)
 
 
 def dataset_root(space: Space) -> Path | None:
@@ -173,6 +184,7 @@ def applicable_candidates(space: Space, bases: dict[str, Any] | None = None) -> 
 def _check_feasible(space: Space, path: Path) -> None:
     """Every budget must be below some architecture it is paired with, and meetable wherever it is below."""
     from ..methods import METHODS, compress_shapes
+    from ..methods._config import AXES, PRECISION_AXES
 
     try:
         bases = meta_bases(space)
@@ -196,6 +208,9 @@ def _check_feasible(space: Space, path: Path) -> None:
                 planner(bases[c.arch], cfg)
             else:  # methods without one: build on the meta device
                 compress_shapes(bases[c.arch], cfg, lambda: _real_base(space, c.arch))
+        except ConfigError as e:  # an axis's key (space.budget), or the option of the candidate's method entry
+            key = f"space.{e.field}" if e.field.split(".")[0] in AXES + PRECISION_AXES else f"space.method.{c.method}.{e.field}"
+            problems.append(f"{path}: {key}: {c.label()}: {e}")
         except ValueError as e:
             problems.append(f"{path}: space.method: {c.label()}: {e}")
     if problems:

@@ -16,6 +16,7 @@ from .._budget import Budget
 from ..methods import MethodConfig
 from ..methods._schema import (AXES, DENSE, build_config, dense_config, fixed_precision, is_dense, method_names, resolve, space_options,
                                unknown_method)
+from .._errors import ConfigError
 from ..distill import DistillConfig
 from ..train import TrainConfig
 from ._sections import (EMBEDDED, OBJECTIVES, DatasetSpec, ResourcesSpec, SchedulerSpec, SearchSpec, SpaceError,  # noqa: F401
@@ -52,12 +53,8 @@ def _train_spec() -> type[BaseModel]:
     def check(self):
         d = self.model_dump()
         mults = d["variable_lr_mult"].values() if isinstance(d["variable_lr_mult"], dict) else [d["variable_lr_mult"]]
-        for m in mults or [1.0]:
-            TrainConfig(**{**d, "variable_lr_mult": m})  # its own rules: warmup < epochs, lr > 0, ...
-        if self.optimizer != "sgd":
-            given = sorted({"momentum", "nesterov"} & self.model_fields_set)
-            if given:
-                raise ValueError(f"{', '.join(given)} applies to optimizer sgd only, but optimizer is {self.optimizer!r}")
+        for m in mults or [1.0]:  # its own rules: warmup < epochs, lr > 0, momentum set for sgd only, ...
+            TrainConfig(**{**d, "variable_lr_mult": m}).check_set(self.model_fields_set)
         return self
 
     return create_model("TrainSpec", __base__=_Strict, __validators__={"_check": model_validator(mode="after")(check)},
@@ -165,11 +162,12 @@ class SpaceSpec(_Strict):
     @model_validator(mode="after")
     def _precision_applies(self) -> "SpaceSpec":
         if "quant" in self.model_fields_set and all(b == 32 for b in self.bits):
-            raise ValueError(f"quant: applies to bits below 32 (16, 8, 4, 1, kmeans:K), but bits is {self.bits}")
+            raise ConfigError("quant", "quant applies to bits below 32 (16, 8, 4, 1, kmeans:K) only", self.quant, bits=self.bits)
         if len(set(self.entropy)) != len(self.entropy):
             raise ValueError(f"entropy must not repeat, but got {self.entropy}")
         if True in self.entropy and not any(codes(b) for b in self.bits):
-            raise ValueError(f"entropy: applies to integer codes (bits 8, 4, 1 or kmeans:K), but bits is {self.bits}")
+            raise ConfigError("entropy", "entropy applies to integer codes (bits 8, 4, 1 or kmeans:K) only", self.entropy,
+                              bits=self.bits)
         return self
 
     @field_validator("arch", mode="before")
@@ -248,17 +246,19 @@ class SpaceSpec(_Strict):
             given = axis in self.model_fields_set
             if given and not reads[axis]:
                 users = [n for n in method_names() if not is_dense(n) and axis in resolve(n)[0].config_cls.axes]
-                raise ValueError(f"{axis}: no method of this space reads it (it applies to: {', '.join(users)})")
+                raise ConfigError(axis, f"{axis} applies to method(s) {', '.join(users)} only", getattr(self, axis),
+                                  got=f"{axis} with no method of this space that reads it")
         if reads["budget"] and self.budget is None:
-            raise ValueError(f"budget: methods {', '.join(reads['budget'])} need a list of budgets (46K, 5.3M, '25%', 0.1) "
-                             "or a range ({low: 5K, high: 500K, log: true})")
+            raise ConfigError("budget", f"methods {', '.join(reads['budget'])} need a list of budgets (46K, 5.3M, '25%', 0.1) "
+                              "or a range ({low: 5K, high: 500K, log: true})", None)
         for axis in ("scope", "scale"):  # each value must be one every method that reads the axis accepts
             for name in reads[axis]:
                 for value in getattr(self, axis):
                     try:
                         build_config(name, {"budget": 0.5, axis: value}, {})
                     except ValueError as e:
-                        raise ValueError(f"{axis}: {value!r} is not valid for {name}: {e}") from None
+                        raise ConfigError(axis, f"every {axis} must be valid for every method that reads it", value,
+                                          got=f"{value!r}, which {name} refuses: {e}") from None
         return self
 
 
@@ -284,8 +284,8 @@ class Space(_Strict):
     @model_validator(mode="after")
     def _grid_lists(self) -> "Space":
         if self.search.sampler == "grid" and isinstance(self.space.budget, BudgetRange):
-            raise ValueError("search.sampler: grid enumerates listed values, but space.budget is a range; "
-                             "list the budgets, or use sampler tpe, nsga2 or random")
+            raise ConfigError("search.sampler", "search.sampler grid enumerates listed values, so it needs space.budget to "
+                              "list the budgets (or use sampler tpe, nsga2 or random)", "grid", got="a range")
         return self
 
     @model_validator(mode="after")
@@ -296,17 +296,19 @@ class Space(_Strict):
             names |= {resolve(n)[0].config_cls.method for n in names}
             unknown = sorted(set(mult) - names)
             if unknown:
-                raise ValueError(f"train.variable_lr_mult: {unknown} name no method of this space; "
-                                 f"allowed: {', '.join(sorted(names)) or 'none (only dense)'}")
+                raise ConfigError("train.variable_lr_mult", f"train.variable_lr_mult must name methods of this space: "
+                                  f"{', '.join(sorted(names)) or 'none (only dense)'}", mult,
+                                  got=f"{unknown}, which name no method of it")
         return self
 
     @model_validator(mode="after")
     def _distill_applies(self) -> "Space":
         if self.space.distill is not None and len(set(self.space.distill)) != len(self.space.distill):
-            raise ValueError(f"space.distill: the values must not repeat, but got {self.space.distill}")
+            raise ConfigError("space.distill", "space.distill's values must not repeat", self.space.distill)
         if "distill" in self.train.model_fields_set and self.space.distill is not None and True not in self.space.distill:
-            raise ValueError(f"train.distill: no trial of this space distills (space.distill is {self.space.distill}); "
-                             "add true to space.distill or remove train.distill")
+            raise ConfigError("train.distill", "train.distill needs a trial that distills: add true to space.distill or remove "
+                              "train.distill", self.train.distill,
+                              got=f"space.distill {self.space.distill}, so no trial of this space distills")
         return self
 
     def as_written(self) -> str:

@@ -7,6 +7,7 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .._budget import Budget
+from .._errors import ConfigError
 
 OBJECTIVES = {"accuracy": "max", "stored_params": "min", "throughput": "max", "flops": "min", "stored_bytes": "min"}
 EMBEDDED = ("fashion-mnist-small", "synthetic")  # datasets that read no files
@@ -38,16 +39,18 @@ class DatasetSpec(_Strict):
     @model_validator(mode="after")
     def _keys_that_apply(self) -> "DatasetSpec":
         if self.resolution is not None and self.name != "imagenet":
-            raise ValueError(f"resolution applies to imagenet (its training crop); {self.name} keeps its native size "
-                             "(use method width_res to up-sample inputs)")
+            raise ConfigError("resolution", f"resolution applies to imagenet (its training crop); {self.name} keeps its native "
+                              "size (use method width_res to up-sample inputs)", self.resolution)
         if self.root is not None and self.name in EMBEDDED:
-            raise ValueError(f"root does not apply to {self.name}: it reads no files")
+            raise ConfigError("root", f"root does not apply to {self.name}: it reads no files", self.root)
         if self.download:
             able = downloadable()
             if self.name not in able:
-                raise ValueError(f"download: {self.name}'s loader cannot download; datasets that can: {', '.join(able)}")
+                raise ConfigError("download", f"download applies to datasets whose loader can download: {', '.join(able)}", True,
+                                  name=self.name)
             if self.root is None:
-                raise ValueError(f"download: needs dataset.root, the folder to put {self.name}'s files in")
+                raise ConfigError("download", f"download needs dataset.root, the folder to put {self.name}'s files in", True,
+                                  root=None)
         return self
 
 
@@ -77,7 +80,7 @@ class SearchSpec(_Strict):
         if len(set(self.objectives)) != len(self.objectives):
             raise ValueError(f"objectives must not repeat, but got {self.objectives}")
         if self.max_params is not None:
-            Budget.parse(self.max_params)
+            Budget.parse(self.max_params, field="max_params")
         return self
 
 
@@ -93,7 +96,8 @@ class SchedulerSpec(_Strict):
     def _keys_that_apply(self) -> "SchedulerSpec":
         given = sorted({"grace_period", "reduction_factor"} & self.model_fields_set)
         if self.kind == "none" and given:
-            raise ValueError(f"{', '.join(given)} applies to kinds pareto and asha only, but kind is 'none'")
+            raise ConfigError(given[0], f"{given[0]} applies to kinds pareto and asha only", getattr(self, given[0]),
+                              kind=self.kind)
         return self
 
 
