@@ -28,7 +28,6 @@ model before it costs any training, and gives the throughput objective to the st
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -40,6 +39,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
+
+from ._keys import json_key
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def deployed(model: nn.Module) -> nn.Module:
 def signature(model: nn.Module) -> str:
     """The architecture of a (deployed) model: its module tree and each tensor's name and shape, hashed."""
     shapes = [(k, tuple(v.shape), str(v.dtype)) for k, v in model.state_dict().items()]
-    return hashlib.sha1(json.dumps([repr(model), shapes]).encode()).hexdigest()[:16]
+    return json_key([repr(model), shapes])
 
 
 def device_key(device: torch.device) -> str:
@@ -141,9 +142,8 @@ class SpeedPhase:
     def key(self, net: nn.Module, input_shape: Sequence[int], batch_size: int) -> str:
         from .device import backend, device_name
 
-        text = json.dumps([signature(net), list(input_shape), batch_size, device_key(self.device), device_name(self.device),
-                           str(backend(self.device).autocast_dtype("auto"))])
-        return hashlib.sha1(text.encode()).hexdigest()[:20]
+        return json_key([signature(net), list(input_shape), batch_size, device_key(self.device), device_name(self.device),
+                         str(backend(self.device).autocast_dtype("auto"))], n=20)
 
     @contextlib.contextmanager
     def alone(self) -> Iterator[float]:
