@@ -14,7 +14,7 @@ PKG = Path(__file__).resolve().parents[1] / "smhsearch"
 # Lower layers first; a module may import its own layer and the layers before it.
 LAYERS = [
     {"_budget", "_registry", "_version", "_fvcore", "_checkpoint", "_atomic", "_redact", "_storage", "_rdb", "_extras", "plugins",
-     "device", "stats", "_keys"},
+     "device", "stats", "_keys", "_timing"},
     {"models"},
     {"methods"},
     {"measure", "_modelfile", "export", "int8", "data"},
