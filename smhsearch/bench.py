@@ -11,8 +11,8 @@ target's figures instead of the search's.
 - **Once per network.** Trials that deploy the same architecture (a dense ResNet-8 and
   its SMH and HashedNets versions all deploy a ResNet-8) share one figure, as in the
   search's speed phase (:func:`smhsearch.speed.signature`).
-- **Stable.** Steps are timed in rounds until their spread is small
-  (:func:`smhsearch.speed.timed_rounds`); the spread is recorded beside each figure.
+- **Stable.** Steps are timed by the protocol of every speed figure (:mod:`smhsearch._timing`:
+  rounds until their spread is small); the spread and the protocol are recorded beside each figure.
 - **Incremental.** Trials already in the target's file are kept; only new ones are
   timed (a resumed run's later trials). ``force`` times them all again.
 """
@@ -25,7 +25,6 @@ import platform
 import re
 import socket
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,10 +46,8 @@ def default_name(device: str, runtime: str, batch_size: int) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{socket.gethostname()}-{device}-{runtime}-b{batch_size}").strip("-")
 
 
-def _onnx_timer(net, shape, device, workdir: Path) -> Callable[[int], Callable[[int, int], list[float]]]:
-    """Step timers of ``net`` exported to ONNX (the file ``export`` writes, checked against ``net``) in ONNX Runtime."""
-    import numpy as np
-
+def _onnx_session(net, shape, device, workdir: Path):
+    """An ONNX Runtime session of ``net`` exported to ONNX (the file ``export`` writes, checked against ``net``)."""
     from ._extras import require
     from .export import export_model
 
@@ -62,39 +59,22 @@ def _onnx_timer(net, shape, device, workdir: Path) -> Callable[[int], Callable[[
     (record,) = export_model(net, workdir, tuple(shape), ("onnx",))
     if not record["ok"]:
         raise RuntimeError(f"the ONNX file differs from the model by {record['max_abs_diff']:.2e} (tolerance {record['tolerance']:.2e})")
-    session = ort.InferenceSession(record["path"], providers=[provider])
-
-    def timer(batch: int) -> Callable[[int, int], list[float]]:
-        x = np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)
-
-        def steps(warmup: int, repeats: int) -> list[float]:
-            for _ in range(warmup):
-                session.run(None, {"input": x})
-            out = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                session.run(None, {"input": x})
-                out.append(time.perf_counter() - t0)
-            return out
-
-        return steps
-
-    return timer
+    return ort.InferenceSession(record["path"], providers=[provider])
 
 
 def measure_trial_model(model, shape, device, runtime: str, batch_size: int, max_steps: int, workdir: Path) -> dict[str, Any]:
     """Throughput at ``batch_size`` and latency at batch 1 of ``model`` as deployed, in ``runtime`` on ``device``."""
     from .device import device_name
-    from .speed import deployed, measure_speed, speed_figures, timed_rounds
+    from ._timing import onnx_timer, speed_figures
+    from .speed import deployed, measure_speed
 
     if runtime == "torch":
         return {**measure_speed(model, shape, device, batch_size, max_steps=max_steps), "runtime": "torch"}
-    timer = _onnx_timer(deployed(model).cpu().eval(), shape, device, workdir)
-    steps, single = timed_rounds(timer(batch_size), max_steps=max_steps), timed_rounds(timer(1), max_steps=max_steps)
+    session = _onnx_session(deployed(model).cpu().eval(), shape, device, workdir)
     import onnxruntime as ort
 
-    return {**speed_figures(steps, single, batch_size), "device": device_name(device), "dtype": "torch.float32",
-            "runtime": f"onnxruntime {ort.__version__}"}
+    return {**speed_figures(onnx_timer(session, shape), batch_size, max_steps=max_steps), "device": device_name(device),
+            "dtype": "torch.float32", "runtime": f"onnxruntime {ort.__version__}"}
 
 
 def bench_run(run: Run, *, device: str = "auto", runtime: str = "torch", batch_size: int = 64, name: str | None = None,

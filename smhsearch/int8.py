@@ -7,19 +7,19 @@ augmentation). The graph is first run through ONNX Runtime's own pre-processing
 (``quant_pre_process``: shape inference and graph optimisation), as its documentation
 advises. Whether int8 pays is measured, not assumed: on a small CPU the quantise and
 dequantise around each operator can cost more than the int8 arithmetic saves, so the float
-and int8 files are both timed (batch 1 latency, batch ``BATCH`` throughput, medians) and
-both scored on the test split.
+and int8 files are both timed (batch 1 latency, batch ``BATCH`` throughput) by the protocol
+of every speed figure (:mod:`smhsearch._timing`), and both scored on the test split.
 """
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+
+from ._timing import MAX_STEPS, onnx_timer, speed_figures
 
 BATCH = 64
 """Throughput's batch, as the search's speed phase measures it."""
@@ -88,20 +88,7 @@ def accuracy(path: str | Path, split, batch_size: int = 256, input_name: str = "
     return right / max(1, total)
 
 
-def timing(path: str | Path, shape: Iterable[int], rounds: int = 30, input_name: str = "input") -> dict[str, Any]:
-    """ONNX Runtime on this CPU: the median latency of one image and the median throughput of a batch of :data:`BATCH`."""
-    session = _session(path)
-    rng = np.random.default_rng(0)
-    out = {}
-    for batch, key in ((1, "latency_s"), (BATCH, "throughput")):
-        x = rng.standard_normal((batch, *shape)).astype(np.float32)
-        for _ in range(3):  # warm-up
-            session.run(None, {input_name: x})
-        times = []
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            session.run(None, {input_name: x})
-            times.append(time.perf_counter() - t0)
-        med = statistics.median(times)
-        out[key] = med if batch == 1 else batch / med
-    return out
+def timing(path: str | Path, shape: Iterable[int], max_steps: int = MAX_STEPS, input_name: str = "input") -> dict[str, Any]:
+    """ONNX Runtime on this CPU: the latency of one image and the throughput of a batch of :data:`BATCH`, timed as every
+    speed figure is (:func:`smhsearch._timing.speed_figures`: medians, their spreads and the protocol)."""
+    return speed_figures(onnx_timer(_session(path), tuple(shape), input_name), BATCH, max_steps=max_steps)

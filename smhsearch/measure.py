@@ -8,7 +8,8 @@
 - ``flops``: fvcore's count on the materialised dense model for one sample, where one
   fused multiply-add counts as one flop (fvcore's rule: it reports MACs). This is what
   deployment costs; SMH's training-time matmul is reported apart (``describe()``).
-- ``throughput``: samples per second on a named device, the median over timed repeats
+- ``throughput``: samples per second on a named device, the median step time timed by the
+  protocol of every speed figure (:mod:`smhsearch._timing`) or over a given count of repeats
   after warm-up, and the latency of one sample alone (batch 1) beside it.
 - ``file_bytes``: bytes on disk (a compressed model's compact file: ``export.compact_bytes``).
 - ``stored_bytes``: bytes of the file the model ships as: a compressed model's compact file (its
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._fvcore import count_flops
+from ._timing import timed_rounds
 from .device import Backend, backend, resolve_device
 from .methods._base import CompressedModel, trainable_count
 
@@ -89,13 +91,17 @@ def throughput(
     mode: Literal["train", "infer"] = "infer",
     device: str | torch.device = "cpu",
     warmup: int = 3,
-    repeats: int = 10,
+    repeats: int | None = None,
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     num_classes: int | None = None,
     latency: bool | None = None,
 ) -> Throughput:
-    """Samples per second of a training step or an inference forward on ``device``, median of ``repeats``.
+    """Samples per second of a training step or an inference forward on ``device``: the median step time.
+
+    Steps are timed by the protocol of every speed figure (:func:`smhsearch._timing.timed_rounds`:
+    rounds until the spread is small, ``warmup`` steps before the first), or, given ``repeats``,
+    exactly that many after ``warmup`` (for a caller that interleaves rounds of several models).
 
     A training step is forward, cross-entropy, backward and an SGD-with-momentum step,
     on a copy of ``model`` (the caller's model is not changed). Inference runs in eval
@@ -111,7 +117,7 @@ def throughput(
     """
     if mode not in ("train", "infer"):
         raise ValueError(f"mode must be 'train' or 'infer', but got {mode!r}")
-    if batch_size < 1 or repeats < 1 or warmup < 0:
+    if batch_size < 1 or (repeats is not None and repeats < 1) or warmup < 0:
         raise ValueError(f"batch_size and repeats must be >= 1 and warmup >= 0, but got {batch_size}, {repeats}, {warmup}")
     be = backend(resolve_device(device, flag="device"))
     if amp_dtype is torch.bfloat16 and not be.bf16_supported():
@@ -124,13 +130,18 @@ def throughput(
         m = m.to(memory_format=memory_format)
     x = torch.randn(batch_size, *input_shape, device=be.device).contiguous(memory_format=memory_format)
     step = _train_step(m, x, be, amp_dtype, num_classes) if mode == "train" else _infer_step(m, x, be, amp_dtype)
-    times = be.time_steps(step, warmup, repeats)
+
+    def timed(fn: Callable[[], None]) -> list[float]:
+        if repeats is not None:
+            return be.time_steps(fn, warmup, repeats)
+        return timed_rounds(lambda w, r: be.time_steps(fn, w, r), warmup=warmup)
+
+    times = timed(step)
     med = statistics.median(times)
     lat = None
     if latency if latency is not None else mode == "infer":
         m.eval()
-        lat = statistics.median(be.time_steps(_infer_step(m, x[:1].clone(memory_format=memory_format), be, amp_dtype),
-                                              warmup, repeats))
+        lat = statistics.median(timed(_infer_step(m, x[:1].clone(memory_format=memory_format), be, amp_dtype)))
     return Throughput(batch_size / med, med, times, lat, be.name())
 
 

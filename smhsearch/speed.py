@@ -17,9 +17,10 @@ ResNet-8s measured that way differed by 30-58%). So a search measures speed in a
   (so no epoch starts), then every trial's lock (so it waits until each running epoch has
   ended), measures, and lets them go. No other trial of the run trains on that device
   while a measurement runs; they pause at their next epoch boundary.
-- **Stable**: steps are timed in rounds until the relative spread of step times
-  (interquartile range / median) is at most ``max_spread`` or a cap of steps is reached;
-  the figure is the median, recorded with its spread.
+- **Stable**: timed by the protocol of every speed figure (:mod:`smhsearch._timing`):
+  rounds of steps until the relative spread of step times (interquartile range / median)
+  is at most ``max_spread`` or a cap of steps is reached; the figure is the median,
+  recorded with its spread.
 
 Measuring before training (not after) keeps ``search.min_throughput`` able to refuse a
 model before it costs any training, and gives the throughput objective to the study.
@@ -28,25 +29,23 @@ model before it costs any training, and gives the throughput objective to the st
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import socket
-import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
 
+from ._keys import json_key
+from ._timing import MAX_SPREAD, MAX_STEPS, StepTimer, speed_figures
+
 log = logging.getLogger(__name__)
 
 BATCH = 64
-MAX_SPREAD = 0.03
-"""Stop adding rounds once (Q3 - Q1) / median of step times is at most this."""
-ROUND, MAX_STEPS, WARMUP = 10, 100, 3
 
 
 def deployed(model: nn.Module) -> nn.Module:
@@ -59,7 +58,7 @@ def deployed(model: nn.Module) -> nn.Module:
 def signature(model: nn.Module) -> str:
     """The architecture of a (deployed) model: its module tree and each tensor's name and shape, hashed."""
     shapes = [(k, tuple(v.shape), str(v.dtype)) for k, v in model.state_dict().items()]
-    return hashlib.sha1(json.dumps([repr(model), shapes]).encode()).hexdigest()[:16]
+    return json_key([repr(model), shapes])
 
 
 def device_key(device: torch.device) -> str:
@@ -70,14 +69,6 @@ def device_key(device: torch.device) -> str:
         chips = os.environ.get("TPU_VISIBLE_CHIPS")
         return f"{socket.gethostname()}-xla" + (f"-chips{chips.replace(',', '_')}" if chips else "")
     return f"{socket.gethostname()}-{device.type}"
-
-
-def spread(times: Sequence[float]) -> float:
-    """(Q3 - Q1) / median of ``times``."""
-    if len(times) < 4:
-        return float("inf")
-    q1, med, q3 = statistics.quantiles(times, n=4)
-    return (q3 - q1) / med
 
 
 def measure_speed(model: nn.Module, input_shape: Sequence[int], device: torch.device, batch_size: int = BATCH,
@@ -97,29 +88,11 @@ def measure_speed(model: nn.Module, input_shape: Sequence[int], device: torch.de
     amp, channels_last = be.autocast_dtype("auto"), device.type == "cuda"
     net = deployed(model)
 
-    def timer(batch: int) -> Callable[[int, int], list[float]]:
+    def timer(batch: int) -> StepTimer:
         return lambda warmup, repeats: throughput(net, input_shape, batch_size=batch, device=device, warmup=warmup, repeats=repeats,
                                                   amp_dtype=amp, channels_last=channels_last, latency=False).steps_s
 
-    steps, single = timed_rounds(timer(batch_size), max_spread, max_steps), timed_rounds(timer(1), max_spread, max_steps)
-    return {**speed_figures(steps, single, batch_size), "device": device_name(device), "dtype": str(amp or torch.float32)}
-
-
-def timed_rounds(time_steps: Callable[[int, int], list[float]], max_spread: float = MAX_SPREAD, max_steps: int = MAX_STEPS) -> list[float]:
-    """Step times from ``time_steps(warmup, repeats)`` in rounds of :data:`ROUND` until their spread is at most
-    ``max_spread`` or ``max_steps`` steps were timed (the first round warms up :data:`WARMUP` steps, later ones one)."""
-    times: list[float] = []
-    while len(times) < max_steps:
-        times += time_steps(WARMUP if not times else 1, min(ROUND, max_steps - len(times)))
-        if spread(times) <= max_spread:
-            break
-    return times
-
-
-def speed_figures(steps: Sequence[float], single: Sequence[float], batch_size: int) -> dict[str, Any]:
-    """The recorded figures of step times at batch ``batch_size`` (throughput) and batch 1 (latency)."""
-    return {"throughput": batch_size / statistics.median(steps), "throughput_spread": spread(steps),
-            "latency_s": statistics.median(single), "latency_spread": spread(single), "steps": len(steps), "batch_size": batch_size}
+    return {**speed_figures(timer, batch_size, max_spread, max_steps), "device": device_name(device), "dtype": str(amp or torch.float32)}
 
 
 class SpeedPhase:
@@ -141,9 +114,8 @@ class SpeedPhase:
     def key(self, net: nn.Module, input_shape: Sequence[int], batch_size: int) -> str:
         from .device import backend, device_name
 
-        text = json.dumps([signature(net), list(input_shape), batch_size, device_key(self.device), device_name(self.device),
-                           str(backend(self.device).autocast_dtype("auto"))])
-        return hashlib.sha1(text.encode()).hexdigest()[:20]
+        return json_key([signature(net), list(input_shape), batch_size, device_key(self.device), device_name(self.device),
+                         str(backend(self.device).autocast_dtype("auto"))], n=20)
 
     @contextlib.contextmanager
     def alone(self) -> Iterator[float]:

@@ -22,7 +22,6 @@ OS lock (``flock``), dropped by the kernel when its holder dies however it dies.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -30,12 +29,14 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from ._keys import json_key
+
 FOLDER = "teachers"
 
 
 def teacher_key(spec: dict[str, Any]) -> str:
     """The key of a teacher job's spec (``JobSpec.to_dict()``): equal specs, one teacher."""
-    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_key(spec)
 
 
 class Slot:

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from smhsearch._timing import protocol
 from smhsearch.runs import load_run
 
 
@@ -31,6 +32,7 @@ def test_bench_times_each_deployed_network_once_and_only_new_trials(run, cli):
     if {"dense", "smh"} <= set(by_method):  # an SMH model deploys its dense network: the very same figure
         assert by_method["smh"] == by_method["dense"]
     assert all(f["throughput"] > 0 and f["latency_s"] > 0 and f["steps"] <= 8 for f in figures.values())
+    assert all(f["protocol"] == protocol(max_steps=8) for f in figures.values())  # each figure says how it was timed
 
     rc, out, _ = cli("bench", run, "--max-steps", "8", "--name", "here", "--json")  # nothing new to time
     assert rc == 0 and json.loads(out)["timed_networks"] == 0 and json.loads(out)["trials"] == figures
@@ -72,7 +74,9 @@ def test_onnxruntime_times_the_exported_file(run, cli):
     assert rc == 0, err
     record = json.loads(out)
     assert record["name"].endswith("-cpu-onnxruntime-b64") and list(record["trials"]) == [str(trial)]
-    assert record["trials"][str(trial)]["runtime"].startswith("onnxruntime ") and record["trials"][str(trial)]["throughput"] > 0
+    figure = record["trials"][str(trial)]
+    assert figure["runtime"].startswith("onnxruntime ") and figure["throughput"] > 0
+    assert figure["protocol"] == protocol(max_steps=8) and figure["steps"] <= 8  # timed as the torch figures are
 
 
 @pytest.mark.parametrize("args, message", [

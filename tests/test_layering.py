@@ -13,7 +13,8 @@ PKG = Path(__file__).resolve().parents[1] / "smhsearch"
 
 # Lower layers first; a module may import its own layer and the layers before it.
 LAYERS = [
-    {"_budget", "_registry", "_version", "_fvcore", "_checkpoint", "_atomic", "_redact", "_storage", "_rdb", "_extras", "plugins", "device", "stats", "_errors"},
+    {"_budget", "_registry", "_version", "_fvcore", "_checkpoint", "_atomic", "_redact", "_storage", "_rdb", "_extras", "plugins",
+     "device", "stats", "_errors", "_keys", "_timing"},
     {"models"},
     {"methods"},
     {"measure", "_modelfile", "export", "int8", "data"},

@@ -78,6 +78,62 @@ def test_never_stops_a_trial_non_dominated_at_its_rung(seed):
     assert r.stopped, "nothing was stopped: the test proves nothing"
 
 
+def ranks_by_peeling(points) -> list[int]:
+    """Non-dominated ranks, independent of moocore: peel off the points no remaining one dominates, front by front."""
+    left, ranks, rank = set(range(len(points))), [0] * len(points), 0
+    while left:
+        front = {i for i in left if not dominated_by_someone(points[i], [points[j] for j in left if j != i])}
+        for i in front:
+            ranks[i] = rank
+        left -= front
+        rank += 1
+    return ranks
+
+
+def test_keeps_the_best_1_over_rf_by_rank_no_fewer_and_no_more():
+    """The rule's boundary: a dominated trial is kept while fewer than n/rf of the n trials rank better, and stopped
+    once n/rf do. A rule that stops on any better peer fails the first half; one that needs more than n/rf, the second."""
+    r = ParetoRungs(SIZE_ACC, grace_period=1, reduction_factor=2, max_t=4)
+    for i in range(3):  # three equal trials: none dominates another, all rank 0
+        assert not r.on_result(f"d{i}", {"epoch": 1, "val_acc": 0.5, "stored_params": 100})
+    assert not r.on_result("a", {"epoch": 1, "val_acc": 0.9, "stored_params": 10})  # dominates them: they drop to rank 1
+    # a fourth equal one, dominated by a, at rank 1: only a ranks better, 1 of 5 < 5/2, so it is kept
+    assert not r.on_result("x", {"epoch": 1, "val_acc": 0.5, "stored_params": 100})
+    assert r.stopped == {}
+
+    r = ParetoRungs(SIZE_ACC, grace_period=1, reduction_factor=2, max_t=4)
+    assert not r.on_result("w", {"epoch": 1, "val_acc": 0.4, "stored_params": 300})
+    assert not r.on_result("f0", {"epoch": 1, "val_acc": 0.6, "stored_params": 10})  # f0 and f1: the front
+    assert not r.on_result("f1", {"epoch": 1, "val_acc": 0.9, "stored_params": 100})
+    # y is dominated by f0 and f1 and dominates w: ranks f0, f1 = 0, y = 1, w = 2; 2 of 4 rank better = exactly 4/2
+    assert r.on_result("y", {"epoch": 1, "val_acc": 0.5, "stored_params": 200})
+    assert r.stopped == {"y": 1}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_rule_on_random_rungs_against_an_independent_count(seed):
+    """Every decision, fresh trial by fresh trial, is "stop iff better * rf >= n" with ranks computed here by peeling
+    fronts (ties and repeated points included), so any other threshold disagrees on some rung."""
+    rng = random.Random(seed)
+    rf = rng.choice([2, 3, 4])
+    r = ParetoRungs(SIZE_ACC, grace_period=1, reduction_factor=rf, max_t=30)
+    seen: dict = {m: [] for m in r.milestones}
+    decisions = {True: 0, False: 0}
+    for step in range(150):
+        trial, epoch = f"t{rng.randrange(40)}", rng.randint(1, 30)
+        p = (rng.choice([0.2, 0.4, 0.5, 0.6, 0.8]), rng.choice([100, 200, 400, 800]))
+        rung = max((m for m in r.milestones if epoch >= m), default=None)
+        fresh = rung is not None and trial not in r.recorded[rung]
+        stop = r.on_result(trial, {"epoch": epoch, "val_acc": p[0], "stored_params": p[1]})
+        if fresh:
+            seen[rung].append(p)
+            ranks = ranks_by_peeling(seen[rung])
+            better = sum(k < ranks[-1] for k in ranks)
+            assert stop == (better * rf >= len(ranks)), (rf, p, seen[rung])
+            decisions[stop] += 1
+    assert decisions[True] and decisions[False], decisions  # both outcomes were checked
+
+
 def test_one_objective_is_ashas_successive_halving():
     r = ParetoRungs([("val_acc", "max")], grace_period=1, reduction_factor=2, max_t=3)
     kept = [not r.on_result(f"t{i}", {"epoch": 1, "val_acc": a}) for i, a in enumerate([0.5, 0.6, 0.4, 0.7])]

@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 
 from smhsearch.methods import SMH, HashedNets, WidthMultiplier, compress
+from smhsearch._timing import protocol, spread
 from smhsearch.models import create_model
-from smhsearch.speed import SpeedPhase, deployed, measure_speed, signature, spread
+from smhsearch.speed import SpeedPhase, deployed, measure_speed, signature
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -40,6 +41,23 @@ def test_measurement_repeats_until_the_spread_is_small_and_records_it():
     assert s["steps"] == 25  # no spread passes: up to the cap
     assert s["throughput"] > 0 and s["latency_s"] > 0 and s["batch_size"] == 16 and "threads" in s["device"]
     assert spread([1.0, 1.0, 1.0, 1.0]) == 0 and spread([1.0, 2.0]) == float("inf")
+
+
+def test_every_speed_figure_is_timed_by_the_one_protocol(tmp_path, monkeypatch):
+    """The search's figures, ``measure.throughput``'s default and ONNX Runtime's (int8 report, ``bench``) all stop by the
+    protocol's one rule: where it never finds the spread small, each times up to its cap, and says how it was timed."""
+    from smhsearch import _timing, int8, measure
+    from smhsearch.export import float_onnx
+
+    monkeypatch.setattr(_timing, "spread", lambda times: float("inf"))  # never stable: every protocol runs to its cap
+    net = create_model("mlp_1x1000")
+    s = measure_speed(net, SHAPE, CPU, batch_size=4, max_steps=15)
+    assert s["steps"] == 15 and s["protocol"] == protocol(max_steps=15)
+    assert len(measure.throughput(net, SHAPE, batch_size=4).steps_s) == _timing.MAX_STEPS
+    assert len(measure.throughput(net, SHAPE, batch_size=4, warmup=1, repeats=7).steps_s) == 7  # a fixed count when asked
+    f = int8.timing(float_onnx(net, SHAPE, tmp_path / "m.onnx"), SHAPE, max_steps=15)
+    assert f["steps"] == 15 and f["protocol"] == protocol(max_steps=15) and f["batch_size"] == int8.BATCH
+    assert f["throughput"] > 0 and f["latency_s"] > 0
 
 
 def test_the_cache_measures_each_architecture_once_per_run(tmp_path):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
+from .._keys import json_key
 from .._storage import STUDY_FILE, open_storage  # noqa: F401  (STUDY_FILE: re-exported by search)
 from .._storage import storage_url as _url
 from ..space import OBJECTIVES, Candidate, Space
@@ -46,10 +45,9 @@ class RunPlan:
     def fingerprint(self) -> str:
         """What a resumed study must share with its start: the structured space (budget ranges included), its
         candidates, data, training, objectives and max_params (not the trial count)."""
-        text = json.dumps([_unset_distill(self.space.space.model_dump()), [c.params() for c in self.candidates],
-                           self.space.dataset.model_dump(), _unset_distill(self.space.train.model_dump()), self.space.search.objectives,
-                           self.space.search.max_params], sort_keys=True, default=str)
-        return hashlib.sha1(text.encode()).hexdigest()[:16]
+        return json_key([_unset_distill(self.space.space.model_dump()), [c.params() for c in self.candidates],
+                         self.space.dataset.model_dump(), _unset_distill(self.space.train.model_dump()), self.space.search.objectives,
+                         self.space.search.max_params])
 
 
 _LATER_DEFAULTS = {"distill": None, "entropy": [False]}
