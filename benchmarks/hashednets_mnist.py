@@ -53,6 +53,7 @@ MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 ARCHS = {3: "mlp_1x1000", 5: "mlp_3x1000"}
 CPU = torch.device("cpu")
 SWEEP = {"SMH": [1 / 3, 1.0, 3.0], "HashNet": [1 / 3, 1.0, 3.0], "NN": [1.0]}  # x the derived rates
+STORED = "_reused_in_file"  # a reused run's own flag in the file, while this run is under way
 LR_RULE = "derived"  # multipliers act on the rates each method derives (smhsearch.methods.param_groups)
 
 
@@ -112,7 +113,7 @@ def run_setting(data, layers: int, comp: str, method: str, epochs: int, lr: floa
     for mult in sweep:
         old = reusable(mult)
         if old is not None:
-            row = {**old, "reused": True}
+            row = {**old, "reused": STORED}
             tried.append(row)
             if "final_val_acc" in row and (best is None or row["final_val_acc"] > best["final_val_acc"]):
                 best = row
@@ -126,7 +127,7 @@ def run_setting(data, layers: int, comp: str, method: str, epochs: int, lr: floa
     if best is not None:
         for seed in range(1, seeds):
             old = reusable(best["variable_lr_mult"], seed)
-            repeats.append({**old, "reused": True} if old is not None else train(best["variable_lr_mult"], seed))
+            repeats.append({**old, "reused": STORED} if old is not None else train(best["variable_lr_mult"], seed))
     errors = [r["test_error_pct"] for r in [best or {}, *repeats] if "test_error_pct" in r]
     return {"method": method, "layers": layers, "compression": comp, "stored": build().stored_count(), "chosen": best, "tried": tried,
             "seeds": repeats, "test_error_mean": float(np.mean(errors)) if errors else float("nan"),
@@ -157,10 +158,10 @@ def main() -> None:
                     for t in r["tried"]:
                         if "diverged" in t or "final_val_acc" in t:
                             previous[(name, r["layers"], r["compression"], m, v["epochs"], old.get("lr"), t["variable_lr_mult"])] = \
-                                {k: val for k, val in t.items() if k != "reused"}
+                                {k: val for k, val in t.items() if k != "reused"} | {STORED: t.get("reused", False)}
                     for t in r.get("seeds", []):
                         previous[(name, r["layers"], r["compression"], m, v["epochs"], old.get("lr"), t["variable_lr_mult"], t["seed"])] = \
-                            {k: val for k, val in t.items() if k != "reused"}
+                            {k: val for k, val in t.items() if k != "reused"} | {STORED: t.get("reused", False)}
     torch.set_num_threads(torch.get_num_threads())
     out = {}
     md = ["| dataset | layers | compression | NN (ours) | HashedNets (ours) | SMH (ours) | SMH ≤ HashedNets | paper NN | paper HashNet |",
@@ -183,7 +184,14 @@ def main() -> None:
                           f"{'yes' if ok else 'no'} | {paper['NN']:.2f} | {paper['HashNet']:.2f} |")
                 print(md[-1], flush=True)
         out[ds] = {"dataset": data.describe(), "epochs": epochs, "settings": rows}
-    results.trained = any(not r.get("reused") for v in out.values() for s in v["settings"] for m in s.values() for r in m["tried"] + m["seeds"])
+    rows = [r for v in out.values() for s in v["settings"] for m in s.values() for r in [*m["tried"], *m["seeds"]]]
+    results.trained = any(not r.get("reused") for r in rows)
+    for r in rows:  # reused: True, or, after a run that trained nothing, as the file had it (its machine and date are kept too)
+        stored = r.pop(STORED, False)
+        if "reused" in r:
+            r.pop("reused")
+            if results.trained or stored:
+                r["reused"] = True
     path = results.write({"lr": a.lr, "lr_rule": LR_RULE, "batch_size": 50, "sweep": sweep,
                           "seeds": a.seeds, "results": out,
                           "paper_test_error_pct": {f"{k[0]} {k[1]}-layer": v for k, v in PAPER.items()}})
