@@ -47,7 +47,7 @@ def main() -> None:
     p.add_argument("--npz", type=Path, help="a packed CIFAR-10 subset (x_train, y_train, x_test, y_test) instead of --root")
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--smh-lr-mult", type=float, default=1.0, help="x SMH's derived rates on U and V")
-    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto", help="torch.compile, as the trainer's compile (default auto)")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto", help="the trainer's torch.compile (default auto)")
     p.add_argument("--subset", type=int, help="train on this many images only (smoke runs)")
     p.add_argument("--models", nargs="+", default=["dense", "smh@46K", "smh@118K", "width@46K", "width@118K"])
     a = p.parse_args()
@@ -56,8 +56,9 @@ def main() -> None:
         if not a.npz.is_file():
             missing_data("the packed CIFAR-10 subset", a.npz, "scripts/gpu_check_prepare.py writes it")
         z = np.load(a.npz)
-        data = dataset_from_arrays("cifar10-subset", z["x_train"], z["y_train"], z["x_test"], z["y_test"], CIFAR10_MEAN, CIFAR10_STD,
-                                   augment="crop_flip", notes=f"{len(z['x_train'])} training and {len(z['x_test'])} test images of CIFAR-10")
+        notes = f"{len(z['x_train'])} training and {len(z['x_test'])} test images of CIFAR-10"
+        data = dataset_from_arrays("cifar10-subset", z["x_train"], z["y_train"], z["x_test"], z["y_test"], CIFAR10_MEAN,
+                                   CIFAR10_STD, augment="crop_flip", notes=notes)
     else:
         try:
             data = load_dataset("cifar10", root=a.root)

@@ -123,16 +123,19 @@ def main() -> None:
     gpu = cuda_device()
     print(f"GPU: {gpu}", flush=True)
     install(a.site)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(a.site), str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    path = os.pathsep.join([str(a.site), str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = {**os.environ, "PYTHONPATH": path,
            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
     missing = importable(NEEDS, env)
     if missing:
         fail(f"{', '.join(missing)} not importable and not among the wheels in {WHEELS}: run scripts/gpu_check_prepare.py "
              "where a package registry is reachable, then copy .whl/ and .data/ here")
     if not NPZ.is_file():
-        fail(f"the CIFAR-10 subset is not at {NPZ}: run scripts/gpu_check_prepare.py beside ../shared/data, then copy .data/ here")
+        fail(f"the CIFAR-10 subset is not at {NPZ}: run scripts/gpu_check_prepare.py beside ../shared/data, "
+             "then copy .data/ here")
 
-    files = sorted(str(f.relative_to(REPO)) for f in (REPO / "tests").glob("test_*.py") if re.search(r"pytest\.mark\.gpu\b", f.read_text()))
+    files = sorted(str(f.relative_to(REPO)) for f in (REPO / "tests").glob("test_*.py")
+                   if re.search(r"pytest\.mark\.gpu\b", f.read_text()))
     junit = Path(os.environ.get("TMPDIR", "/tmp")) / f"gpu_check_junit_{os.getpid()}.xml"
     tests = [sys.executable, "-m", "pytest", "-m", "gpu", "-p", "pytest_timeout", "-q", f"--junitxml={junit}", *files]
     without_ray = importable(("ray", "optuna"), env)
@@ -144,9 +147,9 @@ def main() -> None:
     parts[0] |= {"tests": test_counts(junit), "files": files, "not_run": [RAY_TEST] if without_ray else []}
     junit.unlink(missing_ok=True)
     parts.append(run("smh_overhead", [sys.executable, "benchmarks/smh_overhead.py", "--device", "cuda"], a.overhead_s, env))
-    parts.append(run("resnet32_cifar10 short", [sys.executable, "benchmarks/resnet32_cifar10.py", "--device", "cuda", "--npz", str(NPZ),
-                                                "--epochs", str(a.epochs), "--models", "dense", "smh@46K", "--compile", "off"],
-                     a.resnet_s, env))
+    resnet = [sys.executable, "benchmarks/resnet32_cifar10.py", "--device", "cuda", "--npz", str(NPZ), "--epochs", str(a.epochs),
+              "--models", "dense", "smh@46K", "--compile", "off"]
+    parts.append(run("resnet32_cifar10 short", resnet, a.resnet_s, env))
 
     sys.path[:0] = [str(a.site), str(REPO), str(REPO / "benchmarks")]
     import torch

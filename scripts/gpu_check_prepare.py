@@ -5,9 +5,9 @@ and at most 64 MiB travel to it with the repository. This script, run where a re
 puts beside the checkout (both folders are git-ignored):
 
 - ``.whl/``: the few wheels the GPU tests and the two GPU benchmarks import beyond that base (pydantic and
-  its core, fvcore and its helpers, onnxscript for torch's ONNX exporter, pytest and its plugins), for the machine's Python (``--python-version``,
-  3.12 by default; pydantic-core is compiled, so its wheel is that version's manylinux one), at the versions
-  installed here when they are (those the project is tested with);
+  its core, fvcore and its helpers, onnxscript for torch's ONNX exporter, pytest and its plugins), for the
+  machine's Python (``--python-version``, 3.12 by default; pydantic-core is compiled, so its wheel is that
+  version's manylinux one), at the versions installed here when they are (those the project is tested with);
 - ``.data/cifar10_subset.npz``: a CIFAR-10 subset (the first ``--train`` training and ``--test`` test images,
   uint8, CHW) from ``../shared/data/cifar10`` (or ``$SMHSEARCH_DATA/cifar10``), for the short ResNet-32 run.
 
@@ -96,8 +96,9 @@ def main() -> None:
         old.unlink()
     fetch_wheels(whl, a.python_version)
     npz = pack_cifar(data, a.train, a.test)
-    tracked = [REPO / f for f in subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()]
-    parts = {"repository (tracked files)": size(tracked), ".whl/": size(list(whl.glob("*.whl"))), str(npz.relative_to(REPO)): size([npz])}
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    parts = {"repository (tracked files)": size([REPO / f for f in listed]), ".whl/": size(list(whl.glob("*.whl"))),
+             str(npz.relative_to(REPO)): size([npz])}
     for name, n in parts.items():
         print(f"{n / 2**20:7.1f} MiB  {name}")
     total = sum(parts.values())
