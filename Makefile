@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: docs demo test test-all test-gpu test-xla install-xla lint bench install browser postgres clean
+.PHONY: docs demo test test-all test-gpu gpu-check test-xla install-xla lint bench install browser postgres clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ test-all: $(STAMP) browser postgres
 ## the tests marked gpu alone (on a machine with CUDA; elsewhere they skip and say why)
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -m gpu
+
+## the GPU checks in one command (under 8 minutes): the gpu tests, smh_overhead.py on the GPU (224 px, bf16) and a short
+## ResNet-32 CIFAR-10 run (dense, SMH at 46K); results under benchmarks/results/, named after the GPU. It runs with the
+## machine's own Python (no .venv, no registry): the wheels and the CIFAR-10 subset come from scripts/gpu_check_prepare.py,
+## run first where a registry is reachable. Without a CUDA device it exits 2 at once, saying so.
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) scripts/gpu_check.py
 
 ## PyTorch/XLA pins an older torch than the project's default, so the xla tests get their own environment,
 ## .venv-xla (Python 3.11, pyproject's [xla] extra: exact torch / torchvision / torch-xla versions), and run on

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import multiprocessing as mp
 import statistics
 import time
 
@@ -47,7 +45,8 @@ from smhsearch.job import JobSpec, run_job
 from smhsearch.methods._schema import build_config, dense_config, is_dense
 from smhsearch.train import TrainConfig, TrainingDiverged
 
-from _common import RESULTS, add_device_argument, device_slug, parse_device, rate_fingerprint, write_result  # type: ignore[import-not-found]
+from _common import add_device_argument, parse_device, rate_fingerprint  # type: ignore[import-not-found]
+from _harness import ResultsFile, pool  # type: ignore[import-not-found]
 
 SETTINGS = {  # arch, epochs, batch size, lr
     "embedded": dict(arch="resnet8", epochs=5, batch_size=128, lr=0.05),
@@ -250,10 +249,9 @@ def main() -> None:
     if a.smoke:
         a.settings, a.methods, a.seeds, a.epochs, n = ["embedded"], ["dense", "smh", "deep_compression"], 1, 1, 256
         a.qat, a.ptq = ["4/qat"], ["8"]
-    name = "bytes-smoke" if a.smoke else "bytes"
-    path = RESULTS / f"{name}-{device_slug(device)}.json"
+    results = ResultsFile("bytes-smoke" if a.smoke else "bytes", device)
     protocol = {"budget": a.budget, "dc_budget": a.dc_budget, "epochs": a.epochs, "subset": n, "qat": a.qat, "ptq": a.ptq}
-    old = json.loads(path.read_text()) if path.is_file() else {}
+    old = results.old
     budget_of = lambda m: a.dc_budget if m == "deep_compression" else a.budget  # noqa: E731
     rates = {(st, m): current_rates(st, m, budget_of(m)) for st in SETTINGS for m in METHODS + PRESETS}
     done = ({(r["setting"], r["method"], r["seed"]) for r in old.get("rows", []) if r.get("rates") == rates[r["setting"], r["method"]]}
@@ -262,21 +260,23 @@ def main() -> None:
     jobs = [(st, m, seed, budget_of(m), a.qat, a.ptq, a.epochs or SETTINGS[st]["epochs"], n,
              1 if a.workers > 1 else torch.get_num_threads())
             for st in a.settings for seed in range(a.seeds) for m in a.methods if (st, m, seed) not in done]
-    for st in {j[0] for j in jobs}:  # each setting's data loads here first: a worker that exits on missing data (MNIST
-        dataset(st, n)               # lives in ../shared only) would leave the pool waiting on it for ever
-    with mp.get_context("spawn").Pool(a.workers) as pool:
-        for got in pool.imap_unordered(one_seed, jobs):
-            got = [{**r, "rates": rates[r["setting"], r["method"]]} for r in got]
-            rows += got
-            for r in got:
-                print(f"  {r['setting']:9s} {r['method']:16s} {r['precision']:14s} seed {r['seed']}: "
-                      + (f"{100 * r['test_acc']:.2f}%  {r['stored_bytes']:>9,} B" if "test_acc" in r else "diverged"), flush=True)
-            write_result(name, device, {"protocol": protocol, "complete": False, "rows": rows})
+    results.trained = bool(jobs)
+
+    def check() -> None:  # each setting's data, loaded here: without it (MNIST lives in ../shared only) exit 2 before any worker starts
+        for st in {j[0] for j in jobs}:
+            dataset(st, n)
+
+    for got in pool(one_seed, jobs, a.workers, check=check):
+        got = [{**r, "rates": rates[r["setting"], r["method"]]} for r in got]
+        rows += got
+        for r in got:
+            print(f"  {r['setting']:9s} {r['method']:16s} {r['precision']:14s} seed {r['seed']}: "
+                  + (f"{100 * r['test_acc']:.2f}%  {r['stored_bytes']:>9,} B" if "test_acc" in r else "diverged"), flush=True)
+        results.write({"protocol": protocol, "complete": False, "rows": rows})
     summary = summarize(rows)
     notes = targets(summary)
-    out = write_result(name, device, {"protocol": protocol, "complete": True, "summary": summary, "targets": notes, "rows": rows},
-                       kept=None if jobs else old)
-    (RESULTS / f"{name}-{device_slug(device)}.md").write_text(
+    out = results.write({"protocol": protocol, "complete": True, "summary": summary, "targets": notes, "rows": rows})
+    results.write_md(
         f"Test accuracy (mean ± sd over the seeds column's seeds) against the model file's bytes; budget {a.budget:g} of the dense model's "
         f"parameters (deep_compression: {a.dc_budget:g}). `+e`: the same model's file entropy-coded.\n\n" + table(summary)
         + "\n" + "\n".join(f"- {t}" for t in notes) + "\n")

@@ -42,10 +42,8 @@ from smhsearch.job import JobSpec, run_job
 from smhsearch.job import build as job_build
 from smhsearch.train import TrainConfig, TrainingDiverged
 
-from _common import RESULTS, add_device_argument, device_slug, parse_device, rate_fingerprint, write_result  # type: ignore[import-not-found]
-
-ROOT = Path(__file__).resolve().parents[1]
-CIFAR_ROOT = ROOT.parent / "shared" / "data" / "cifar10"
+from _common import add_device_argument, device_slug, parse_device, rate_fingerprint  # type: ignore[import-not-found]
+from _harness import REPO, ResultsFile, data_dir, missing_data  # type: ignore[import-not-found]
 
 
 @dataclass(frozen=True)
@@ -133,7 +131,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_device_argument(ap)
     ap.add_argument("--setup", choices=("embedded", "cifar"), default="embedded")
-    ap.add_argument("--root", type=Path, default=CIFAR_ROOT, help="CIFAR-10's folder (--setup cifar)")
+    ap.add_argument("--root", type=Path, default=data_dir("cifar10"), help="CIFAR-10's folder (--setup cifar; default: %(default)s)")
     ap.add_argument("--smoke", action="store_true", help="a tiny run that checks the pipeline (written as *-smoke-*, never a result)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, help="train teacher and students this long instead of the setup's own (results are "
@@ -152,8 +150,7 @@ def main() -> None:
     try:
         data = load_dataset(p.dataset, root=a.root if p.dataset == "cifar10" else None)
     except DatasetNotFound as e:
-        print(f"skipped: {p.dataset} is not at {a.root} ({e}); pass --root")
-        return
+        missing_data(p.dataset, a.root, f"{e}; or pass --root")
     if p.train_subset:
         data.train.x, data.train.y = data.train.x[: p.train_subset], data.train.y[: p.train_subset]
     stem = "distillation-smoke" if a.smoke else ("distillation" if a.setup == "embedded" else "distillation-cifar")
@@ -161,11 +158,11 @@ def main() -> None:
         stem += f"-e{p.epochs}"
     if p.teacher_epochs is not None:
         stem += f"-t{p.teacher_epochs}"
-    teachers = ROOT / "runs" / f"bench-{stem}-{device_slug(device)}" / "teachers"  # runs/ is git-ignored
-    path = RESULTS / f"{stem}-{device_slug(device)}.json"
+    teachers = REPO / "runs" / f"bench-{stem}-{device_slug(device)}" / "teachers"  # runs/ is git-ignored
+    results = ResultsFile(stem, device)
     header = {"protocol": asdict(p), "methods": list(plan["methods"]), "budgets": list(plan["budgets"]), "seeds": plan["seeds"],
               "threads": a.threads, "data": data.describe()}
-    old = json.loads(path.read_text()) if path.is_file() else {}
+    old = results.old
     # a run is reused at the same protocol and at the rates its method derives now (a changed rule trains it again)
     rates = {(m, b): rate_fingerprint(lambda m=m, b=b: job_build(JobSpec(p.arch, method_config(m, b, 0), dataset=p.dataset), data)[1], "sgd")
              for m in plan["methods"] for b in plan["budgets"]}
@@ -178,7 +175,8 @@ def main() -> None:
                     k = (method, budget, distill, seed)
                     if k not in rows:
                         rows[k] = {**run_one(p, data, device, teachers, method, budget, distill, seed), "rates": rates[method, budget]}
-                        write_result(stem, device, {**header, "complete": False, "runs": list(rows.values())})
+                        results.trained = True
+                        results.write({**header, "complete": False, "runs": list(rows.values())})
                         r = rows[k]
                         print(f"  {method:10s} {budget:4s} {'kd' if distill else '  '} seed {seed}: "
                               + (f"test {100 * r['test_acc']:.2f}  ({r['seconds']:.0f} s)" if "test_acc" in r else "diverged"), flush=True)
@@ -187,10 +185,10 @@ def main() -> None:
     taught = {r["seed"]: r for r in done if r.get("teacher_key")}
     teacher_rows = [{"seed": s, "test_acc": r["teacher_test_acc"], "train_seconds": r["teacher_train_seconds"], "forward_s": r["teacher_forward_s"],
                      "trainings": sum(x.get("teacher_trained_here", False) for x in done if x.get("seed") == s)} for s, r in sorted(taught.items())]
-    out = write_result(stem, device, {**header, "complete": True, "summary": summary, "teachers": teacher_rows, "targets": targets(summary),
+    out = results.write({**header, "complete": True, "summary": summary, "teachers": teacher_rows, "targets": targets(summary),
                                       "runs": done})
     md = table(summary, teacher_rows)
-    (RESULTS / f"{stem}-{device_slug(device)}.md").write_text(md)
+    results.write_md(md)
     print(md + json.dumps(targets(summary)) + f"\nwrote {out}")
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,9 +42,9 @@ from smhsearch.data._idx import read_idx
 from smhsearch.job import JobSpec, run_job
 from smhsearch.train import TrainConfig, TrainingDiverged
 
-from _common import RESULTS, add_device_argument, device_slug, parse_device, rate_fingerprint, write_result  # type: ignore[import-not-found]
+from _common import add_device_argument, parse_device, rate_fingerprint  # type: ignore[import-not-found]
+from _harness import ResultsFile, data_dir, need_dir  # type: ignore[import-not-found]
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 PAPER = {  # test error %, Chen et al. Table (1000 hidden units)
     ("1/8", 3): {"NN": 1.69, "HashNet": 1.45}, ("1/8", 5): {"NN": 1.35, "HashNet": 1.22},
     ("1/64", 3): {"NN": 6.28, "HashNet": 2.79}, ("1/64", 5): {"NN": 2.69, "HashNet": 1.99},
@@ -54,18 +53,17 @@ MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 ARCHS = {3: "mlp_1x1000", 5: "mlp_3x1000"}
 CPU = torch.device("cpu")
 SWEEP = {"SMH": [1 / 3, 1.0, 3.0], "HashNet": [1 / 3, 1.0, 3.0], "NN": [1.0]}  # x the derived rates
+STORED = "_reused_in_file"  # a reused run's own flag in the file, while this run is under way
 LR_RULE = "derived"  # multipliers act on the rates each method derives (smhsearch.methods.param_groups)
 
 
 def mnist_17k_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The first 17,435 MNIST training images, their labels and the test set, as uint8 (N, 1, 28, 28) and int64."""
-    if not SHARED_MNIST.is_dir():
-        raise SystemExit(f"MNIST not found at {SHARED_MNIST} (the shared data folder is for developers; "
-                         "hashednets_mnist.py runs without it on --datasets fashion-mnist)")
-    z = np.load(SHARED_MNIST / "mnist_train_first17435.npz")
+    root = need_dir("MNIST", data_dir("mnist"), "hashednets_mnist.py runs without it on --datasets fashion-mnist")
+    z = np.load(root / "mnist_train_first17435.npz")
     x_train = z["x_train"]
-    y_train = read_idx(SHARED_MNIST / "train-labels-idx1-ubyte.gz")[: len(x_train)]
-    x_test, y_test = read_idx(SHARED_MNIST / "t10k-images-idx3-ubyte.gz"), read_idx(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz")
+    y_train = read_idx(root / "train-labels-idx1-ubyte.gz")[: len(x_train)]
+    x_test, y_test = read_idx(root / "t10k-images-idx3-ubyte.gz"), read_idx(root / "t10k-labels-idx1-ubyte.gz")
     return x_train[:, None], y_train.astype(np.int64), x_test[:, None], y_test.astype(np.int64)
 
 
@@ -115,7 +113,7 @@ def run_setting(data, layers: int, comp: str, method: str, epochs: int, lr: floa
     for mult in sweep:
         old = reusable(mult)
         if old is not None:
-            row = {**old, "reused": True}
+            row = {**old, "reused": STORED}
             tried.append(row)
             if "final_val_acc" in row and (best is None or row["final_val_acc"] > best["final_val_acc"]):
                 best = row
@@ -129,7 +127,7 @@ def run_setting(data, layers: int, comp: str, method: str, epochs: int, lr: floa
     if best is not None:
         for seed in range(1, seeds):
             old = reusable(best["variable_lr_mult"], seed)
-            repeats.append({**old, "reused": True} if old is not None else train(best["variable_lr_mult"], seed))
+            repeats.append({**old, "reused": STORED} if old is not None else train(best["variable_lr_mult"], seed))
     errors = [r["test_error_pct"] for r in [best or {}, *repeats] if "test_error_pct" in r]
     return {"method": method, "layers": layers, "compression": comp, "stored": build().stored_count(), "chosen": best, "tried": tried,
             "seeds": repeats, "test_error_mean": float(np.mean(errors)) if errors else float("nan"),
@@ -149,12 +147,10 @@ def main() -> None:
     a = p.parse_args()
     device = parse_device(a.device)
     sweep = {"SMH": a.smh_mults, "HashNet": a.hashnet_mults, "NN": SWEEP["NN"]}
-    previous, old = {}, {}
-    old_path = RESULTS / f"hashednets_mnist-{device_slug(device)}.json"
-    if old_path.is_file():  # runs already made with the same settings (the seed is fixed): reuse them
-        import json
-
-        old = json.loads(old_path.read_text())
+    previous: dict[tuple, dict] = {}
+    results = ResultsFile("hashednets_mnist", device)
+    old = results.old
+    if old:  # runs already made with the same settings (the seed is fixed): reuse them
         for ds, v in (old.get("results", {}) if old.get("lr_rule") == LR_RULE else {}).items():
             name = v["dataset"]["name"]
             for setting in v["settings"]:
@@ -162,10 +158,10 @@ def main() -> None:
                     for t in r["tried"]:
                         if "diverged" in t or "final_val_acc" in t:
                             previous[(name, r["layers"], r["compression"], m, v["epochs"], old.get("lr"), t["variable_lr_mult"])] = \
-                                {k: val for k, val in t.items() if k != "reused"}
+                                {k: val for k, val in t.items() if k != "reused"} | {STORED: t.get("reused", False)}
                     for t in r.get("seeds", []):
                         previous[(name, r["layers"], r["compression"], m, v["epochs"], old.get("lr"), t["variable_lr_mult"], t["seed"])] = \
-                            {k: val for k, val in t.items() if k != "reused"}
+                            {k: val for k, val in t.items() if k != "reused"} | {STORED: t.get("reused", False)}
     torch.set_num_threads(torch.get_num_threads())
     out = {}
     md = ["| dataset | layers | compression | NN (ours) | HashedNets (ours) | SMH (ours) | SMH ≤ HashedNets | paper NN | paper HashNet |",
@@ -188,12 +184,18 @@ def main() -> None:
                           f"{'yes' if ok else 'no'} | {paper['NN']:.2f} | {paper['HashNet']:.2f} |")
                 print(md[-1], flush=True)
         out[ds] = {"dataset": data.describe(), "epochs": epochs, "settings": rows}
-    trained = any(not r.get("reused") for v in out.values() for s in v["settings"] for m in s.values() for r in m["tried"] + m["seeds"])
-    path = write_result("hashednets_mnist", device, {"lr": a.lr, "lr_rule": LR_RULE, "batch_size": 50, "sweep": sweep,
-                                                     "seeds": a.seeds, "results": out,
-                                                     "paper_test_error_pct": {f"{k[0]} {k[1]}-layer": v for k, v in PAPER.items()}},
-                        kept=None if trained else old)
-    (RESULTS / f"hashednets_mnist-{device_slug(device)}.md").write_text(
+    rows = [r for v in out.values() for s in v["settings"] for m in s.values() for r in [*m["tried"], *m["seeds"]]]
+    results.trained = any(not r.get("reused") for r in rows)
+    for r in rows:  # reused: True, or, after a run that trained nothing, as the file had it (its machine and date are kept too)
+        stored = r.pop(STORED, False)
+        if "reused" in r:
+            r.pop("reused")
+            if results.trained or stored:
+                r["reused"] = True
+    path = results.write({"lr": a.lr, "lr_rule": LR_RULE, "batch_size": 50, "sweep": sweep,
+                          "seeds": a.seeds, "results": out,
+                          "paper_test_error_pct": {f"{k[0]} {k[1]}-layer": v for k, v in PAPER.items()}})
+    results.write_md(
         f"Test error % (lower is better), mean ± sd over {a.seeds} seeds at each method's multiplier chosen on validation "
         "(seed 0). MNIST here is trained on its first 17,435 training images only.\n\n" + "\n".join(md) + "\n")
     print(f"wrote {path}")

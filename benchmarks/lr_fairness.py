@@ -51,11 +51,9 @@ import dataclasses
 import fcntl
 import json
 import math
-import multiprocessing
 import os
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -67,6 +65,7 @@ from smhsearch.data._splits import TensorSplit
 from smhsearch.train import TrainConfig, TrainingDiverged, train
 
 from _common import RESULTS, device_slug, rate_fingerprint, recorded_environment  # type: ignore[import-not-found]
+from _harness import pool, split  # type: ignore[import-not-found]
 
 SETTINGS = {
     "mnist-mlp": {"arch": "mlp_1x1000", "kwargs": {}, "budgets": ["1/8", "1/64"], "epochs": 10, "target": 0.3},
@@ -343,19 +342,15 @@ def main() -> None:
 
     def run(cells: list[dict]) -> dict[str, dict]:
         """Train what is not already done under the same protocol; the cells of this plan, finished."""
-        todo = []
-        for c in cells:
-            old = done.get(cell_key(c))
-            if old is None or any(old.get(k) != v for k, v in c.items()):  # a changed protocol is trained again
-                todo.append(c)
+        _, todo = split(cells, done, cell_key, lambda old, c: all(old.get(k) == v for k, v in c.items()))  # a changed protocol trains again
         print(f"{len(todo)} trainings to run, {len(cells) - len(todo)} reused from {path}", flush=True)
-        if a.jobs > 1:
-            with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:  # CUDA-safe
-                for fut in as_completed([pool.submit(run_cell, c) for c in todo]):
-                    record(fut.result())
-        else:
+
+        def check() -> None:  # each setting's data, here: without it (MNIST lives in ../shared only) exit 2 before any worker starts
             for c in todo:
-                record(run_cell(c))
+                dataset(c["setting"], c["n_train"], c["n_test"])
+
+        for result in pool(run_cell, todo, a.jobs, check=check):
+            record(result)
         return {cell_key(c): done[cell_key(c)] for c in cells}
 
     centre = {(name, opt): OPTIMIZERS[opt]["lr"] for name in a.settings for opt in a.optimizers}

@@ -38,9 +38,7 @@ method, budget, form, multiplier, seed, protocol and derived rates are reused.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import multiprocessing as mp
 import time
 from typing import Any
 
@@ -52,7 +50,8 @@ import smhsearch
 from smhsearch import SMH, HashedNets, WidthMultiplier
 from smhsearch.methods import param_groups
 
-from _common import RESULTS, rate_fingerprint, write_result  # type: ignore[import-not-found]
+from _common import rate_fingerprint  # type: ignore[import-not-found]
+from _harness import ResultsFile, joined_key, pool, split  # type: ignore[import-not-found]
 from hashednets_mnist import MNIST_MEAN, MNIST_STD, mnist_17k_arrays  # type: ignore[import-not-found]
 
 ARCH = "mlp_1x1000"
@@ -101,7 +100,7 @@ def plan(methods, budgets, seeds: int) -> list[dict[str, Any]]:
 
 
 def key(cell: dict[str, Any]) -> str:
-    return "|".join(str(cell[k]) for k in ("method", "budget", "form", "lr", "factor", "seed", "epochs", "n_train"))
+    return joined_key(cell, ("method", "budget", "form", "lr", "factor", "seed", "epochs", "n_train"))
 
 
 def train(cell: dict[str, Any]) -> dict[str, Any]:
@@ -183,36 +182,30 @@ def main() -> None:
     n_train = None
     if a.smoke:
         a.seeds, a.epochs, a.budgets, n_train = 1, 1, a.budgets[:1], 2048
-    mnist_17k_arrays()  # here, not first in a worker: without the data it exits saying where it looked (a pool would wait on a dead worker)
-    path = RESULTS / "plain_loop-cpu.json"
-    old = json.loads(path.read_text()) if path.is_file() and not a.smoke else {}
-    done: dict[str, dict] = old.get("cells", {})
-    todo, cells = [], []
+    results = ResultsFile("plain_loop", torch.device("cpu"), read=not a.smoke)
+    done: dict[str, dict] = results.old.get("cells", {})
     rates = {(m, b): rate_fingerprint(lambda m=m, b=b: build(m, b, 0), "adamw") for m in a.methods for b in (["-"] if m == "dense" else a.budgets)}
-    for lr in a.lrs:
-        for c in plan(a.methods, a.budgets, a.seeds):
-            c |= {"lr": lr, "epochs": a.epochs, "n_train": n_train, "rates": rates[(c["method"], c["budget"])]}
-            prev = done.get(key(c))
-            (cells.append(prev) if prev is not None and prev.get("rates") == c["rates"] else todo.append(c))
-    print(f"{len(todo)} runs to train, {len(cells)} reused from {path}", flush=True)
+    plan_ = [c | {"lr": lr, "epochs": a.epochs, "n_train": n_train, "rates": rates[(c["method"], c["budget"])]}
+             for lr in a.lrs for c in plan(a.methods, a.budgets, a.seeds)]
+    reused, todo = split(plan_, done, key, lambda old, c: old.get("rates") == c["rates"])
+    cells = list(reused.values())
+    results.trained = bool(todo)
+    print(f"{len(todo)} runs to train, {len(cells)} reused from {results.path}", flush=True)
 
     def save(**extra: Any) -> None:
         """Every cell of the file, this run's replacing theirs; a run that trained nothing keeps the file's machine and commit."""
         if a.smoke:
             return
-        write_result("plain_loop", torch.device("cpu"),
-                     {"protocol": {"arch": ARCH, "batch_size": BATCH, "optimizer": "torch.optim.Adam, no weight decay",
-                                   "schedule": "OneCycleLR (PyTorch defaults), peak at each group's lr",
-                                   "data": "first 17,435 MNIST training images; 10,000 test"},
-                      **extra, "cells": {**done, **{key(c): c for c in cells}}},
-                     kept=None if todo else old)
+        results.write({"protocol": {"arch": ARCH, "batch_size": BATCH, "optimizer": "torch.optim.Adam, no weight decay",
+                                    "schedule": "OneCycleLR (PyTorch defaults), peak at each group's lr",
+                                    "data": "first 17,435 MNIST training images; 10,000 test"},
+                       **extra, "cells": {**done, **{key(c): c for c in cells}}})
 
-    with mp.get_context("spawn").Pool(a.jobs) as pool:
-        for r in pool.imap_unordered(train, todo):
-            cells.append(r)
-            print(f"{r['method']:>18} {r['budget']:>4} {r['form']:>12} lr {r['lr']:g} x{r['factor']:.3g} seed {r['seed']}: "
-                  f"{r.get('test_error_pct', r.get('diverged'))} ({r['seconds']:.0f} s)", flush=True)
-            save()
+    for r in pool(train, todo, a.jobs, check=mnist_17k_arrays):  # without the data: exit 2 here, saying where it looked
+        cells.append(r)
+        print(f"{r['method']:>18} {r['budget']:>4} {r['form']:>12} lr {r['lr']:g} x{r['factor']:.3g} seed {r['seed']}: "
+              f"{r.get('test_error_pct', r.get('diverged'))} ({r['seconds']:.0f} s)", flush=True)
+        save()
     md, summary = [], {}
     for lr in a.lrs:
         table, summary[f"{lr:g}"] = summarise(cells, lr, a.methods, a.budgets)
@@ -222,12 +215,12 @@ def main() -> None:
         print("smoke: nothing written")
         return
     save(summary=summary)
-    path.with_suffix(".md").write_text(
+    path = results.write_md(
         f"Test error % on MNIST's 10,000 test images, mean ± sd over {a.seeds} seeds: a plain PyTorch loop "
         f"(torch.optim.Adam, one-cycle, {a.epochs} epochs, batch {BATCH}, the first 17,435 training images). The dense "
         "model's ×1/3 and ×3 scale its learning rate; a compressed model's scale its variables' rates. "
         "Bold: the default more than 0.3 points behind the best of its three points.\n\n" + "\n".join(md))
-    print(f"wrote {path} and {path.with_suffix('.md')}")
+    print(f"wrote {results.path} and {path}")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,12 @@ multiplies them, 1 by default).
 
     python benchmarks/resnet32_cifar10.py --device cuda [--root ../shared/data/cifar10] [--epochs 200]
     python benchmarks/resnet32_cifar10.py --device cpu --epochs 1 --subset 2000   # a smoke run, not a result
+    python benchmarks/resnet32_cifar10.py --device cuda --npz .data/cifar10_subset.npz --epochs 15 --models dense smh@46K
 
-Writes benchmarks/results/resnet32_cifar10-<device>.json and .md, with wall time.
+Writes benchmarks/results/resnet32_cifar10-<device>.json and .md, with wall time. A run on part of the data is
+never taken for the protocol's result: ``--subset`` writes resnet32_cifar10-smoke-<device>.* (which git ignores),
+``--npz`` (the packed subset scripts/gpu_check_prepare.py writes for ``make gpu-check``) resnet32_cifar10-short-<device>.*.
+CIFAR-10 is read from ../shared/data/cifar10 (or ``--root``); without it the script says where it looked and exits 2.
 """
 
 from __future__ import annotations
@@ -22,15 +26,16 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 
 from smhsearch import SMH, WidthMultiplier
-from smhsearch.data import load_dataset
+from smhsearch.data import DatasetNotFound, dataset_from_arrays, load_dataset
+from smhsearch.data._builtin import CIFAR10_MEAN, CIFAR10_STD
 from smhsearch.job import JobSpec, run_job
 from smhsearch.train import TrainConfig
 
-from _common import RESULTS, add_device_argument, device_slug, parse_device, write_result  # type: ignore[import-not-found]
-
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
+from _common import add_device_argument, parse_device  # type: ignore[import-not-found]
+from _harness import ResultsFile, data_dir, missing_data  # type: ignore[import-not-found]
 PAPER = {"dense": 92.49, "smh@46K": 90.2, "smh@118K": 92.5, "width@29.4K": 84.4, "width@115.8K": 89.2}
 TARGETS = {"dense": 92.4, "smh@118K": 92.3, "smh@46K": 90.0}
 
@@ -38,14 +43,27 @@ TARGETS = {"dense": 92.4, "smh@118K": 92.3, "smh@46K": 90.0}
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_device_argument(p)
-    p.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    p.add_argument("--root", type=Path, default=data_dir("cifar10"), help="CIFAR-10's folder (default: %(default)s)")
+    p.add_argument("--npz", type=Path, help="a packed CIFAR-10 subset (x_train, y_train, x_test, y_test) instead of --root")
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--smh-lr-mult", type=float, default=1.0, help="x SMH's derived rates on U and V")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto", help="the trainer's torch.compile (default auto)")
     p.add_argument("--subset", type=int, help="train on this many images only (smoke runs)")
     p.add_argument("--models", nargs="+", default=["dense", "smh@46K", "smh@118K", "width@46K", "width@118K"])
     a = p.parse_args()
     device = parse_device(a.device)
-    data = load_dataset("cifar10", root=a.root)
+    if a.npz is not None:
+        if not a.npz.is_file():
+            missing_data("the packed CIFAR-10 subset", a.npz, "scripts/gpu_check_prepare.py writes it")
+        z = np.load(a.npz)
+        notes = f"{len(z['x_train'])} training and {len(z['x_test'])} test images of CIFAR-10"
+        data = dataset_from_arrays("cifar10-subset", z["x_train"], z["y_train"], z["x_test"], z["y_test"], CIFAR10_MEAN,
+                                   CIFAR10_STD, augment="crop_flip", notes=notes)
+    else:
+        try:
+            data = load_dataset("cifar10", root=a.root)
+        except DatasetNotFound as e:
+            missing_data("CIFAR-10", a.root, f"{e}; or pass --root or --npz")
     if a.subset:
         data.train.x, data.train.y = data.train.x[: a.subset], data.train.y[: a.subset]
     results, md = {}, ["| model | stored params | test acc % | paper | target | wall s |", "|---|---|---|---|---|---|"]
@@ -53,7 +71,7 @@ def main() -> None:
         kind, _, budget = name.partition("@")
         method = None if kind == "dense" else SMH(budget=budget, scale="learnable") if kind == "smh" else WidthMultiplier(budget=budget)
         cfg = TrainConfig(epochs=a.epochs, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=min(2, a.epochs - 1) if a.epochs > 2 else 0,
-                          variable_lr_mult=a.smh_lr_mult if kind == "smh" else 1.0)
+                          variable_lr_mult=a.smh_lr_mult if kind == "smh" else 1.0, compile=a.compile)
         t0 = time.perf_counter()
         job = run_job(JobSpec("resnet32", method, train=cfg), data=data, device=device, progress=None)  # as a search trial runs it
         r, wall = job.train, time.perf_counter() - t0
@@ -63,9 +81,14 @@ def main() -> None:
         paper = PAPER.get(name, float("nan"))
         md.append(f"| {name} | {stored} | {100 * r.test_acc:.2f} | {paper:.2f} | {TARGETS.get(name, '')} | {wall:.0f} |")
         print(md[-1], flush=True)
-    stem = "resnet32_cifar10-smoke" if a.subset else "resnet32_cifar10"  # a smoke run is never taken for a result
-    write_result(stem, device, {"epochs": a.epochs, "subset": a.subset, "results": results, "paper": PAPER, "targets": TARGETS})
-    (RESULTS / f"{stem}-{device_slug(device)}.md").write_text("\n".join(md) + "\n")
+    # a run on part of the data is never taken for the protocol's result: a smoke run (git ignores it), or the packed subset's
+    stem = "resnet32_cifar10-smoke" if a.subset else "resnet32_cifar10-short" if a.npz is not None else "resnet32_cifar10"
+    out = ResultsFile(stem, device, read=False)
+    out.trained = True
+    path = out.write({"epochs": a.epochs, "subset": a.subset, "data": data.describe(), "results": results, "paper": PAPER,
+                      "targets": TARGETS})
+    out.write_md("\n".join(md) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

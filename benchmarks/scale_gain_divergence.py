@@ -19,6 +19,7 @@ It records, per seed, whether training diverged, the test error and the final ga
 
     python benchmarks/scale_gain_divergence.py               # 10%, seeds 1-5, every form, 2 workers (about 17 minutes)
     python benchmarks/scale_gain_divergence.py --variants no-cap   # some forms; the file keeps the others' rows
+    python benchmarks/scale_gain_divergence.py --reuse       # trains only the rows the file lacks
     python benchmarks/scale_gain_divergence.py --smoke       # 1 epoch, 512 images, 1 seed: checks the script
 
 Writes benchmarks/results/scale_gain_divergence-cpu.json and .md (``--smoke`` writes nothing).
@@ -27,13 +28,11 @@ Writes benchmarks/results/scale_gain_divergence-cpu.json and .md (``--smoke`` wr
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
 import time
 
 import torch
 
-from _common import RESULTS, device_slug, write_or_say  # type: ignore[import-not-found]
+from _harness import ResultsFile, pool, split  # type: ignore[import-not-found]
 from lr_fairness import METHODS, SETTINGS, budget_value, dataset  # type: ignore[import-not-found]
 
 LR, WEIGHT_DECAY, BATCH = 0.5, 5e-4, 128  # lr_fairness at 10 epochs: the dense model's best SGD rate there
@@ -115,7 +114,9 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
                    help="the file keeps the other variants' rows from an earlier run of the same protocol")
-    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--reuse", action="store_true", help="keep the rows the file holds for these variants and seeds under the same "
+                   "protocol, training only the missing ones (a rerun that finds them all trains nothing)")
+    p.add_argument("--smoke", action="store_true", help="1 epoch, 512 images, the first seed; writes nothing")
     a = p.parse_args()
     try:
         METHODS["smh_learnable"](budget_value(a.budget), 0)
@@ -130,11 +131,15 @@ def main() -> None:
     seeds, epochs = (a.seeds[:1], 1) if a.smoke else (a.seeds, a.epochs)
     jobs = [(v, a.budget, s, epochs, n) for s in seeds for v in a.variants]
     protocol = {"lr": LR, "weight_decay": WEIGHT_DECAY, "batch": BATCH, "epochs": epochs, "budget": a.budget}
-    path = RESULTS / f"scale_gain_divergence-{device_slug(torch.device('cpu'))}.json"
-    old = json.loads(path.read_text()) if path.is_file() and not a.smoke else {}
-    kept = [r for r in old.get("rows", []) if old.get("protocol") == protocol and r["variant"] in VARIANTS and r["variant"] not in a.variants and r["seed"] in seeds]
-    with mp.get_context("spawn").Pool(a.workers) as pool:
-        rows = sorted(kept + pool.map(one, jobs), key=lambda r: (VARIANTS.index(r["variant"]), r["seed"]))
+    results = ResultsFile("scale_gain_divergence", torch.device("cpu"), read=not a.smoke)
+    stored = {(r["variant"], r["seed"]): r for r in results.old.get("rows", [])
+              if results.old.get("protocol") == protocol and r["variant"] in VARIANTS and r["seed"] in seeds}
+    kept = [r for k, r in stored.items() if k[0] not in a.variants]  # the other variants' rows stay
+    reused, jobs = split(jobs, stored if a.reuse else {}, lambda j: (j[0], j[2]), lambda old, j: True)
+    results.trained = bool(jobs)
+    print(f"{len(jobs)} runs to train, {len(reused)} reused from {results.path}", flush=True)
+    rows = sorted(kept + list(reused.values()) + list(pool(one, jobs, a.workers, check=lambda: dataset("fashion-resnet8", n, n))),
+                  key=lambda r: (VARIANTS.index(r["variant"]), r["seed"]))
     md = [f"SMH, learnable scale, ResNet-8 on the embedded Fashion-MNIST subset at {a.budget}, SGD lr {LR} (the dense model's best at "
           f"10 epochs), {epochs} epochs; the per-layer gain as shipped, frozen at 1, in the plain form before 2026-12-05 (alone, "
           "at lr / ||W_l||^2 at init, or with a dense weight's decay), and the shipped form without either rule "
@@ -148,7 +153,13 @@ def main() -> None:
         mine = [r for r in rows if r["variant"] == v]
         if mine:
             md.append(f"- {v}: {sum('diverged' in r for r in mine)} of {len(mine)} diverged")
-    write_or_say("scale_gain_divergence", torch.device("cpu"), {"protocol": protocol, "rows": rows}, md, a.smoke)
+    print("\n".join(md))
+    if a.smoke:
+        print(f"smoke: nothing written (the full run writes {results.path})")
+        return
+    results.write({"protocol": protocol, "rows": rows})
+    results.write_md("\n".join(md) + "\n")
+    print(f"wrote {results.path} and its .md")
 
 
 if __name__ == "__main__":

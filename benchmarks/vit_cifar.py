@@ -25,13 +25,12 @@ the same protocol and the same derived rates are reused: a method whose rule cha
 
 Writes benchmarks/results/vit_cifar-cpu.json and .md (a smoke run: vit_cifar-smoke-cpu.*,
 which git ignores). Needs CIFAR-10 at ../shared/data/cifar10 (or ``--root``); without
-it the script says so and exits.
+it the script says where it looked and exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,9 +43,9 @@ from smhsearch import SMH, HashedNets, WidthMultiplier
 from smhsearch.data import DatasetNotFound, load_dataset
 from smhsearch.train import TrainConfig, TrainingDiverged, train
 
-from _common import RESULTS, device_slug, rate_fingerprint, write_result  # type: ignore[import-not-found]
+from _common import rate_fingerprint  # type: ignore[import-not-found]
+from _harness import ResultsFile, data_dir, missing_data  # type: ignore[import-not-found]
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 ARCH = "vit_cifar_tiny"
 METHODS = ("smh", "hashednets", "width")
 
@@ -112,14 +111,11 @@ class Runs:
     """Finished runs, reused when the protocol and the method's derived rates are the same, and written after every new one."""
 
     def __init__(self, stem: str, device: torch.device, header: dict) -> None:
-        self.stem, self.device, self.header = stem, device, header
+        self.file, self.header = ResultsFile(stem, device), header
         self.rows: dict[tuple, dict] = {}
         self.rates: dict[tuple, dict] = {}
-        path = RESULTS / f"{stem}-{device_slug(device)}.json"
-        if path.is_file():
-            old = json.loads(path.read_text())
-            if old.get("protocol") == header["protocol"]:
-                self.rows = {key(r): r for r in old.get("runs", [])}
+        if self.file.old.get("protocol") == header["protocol"]:
+            self.rows = {key(r): r for r in self.file.old.get("runs", [])}
 
     def get(self, data, p: Protocol, method: str, budget: str | None, mult: float, seed: int) -> dict:
         k = (method, budget, mult, seed)
@@ -128,6 +124,7 @@ class Runs:
         rates = self.rates[method, budget]
         if k not in self.rows or self.rows[k].get("rates") != rates:  # a run is reused at the rates its method derives now
             self.rows[k] = {**train_one(data, p, method, budget, mult, seed), "rates": rates}
+            self.file.trained = True
             self.save(complete=False)
             r = self.rows[k]
             print(f"  {method:10s} {budget or '':4s} x{mult:<5g} seed {seed}: "
@@ -136,8 +133,7 @@ class Runs:
         return self.rows[k]
 
     def save(self, complete: bool, summary: list | None = None) -> Path:
-        return write_result(self.stem, self.device, {**self.header, "complete": complete, "summary": summary or [],
-                                                      "runs": list(self.rows.values())})
+        return self.file.write({**self.header, "complete": complete, "summary": summary or [], "runs": list(self.rows.values())})
 
 
 def setting(runs: Runs, data, plan: dict, method: str, budget: str | None) -> dict:
@@ -166,7 +162,7 @@ def table(summary: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    ap.add_argument("--root", type=Path, default=data_dir("cifar10"), help="CIFAR-10's folder (default: %(default)s)")
     ap.add_argument("--smoke", action="store_true", help="a tiny run that checks the pipeline (written as *-smoke-*, never a result)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, help=f"instead of the protocol's {FULL['protocol'].epochs}")
@@ -180,8 +176,7 @@ def main() -> None:
     try:
         data = load(a.root, p)
     except DatasetNotFound as e:
-        print(f"skipped: CIFAR-10 is not at {a.root} ({e}); pass --root")
-        return
+        missing_data("CIFAR-10", a.root, f"{e}; or pass --root")
     device = torch.device("cpu")
     stem = "vit_cifar-smoke" if a.smoke else "vit_cifar"
     header = {"arch": ARCH, "protocol": asdict(p), "budgets": list(plan["budgets"]), "seeds": plan["seeds"],
@@ -192,7 +187,7 @@ def main() -> None:
         summary += [setting(runs, data, plan, m, budget) for m in METHODS]
     path = runs.save(complete=True, summary=summary)
     md = table(summary)
-    (RESULTS / f"{stem}-{device_slug(device)}.md").write_text(md)
+    runs.file.write_md(md)
     print(md + f"wrote {path}")
 
 
