@@ -227,7 +227,7 @@ def test_compress_bits_flag_writes_the_quantised_file(cli, tmp_path):
                                                                                   "but got 'int'"),
     (["train", "mlp", "--quant", "qat"], "--quant: quant applies to bits below 32 (16, 8, 4, 1, kmeans:K) only, but got "
                                          "(quant='qat', bits=32)"),
-    (["train", "mlp", "--bits", "8", "--budget", "10%"], "--budget: does not apply to a dense model"),
+    (["train", "mlp", "--bits", "8", "--budget", "10%"], "--budget: does not apply to method 'dense'"),
 ])
 def test_bad_precision_flags_exit_2_writing_nothing(cli, tmp_path, args, message):
     rc, _, err = cli(*args, "--out", tmp_path / "out")
