@@ -322,7 +322,7 @@ def test_the_teacher_trains_its_own_epochs_and_a_weaker_teacher_is_said():
 
     spec = JobSpec("mlp", SMH(budget="10%"), train=TrainConfig(epochs=3, distill={"teacher_epochs": 30}))
     t = teacher_spec(spec)
-    assert t.method is None and t.train.epochs == 30 and t.train.distill is None and spec.train.epochs == 3
+    assert t.method == Dense() and t.train.epochs == 30 and t.train.distill is None and spec.train.epochs == 3
     assert teacher_spec(JobSpec("mlp", train=TrainConfig(epochs=3, distill={}))).train.epochs == 3  # default: the students' own
     rec = {"teacher": {"val_acc": 0.78}}
     _weaker_teacher(rec, {"val_acc": 0.80})
