@@ -222,7 +222,7 @@ def test_compress_bits_flag_writes_the_quantised_file(cli, tmp_path):
     (["compress", "mlp", "--method", "deep_compression", "--budget", "8%", "--bits", "8"],
      "--bits: method 'deep_compression' fixes bits='kmeans:32' (use 'prune' to set it), but got 8"),
     (["train", "mlp", "--method", "binaryconnect", "--bits", "8"], "--bits: method 'binaryconnect' fixes bits=1 (use "
-                                                                   "'dense' to set it), but got '8'"),
+                                                                   "'dense' to set it), but got 8"),
     (["compress", "resnet8", "--budget", "30%", "--bits", "8", "--quant", "int"], "--quant: quant must be one of ptq, qat, "
                                                                                   "but got 'int'"),
     (["train", "mlp", "--quant", "qat"], "--quant: quant applies to bits below 32 (16, 8, 4, 1, kmeans:K) only, but got "
