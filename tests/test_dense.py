@@ -103,7 +103,8 @@ def _sources(outside: set[str]) -> dict[str, str]:
 
 
 def test_no_type_checks_for_compressed_models_outside_the_method_layer():
-    found = [f"{rel}:{i}" for rel, text in _sources({"methods"} | AWAITING).items()
+    # the method layer may check types, and the contract suite (smhsearch.testing) asserts them as promises
+    found = [f"{rel}:{i}" for rel, text in _sources({"methods", "testing"} | AWAITING).items()
              for i, line in enumerate(text.splitlines(), 1) if ISINSTANCE_COMPRESSED.search(line)]
     assert not found, f"call the CompressedModel's methods (methods.as_compressed for a plain module) instead: {found}"
 
