@@ -42,7 +42,7 @@ import torch
 from smhsearch.data import load_dataset
 from smhsearch.data._splits import TensorSplit
 from smhsearch.job import JobSpec, run_job
-from smhsearch.methods._schema import build_config, dense_config, is_dense
+from smhsearch.methods._schema import build_config
 from smhsearch.train import TrainConfig, TrainingDiverged
 
 from _common import add_device_argument, parse_device, rate_fingerprint  # type: ignore[import-not-found]
@@ -68,8 +68,6 @@ def precision(text: str) -> dict:
 
 
 def config_for(method: str, budget: float, prec: dict, seed: int, entropy: bool = False):
-    if is_dense(method):
-        return dense_config(prec.get("bits"), prec.get("quant"), entropy or None, name=method)
     extra = {"scale": "learnable"} if method == "smh" else {}
     axes = {"budget": budget, **extra, **prec, **({"entropy": True} if entropy else {})}
     return build_config(method, axes, {}, seed=seed)
@@ -84,7 +82,7 @@ def current_rates(setting: str, method: str, budget: float) -> dict[str, float]:
 
     def build() -> torch.nn.Module:
         model = smhsearch.create_model(SETTINGS[setting]["arch"], in_channels=1, num_classes=10)
-        return model if cfg is None else smhsearch.compress(model, cfg)
+        return smhsearch.compress(model, cfg)
 
     return rate_fingerprint(build, "sgd")
 

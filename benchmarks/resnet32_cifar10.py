@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smhsearch import SMH, WidthMultiplier
+from smhsearch import SMH, Dense, WidthMultiplier
 from smhsearch.data import DatasetNotFound, dataset_from_arrays, load_dataset
 from smhsearch.data._builtin import CIFAR10_MEAN, CIFAR10_STD
 from smhsearch.job import JobSpec, run_job
@@ -69,7 +69,7 @@ def main() -> None:
     results, md = {}, ["| model | stored params | test acc % | paper | target | wall s |", "|---|---|---|---|---|---|"]
     for name in a.models:
         kind, _, budget = name.partition("@")
-        method = None if kind == "dense" else SMH(budget=budget, scale="learnable") if kind == "smh" else WidthMultiplier(budget=budget)
+        method = Dense() if kind == "dense" else SMH(budget=budget, scale="learnable") if kind == "smh" else WidthMultiplier(budget=budget)
         cfg = TrainConfig(epochs=a.epochs, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=min(2, a.epochs - 1) if a.epochs > 2 else 0,
                           variable_lr_mult=a.smh_lr_mult if kind == "smh" else 1.0, compile=a.compile)
         t0 = time.perf_counter()

@@ -85,7 +85,6 @@ def check_upsample(path: Path, side: Any) -> int | None:
 def method_config(path: Path, d: dict[str, Any]):
     """The method config a header records, as a registered method's config class accepts it."""
     from .methods._base import config_from_dict
-    from .methods._config import DENSE
 
     try:
         config = config_from_dict(d)
@@ -96,8 +95,6 @@ def method_config(path: Path, d: dict[str, Any]):
                              f"known: {', '.join(list_methods())}") from None
     except (ValueError, TypeError) as e:
         raise ModelFileError(f"{path}: header entry 'method': {str(e).splitlines()[0]}") from None
-    if config.method == DENSE and getattr(config, "bits", 32) == 32:  # a dense model at a precision has a compact file
-        raise ModelFileError(f"{path}: header entry 'method' names no compression method and no precision")
     return config
 
 

@@ -32,6 +32,7 @@ from ._modelfile import ModelFileError, check_arch, check_layout, check_size, ch
 from ._modelfile import entry as header_entry
 from ._version import __version__
 from .methods import _entropy, _precision
+from .methods import as_compressed
 from .methods._base import CompressedModel, compress, state_metadata, with_metadata
 from .methods._targets import state_to_be_loaded
 
@@ -47,9 +48,7 @@ def materialize(model: nn.Module) -> nn.Module:
     inference costs exactly what the base architecture costs. A model that is not
     compressed comes back as a copy.
     """
-    if isinstance(model, CompressedModel):
-        return model.materialize()
-    return copy.deepcopy(model)
+    return as_compressed(model).materialize()
 
 
 def readable_mode(bits: int) -> int:
@@ -105,15 +104,15 @@ def _metadata_json(module: nn.Module) -> str:
     return json.dumps(out)
 
 
-def save_compact(model: CompressedModel, path: str | os.PathLike) -> Path:
-    """Write ``model``'s stored variables and what rebuilds it to ``path`` (safetensors).
+def save_compact(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model``'s stored variables and what rebuilds it to ``path`` (safetensors); a plain module is written
+    as the dense model (``Dense()``) around it.
 
     Below 32 bits the quantised tensors are stored as packed codes and scales (or codebook and
     indices; ``methods/_precision.py``), so the model must have been quantised
     (:func:`smhsearch.quantize`; the trainer does it at the end of training).
     """
-    if not isinstance(model, CompressedModel):
-        raise TypeError(f"save_compact takes a compressed model (from smhsearch.compress), but got {type(model).__name__}")
+    model = as_compressed(model)
     tensors, precision = _precision.encode_state(model, model.compact_state_dict())
     coded = {}
     if model.config.entropy:
@@ -138,8 +137,7 @@ def quantize(model: nn.Module) -> nn.Module:
     >>> len(torch.unique(row)) <= 255
     True
     """
-    if isinstance(model, CompressedModel):
-        _precision.finalize(model)
+    _precision.finalize(as_compressed(model))
     return model
 
 
@@ -156,10 +154,11 @@ def compact_bytes(model: CompressedModel) -> int:
 
 def stored_bytes(model: nn.Module) -> int:
     """Bytes of the file a trained model ships as: the compact file of a compressed model, the dense safetensors
-    file of a plain one (each written by its one writer to a temporary folder and measured)."""
+    file of a plain one or of the dense model at 32 bits (each written by its one writer to a temporary folder and
+    measured)."""
     import tempfile
 
-    if isinstance(model, CompressedModel):
+    if not as_compressed(model).config.uncompressed:
         return compact_bytes(model)
     with tempfile.TemporaryDirectory() as d:
         return save_dense(model, Path(d) / "model.safetensors").stat().st_size
@@ -297,8 +296,8 @@ def load_dense(path: str | os.PathLike, model: nn.Module | None = None, allow_im
 
 
 def save_trained(model: nn.Module, path: str | os.PathLike) -> Path:
-    """A trained model's file: the compact file of a compressed model, the dense weights of a dense one."""
-    return save_compact(model, path) if isinstance(model, CompressedModel) else save_dense(model, path)
+    """A trained model's file: the compact file of a compressed model, the dense weights of a dense one at 32 bits."""
+    return save_dense(model, path) if as_compressed(model).config.uncompressed else save_compact(model, path)
 
 
 def load_trained(path: str | os.PathLike, allow_import: Iterable[str] = ()) -> nn.Module:
@@ -359,7 +358,6 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, input_shape: tupl
     """
     import warnings
 
-    from .models import arch_of
     from .models._external import imported_module
 
     unknown = [f for f in formats if f not in FORMATS]
@@ -372,7 +370,7 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, input_shape: tupl
             from ._extras import require_extra
 
             require_extra("onnx", f"format {fmt!r}")
-    if "compact" in formats and not isinstance(model, CompressedModel):
+    if "compact" in formats and as_compressed(model).config.uncompressed:
         raise ValueError("format 'compact' needs a compressed model; this one is dense (allowed: "
                          + ", ".join(f for f in FORMATS if f != "compact") + ")")
     out_dir = Path(out_dir)
@@ -384,7 +382,7 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, input_shape: tupl
     real = torch.as_tensor(calibration[:batch]) if calibration is not None else None
     tol = 1e-4 + 1e-4 * float(reference.abs().max())
     dense = _Exportable(materialize(model).cpu().eval()).eval()
-    own = [m for m in [imported_module(model.arch if isinstance(model, CompressedModel) else arch_of(model))] if m]  # already imported
+    own = [m for m in [imported_module(as_compressed(model).arch)] if m]  # already imported
     records = []
     for fmt in formats:
         if fmt == "safetensors":

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ._errors import ConfigError
-from .methods import MethodConfig
+from .methods import Dense, MethodConfig
 from ._atomic import write_record  # noqa: F401  (re-exported: the job's record writer)
 from .train import EpochMetrics, TrainConfig, TrainResult
 
@@ -40,8 +40,8 @@ class JobSpec:
     """What to build and how to train it. The seed of ``train`` also seeds the model's initialisation."""
 
     arch: str
-    method: MethodConfig | None = None
-    """None trains the dense model."""
+    method: MethodConfig = Dense()
+    """``Dense()`` (the default) trains the dense model."""
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     """Beyond what the dataset implies (classes, channels, the MLP's input size)."""
     dataset: str = "fashion-mnist-small"
@@ -49,8 +49,12 @@ class JobSpec:
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = TrainConfig()
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.method, MethodConfig):
+            raise TypeError(f"method must be a method config (Dense() for the dense model), but got {self.method!r}")
+
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch, "method": self.method.to_dict() if self.method else {"method": "dense"},
+        return {"arch": self.arch, "method": self.method.to_dict(),
                 "model_kwargs": self.model_kwargs, "dataset": self.dataset, "root": str(self.root) if self.root else None,
                 "dataset_kwargs": self.dataset_kwargs, "train": dataclasses.asdict(self.train)}
 
@@ -85,13 +89,12 @@ def build(spec: JobSpec, data) -> tuple[Any, Any]:
         kwargs["image_size"] = data.input_size
     torch.manual_seed(spec.train.seed)
     base = create_model(spec.arch, **{**kwargs, **spec.model_kwargs})
-    return base, (compress(base, spec.method) if spec.method is not None else base)
+    return base, compress(base, spec.method)
 
 
 def static_metrics(base, model, data) -> dict[str, Any]:
     """What a model costs before training, speed apart: sizes (its base's too), FLOPs, its input side."""
     from . import measure
-    from .methods import CompressedModel
 
     shape = (data.in_channels, data.input_size, data.input_size)
     return {
@@ -100,7 +103,7 @@ def static_metrics(base, model, data) -> dict[str, Any]:
         "virtual_params": measure.virtual_parameters(model),
         "flops": measure.flops(model, shape),
         "stored_bytes": measure.stored_bytes(_as_trained(model)),
-        "input_size": model.input_size(data.input_size) if isinstance(model, CompressedModel) else data.input_size,
+        "input_size": model.input_size(data.input_size),
     }
 
 
@@ -108,10 +111,6 @@ def _as_trained(model):
     """A copy of a compressed model as training leaves it (pruning finished, variables quantised), for its file's size."""
     import copy
 
-    from .methods import CompressedModel
-
-    if not isinstance(model, CompressedModel):
-        return model
     done = copy.deepcopy(model)
     done.set_progress(1.0)
     return done
@@ -121,12 +120,11 @@ def final_metrics(model, static: dict, result: TrainResult, model_file: Path | N
     """The metrics of a trained model: the static ones, its stored count now, accuracies, epochs, time, compact bytes."""
     from . import measure
     from .export import compact_bytes
-    from .methods import CompressedModel
 
     final = {**static, "stored_params": measure.stored_parameters(model), "val_acc": result.history[-1].val_acc,
              "best_val_acc": result.best_val_acc, "test_acc": result.test_acc, "epoch": result.epochs_run, "train_seconds": result.seconds}
-    if isinstance(model, CompressedModel):  # the file's real size: the one just written (a dense model keeps its weights
-        # too, so any finished job can be exported), else the same writer's
+    if not model.config.uncompressed:  # the file's real size: the one just written (a dense model at 32 bits keeps its
+        # weights in a dense file instead, so any finished job can be exported), else the same writer's
         final["compact_bytes"] = measure.file_bytes(model_file) if model_file is not None else compact_bytes(model)
     final["stored_bytes"] = measure.file_bytes(model_file) if model_file is not None else measure.stored_bytes(model)
     return final
@@ -147,7 +145,7 @@ def teacher_spec(spec: JobSpec) -> JobSpec:
     """The job that trains a distilled job's ``dense`` teacher: its architecture, uncompressed, with the same data and
     training settings (for ``teacher_epochs`` epochs where the distillation config says), distillation off."""
     epochs = spec.train.distill.teacher_epochs or spec.train.epochs
-    return dataclasses.replace(spec, method=None, train=dataclasses.replace(spec.train, distill=None, epochs=epochs))
+    return dataclasses.replace(spec, method=Dense(), train=dataclasses.replace(spec.train, distill=None, epochs=epochs))
 
 
 def _weaker_teacher(rec: dict[str, Any], final: dict[str, Any]) -> None:
@@ -231,7 +229,6 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
     from .data import load_dataset
     from .device import device_name, resolve_device
     from .export import save_trained
-    from .methods import CompressedModel
     from .train import train
 
     rec: dict[str, Any] = {**(record or {}), "spec": spec.to_dict(), "seed": spec.train.seed, "status": "running",
@@ -250,7 +247,7 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
     speed, rec["speed"] = speed_metrics(model, data, device, speed_phase)
     static.update(speed)
     rec["metrics"] = dict(static)
-    if isinstance(model, CompressedModel):  # what the method resolved the budget to (SMH's n and M, width's alpha, ...)
+    if not model.config.uncompressed:  # what the method resolved the budget to (SMH's n and M, width's alpha, ...)
         rec["method_details"] = {k: v for k, v in model.describe().items() if not isinstance(v, (list, dict))}
     if on_start is not None:
         try:

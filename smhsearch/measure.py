@@ -33,31 +33,25 @@ from torch import nn
 from ._fvcore import count_flops
 from ._timing import timed_rounds
 from .device import Backend, backend, resolve_device
-from .methods._base import CompressedModel, trainable_count
+from .methods import as_compressed
 
 log = logging.getLogger(__name__)
 
 
 def stored_parameters(model: nn.Module) -> int:
     """Stored trainable parameters of ``model`` (compressed or plain)."""
-    if isinstance(model, CompressedModel):
-        return model.stored_count()
-    return trainable_count(model)
+    return as_compressed(model).stored_count()
 
 
 def final_stored_parameters(model: nn.Module) -> int:
     """Stored trainable parameters once training is done (a pruned model at its budget):
     what a search compares before any training."""
-    if isinstance(model, CompressedModel):
-        return model.final_stored_count()
-    return trainable_count(model)
+    return as_compressed(model).final_stored_count()
 
 
 def virtual_parameters(model: nn.Module) -> int:
     """Parameters of the dense model ``model`` computes with."""
-    if isinstance(model, CompressedModel):
-        return model.virtual_count()
-    return sum(p.numel() for p in model.parameters())
+    return as_compressed(model).virtual_count()
 
 
 def flops(model: nn.Module, input_shape: Sequence[int]) -> int:
@@ -67,8 +61,7 @@ def flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     >>> flops(create_model("mlp_1x1000"), (1, 28, 28))
     794000
     """
-    dense = model.materialize() if isinstance(model, CompressedModel) else model
-    return count_flops(dense, input_shape)
+    return count_flops(as_compressed(model).materialize(), input_shape)
 
 
 class Throughput(NamedTuple):
@@ -124,10 +117,7 @@ def throughput(
         raise ValueError(f"amp_dtype=torch.bfloat16, but {be.device} ({be.name()}) does not run bfloat16")
     m = copy.deepcopy(model).to(be.device)
     memory_format = torch.channels_last if channels_last and len(input_shape) == 3 else torch.contiguous_format
-    if isinstance(m, CompressedModel):
-        m.set_memory_format(memory_format)
-    else:
-        m = m.to(memory_format=memory_format)
+    as_compressed(m).set_memory_format(memory_format)  # a plain module's own weights, a compressed model's computed ones too
     x = torch.randn(batch_size, *input_shape, device=be.device).contiguous(memory_format=memory_format)
     step = _train_step(m, x, be, amp_dtype, num_classes) if mode == "train" else _infer_step(m, x, be, amp_dtype)
 

@@ -50,9 +50,9 @@ BATCH = 64
 
 def deployed(model: nn.Module) -> nn.Module:
     """What is shipped and timed: a compressed model materialised to its plain dense network."""
-    from .methods import CompressedModel
+    from .methods import as_compressed
 
-    return model.materialize() if isinstance(model, CompressedModel) else model
+    return as_compressed(model).materialize()
 
 
 def signature(model: nn.Module) -> str:

@@ -57,7 +57,7 @@ from .data import DatasetSplits
 from .data._splits import Split
 from .device import Backend, backend, model_device, resolve_device
 from .distill import DistillConfig, kd_loss
-from .methods._base import CompressedModel
+from .methods import as_compressed
 from .methods._precision import finalize as quantize
 from .methods._rates import param_groups as fair_param_groups
 
@@ -253,10 +253,7 @@ def teacher_forward_seconds(teacher: nn.Module, x: torch.Tensor, be: Backend, am
 
 
 def _set_memory_format(model: nn.Module, fmt: torch.memory_format) -> None:
-    if isinstance(model, CompressedModel):
-        model.set_memory_format(fmt)  # its computed weights follow too
-    else:
-        model.to(memory_format=fmt)
+    as_compressed(model).set_memory_format(fmt)  # a compressed model's computed weights follow too
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -343,7 +340,7 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
         history = [EpochMetrics(**h) for h in done]
     show_bar = progress if progress is not None else sys.stderr.isatty()
     stopped = False
-    compressed = model if isinstance(model, CompressedModel) else None
+    compressed = as_compressed(model)
     forward, compile_note = None, "off"
     x_last = None  # a training batch, to time the teacher's forward on after training
     for epoch in range(start_epoch, cfg.epochs):
@@ -358,8 +355,7 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
             batches = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
         for i, (x, y) in enumerate(batches):
             step = epoch * steps_per_epoch + i
-            if compressed is not None:
-                compressed.set_progress(step / total)
+            compressed.set_progress(step / total)
             if channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             if forward is None:
@@ -385,7 +381,7 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
             x_last = x
             be.step()  # XLA: this step's graph ends here (one compiled graph for every step)
         watch.check()
-        if compressed is not None and epoch == cfg.epochs - 1:
+        if epoch == cfg.epochs - 1:
             compressed.set_progress(1.0)
             quantize(compressed)  # the precision stage (bits < 32): the last evaluations see the stored values
         val_acc, val_loss = evaluate(model, data.val, cfg.eval_batch_size, amp, channels_last)
@@ -407,8 +403,7 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
             if keep_going is False:
                 stopped = epoch + 1 < cfg.epochs
                 break
-    if compressed is not None:
-        quantize(compressed)  # stopped early: the test accuracy is the stored model's too
+    quantize(compressed)  # stopped early: the test accuracy is the stored model's too
     test_acc, test_loss = evaluate(model, data.test, cfg.eval_batch_size, amp, channels_last)
     settings = {"device_name": be.name(), "amp": str(amp).removeprefix("torch.") if amp else "off", "channels_last": channels_last,
              "compile": compile_note, "deterministic": cfg.deterministic, "peak_memory_bytes": be.peak_memory()}

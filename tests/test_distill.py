@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from smhsearch.distill import DistillConfig, kd_loss
 from smhsearch.job import JobSpec, run_job, teacher_spec
-from smhsearch.methods import SMH, HashedNets
+from smhsearch.methods import SMH, Dense, HashedNets
 from smhsearch.teachers import teacher_key
 from smhsearch.train import TrainConfig
 
@@ -25,9 +25,10 @@ DATA = {"n": 256, "size": 8, "in_channels": 1}
 
 
 DEFAULT = DistillConfig()
+UNCOMPRESSED = Dense()
 
 
-def spec(method=None, epochs: int = 2, distill: DistillConfig | None = DEFAULT, **train) -> JobSpec:
+def spec(method=UNCOMPRESSED, epochs: int = 2, distill: DistillConfig | None = DEFAULT, **train) -> JobSpec:
     train = {"batch_size": 32, "lr": 0.05, **train}
     return JobSpec("mlp", method=method, model_kwargs={"hidden": [32]}, dataset="synthetic", dataset_kwargs=DATA,
                    train=TrainConfig(epochs=epochs, distill=distill, **train))
@@ -321,7 +322,7 @@ def test_the_teacher_trains_its_own_epochs_and_a_weaker_teacher_is_said():
 
     spec = JobSpec("mlp", SMH(budget="10%"), train=TrainConfig(epochs=3, distill={"teacher_epochs": 30}))
     t = teacher_spec(spec)
-    assert t.method is None and t.train.epochs == 30 and t.train.distill is None and spec.train.epochs == 3
+    assert t.method == Dense() and t.train.epochs == 30 and t.train.distill is None and spec.train.epochs == 3
     assert teacher_spec(JobSpec("mlp", train=TrainConfig(epochs=3, distill={}))).train.epochs == 3  # default: the students' own
     rec = {"teacher": {"val_acc": 0.78}}
     _weaker_teacher(rec, {"val_acc": 0.80})

@@ -129,10 +129,16 @@ def test_bad_compact_files(tmp_path):
         smhsearch.load_compact(other)
 
 
-def test_save_is_atomic_and_refuses_plain_models(tmp_path):
-    with pytest.raises(TypeError, match="compressed model"):
-        smhsearch.save_compact(create_model("resnet8"), tmp_path / "x.safetensors")
+def test_save_is_atomic_and_a_plain_module_saves_as_the_dense_model(tmp_path):
+    with pytest.raises(ValueError, match="not quantised yet"):  # refused before anything is written
+        smhsearch.save_compact(smhsearch.compress(create_model("resnet8"), smhsearch.Dense(bits=8)), tmp_path / "x.safetensors")
     assert os.listdir(tmp_path) == []
+    plain = create_model("resnet8").eval()
+    loaded = smhsearch.load_compact(smhsearch.save_compact(plain, tmp_path / "p.safetensors"))
+    assert loaded.config == smhsearch.Dense()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), plain(x))
 
 
 def test_import_is_light():

@@ -222,12 +222,12 @@ def test_compress_bits_flag_writes_the_quantised_file(cli, tmp_path):
     (["compress", "mlp", "--method", "deep_compression", "--budget", "8%", "--bits", "8"],
      "--bits: method 'deep_compression' fixes bits='kmeans:32' (use 'prune' to set it), but got 8"),
     (["train", "mlp", "--method", "binaryconnect", "--bits", "8"], "--bits: method 'binaryconnect' fixes bits=1 (use "
-                                                                   "'dense' to set it), but got '8'"),
+                                                                   "'dense' to set it), but got 8"),
     (["compress", "resnet8", "--budget", "30%", "--bits", "8", "--quant", "int"], "--quant: quant must be one of ptq, qat, "
                                                                                   "but got 'int'"),
     (["train", "mlp", "--quant", "qat"], "--quant: quant applies to bits below 32 (16, 8, 4, 1, kmeans:K) only, but got "
                                          "(quant='qat', bits=32)"),
-    (["train", "mlp", "--bits", "8", "--budget", "10%"], "--budget: does not apply to a dense model"),
+    (["train", "mlp", "--bits", "8", "--budget", "10%"], "--budget: does not apply to method 'dense'"),
 ])
 def test_bad_precision_flags_exit_2_writing_nothing(cli, tmp_path, args, message):
     rc, _, err = cli(*args, "--out", tmp_path / "out")

@@ -190,7 +190,7 @@ def test_the_same_setting_in_its_right_place_is_accepted(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["compress", "resnet8", "--budget", "10%", "--hashes", "10"], "--hashes: does not apply to method 'smh' (it applies to: hashednets)"),
     (["compress", "resnet8", "--method", "width", "--budget", "10%", "--scale", "learnable"], "--scale: does not apply to method 'width'"),
-    (["train", "resnet8", "--budget", "10%"], "--budget: does not apply to a dense model"),
+    (["train", "resnet8", "--budget", "10%"], "--budget: does not apply to method 'dense'"),
     (["train", "resnet8", "--optimizer", "adamw", "--nesterov"], "--nesterov: nesterov applies to optimizer 'sgd' only, but "
                                                                  "got (nesterov=True, optimizer='adamw')"),
     (["train", "resnet8", "--root", "/tmp"], "--root: root does not apply to fashion-mnist-small"),

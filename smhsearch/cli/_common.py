@@ -97,23 +97,14 @@ def add_method_flags(parser: argparse.ArgumentParser, default_method: str) -> No
 
 
 def method_from_flags(args: argparse.Namespace, seed: int):
-    """The method config ``--method`` and its flags describe (None for dense); BadInput naming the flag when wrong."""
-    from ..methods._config import is_dense, options_of
-    from ..methods._config import PRECISION_AXES
-    from ..methods._schema import applies_to, build_config, coerce, dense_config, method_names, resolve, unknown_method
+    """The method config ``--method`` and its flags describe (``Dense()`` for dense); BadInput naming the flag when wrong."""
+    from ..methods._config import options_of
+    from ..methods._schema import applies_to, build_config, coerce, method_names, resolve, unknown_method
 
     method = args.method
     options = given(args, method_flag_names())
     if method not in method_names():
         raise BadInput(f"--method: {unknown_method(method)}")
-    if is_dense(method):
-        other = [k for k in options if k not in PRECISION_AXES]
-        if other:
-            raise BadInput(f"{flag(other[0])}: does not apply to a dense model (it applies to: {', '.join(applies_to(other[0]))})")
-        try:
-            return dense_config(options.get("bits"), options.get("quant"), options.get("entropy"), name=method)
-        except ConfigError as e:
-            raise BadInput(f"{method_flag(e)}: {e}") from None
     entry, _ = resolve(method)
     fields = options_of(entry.config_cls)
     for k in options:

@@ -26,7 +26,7 @@ def add(sub) -> None:
 
 
 def build(arch: str, config, seed: int, **model_kwargs):
-    """(base, compressed) for ``arch``; a config of None leaves the model dense."""
+    """(base, compressed) for ``arch``."""
     import torch
 
     from ..methods import compress
@@ -36,7 +36,7 @@ def build(arch: str, config, seed: int, **model_kwargs):
     try:
         torch.manual_seed(seed)
         base = create_model(arch, **model_kwargs)
-        return base, (compress(base, config) if config is not None else base)
+        return base, compress(base, config)
     except ConfigError as e:  # a budget this model cannot meet, a scope that selects nothing in it
         raise BadInput(f"{method_flag(e)}: {e}") from None
     except ValueError as e:  # a model the method cannot take (the width multiplier needs a registry architecture)
@@ -44,20 +44,17 @@ def build(arch: str, config, seed: int, **model_kwargs):
 
 
 def model_facts(base, model, input_shape: tuple[int, int, int]) -> dict:
-    """Sizes and costs of a (compressed) model, as compress reports them."""
+    """Sizes and costs of a compressed model, as compress reports them (its compact file's bytes among them)."""
     from .. import measure
     from ..export import compact_bytes
-    from ..methods import CompressedModel
 
     base_count = measure.stored_parameters(base)
     stored = measure.stored_parameters(model)
     facts = {"base_parameters": base_count, "stored_parameters": stored, "virtual_parameters": measure.virtual_parameters(model),
-             "compression": base_count / stored, "flops_per_sample": measure.flops(model, input_shape), "input_shape": list(input_shape)}
-    if isinstance(model, CompressedModel):
-        facts["compact_bytes"] = compact_bytes(model)
-        facts["bits"] = model.config.bits
-        facts["bytes_per_stored_parameter"] = facts["compact_bytes"] / stored
-        facts.update({f"{model.config.method}_{k}": v for k, v in model.describe().items() if not isinstance(v, (list, dict))})
+             "compression": base_count / stored, "flops_per_sample": measure.flops(model, input_shape), "input_shape": list(input_shape),
+             "compact_bytes": compact_bytes(model), "bits": model.config.bits}
+    facts["bytes_per_stored_parameter"] = facts["compact_bytes"] / stored
+    facts.update({f"{model.config.method}_{k}": v for k, v in model.describe().items() if not isinstance(v, (list, dict))})
     return facts
 
 
@@ -66,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     from ..export import quantize, save_compact
 
     config = method_from_flags(args, args.seed)
-    if config is None:
+    if config.uncompressed:
         raise BadInput("--method: compress needs a compression method, not dense")
     if args.dry_run:
         return dry_run(args, config)

@@ -64,7 +64,7 @@ def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None
     from ..data import normalization
     from .._modelfile import ModelFileError
     from ..export import FORMATS, export_model, load_trained, readable_mode
-    from ..methods import CompressedModel
+    from ..methods import as_compressed
 
     wanted = DEFAULT_EXPORT if formats is None else tuple(f.strip() for f in formats.split(",") if f.strip())
     unknown = [f for f in wanted if f not in FORMATS]
@@ -87,7 +87,7 @@ def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None
         raise BadInput(f"--allow-import: {e}") from None
     except (ModelFileError, OSError) as e:  # a malformed or crafted file: refused before anything is built
         raise BadInput(f"trial {trial}'s model file: {e}") from None
-    if "compact" in wanted and not isinstance(model, CompressedModel):
+    if "compact" in wanted and as_compressed(model).config.uncompressed:
         if formats is not None:
             raise BadInput(f"--format: trial {trial} is a dense model, so it has no compact file; "
                            f"allowed for it: {', '.join(f for f in FORMATS if f != 'compact')}")

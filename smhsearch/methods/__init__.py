@@ -1,11 +1,9 @@
 """Compression methods behind one registry and one verb, :func:`compress`."""
 
-from . import _hashed, _lowrank, _prune, _smh, _width  # noqa: F401  (registration)
+from . import _dense, _hashed, _lowrank, _prune, _smh, _width  # noqa: F401  (registration)
 from ._base import (
     METHODS,
     CompressedModel,
-    Dense,
-    DenseModel,
     MethodConfig,
     ReparametrizedModel,
     compress,
@@ -14,6 +12,7 @@ from ._base import (
     list_methods,
     register_method,
 )
+from ._dense import Dense, DenseModel, as_compressed
 from ._hashed import HashedNets, HashedNetsModel
 from ._lowrank import LowRank, LowRankModel
 from ._prune import Prune, PruneModel
@@ -47,6 +46,7 @@ __all__ = [
     "TensorChoice",
     "WidthModel",
     "WidthMultiplier",
+    "as_compressed",
     "compress",
     "compress_shapes",
     "config_from_dict",

@@ -22,7 +22,7 @@ from .._errors import ConfigError
 from .._registry import Registry
 from ..models._factory import arch_of
 from . import _precision
-from ._config import AXES, DENSE, DENSE_PRESETS, PRECISION_AXES, MethodConfig, options_of
+from ._config import AXES, PRECISION_AXES, MethodConfig, options_of
 from ._init import start
 from ._rates import Optimizer, VariableRate, param_groups
 from ._targets import Target
@@ -80,7 +80,7 @@ def check_declarations(config_cls: type[MethodConfig]) -> None:
         unknown = [k for k in fixed if k not in fields]
         if unknown:
             raise ValueError(f"{name}.presets[{preset!r}]: {unknown} are not fields of {name}")
-    taken = {n for e in METHODS._items.values() for n in (e.config_cls.method, *e.config_cls.presets)} | {DENSE, *DENSE_PRESETS}
+    taken = {n for e in METHODS._items.values() for n in (e.config_cls.method, *e.config_cls.presets)}
     clash = [p for p in [config_cls.method, *config_cls.presets] if p in taken]
     if clash:
         raise ValueError(f"{name}: method or preset name(s) {clash} are already taken")
@@ -95,7 +95,7 @@ def config_from_dict(d: dict[str, Any]) -> MethodConfig:
     """Inverse of :meth:`MethodConfig.to_dict`; unknown keys are an error naming the allowed ones."""
     if "method" not in d:
         raise ValueError(f"a method config needs a 'method' key; known methods: {', '.join(list_methods())}")
-    cls = Dense if d["method"] == DENSE else METHODS.get(d["method"]).config_cls
+    cls = METHODS.get(d["method"]).config_cls
     kwargs = {k: v for k, v in d.items() if k != "method"}
     allowed = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(kwargs) - allowed)
@@ -117,9 +117,6 @@ def compress(model: nn.Module, config: MethodConfig) -> "CompressedModel":
         raise ValueError(f"model is already compressed with {model.config!r}; compress the base model instead")
     if not isinstance(config, MethodConfig):
         raise TypeError(f"config must be a method config such as SMH(...), but got {type(config).__name__}")
-    if isinstance(config, Dense):
-        _precision.check_precision(config.bits, config.quant, config.entropy)
-        return _precision.attach(DenseModel(model, config))
     entry = METHODS.get(config.method)
     if not isinstance(config, entry.config_cls):
         raise TypeError(f"method {config.method!r} expects a {entry.config_cls.__name__}, but got {type(config).__name__}")
@@ -127,15 +124,13 @@ def compress(model: nn.Module, config: MethodConfig) -> "CompressedModel":
     return _precision.attach(start(model, entry.builder(model, config), config))
 
 
-def compress_shapes(base: nn.Module, config: MethodConfig | None, real_base: Callable[[], nn.Module]) -> nn.Module:
-    """``config`` applied to a meta-device ``base`` (shapes only: no memory, no initialisation; ``None`` is the dense
-    base itself). A builder that needs values there (a plugin reading ``.item()`` from a meta tensor) is built on the
+def compress_shapes(base: nn.Module, config: MethodConfig, real_base: Callable[[], nn.Module]) -> "CompressedModel":
+    """``config`` applied to a meta-device ``base`` (shapes only: no memory, no initialisation). A builder that needs
+    values there (a plugin reading ``.item()`` from a meta tensor) is built on the
     CPU from ``real_base()`` instead; a ``ValueError`` (an unmeetable budget, a bad option) is the answer, not a reason
     to retry."""
     from ..models._meta import on_meta
 
-    if config is None:
-        return base
     try:
         with on_meta():
             return compress(base, config)
@@ -402,33 +397,3 @@ class ReparametrizedModel(CompressedModel):
         state = self.__dict__.copy()
         state["_cache"] = None
         return state
-
-
-@dataclass(frozen=True)
-class Dense(MethodConfig):
-    """The uncompressed model at a precision: ``Dense(bits=8)`` stores every weight matrix in 8 bits.
-
-    Not a registered method (it has no budget and passes no budget contract): ``--method dense``
-    and a space's ``dense`` become it when ``bits`` is below 32; at 32 bits a dense model stays a
-    plain module.
-    """
-
-    method = DENSE
-    axes = ()
-
-
-class DenseModel(CompressedModel):
-    """The base model itself, held so the precision stage can quantise its weights and the compact file store them."""
-
-    def __init__(self, base: nn.Module, config: Dense) -> None:
-        super().__init__(config, arch_of(base))
-        self.base = copy.deepcopy(base)
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.base(*args, **kwargs)
-
-    def materialize(self) -> nn.Module:
-        return copy.deepcopy(self.base)
-
-    def virtual_count(self) -> int:
-        return sum(p.numel() for p in self.base.parameters())

@@ -21,21 +21,6 @@ INITS: tuple[str, ...] = ("scratch", "fit")
 PRECISION_AXES: tuple[str, ...] = ("bits", "quant", "entropy")
 """The precision stage's fields, which every method config has (:class:`MethodConfig`): axes every method reads."""
 
-DENSE = "dense"
-"""The name of the uncompressed model, in spaces and on the command line."""
-
-DENSE_PRESETS: dict[str, dict[str, Any]] = {
-    # BinaryConnect (Courbariaux et al. 2015) with XNOR-Net's per-filter weight scale: every weight matrix trained
-    # through its signs, stored one bit a weight plus one bfloat16 scale a row
-    "binaryconnect": {"bits": 1, "quant": "qat"},
-}
-"""Other names of the uncompressed model, each fixing its precision: methods of their own that keep the architecture."""
-
-
-def is_dense(name: str) -> bool:
-    """Whether a method name means the uncompressed model (``dense`` or one of :data:`DENSE_PRESETS`)."""
-    return name == DENSE or name in DENSE_PRESETS
-
 
 @dataclass(frozen=True)
 class OptionInfo:
@@ -119,6 +104,12 @@ class MethodConfig:
                 continue
             out[f.name] = v.to_dict() if hasattr(v, "to_dict") else (list(v) if isinstance(v, tuple) else v)  # a ScopeRule: its dict
         return out
+
+    @property
+    def uncompressed(self) -> bool:
+        """True when the config leaves the model as its base at float32 (the dense model at 32 bits): it ships as the
+        base's own weights in a dense file, and records and exports offer no compact file for it."""
+        return False
 
     def derived_bytes_per_weight(self) -> int:
         """Bytes the built model holds per compressed weight beyond the stored variables and the weights

@@ -20,11 +20,11 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ._base import METHODS, MethodEntry
-from ._config import AXES, DENSE, DENSE_PRESETS, PRECISION_AXES, MethodConfig, OptionInfo, is_dense, options_of
+from ._config import AXES, PRECISION_AXES, MethodConfig, OptionInfo, options_of
 from .._errors import ConfigError
 from ._precision import check_precision, parse_bits
 
-__all__ = ["AXES", "DENSE", "OptionInfo", "applies_to", "fixed_precision", "is_dense", "budget_value", "build_config", "coerce", "dense_config", "method_names", "options_of", "resolve",
+__all__ = ["AXES", "OptionInfo", "applies_to", "fixed_precision", "budget_value", "build_config", "coerce", "dense_config", "method_names", "options_of", "resolve",
            "space_options", "unknown_method"]
 
 def space_options(config_cls: type[MethodConfig]) -> dict[str, OptionInfo]:
@@ -34,8 +34,8 @@ def space_options(config_cls: type[MethodConfig]) -> dict[str, OptionInfo]:
 
 
 def method_names() -> list[str]:
-    """Every name a space or ``--method`` accepts: ``dense``, the registry names and their presets."""
-    names = [DENSE, *DENSE_PRESETS]
+    """Every name a space or ``--method`` accepts: the registry names (``dense`` among them) and their presets."""
+    names = []
     for name in METHODS.names():
         names.append(name)
         names.extend(METHODS.get(name).config_cls.presets)
@@ -56,8 +56,7 @@ def resolve(name: str) -> tuple[MethodEntry, dict[str, Any]]:
 def fixed_precision(name: str) -> dict[str, Any]:
     """The precision fields (bits, quant, entropy) a method name fixes: a preset's (``binaryconnect``,
     ``deep_compression``), ``{}`` for a plain name. A space crosses such a method with none of those axes."""
-    preset = DENSE_PRESETS[name] if name in DENSE_PRESETS else ({} if name == DENSE else resolve(name)[1])
-    out = {k: v for k, v in preset.items() if k in PRECISION_AXES}
+    out = {k: v for k, v in resolve(name)[1].items() if k in PRECISION_AXES}
     if "bits" in out:
         out["bits"] = parse_bits(out["bits"])
     return out
@@ -72,8 +71,8 @@ def unknown_method(name: str) -> str:
 
 
 def applies_to(option: str) -> list[str]:
-    """The methods that have a field named ``option`` (for 'does not apply' messages): dense for the precision's."""
-    return ([DENSE] if option in PRECISION_AXES else []) + [n for n in METHODS.names() if option in options_of(METHODS.get(n).config_cls)]
+    """The methods that have a field named ``option`` (for 'does not apply' messages)."""
+    return [n for n in METHODS.names() if option in options_of(METHODS.get(n).config_cls)]
 
 
 def build_config(name: str, axes: Mapping[str, Any], options: Mapping[str, Any], seed: int | None = None) -> MethodConfig:
@@ -100,19 +99,19 @@ def build_config(name: str, axes: Mapping[str, Any], options: Mapping[str, Any],
     return cls(**kwargs)  # the config checks itself, its precision fields included
 
 
-def dense_config(bits: Any = None, quant: Any = None, entropy: Any = None, name: str = DENSE) -> MethodConfig | None:
-    """The dense model (or a preset of it, ``name``) at ``bits``: None (a plain module) at 32 bits, else :class:`Dense`;
-    a bad set, or a value its preset fixes otherwise, is a ValueError naming the field."""
-    from ._base import Dense
+def dense_config(bits: Any = None, quant: Any = None, entropy: Any = None, name: str = "dense") -> MethodConfig:
+    """The dense model (or a preset of it, ``name``) at ``bits``, a :class:`~smhsearch.methods.Dense` (``Dense()`` at
+    32 bits); a bad set, or a value its preset fixes otherwise, is a ValueError naming the field."""
+    from ._dense import Dense
 
     given = {"bits": bits, "quant": quant, "entropy": entropy}
-    for k, v in DENSE_PRESETS.get(name, {}).items():
+    for k, v in resolve(name)[1].items():
         if given[k] is not None and (parse_bits(given[k]) if k == "bits" else given[k]) != (parse_bits(v) if k == "bits" else v):
             raise ConfigError(k, f"method {name!r} fixes {k}={v!r} (use 'dense' to set it)", given[k])
         given[k] = v
     bits, quant, entropy = parse_bits(32 if given["bits"] is None else given["bits"]), given["quant"], bool(given["entropy"])
     check_precision(bits, quant, entropy)
-    return None if bits == 32 else Dense(bits=bits, quant=quant, entropy=entropy)
+    return Dense(bits=bits, quant=quant, entropy=entropy)
 
 
 def coerce(info: OptionInfo, text: str) -> Any:

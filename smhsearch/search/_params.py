@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..methods._schema import fixed_precision, is_dense, resolve
+from ..methods._schema import fixed_precision, resolve
 from ..space import BudgetRange, Candidate, Space
 from ..space._schema import codes, precision
 
@@ -53,7 +53,7 @@ class StructuredSpace:
         self.archs = list(s.arch)
         self.entries: dict[str, tuple[str, tuple[str, ...], dict[str, Any], dict[str, list]]] = {}
         for key, m in zip(method_keys(space), s.method):
-            axes = () if is_dense(m.name) else tuple(resolve(m.name)[0].config_cls.axes)
+            axes = tuple(resolve(m.name)[0].config_cls.axes)
             fixed = {k: v for k, v in m.options.items() if not isinstance(v, list)}
             listed = {k: v for k, v in sorted(m.options.items()) if isinstance(v, list)}
             self.entries[key] = (m.name, axes, fixed, listed)
@@ -79,8 +79,6 @@ class StructuredSpace:
         entropy = pinned.get("entropy", trial.suggest_categorical("entropy", self.entropy)
                              if self.entropy != [False] and codes(bits) and "entropy" not in pinned else False)
         p_bits, p_quant, p_entropy = precision(bits, quant, entropy)
-        if is_dense(name):
-            return Candidate(arch, name, distill=kd, bits=p_bits, quant=p_quant, entropy=p_entropy)
         budget = self._budget(trial) if "budget" in axes else None
         scope = trial.suggest_categorical("scope", self.scope) if "scope" in axes else None
         scale = trial.suggest_categorical("scale", self.scale) if "scale" in axes else None

@@ -13,9 +13,8 @@ from pydantic import (BaseModel, Field, StrictBool, ValidationError, create_mode
                       model_validator)
 
 from .._budget import Budget
-from ..methods import MethodConfig
-from ..methods._schema import (AXES, DENSE, build_config, dense_config, fixed_precision, is_dense, method_names, resolve, space_options,
-                               unknown_method)
+from ..methods import Dense, MethodConfig
+from ..methods._schema import AXES, build_config, fixed_precision, method_names, resolve, space_options, unknown_method
 from .._errors import ConfigError
 from ..distill import DistillConfig
 from ..train import TrainConfig
@@ -93,10 +92,6 @@ def _method_entry(v: Any) -> MethodEntry:
         raise ValueError(f"a method is a name or a mapping with a 'name' key and options, but got {v!r}")
     if name not in method_names():
         raise ValueError(unknown_method(name))
-    if is_dense(name):
-        if options:
-            raise ValueError(f"{name} takes no options, but got {sorted(options)}")
-        return MethodEntry(name=name)
     allowed = space_options(resolve(name)[0].config_cls)
     unknown = sorted(set(options) - set(allowed))
     if unknown:  # values are checked by the config itself, candidate by candidate (_check_feasible)
@@ -240,12 +235,12 @@ class SpaceSpec(_Strict):
 
     @model_validator(mode="after")
     def _axes_that_apply(self) -> "SpaceSpec":
-        reads = {axis: [m.name for m in self.method if not is_dense(m.name) and axis in resolve(m.name)[0].config_cls.axes]
+        reads = {axis: [m.name for m in self.method if axis in resolve(m.name)[0].config_cls.axes]
                  for axis in AXES}
         for axis in AXES:
             given = axis in self.model_fields_set
             if given and not reads[axis]:
-                users = [n for n in method_names() if not is_dense(n) and axis in resolve(n)[0].config_cls.axes]
+                users = [n for n in method_names() if axis in resolve(n)[0].config_cls.axes]
                 raise ConfigError(axis, f"{axis} applies to method(s) {', '.join(users)} only", getattr(self, axis),
                                   got=f"{axis} with no method of this space that reads it")
         if reads["budget"] and self.budget is None:
@@ -292,7 +287,7 @@ class Space(_Strict):
     def _lr_mult_names(self) -> "Space":
         mult = self.train.variable_lr_mult
         if isinstance(mult, dict):
-            names = {m.name for m in self.space.method if not is_dense(m.name)}
+            names = {m.name for m in self.space.method if resolve(m.name)[0].config_cls is not Dense}
             names |= {resolve(n)[0].config_cls.method for n in names}
             unknown = sorted(set(mult) - names)
             if unknown:
@@ -322,15 +317,11 @@ class Space(_Strict):
         s = self.space
         for arch, m in itertools.product(s.arch, s.method):
             bits, quant, entropy = s.precision_axes(m.name)
-            if is_dense(m.name):
-                combos = [Candidate(arch, m.name, None, None, None, (), kd, *precision(b, q, e))
-                          for kd in s.distill or [None] for b in bits for q in quant for e in entropy]
-            else:
-                axes = resolve(m.name)[0].config_cls.axes
-                combos = [Candidate(arch, m.name, b if "budget" in axes else None, sc if "scope" in axes else None,
-                                    sa if "scale" in axes else None, tuple(sorted(opts.items())), kd, *precision(bits, q, e))
-                          for b, sc, sa, opts, kd, bits, q, e in itertools.product(s.budget_values() or [None], s.scope, s.scale,
-                                                                                 m.expanded, s.distill or [None], bits, quant, entropy)]
+            axes = resolve(m.name)[0].config_cls.axes
+            combos = [Candidate(arch, m.name, b if "budget" in axes else None, sc if "scope" in axes else None,
+                                sa if "scale" in axes else None, tuple(sorted(opts.items())), kd, *precision(bits, q, e))
+                      for b, sc, sa, opts, kd, bits, q, e in itertools.product(s.budget_values() or [None], s.scope, s.scale,
+                                                                             m.expanded, s.distill or [None], bits, quant, entropy)]
             for c in combos:
                 if c not in seen:
                     seen.add(c)
@@ -344,7 +335,7 @@ class Space(_Strict):
             return float(v)
         if method in v:
             return float(v[method])
-        registry = resolve(method)[0].config_cls.method if not is_dense(method) else DENSE
+        registry = resolve(method)[0].config_cls.method
         return float(v.get(registry, 1.0))
 
     def train_config(self, method: str, distill: bool | None = None) -> TrainConfig:
@@ -386,9 +377,7 @@ class Candidate:
     quant: str | None = None
     entropy: bool | None = None
 
-    def method_config(self, seed: int = 0) -> MethodConfig | None:
-        if is_dense(self.method):
-            return dense_config(self.bits or 32, self.quant, bool(self.entropy), name=self.method)
+    def method_config(self, seed: int = 0) -> MethodConfig:
         return build_config(self.method, {"budget": self.budget, "scope": self.scope, "scale": self.scale, "bits": self.bits,
                                           "quant": self.quant, "entropy": self.entropy}, dict(self.options), seed=seed)
 
