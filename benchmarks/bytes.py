@@ -17,7 +17,7 @@ run beside them: ``binaryconnect`` (the dense model at 1 bit, QAT) and ``deep_co
 
 A row records the test accuracy (mean, sd over seeds), the model file's bytes (``stored_bytes``:
 the compact file, or a float32 dense model's safetensors file), bytes per stored parameter, and
-how many times smaller than the float32 dense file it is. The issue's targets are checked:
+how many times smaller than the float32 dense file it is. The targets are checked:
 SMH at 8 bits within 0.3 points of float32, at 4 bits QAT within 1 point; Deep Compression on
 LeNet-300-100 >= 30x smaller than float32 with <= 0.3 points more error than the dense model.
 

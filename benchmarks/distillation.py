@@ -1,4 +1,4 @@
-"""Distillation from the dense teacher, for every method (issue 15).
+"""Distillation from the dense teacher, for every method.
 
 On the embedded set (``fashion-mnist-small``, ResNet-8, the quick space's training: SGD
 lr 0.05, batch 128, cosine): SMH (learnable scale), the width multiplier and HashedNets

@@ -1,6 +1,6 @@
 """Early stopping that keeps the small models: the search's ``pareto`` rule against accuracy-only ASHA and no stopping.
 
-Issue 11's case: a ResNet-8 space of SMH and the width multiplier at 2%, 5%, 10%, 25% and
+The case that matters: a ResNet-8 space of SMH and the width multiplier at 2%, 5%, 10%, 25% and
 50% (4 epochs, grace 1, reduction factor 2), where ASHA threw away SMH at 2% after one
 epoch although no trial at that rung was both smaller and more accurate.
 

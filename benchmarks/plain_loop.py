@@ -1,8 +1,8 @@
-"""Issue 12's own measurement, repeated: each method trained in a plain PyTorch loop, no smhsearch trainer.
+"""Each method trained in a plain PyTorch loop, no smhsearch trainer: are the rates fair where a user trains?
 
-The issue measured the unfairness this way: an independent loop, ``torch.optim.Adam`` at lr
+The reference measurement was taken this way: an independent loop, ``torch.optim.Adam`` at lr
 1e-3, a one-cycle schedule, 15 epochs, batch 128, the first 17,435 MNIST training images (all
-that is available here), the 784-1000-10 MLP, test error on the 10,000 test images. Its table:
+that is available here), the 784-1000-10 MLP, test error on the 10,000 test images. It found
 the API's default HashedNets (then one global pool) at 9.70% and 12.38% against an equal-size
 dense net's 3.37% and 6.68%, and SMH's default about 3x too slow under Adam.
 
@@ -14,17 +14,16 @@ This script runs that loop on each method twice over:
   does.
 The methods are the full dense MLP (a reference, whose x1/3 and x3 scale its learning rate),
 the equal-size dense net (the width multiplier), ``HashedNets()`` (the default: Chen et al.'s
-per-layer pools), the single pool the issue's table called the default
+per-layer pools), the single pool an earlier default used
 (``HashedNets.table1``), and ``SMH(scale="learnable")``. ``--lrs`` runs the whole table at
-other base rates: the issue's 1e-3 is below the dense model's own best in this loop, and
+other base rates: 1e-3 is below the dense model's own best in this loop, and
 a rule can only carry the dense model's rate over, so the check that means something is at
 the dense model's best rate.
 
 The loop uses nothing of smhsearch but ``create_model``, ``compress`` and ``param_groups``:
 seeded init and data order, one-cycle at each group's own rate as its peak (PyTorch's
 defaults otherwise), no weight decay (Adam and AdamW are then one optimizer), test error once
-at the end. A loss that is not finite stops the run, recorded as diverged. Target (the
-issue's): every method's default within 0.3 points of its best multiplier, and the default
+at the end. A loss that is not finite stops the run, recorded as diverged. Target: every method's default within 0.3 points of its best multiplier, and the default
 HashedNets at 1/64 better than the equal-size dense net. "Best" here is the best mean test
 error of the three points, which favours the sweep (no validation picks it).
 
@@ -55,14 +54,14 @@ from _harness import ResultsFile, joined_key, pool, split  # type: ignore[import
 from hashednets_mnist import MNIST_MEAN, MNIST_STD, mnist_17k_arrays  # type: ignore[import-not-found]
 
 ARCH = "mlp_1x1000"
-ISSUE_LR = 1e-3  # the issue's measurement
+REFERENCE_LR = 1e-3  # the reference measurement's rate
 BATCH = 128
 BUDGETS = ("1/8", "1/64")
 METHODS = ("dense", "width", "hashednets", "hashednets_table1", "smh")
 LABELS = {"dense": "dense 784-1000-10", "width": "equal-size dense", "hashednets": "HashedNets() (per-layer)",
           "hashednets_table1": "HashedNets.table1 (one pool)", "smh": "SMH learnable"}
 FACTORS = (1 / 3, 1.0, 3.0)
-ISSUE = {  # issue 12's table: test error %, plain Adam on model.parameters() (no param_groups existed)
+REFERENCE = {  # the reference measurement: test error %, plain Adam on model.parameters() (before param_groups existed)
     "1/8": {"width": 3.37, "hashednets_table1": 9.70, "hashednets": 2.89, "smh": 3.29},
     "1/64": {"width": 6.68, "hashednets_table1": 12.38, "hashednets": 4.16, "smh": 5.26},
 }
@@ -147,7 +146,7 @@ def summarise(cells: list[dict[str, Any]], lr: float, methods, budgets) -> tuple
         return f"{np.mean(e):.2f}" + (f" ± {np.std(e, ddof=1):.2f}" if len(e) > 1 else "")
 
     md = [f"Base rate {lr:g}:", "", "| budget | method | parameters() | param_groups ×1/3 | param_groups (default) | param_groups ×3 | "
-          "default − best | issue's table |", "|---|---|---|---|---|---|---|---|"]
+          "default − best | reference |", "|---|---|---|---|---|---|---|---|"]
     summary: dict[str, Any] = {}
     for budget in ["-", *budgets]:
         for method in methods:
@@ -161,9 +160,9 @@ def summarise(cells: list[dict[str, Any]], lr: float, methods, budgets) -> tuple
                                              "param_groups": {f"{f:.3g}": m for f, m in means.items()},
                                              "default_minus_best": gap, "within_0.3": bool(gap <= 0.3)}
             bold = "**" if gap > 0.3 else ""
-            issue = ISSUE.get(budget, {}).get(method, "-") if lr == ISSUE_LR else "-"
+            reference = REFERENCE.get(budget, {}).get(method, "-") if lr == REFERENCE_LR else "-"
             md.append(f"| {budget} | {LABELS[method]} | {show(plain)} | " + " | ".join(show(swept[f]) for f in FACTORS)
-                      + f" | {bold}{gap:.2f}{bold} | {issue} |")
+                      + f" | {bold}{gap:.2f}{bold} | {reference} |")
     return md, summary
 
 
@@ -171,7 +170,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--budgets", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
-    p.add_argument("--lrs", nargs="+", type=float, default=[ISSUE_LR], help=f"base rates (default: the issue's {ISSUE_LR:g})")
+    p.add_argument("--lrs", nargs="+", type=float, default=[REFERENCE_LR], help=f"base rates (default: the reference measurement's {REFERENCE_LR:g})")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")

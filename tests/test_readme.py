@@ -1,11 +1,12 @@
-"""The README's API example runs and prints what it claims."""
+"""The README is short, its examples run and say what they claim, and its links lead somewhere."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):
@@ -19,16 +20,30 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     assert ns["again"].stored_count() == claimed
 
 
-def test_readme_lists_every_command_and_only_real_ones():
+def test_readme_commands_are_real_ones():
     from smhsearch.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    commands = set(sub.choices)
     text = README.read_text()
     listed = set(re.findall(r"^smhsearch (\w+) ", text, re.M))
-    assert listed == commands
-    # every flag of report, pick and export is documented
-    for name in ("report", "pick", "export"):
-        flags = {o for a in sub.choices[name]._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
-        line = re.search(rf"^smhsearch {name} .*$", text, re.M).group(0)
-        assert all(f in line for f in flags), (name, flags)
+    assert {"check", "run", "report", "pick", "export"} <= listed <= set(sub.choices)
+
+
+def test_readme_is_short_and_its_links_exist():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    assert links, "the README links into the docs"
+    missing = [link for link in links if not link.startswith("http") and not (ROOT / link).exists()]
+    assert not missing, missing
+
+
+def test_no_user_facing_text_speaks_of_the_projects_issues():
+    pattern = re.compile(r"\bissues?\b", re.I)
+    allowed = re.compile(r"github issue|file an issue|issue tracker", re.I)
+    found = []
+    for path in [README, *(ROOT / "docs").rglob("*.md"), *(ROOT / "smhsearch").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]:
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line) and not allowed.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()[:100]}")
+    assert not found, "\n".join(found)
