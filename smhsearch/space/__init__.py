@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from ._load import (applicable_candidates, check_space, dataset_model_kwargs, dataset_root, dataset_shape, load_space, meta_bases,
                     read_space)
-from ._schema import (EMBEDDED, OBJECTIVES, BudgetRange, Candidate, DatasetSpec, MethodEntry, ResourcesSpec, SchedulerSpec, SearchSpec,
+from ._candidate import Candidate
+from ._schema import (EMBEDDED, OBJECTIVES, BudgetRange, DatasetSpec, MethodEntry, ResourcesSpec, SchedulerSpec, SearchSpec,
                       Space, SpaceError, SpaceSpec, TrainSpec, downloadable)
 
 __all__ = ["EMBEDDED", "OBJECTIVES", "BudgetRange", "Candidate", "DatasetSpec", "MethodEntry", "ResourcesSpec", "SchedulerSpec", "SearchSpec",
