@@ -1,22 +1,7 @@
-"""The structured space Optuna samples: real parameters, conditional on the method, mapped to a Candidate.
+"""The structured space Optuna samples: the space's parameters, conditional on the method, mapped to a Candidate.
 
-Parameters (define-by-run, so a parameter exists only where the chosen method reads it; declared once, with the
-conditions, in ``smhsearch.space._params``, which the grid of candidates is enumerated from too)::
-
-    arch                 categorical: the space's architectures
-    method               categorical: one key per method entry (its name; ``name#2`` for a second entry of a name)
-    budget               categorical over the listed budgets, or a number from a range
-                         (suggest_int for counts, suggest_float for fractions; ``log`` as the range says)
-    scope, scale         categorical, only for methods that read them (the same choices for every method)
-    distill              categorical [false, true], every method (dense too), when the space has the axis
-    bits                 categorical over space.bits, for every method and dense (only when the space lists bits)
-    quant                categorical over space.quant, only where the sampled bits are below 32
-    entropy              categorical over space.entropy, only where the sampled bits are integer codes (and the
-                         space lists entropy)
-    <key>.<option>       categorical, one per option a method entry lists (``hashednets.hashes``); options
-                         given as one value are fixed, not sampled
-
-Every name keeps one distribution for the whole study, as TPE and NSGA-II need.
+The parameters and when each exists are declared once, in :mod:`smhsearch.space._params` (the grid of candidates is
+enumerated from the same declaration); this module samples them for the searcher and rejects what cannot run.
 
 A sampled combination that is not a runnable candidate (a budget not below its architecture's size,
 or above ``search.max_params``) is *rejected in the sampler*: the Optuna trial is told FAIL with the

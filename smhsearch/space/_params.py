@@ -1,12 +1,24 @@
 """A space's parameters, declared once: per method entry, Optuna distributions and when each parameter exists.
 
-A trial of a method entry has ``arch`` and ``method``; ``distill`` where the space has that axis; ``bits`` where
-the space lists precisions and the entry's preset pins none, ``quant`` only where bits are below 32 and ``entropy``
-only where bits are integer codes (each unless the preset pins it); the axes the method's config reads (``budget``,
-``scope``, ``scale``); and ``<key>.<option>`` for each option the entry lists (an option given as one value is fixed).
-The grid (:meth:`ParamSpace.grid`: ``Space.candidates``, hence ``check``'s table and a run's fingerprint),
-define-by-run sampling (:meth:`ParamSpace.sample`) and its inverse (:meth:`ParamSpace.params_of`) all walk this
-declaration, so they cannot disagree on which parameters a candidate has.
+Parameters (define-by-run, so a parameter exists only where the chosen method entry has it)::
+
+    arch                 categorical: the space's architectures
+    method               categorical: one key per method entry (its name; ``name#2`` for a second entry of a name)
+    distill              categorical over space.distill, every method, when the space has the axis
+    bits                 categorical over space.bits, every method (only when the space lists bits other than [32])
+    quant                categorical over space.quant, only where bits are below 32
+    entropy              categorical over space.entropy, only where bits are integer codes (and the space lists entropy)
+    budget, scope, scale only for methods whose config reads them (its ``axes``; dense reads none): categorical
+                         over the listed values, or for a budget range a number (an int for counts, a float for
+                         fractions; ``log`` as the range says)
+    <key>.<option>       categorical, one per option a method entry lists (``hashednets.hashes``); options given as
+                         one value are fixed, not sampled
+
+A preset's pinned precision (``binaryconnect``, ``deep_compression``) is fixed, not sampled. Values Optuna cannot
+store (a scope rule, a list) are a categorical over their indices. Every name keeps one distribution for the whole
+study, as TPE and NSGA-II need. The grid (:meth:`ParamSpace.grid`: ``Space.candidates``, hence ``check``'s table and
+a run's fingerprint), define-by-run sampling (:meth:`ParamSpace.sample`) and its inverse (:meth:`ParamSpace.params_of`)
+all walk this one declaration, so they cannot disagree on which parameters a candidate has.
 """
 
 from __future__ import annotations
