@@ -39,6 +39,11 @@ RICH = {
   method: [dense, smh, lowrank]
   bits: [16, 4]
   entropy: [true]""",
+    "dense_only": """
+  arch: [mlp]
+  method: [dense, binaryconnect]
+  bits: [32, 8]
+  distill: [true, false]""",
     "scope_rule": """
   arch: [resnet8]
   budget: ["25%"]

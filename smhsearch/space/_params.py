@@ -211,23 +211,25 @@ def param_space(spec) -> ParamSpace:
                  "entropy": ([categorical("entropy", "entropy", list(spec.entropy), when=("bits", entropy_applies))]
                              if spec.entropy != [False] else [])}
     axis_of = {"budget": _budget(spec), "scope": categorical("scope", "scope", list(spec.scope)),
-               "scale": categorical("scale", "scale", list(spec.scale))}
+               "scale": categorical("scale", "scale", list(spec.scale))}  # no budget only where no method reads one
     entries = {}
     for key, m in zip(method_keys([m.name for m in spec.method]), spec.method):
         reads, pinned = config_of(m.name)[0].axes, fixed_precision(m.name)
         common = tuple(p for field, ps in common_of.items() if field not in pinned for p in ps)
         listed = [categorical(f"{key}.{opt}", opt, v) for opt, v in sorted(m.options.items()) if isinstance(v, list)]
-        own = tuple([axis_of[a] for a in axis_of if a in reads] + listed)
+        own = tuple([p for a, p in axis_of.items() if a in reads and p is not None] + listed)
         fixed = {"bits": 32, **pinned, **{k: v for k, v in m.options.items() if not isinstance(v, list)}}
         entries[key] = EntrySpace(key, m.name, fixed, common, own)
     return ParamSpace(categorical("arch", "arch", list(spec.arch)), categorical("method", "method", list(entries)), entries)
 
 
-def _budget(spec) -> Param:
+def _budget(spec) -> Param | None:
     """Listed budgets are a categorical; a range an int (counts) or a float (fractions) between its ends."""
     b = spec.budget
-    if b is None or isinstance(b, list):
-        return categorical("budget", "budget", list(b or []))
+    if b is None:
+        return None
+    if isinstance(b, list):
+        return categorical("budget", "budget", list(b))
     (lo, hi), ends = b.bounds, tuple(spec.budget_values())
     if b.counts:
         return Param("budget", "budget", IntDistribution(int(lo), int(hi), log=b.log), ends=ends)
