@@ -190,7 +190,7 @@ class ParamSpace:
         for entry in self.entries.values():
             for p in entry.common + entry.own:
                 if out.setdefault(p.name, p.distribution) != p.distribution:
-                    raise AssertionError(f"{p.name} has two distributions: {out[p.name]} and {p.distribution}")
+                    raise ValueError(f"{p.name} has two distributions: {out[p.name]} and {p.distribution}")
         return out
 
 
