@@ -90,7 +90,9 @@ def categorical(name: str, field: str, values: list, when: tuple[str, Callable[[
 @dataclass(frozen=True)
 class EntrySpace:
     """One method entry's parameters. ``common`` (distill, precision) are suggested before ``own`` (the axes the
-    method reads, then its listed options); the grid nests them the other way, the method's own outermost."""
+    method reads, then its listed options); the grid nests them the other way, the method's own outermost. Both orders
+    are kept as runs have them: a seeded sampler's draws follow the order of suggestion, a grid run's trial numbers
+    the order of the candidates."""
 
     key: str
     """The ``method`` parameter's value: the entry's name, ``name#2`` for a second entry of the same name."""
