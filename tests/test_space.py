@@ -22,7 +22,7 @@ def test_shipped_space_validates_and_expands(path):
     assert cands and len(cands) == len({c for c in cands})
     for c in cands:  # every candidate builds its method config
         cfg = c.method_config()
-        assert (cfg is None) == (c.method == "dense")
+        assert (cfg.method == "dense") == (c.method == "dense")  # dense builds a Dense config, every other method its own
     try:  # with data checks: loads here, or names the dataset root it could not find
         load_space(path)
     except SpaceError as e:

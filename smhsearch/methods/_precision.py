@@ -83,17 +83,27 @@ def scheme_of(bits: Any) -> Scheme:
     return Scheme({32: "float", 16: "half", 1: "binary"}.get(b, "uniform"), b)  # type: ignore[arg-type]
 
 
+def quant_applies(bits: Any) -> bool:
+    """Whether ``quant`` (ptq or qat) applies at ``bits``: below 32 bits."""
+    return scheme_of(bits).kind != "float"
+
+
+def entropy_applies(bits: Any) -> bool:
+    """Whether entropy coding applies at ``bits``: to integer codes (8, 4, 1, kmeans:K), not to floats (32, 16)."""
+    return scheme_of(bits).kind not in ("float", "half")
+
+
 def check_precision(bits: Any, quant: Any, entropy: Any = False) -> None:
     """The precision fields' rules, the one place they live: a ConfigError naming ``bits``, ``quant`` or ``entropy``
     when they are not a precision this stage applies (quant applies below 32 bits, entropy to integer codes)."""
     b = parse_bits(bits)
     if quant is not None and quant not in QUANTS:
         raise ConfigError("quant", f"quant must be one of {', '.join(QUANTS)} (or unset: ptq below 32 bits)", quant)
-    if b == 32 and quant is not None:
+    if not quant_applies(b) and quant is not None:
         raise ConfigError("quant", "quant applies to bits below 32 (16, 8, 4, 1, kmeans:K) only", quant, bits=b)
     if not isinstance(entropy, bool):
         raise ConfigError("entropy", "entropy must be true or false", entropy)
-    if entropy and scheme_of(b).kind in ("float", "half"):
+    if entropy and not entropy_applies(b):
         raise ConfigError("entropy", "entropy applies to integer codes (bits 8, 4, 1 or kmeans:K) only", entropy, bits=b)
 
 

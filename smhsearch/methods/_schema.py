@@ -22,10 +22,11 @@ from typing import Any, Mapping
 from ._base import METHODS, MethodEntry
 from ._config import AXES, PRECISION_AXES, MethodConfig, OptionInfo, options_of
 from .._errors import ConfigError
-from ._precision import check_precision, parse_bits
+from ._precision import check_precision, entropy_applies, parse_bits, quant_applies
 
-__all__ = ["AXES", "OptionInfo", "applies_to", "fixed_precision", "budget_value", "build_config", "coerce", "dense_config", "method_names", "options_of", "resolve",
-           "space_options", "unknown_method"]
+__all__ = ["AXES", "OptionInfo", "applies_to", "budget_value", "build_config", "coerce", "config_of", "dense_config",
+           "entropy_applies", "fixed_precision", "method_names", "options_of", "quant_applies", "resolve", "space_options",
+           "unknown_method"]
 
 def space_options(config_cls: type[MethodConfig]) -> dict[str, OptionInfo]:
     """The options a space may set for a method entry (its declared ``space_options``)."""
@@ -53,10 +54,17 @@ def resolve(name: str) -> tuple[MethodEntry, dict[str, Any]]:
     raise ValueError(unknown_method(name))
 
 
+def config_of(name: str) -> tuple[type[MethodConfig], dict[str, Any]]:
+    """The config class a method name builds (its ``axes`` are the space axes it reads) and the options its preset
+    fixes (``{}`` for a plain name)."""
+    entry, preset = resolve(name)
+    return entry.config_cls, preset
+
+
 def fixed_precision(name: str) -> dict[str, Any]:
     """The precision fields (bits, quant, entropy) a method name fixes: a preset's (``binaryconnect``,
     ``deep_compression``), ``{}`` for a plain name. A space crosses such a method with none of those axes."""
-    out = {k: v for k, v in resolve(name)[1].items() if k in PRECISION_AXES}
+    out = {k: v for k, v in config_of(name)[1].items() if k in PRECISION_AXES}
     if "bits" in out:
         out["bits"] = parse_bits(out["bits"])
     return out

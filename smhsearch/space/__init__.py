@@ -19,7 +19,8 @@ and where to store the study::
 Nothing here is a second table of methods: the method names, which axes each reads
 and which options a method entry may set come from the method registry
 (``smhsearch.methods._schema``), and ``train`` is :class:`smhsearch.train.TrainConfig`'s
-fields. Bad input is a :class:`SpaceError` naming the file, the key and the allowed
+fields. A space's parameters (Optuna distributions, and when each exists) are declared
+once (``_params``); the candidates and the search's sampling both derive from them. Bad input is a :class:`SpaceError` naming the file, the key and the allowed
 values; the CLI turns it into exit status 2 before anything is written.
 """
 
@@ -27,7 +28,8 @@ from __future__ import annotations
 
 from ._load import (applicable_candidates, check_space, dataset_model_kwargs, dataset_root, dataset_shape, load_space, meta_bases,
                     read_space)
-from ._schema import (EMBEDDED, OBJECTIVES, BudgetRange, Candidate, DatasetSpec, MethodEntry, ResourcesSpec, SchedulerSpec, SearchSpec,
+from ._candidate import Candidate
+from ._schema import (EMBEDDED, OBJECTIVES, BudgetRange, DatasetSpec, MethodEntry, ResourcesSpec, SchedulerSpec, SearchSpec,
                       Space, SpaceError, SpaceSpec, TrainSpec, downloadable)
 
 __all__ = ["EMBEDDED", "OBJECTIVES", "BudgetRange", "Candidate", "DatasetSpec", "MethodEntry", "ResourcesSpec", "SchedulerSpec", "SearchSpec",

@@ -4,20 +4,20 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import typing
-from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 from pydantic import (BaseModel, Field, StrictBool, ValidationError, create_model, field_validator, model_serializer,
                       model_validator)
 
 from .._budget import Budget
-from ..methods import Dense, MethodConfig
-from ..methods._schema import AXES, build_config, fixed_precision, method_names, resolve, space_options, unknown_method
+from ..methods._schema import (AXES, build_config, config_of, entropy_applies, method_names, quant_applies, space_options,
+                               unknown_method)
 from .._errors import ConfigError
 from ..distill import DistillConfig
 from ..train import TrainConfig
+from ._candidate import Candidate
+from ._params import param_space
 from ._sections import (EMBEDDED, OBJECTIVES, DatasetSpec, ResourcesSpec, SchedulerSpec, SearchSpec, SpaceError,  # noqa: F401
                         _Strict, downloadable)
 
@@ -73,12 +73,6 @@ class MethodEntry(_Strict):
     def _as_written(self) -> str | dict[str, Any]:  # as a space file writes it, so a saved space.yaml reads back
         return {"name": self.name, **self.options} if self.options else self.name
 
-    @property
-    def expanded(self) -> list[dict[str, Any]]:
-        keys = sorted(self.options)
-        lists = [v if isinstance(v, list) else [v] for v in (self.options[k] for k in keys)]
-        return [dict(zip(keys, combo)) for combo in itertools.product(*lists)]
-
 
 def _method_entry(v: Any) -> MethodEntry:
     """``smh`` or ``{name: hashednets, per_layer: true, hashes: [1, 2]}``, checked against the registry."""
@@ -92,7 +86,7 @@ def _method_entry(v: Any) -> MethodEntry:
         raise ValueError(f"a method is a name or a mapping with a 'name' key and options, but got {v!r}")
     if name not in method_names():
         raise ValueError(unknown_method(name))
-    allowed = space_options(resolve(name)[0].config_cls)
+    allowed = space_options(config_of(name)[0])
     unknown = sorted(set(options) - set(allowed))
     if unknown:  # values are checked by the config itself, candidate by candidate (_check_feasible)
         raise ValueError(f"{name}: option(s) {unknown} do not apply; allowed: {', '.join(allowed) or 'none'}")
@@ -156,11 +150,11 @@ class SpaceSpec(_Strict):
 
     @model_validator(mode="after")
     def _precision_applies(self) -> "SpaceSpec":
-        if "quant" in self.model_fields_set and all(b == 32 for b in self.bits):
+        if "quant" in self.model_fields_set and not any(quant_applies(b) for b in self.bits):
             raise ConfigError("quant", "quant applies to bits below 32 (16, 8, 4, 1, kmeans:K) only", self.quant, bits=self.bits)
         if len(set(self.entropy)) != len(self.entropy):
             raise ValueError(f"entropy must not repeat, but got {self.entropy}")
-        if True in self.entropy and not any(codes(b) for b in self.bits):
+        if True in self.entropy and not any(entropy_applies(b) for b in self.bits):
             raise ConfigError("entropy", "entropy applies to integer codes (bits 8, 4, 1 or kmeans:K) only", self.entropy,
                               bits=self.bits)
         return self
@@ -221,12 +215,6 @@ class SpaceSpec(_Strict):
                 Budget.parse(b)
         return v
 
-    def precision_axes(self, name: str) -> tuple[list, list, list]:
-        """(bits, quant, entropy) values a method entry is crossed with: the space's, or the one its preset fixes."""
-        fixed = fixed_precision(name)
-        return ([fixed["bits"]] if "bits" in fixed else self.bits, [fixed["quant"]] if "quant" in fixed else self.quant,
-                [fixed["entropy"]] if "entropy" in fixed else self.entropy)
-
     def budget_values(self) -> list | None:
         """The listed budgets, or a range's two ends (what ``check`` pre-screens; trials sample between them)."""
         if isinstance(self.budget, BudgetRange):
@@ -235,12 +223,11 @@ class SpaceSpec(_Strict):
 
     @model_validator(mode="after")
     def _axes_that_apply(self) -> "SpaceSpec":
-        reads = {axis: [m.name for m in self.method if axis in resolve(m.name)[0].config_cls.axes]
-                 for axis in AXES}
+        reads = {axis: [m.name for m in self.method if axis in config_of(m.name)[0].axes] for axis in AXES}
         for axis in AXES:
             given = axis in self.model_fields_set
             if given and not reads[axis]:
-                users = [n for n in method_names() if axis in resolve(n)[0].config_cls.axes]
+                users = [n for n in method_names() if axis in config_of(n)[0].axes]
                 raise ConfigError(axis, f"{axis} applies to method(s) {', '.join(users)} only", getattr(self, axis),
                                   got=f"{axis} with no method of this space that reads it")
         if reads["budget"] and self.budget is None:
@@ -287,12 +274,12 @@ class Space(_Strict):
     def _lr_mult_names(self) -> "Space":
         mult = self.train.variable_lr_mult
         if isinstance(mult, dict):
-            names = {m.name for m in self.space.method if resolve(m.name)[0].config_cls is not Dense}
-            names |= {resolve(n)[0].config_cls.method for n in names}
+            names = {m.name for m in self.space.method}
+            names |= {config_of(n)[0].method for n in names}
             unknown = sorted(set(mult) - names)
             if unknown:
                 raise ConfigError("train.variable_lr_mult", f"train.variable_lr_mult must name methods of this space: "
-                                  f"{', '.join(sorted(names)) or 'none (only dense)'}", mult,
+                                  f"{', '.join(sorted(names))}", mult,
                                   got=f"{unknown}, which name no method of it")
         return self
 
@@ -311,22 +298,10 @@ class Space(_Strict):
         worker, or from a run's space.yaml) without defaults tripping the checks that a key applies."""
         return self.model_dump_json(exclude_unset=True)
 
-    def candidates(self) -> list["Candidate"]:
-        """Every distinct trial config the space allows, in a stable order (a range budget: at its two ends)."""
-        out, seen = [], set()
-        s = self.space
-        for arch, m in itertools.product(s.arch, s.method):
-            bits, quant, entropy = s.precision_axes(m.name)
-            axes = resolve(m.name)[0].config_cls.axes
-            combos = [Candidate(arch, m.name, b if "budget" in axes else None, sc if "scope" in axes else None,
-                                sa if "scale" in axes else None, tuple(sorted(opts.items())), kd, *precision(bits, q, e))
-                      for b, sc, sa, opts, kd, bits, q, e in itertools.product(s.budget_values() or [None], s.scope, s.scale,
-                                                                             m.expanded, s.distill or [None], bits, quant, entropy)]
-            for c in combos:
-                if c not in seen:
-                    seen.add(c)
-                    out.append(c)
-        return out
+    def candidates(self) -> list[Candidate]:
+        """Every distinct trial config the space allows, in a stable order (a range budget: at its two ends): the grid
+        of the space's parameters (:mod:`._params`)."""
+        return param_space(self.space).grid()
 
     def lr_mult(self, method: str) -> float:
         """The variable-lr multiplier of a method name: its own entry, else its registry name's, else 1."""
@@ -335,7 +310,7 @@ class Space(_Strict):
             return float(v)
         if method in v:
             return float(v[method])
-        registry = resolve(method)[0].config_cls.method
+        registry = config_of(method)[0].method
         return float(v.get(registry, 1.0))
 
     def train_config(self, method: str, distill: bool | None = None) -> TrainConfig:
@@ -345,63 +320,4 @@ class Space(_Strict):
         if distill is not None:
             d["distill"] = (d["distill"] or {}) if distill else None
         return TrainConfig(**d)
-
-
-def codes(bits: int | str) -> bool:
-    """Whether ``bits`` stores integer codes (8, 4, 1, kmeans:K): what entropy coding applies to."""
-    return bits not in (32, 16)
-
-
-def precision(bits: int | str, quant: str | None, entropy: bool = False) -> tuple[int | str | None, str | None, bool | None]:
-    """A candidate's (bits, quant, entropy): None where one does not apply (quant at 32 bits; entropy without
-    integer codes) and for entropy off, so a candidate without it reads as it did before the axis existed."""
-    if bits == 32:
-        return None, None, None
-    return bits, quant, (True if entropy and codes(bits) else None)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One point of a space: what to build. ``budget``/``scope``/``scale`` are None where the method reads none."""
-
-    arch: str
-    method: str
-    budget: Union[int, float, str, None] = None
-    scope: str | None = None
-    scale: str | None = None
-    options: tuple[tuple[str, Any], ...] = ()
-    distill: bool | None = None
-    """The space.distill axis: with (True) or without (False) distillation; None where the space has no such axis."""
-    bits: int | str | None = None
-    """The precision stage's bits below 32 (None: float32), its ``quant`` (ptq or qat) and ``entropy`` (True: coded)."""
-    quant: str | None = None
-    entropy: bool | None = None
-
-    def method_config(self, seed: int = 0) -> MethodConfig:
-        return build_config(self.method, {"budget": self.budget, "scope": self.scope, "scale": self.scale, "bits": self.bits,
-                                          "quant": self.quant, "entropy": self.entropy}, dict(self.options), seed=seed)
-
-    def params(self) -> dict[str, Any]:
-        """A flat JSON-ready dict (the method's options beside the axes), as trials record their config."""
-        flat = {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "options"}
-        return {**flat, **dict(self.options)}
-
-    @classmethod
-    def from_params(cls, d: dict[str, Any]) -> "Candidate":
-        from ..methods._targets import parse_scope
-
-        if isinstance(d.get("scope"), dict):  # a scope rule, as JSON records it
-            d = {**d, "scope": parse_scope(d["scope"])}
-        own = {f.name for f in dataclasses.fields(cls)} - {"options"}  # distill is an axis, not a method option
-        return cls(**{k: v for k, v in d.items() if k in own}, options=tuple(sorted((k, v) for k, v in d.items() if k not in own)))
-
-    def label(self) -> str:
-        from ..methods._targets import scope_label
-
-        parts = ([scope_label(self.scope)] if self.scope else []) + ([self.scale] if self.scale else [])
-        precision = [(k, v) for k, v in (("bits", self.bits), ("quant", self.quant), ("entropy", self.entropy)) if v is not None]
-        extra = "/".join(parts + [f"{k}={v}" for k, v in sorted([*self.options, *precision])])
-        return (f"{self.arch} {self.method}" + (f"@{self.budget}" if self.budget is not None else "") + (f" ({extra})" if extra else "")
-                + (" distilled" if self.distill else ""))
-
 
