@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ._keys import json_key
-
-FOLDER = "teachers"
+from ._layout import TEACHERS as FOLDER  # noqa: F401  (re-exported: the layout names the folder)
 
 
 def teacher_key(spec: dict[str, Any]) -> str:

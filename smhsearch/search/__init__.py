@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from ._driver import run_search, summarize
 from ._lock import RunLock, RunLocked
-from ._plan import STUDY_FILE, RunPlan, _sampler, _storage, objective_keys, plan_run, storage_url  # noqa: F401  (the private two: runs, tests)
+from ._plan import STUDY_FILE, RunPlan, _sampler, _storage, objective_keys, plan_run  # noqa: F401  (the private two: tests)
 from ._study import REPORTED, open_study, trials_done
 from ._trial import run_trial, trial_spec
 
-__all__ = ["REPORTED", "RunLock", "RunLocked", "STUDY_FILE", "RunPlan", "objective_keys", "open_study", "plan_run", "run_search", "run_trial", "storage_url",
+__all__ = ["REPORTED", "RunLock", "RunLocked", "STUDY_FILE", "RunPlan", "objective_keys", "open_study", "plan_run", "run_search", "run_trial",
            "summarize", "trial_spec", "trials_done"]
