@@ -38,7 +38,10 @@ class RunError(ValueError):
 
 
 @dataclass
-class TrialRecord:
+class Trial:
+    """One trial of a run as a reader sees it: its state in the study (complete, early_stopped, failed, interrupted,
+    running, queued) and what its record on disk (:class:`smhsearch._record.TrialRecord`) holds."""
+
     number: int
     status: str
     config: dict[str, Any]
@@ -78,6 +81,10 @@ class TrialRecord:
                 **self.metrics, "error": self.error}
 
 
+TrialRecord = Trial
+"""The name :class:`Trial` had before the record on disk got its own type (kept for code written against it)."""
+
+
 def trial_label(config: dict[str, Any]) -> str:
     """``resnet8 smh@25% (all/learnable)``: what :meth:`smhsearch.space.Candidate.label` says, from a trial's config."""
     options = sorted((k, v) for k, v in config.items() if k not in AXES)
@@ -92,7 +99,7 @@ class Run:
     path: Path
     name: str
     settings: dict[str, Any]  # the space as validated, plain JSON (every default filled in)
-    trials: list[TrialRecord]
+    trials: list[Trial]
     families: dict[str, str] | None = None  # arch -> family, as the driver recorded them (None: ask the registry)
     speed_source: str = "the search: each trial's device during the run"  # where the trials' speed figures come from
 
@@ -117,14 +124,14 @@ class Run:
         """The run's validated space (imports the schema, methods and torch: only ``export`` needs it)."""
         return _validate(self.layout.space_file)
 
-    def trial(self, number: int) -> TrialRecord:
+    def trial(self, number: int) -> Trial:
         for t in self.trials:
             if t.number == number:
                 return t
         numbers = ", ".join(str(t.number) for t in self.trials) or "none"
         raise RunError(f"{self.path}: no trial {number}; the run has trials {numbers}")
 
-    def complete(self) -> list[TrialRecord]:
+    def complete(self) -> list[Trial]:
         return [t for t in self.trials if t.status == "complete"]
 
     def benches(self) -> dict[str, Path]:
@@ -211,7 +218,7 @@ def load_run(path: str | Path) -> Run:
         error = t.user_attrs.get("error") or saved.get("error")
         if status == "interrupted":
             error = error or "interrupted: the driver stopped while this trial ran (its config was queued again)"
-        records.append(TrialRecord(number=t.number, status=status, config=dict(config), metrics=metrics, error=error,
+        records.append(Trial(number=t.number, status=status, config=dict(config), metrics=metrics, error=error,
                                    history=saved.get("history") or [], folder=folder if folder.is_dir() else None,
                                    device=saved.get("device"), details=saved.get("method_details") or {}))
     run = Run(path=path, name=name, settings=settings, trials=records, families=resolved["families"])
