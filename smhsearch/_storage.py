@@ -11,19 +11,11 @@ from pathlib import Path
 
 from ._redact import normalize, redact, without_password  # noqa: F401  (re-exported: the search's callers)
 
-STUDY_FILE = "study.db"
-# What the driver writes for readers: {"space": the space as validated (every default filled in),
-# "families": {arch: its family}}, so that `report` and `pick` need neither the schema nor the model registry.
-RESOLVED_FILE = "run.json"
+from ._layout import RESOLVED_FILE, STUDY_FILE  # noqa: F401  (re-exported: the run folder's names live in _layout)
 
 # The metrics a trial reports to the study (as user attributes) and that a run read back shows.
 REPORTED = ("val_acc", "test_acc", "best_val_acc", "stored_params", "virtual_params", "flops", "throughput", "epoch",
             "compact_bytes", "stored_bytes", "input_size", "teacher_train_seconds", "teacher_forward_s")
-
-
-def storage_url(storage: str | None, run_dir: Path) -> str:
-    """The space's ``storage``, or the SQLite file in the run folder."""
-    return storage or f"sqlite:///{(Path(run_dir) / STUDY_FILE).resolve()}"
 
 
 ENV = "SMHSEARCH_STORAGE"

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from .runs import BENCH_DIR, Run
+from .runs import Run
 
 RUNTIMES = ("torch", "onnxruntime")
 
@@ -101,7 +101,7 @@ def bench_run(run: Run, *, device: str = "auto", runtime: str = "torch", batch_s
     except ValueError as e:
         raise BenchError("device", str(e)) from None
     name = name or default_name(str(dev), runtime, batch_size)
-    path = run.path / BENCH_DIR / f"{name}.json"
+    path = run.layout.bench_file(name)
     old = json.loads(path.read_text()) if path.is_file() else None
     target = {"device": device_name(dev), "runtime": runtime, "batch_size": batch_size}
     if old is not None and {k: old.get(k) for k in target} != target:

@@ -28,7 +28,9 @@ from typing import Any, Callable
 
 from ._errors import ConfigError
 from .methods import Dense, MethodConfig
-from ._atomic import write_record  # noqa: F401  (re-exported: the job's record writer)
+from ._atomic import write_record  # noqa: F401  (re-exported: the atomic JSON writer)
+from ._layout import MODEL_FILE
+from ._record import Status, TrialRecord
 from .train import EpochMetrics, TrainConfig, TrainResult
 
 log = logging.getLogger(__name__)
@@ -148,12 +150,12 @@ def teacher_spec(spec: JobSpec) -> JobSpec:
     return dataclasses.replace(spec, method=Dense(), train=dataclasses.replace(spec.train, distill=None, epochs=epochs))
 
 
-def _weaker_teacher(rec: dict[str, Any], final: dict[str, Any]) -> None:
+def _weaker_teacher(teacher: dict[str, Any], final: dict[str, Any]) -> None:
     """Say so (in the record and the log) when the teacher is less accurate on validation than the student it taught:
     distillation then pulls the student towards worse predictions (a teacher trained with short trials' settings is)."""
-    t_acc, s_acc = rec["teacher"].get("val_acc"), final.get("val_acc")
+    t_acc, s_acc = teacher.get("val_acc"), final.get("val_acc")
     if t_acc is not None and s_acc is not None and t_acc < s_acc:
-        rec["teacher"]["weaker_than_student"] = True
+        teacher["weaker_than_student"] = True
         log.warning("the teacher's validation accuracy (%.4f) is below the distilled student's (%.4f): train it longer "
                     "(train.distill.teacher_epochs) or distil from a better model file", t_acc, s_acc)
 
@@ -202,7 +204,8 @@ def _dense_teacher(spec: JobSpec, data, device, teachers: Path | None, speed_pha
                      "waited_s": round(slot.waited_s, 3), **teacher_cost(rec or {})}
 
 
-def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path: Path | None = None, record: dict | None = None,
+def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path: Path | None = None,
+            record: dict | TrialRecord | None = None,
             on_start: Callable[[dict], None] | None = None, on_epoch: Callable[[EpochMetrics, dict], None] | None = None,
             progress: bool | None = False, speed_phase=None, teachers: Path | None = None,
             checkpoint: Path | None = None) -> JobResult:
@@ -210,7 +213,8 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
 
     ``device``: ``auto``, ``cpu``, ``cuda[:N]`` (see :mod:`smhsearch.device`; an unavailable one is a ValueError).
     ``data``: splits already in memory (a benchmark's own subset), instead of loading ``spec.dataset``.
-    ``record``: fields the caller adds to the record (a trial's number and config).
+    ``record``: fields the caller adds to the record (a trial's number and config), or the running
+    :class:`~smhsearch._record.TrialRecord` of a trial's attempt (bound to ``record_path``).
     ``on_start(static_metrics)`` runs before training and may raise to refuse the model
     (the search's ``min_throughput``); ``on_epoch(metrics, static)`` after every epoch.
     ``speed_phase``: a run's :class:`smhsearch.speed.SpeedPhase`; speed is then measured in
@@ -231,30 +235,29 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
     from .export import save_trained
     from .train import train
 
-    rec: dict[str, Any] = {**(record or {}), "spec": spec.to_dict(), "seed": spec.train.seed, "status": "running",
-                           "started": time.time(), "versions": versions()}
-    save = (lambda: write_record(record_path, rec)) if record_path is not None else (lambda: None)
+    rec = record if isinstance(record, TrialRecord) else TrialRecord.begin(record_path, **(record or {}))
+    rec.spec, rec.seed, rec.started, rec.versions = spec.to_dict(), spec.train.seed, time.time(), versions()
+    save = rec.progress  # writes the running record (nothing without a path)
     device = resolve_device(device)
-    rec["device"] = device_name(device)
+    rec.device = device_name(device)
     data = data if data is not None else load_dataset(spec.dataset, spec.root, **spec.dataset_kwargs)
-    rec["data"] = data.describe()
+    rec.data = data.describe()
     base, model = build(spec, data)
     distill = spec.train.distill
     teacher = None
     if distill is not None and not distill.trains_teacher:  # read and checked now: a bad file is bad input, nothing written
-        teacher, rec["teacher"] = _file_teacher(spec, data)
+        teacher, rec.teacher = _file_teacher(spec, data)
     static = static_metrics(base, model, data)
-    speed, rec["speed"] = speed_metrics(model, data, device, speed_phase)
+    speed, rec.speed = speed_metrics(model, data, device, speed_phase)
     static.update(speed)
-    rec["metrics"] = dict(static)
+    rec.metrics = dict(static)
     if not model.config.uncompressed:  # what the method resolved the budget to (SMH's n and M, width's alpha, ...)
-        rec["method_details"] = {k: v for k, v in model.describe().items() if not isinstance(v, (list, dict))}
+        rec.method_details = {k: v for k, v in model.describe().items() if not isinstance(v, (list, dict))}
     if on_start is not None:
         try:
             on_start(static)
         except Exception as e:  # refused by the caller (a search's min_throughput): the record keeps what was measured
-            rec.update(status="failed", error=f"{type(e).__name__}: {e}", finished=time.time())
-            save()
+            rec.fail(f"{type(e).__name__}: {e}")
             raise
     save()
     try:
@@ -262,8 +265,8 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
         def epoch_done(m: EpochMetrics) -> None:
             if speed_phase is not None:  # at the boundary: a measurement waiting for the device may run now
                 speed_phase.release_epoch()
-            rec["history"] = rec.get("history", []) + [dataclasses.asdict(m)]
-            rec["metrics"].update(val_acc=m.val_acc, epoch=m.epoch)
+            rec.history = (rec.history or []) + [dataclasses.asdict(m)]
+            rec.metrics.update(val_acc=m.val_acc, epoch=m.epoch)
             save()
             if on_epoch is not None:
                 on_epoch(m, static)
@@ -271,12 +274,12 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
                 speed_phase.acquire_epoch()
 
         if distill is not None and distill.trains_teacher:  # trained once per key and shared, or loaded
-            rec["teacher"] = {"source": "dense", "status": "waiting or training"}
+            rec.teacher = {"source": "dense", "status": "waiting or training"}
             save()
             folder = teachers if teachers is not None else (record_path.parent / "teachers" if record_path is not None else None)
-            teacher, rec["teacher"] = _dense_teacher(spec, data, device, folder, speed_phase)
+            teacher, rec.teacher = _dense_teacher(spec, data, device, folder, speed_phase)
             save()
-        rec["resumed"] = checkpoint is not None and checkpoint.is_file()  # a retried trial goes on from its last epoch
+        rec.resumed = checkpoint is not None and checkpoint.is_file()  # a retried trial goes on from its last epoch
         if speed_phase is not None:
             speed_phase.acquire_epoch()
         try:
@@ -286,18 +289,17 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
             if speed_phase is not None:
                 speed_phase.release_epoch()
         model = model.cpu()
-        model_file = save_trained(model, record_path.parent / "model.safetensors") if record_path is not None else None
+        model_file = save_trained(model, record_path.parent / MODEL_FILE) if record_path is not None else None
         final = final_metrics(model, static, result, model_file)
         if distill is not None:  # what the teacher cost: its training (shared by the run's jobs) and its forward per step
-            final.update(teacher_train_seconds=rec["teacher"]["train_seconds"], teacher_forward_s=result.settings.get("teacher_forward_s"))
-            _weaker_teacher(rec, final)
-        rec.update(status="complete", metrics=final, finished=time.time(), stopped_early=result.stopped_early,
-                   train_settings=result.settings, history=[dataclasses.asdict(h) for h in result.history])  # a resumed job's too
-        save()
+            final.update(teacher_train_seconds=rec.teacher["train_seconds"], teacher_forward_s=result.settings.get("teacher_forward_s"))
+            _weaker_teacher(rec.teacher, final)
+        rec.complete(metrics=final, stopped_early=result.stopped_early,
+                     train_settings=result.settings, history=[dataclasses.asdict(h) for h in result.history])  # a resumed job's too
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)
-        return JobResult(model, result, final, rec, model_file)
+        return JobResult(model, result, final, rec.as_json(), model_file)
     except Exception as e:
-        rec.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(), finished=time.time())
-        save()
+        if rec.status == Status.RUNNING:  # an error after the record was complete (removing the checkpoint) stays complete
+            rec.fail(f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
         raise

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .runs import TrialRecord
+from .runs import Trial
 
 # Cost axes: how each is read, its direction, and its title.
 AXES: dict[str, dict[str, str]] = {
@@ -41,7 +41,7 @@ def _check_keys(x_key: str, acc_key: str) -> None:
         raise ValueError(f"unknown accuracy {acc_key!r}; allowed: {', '.join(ACCURACY)}")
 
 
-def eligible(trials: Iterable[TrialRecord], x_key: str, acc_key: str = "val_acc") -> list[TrialRecord]:
+def eligible(trials: Iterable[Trial], x_key: str, acc_key: str = "val_acc") -> list[Trial]:
     """Finished trials that have both the accuracy and the cost ``x_key``."""
     return [t for t in trials if t.status == "complete" and _num(t.get(acc_key)) is not None and _num(t.get(x_key)) is not None]
 
@@ -93,7 +93,7 @@ def step_path(front: Sequence[tuple[float, float]], x_sense: str) -> list[tuple[
     return path
 
 
-def front(trials: Iterable[TrialRecord], x_key: str = "stored_params", acc_key: str = "val_acc") -> Front:
+def front(trials: Iterable[Trial], x_key: str = "stored_params", acc_key: str = "val_acc") -> Front:
     """The non-dominated finished trials for accuracy against ``x_key``."""
     _check_keys(x_key, acc_key)
     sense = AXES[x_key]["sense"]
@@ -104,7 +104,7 @@ def front(trials: Iterable[TrialRecord], x_key: str = "stored_params", acc_key: 
     return Front(x_key, acc_key, pts, best, step_path([(x, a) for _, x, a in best], sense))
 
 
-def reference_point(trials: Iterable[TrialRecord], x_key: str, acc_key: str = "val_acc") -> tuple[float, float]:
+def reference_point(trials: Iterable[Trial], x_key: str, acc_key: str = "val_acc") -> tuple[float, float]:
     """The hypervolume's reference: accuracy 0, and a cost twice as bad as the run's worst."""
     xs = [float(t.get(x_key)) for t in eligible(trials, x_key, acc_key)]
     if not xs:
@@ -123,7 +123,7 @@ def hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float],
     return float(moocore.hypervolume(pts, ref=[math.log10(ref[0]), ref[1]], maximise=maximise))
 
 
-def hypervolumes(trials: Iterable[TrialRecord], x_key: str = "stored_params", acc_key: str = "val_acc") -> dict[str, float]:
+def hypervolumes(trials: Iterable[Trial], x_key: str = "stored_params", acc_key: str = "val_acc") -> dict[str, float]:
     """Per method, the area its finished trials dominate in (log10 cost, accuracy), up to :func:`reference_point`.
 
     The unit is accuracy x decades of cost; every method of a run shares one reference
@@ -148,7 +148,7 @@ class Constraints:
     max_latency: float | None = None  # seconds for one sample alone (batch 1)
     max_bytes: float | None = None  # bytes of the model file (stored_bytes)
 
-    def shortfalls(self, t: TrialRecord, acc_key: str) -> dict[str, float]:
+    def shortfalls(self, t: Trial, acc_key: str) -> dict[str, float]:
         """Each unmet constraint and by how much, relative to its bound (0.1 = 10% short)."""
         out = {}
         p, thr, acc = _num(t.get("stored_params")), _num(t.get("throughput")), _num(t.get(acc_key))
@@ -183,18 +183,18 @@ class Constraints:
 
 @dataclass
 class Pick:
-    chosen: TrialRecord | None
-    satisfying: list[TrialRecord]
-    nearest: list[tuple[TrialRecord, dict[str, float]]]  # when nothing satisfies: the closest misses
+    chosen: Trial | None
+    satisfying: list[Trial]
+    nearest: list[tuple[Trial, dict[str, float]]]  # when nothing satisfies: the closest misses
     acc_key: str
 
 
-def rank_key(t: TrialRecord, acc_key: str) -> tuple:
+def rank_key(t: Trial, acc_key: str) -> tuple:
     """Best first: higher accuracy, then fewer stored parameters, then higher throughput, then the earlier trial."""
     return (-float(t.get(acc_key)), float(t.get("stored_params") or math.inf), -float(t.get("throughput") or 0.0), t.number)
 
 
-def pick(trials: Iterable[TrialRecord], constraints: Constraints, acc_key: str = "val_acc", nearest: int = 3) -> Pick:
+def pick(trials: Iterable[Trial], constraints: Constraints, acc_key: str = "val_acc", nearest: int = 3) -> Pick:
     """The most accurate finished trial within ``constraints`` (selection on ``acc_key``: validation by default)."""
     _check_keys("stored_params", acc_key)
     pool = [t for t in trials if t.status == "complete" and _num(t.get(acc_key)) is not None]

@@ -22,14 +22,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._storage import REPORTED, RESOLVED_FILE, STUDY_FILE, StorageError, open_storage, reader_url, redact, storage_url
+from ._layout import MODEL_FILE, STUDY_FILE, RunLayout
+from ._record import TrialRecord as _Saved
+from ._storage import REPORTED, StorageError, open_storage, reader_url, redact
 
 if TYPE_CHECKING:
     from .space import Space
 
 AXES = ("arch", "method", "budget", "scope", "scale", "distill")  # a trial config's own keys; the rest (bits and quant too) are options
-BENCH_DIR = "bench"
-"""``<run>/bench/<name>.json``: a run's models timed again on a deployment target by ``smhsearch bench``."""
 SPEED_KEYS = ("throughput", "latency_s", "throughput_spread")
 
 
@@ -38,7 +38,10 @@ class RunError(ValueError):
 
 
 @dataclass
-class TrialRecord:
+class Trial:
+    """One trial of a run as a reader sees it: its state in the study (complete, early_stopped, failed, interrupted,
+    running, queued) and what its record on disk (:class:`smhsearch._record.TrialRecord`) holds."""
+
     number: int
     status: str
     config: dict[str, Any]
@@ -69,13 +72,17 @@ class TrialRecord:
         """The trained model's file, when the trial finished and saved one."""
         if self.folder is None:
             return None
-        path = self.folder / "model.safetensors"
+        path = self.folder / MODEL_FILE
         return path if path.is_file() else None
 
     def as_row(self) -> dict[str, Any]:
         """A flat dict (config, status, every metric, error) for tables and JSON."""
         return {"number": self.number, "label": self.label, **{k: v for k, v in self.config.items()}, "status": self.status,
                 **self.metrics, "error": self.error}
+
+
+TrialRecord = Trial
+"""The name :class:`Trial` had before the record on disk got its own type (kept for code written against it)."""
 
 
 def trial_label(config: dict[str, Any]) -> str:
@@ -92,7 +99,7 @@ class Run:
     path: Path
     name: str
     settings: dict[str, Any]  # the space as validated, plain JSON (every default filled in)
-    trials: list[TrialRecord]
+    trials: list[Trial]
     families: dict[str, str] | None = None  # arch -> family, as the driver recorded them (None: ask the registry)
     speed_source: str = "the search: each trial's device during the run"  # where the trials' speed figures come from
 
@@ -108,24 +115,28 @@ class Run:
     def training(self) -> dict[str, Any]:
         return dict(self.settings["train"])
 
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.path)
+
     @cached_property
     def space(self) -> "Space":
         """The run's validated space (imports the schema, methods and torch: only ``export`` needs it)."""
-        return _validate(self.path / "space.yaml")
+        return _validate(self.layout.space_file)
 
-    def trial(self, number: int) -> TrialRecord:
+    def trial(self, number: int) -> Trial:
         for t in self.trials:
             if t.number == number:
                 return t
         numbers = ", ".join(str(t.number) for t in self.trials) or "none"
         raise RunError(f"{self.path}: no trial {number}; the run has trials {numbers}")
 
-    def complete(self) -> list[TrialRecord]:
+    def complete(self) -> list[Trial]:
         return [t for t in self.trials if t.status == "complete"]
 
     def benches(self) -> dict[str, Path]:
         """The deployment targets ``smhsearch bench`` timed this run's models on: name -> file."""
-        return {p.stem: p for p in sorted((self.path / BENCH_DIR).glob("*.json"))}
+        return {p.stem: p for p in sorted(self.layout.bench.glob("*.json"))}
 
     def with_speed(self, name: str) -> "Run":
         """This run with every trial's speed figures (throughput, latency, spread) from the bench target ``name``; a
@@ -167,7 +178,8 @@ def load_run(path: str | Path) -> Run:
     import optuna
 
     path = Path(path)
-    space_file = path / "space.yaml"
+    layout = RunLayout(path)
+    space_file = layout.space_file
     if not path.is_dir():
         raise RunError(f"no run folder at {path} (smhsearch run writes runs/<space name>)")
     if not space_file.is_file():
@@ -179,8 +191,8 @@ def load_run(path: str | Path) -> Run:
     settings = resolved["space"]
     name = settings["name"]
     # the run folder records its storage redacted: the password comes from SMHSEARCH_STORAGE (or libpq's own)
-    url = storage_url(reader_url(settings["storage"]) if settings.get("storage") else None, path)
-    if not settings.get("storage") and not (path / STUDY_FILE).is_file():
+    url = layout.storage_url(reader_url(settings["storage"]) if settings.get("storage") else None)
+    if not settings.get("storage") and not layout.study_db.is_file():
         raise RunError(f"{path} has no study ({STUDY_FILE}); was the run started?")
     try:
         study = optuna.load_study(study_name=name, storage=open_storage(url, read_only=True))
@@ -195,15 +207,10 @@ def load_run(path: str | Path) -> Run:
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get("rejected"):  # a sample that named no runnable candidate: never a trial of the run
             continue
-        folder = path / "trials" / f"{t.number:04d}"
-        saved: dict[str, Any] = {}
-        if (folder / "trial.json").is_file():
-            try:
-                saved = json.loads((folder / "trial.json").read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-                saved = {}
-            if not isinstance(saved, dict) or (uid is not None and (saved.get("study") or {}).get("uid") != uid):
-                saved = {}  # a corrupt record, or one left by another study: the study's own attrs stand
+        folder = layout.trial_dir(t.number)
+        # a corrupt record, or one left by another study, is not read: the study's own attrs stand
+        record = _Saved.load(layout.trial_record(t.number), uid)
+        saved: dict[str, Any] = record.as_json() if record is not None else {}
         config = t.user_attrs.get("config") or saved.get("config") or {}
         metrics = {k: t.user_attrs[k] for k in REPORTED if k in t.user_attrs}
         metrics.update(saved.get("metrics") or {})
@@ -211,7 +218,7 @@ def load_run(path: str | Path) -> Run:
         error = t.user_attrs.get("error") or saved.get("error")
         if status == "interrupted":
             error = error or "interrupted: the driver stopped while this trial ran (its config was queued again)"
-        records.append(TrialRecord(number=t.number, status=status, config=dict(config), metrics=metrics, error=error,
+        records.append(Trial(number=t.number, status=status, config=dict(config), metrics=metrics, error=error,
                                    history=saved.get("history") or [], folder=folder if folder.is_dir() else None,
                                    device=saved.get("device"), details=saved.get("method_details") or {}))
     run = Run(path=path, name=name, settings=settings, trials=records, families=resolved["families"])
@@ -221,7 +228,7 @@ def load_run(path: str | Path) -> Run:
 
 
 def _resolved(path: Path) -> dict[str, Any] | None:
-    file = path / RESOLVED_FILE
+    file = RunLayout(path).resolved
     if not file.is_file():
         return None
     try:

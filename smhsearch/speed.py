@@ -105,7 +105,9 @@ class SpeedPhase:
         from filelock import FileLock
 
         self.device, self.trial, self.max_steps = device, trial, max_steps
-        self.folder = Path(run_dir) / "speed"
+        from ._layout import RunLayout
+
+        self.folder = RunLayout(Path(run_dir)).speed
         self.locks = self.folder / "locks" / device_key(device)
         self.locks.mkdir(parents=True, exist_ok=True)
         self.gate = FileLock(str(self.locks / "gate.lock"))

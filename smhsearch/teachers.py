@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ._keys import json_key
-
-FOLDER = "teachers"
+from ._layout import CHECKPOINT, MODEL_FILE
+from ._layout import TEACHERS as FOLDER  # noqa: F401  (re-exported: the layout names the folder)
 
 
 def teacher_key(spec: dict[str, Any]) -> str:
@@ -45,8 +45,8 @@ class Slot:
     def __init__(self, folder: Path, waited_s: float) -> None:
         self.folder, self.waited_s = folder, waited_s
         self.record_path = folder / "teacher.json"
-        self.model_file = folder / "model.safetensors"
-        self.checkpoint = folder / "checkpoint.pt"
+        self.model_file = folder / MODEL_FILE
+        self.checkpoint = folder / CHECKPOINT
 
     def record(self) -> dict[str, Any]:
         try:

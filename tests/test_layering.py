@@ -14,7 +14,7 @@ PKG = Path(__file__).resolve().parents[1] / "smhsearch"
 # Lower layers first; a module may import its own layer and the layers before it.
 LAYERS = [
     {"_budget", "_registry", "_version", "_fvcore", "_checkpoint", "_atomic", "_redact", "_storage", "_rdb", "_extras", "plugins",
-     "device", "stats", "_errors", "_keys", "_timing"},
+     "device", "stats", "_errors", "_keys", "_timing", "_layout", "_record", "_objectives"},
     {"models"},
     {"methods"},
     {"measure", "_modelfile", "export", "int8", "data"},

@@ -27,15 +27,13 @@ def main(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise BadInput(f"--out: {args.out} is a file; give a run folder")
     from ..search import RunLocked, plan_run, run_search
-    from ..search._driver import resources_check
+    from ..search._driver import refuse_unrunnable
     from ..space import SpaceError, check_space, read_space
 
     try:
         space = read_space(args.space)
-        if args.address is None:  # what this machine cannot give is refused before anything is built
-            refusal, _ = resources_check(space, None)
-            if refusal:
-                raise SpaceError(f"{args.space}: {refusal}")
+        if args.address is None:  # what this machine cannot give is refused before anything is built (the driver's check)
+            refuse_unrunnable(space, args.space, None)
         space = check_space(space, args.space)
     except SpaceError as e:
         raise BadInput(str(e)) from None

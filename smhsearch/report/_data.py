@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import pareto
-from ..runs import Run, TrialRecord
+from ..runs import Run, Trial
 
 # Trial table columns: (key, header, kind) where kind picks the formatting and the sort.
 COLUMNS: list[tuple[str, str, str]] = [
@@ -42,7 +42,7 @@ class ReportData:
     dataset: str
     epochs: int
     acc_key: str
-    trials: list[TrialRecord]
+    trials: list[Trial]
     fronts: dict[str, pareto.Front]
     hypervolumes: dict[str, dict[str, float]]  # axis -> method -> hypervolume
     references: dict[str, tuple[float, float]]  # axis -> reference point
@@ -60,7 +60,7 @@ class ReportData:
     def archs(self) -> list[str]:
         return sorted({t.arch for t in self.trials})
 
-    def best_under(self, max_params: float | None) -> TrialRecord | None:
+    def best_under(self, max_params: float | None) -> Trial | None:
         """The trial the page's budget control highlights for ``max_params`` (the same rule as ``pick``)."""
         return pareto.pick(self.trials, pareto.Constraints(max_params=max_params), self.acc_key).chosen
 

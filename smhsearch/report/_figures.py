@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import pareto
 from .._budget import format_count
-from ..runs import TrialRecord
+from ..runs import Trial
 from ._data import ReportData
 
 PALETTE = ["#1F77B4", "#D62728", "#2CA02C", "#FF7F0E", "#9467BD", "#8C564B", "#E377C2", "#17BECF", "#BCBD22", "#7F7F7F"]
@@ -53,7 +53,7 @@ def _fmt(key: str, v: Any) -> str:
     return str(v)
 
 
-def hover_text(t: TrialRecord, epochs: int) -> str:
+def hover_text(t: Trial, epochs: int) -> str:
     """The full configuration and every metric of a trial, as hover HTML."""
     lines = [f"<b>#{t.number} {html.escape(t.label)}</b>", f"status: {t.status}"
              + (f" at epoch {t.get('epoch')} of {epochs} (accuracy is a lower bound)" if t.status == "early_stopped" else "")]
@@ -68,8 +68,8 @@ def hover_text(t: TrialRecord, epochs: int) -> str:
     return "<br>".join(lines)
 
 
-def _group(trials: list[TrialRecord]) -> dict[tuple[str, str, str], list[TrialRecord]]:
-    out: dict[tuple[str, str, str], list[TrialRecord]] = {}
+def _group(trials: list[Trial]) -> dict[tuple[str, str, str], list[Trial]]:
+    out: dict[tuple[str, str, str], list[Trial]] = {}
     for t in trials:
         if t.status in ("complete", "early_stopped"):
             out.setdefault((t.method, t.arch, t.status), []).append(t)

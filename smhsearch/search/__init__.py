@@ -10,6 +10,9 @@ Run folder (``runs/<name>`` by default)::
                      (the compact file of a compressed model; the dense weights of a dense one)
     ray/             Ray Tune's own experiment folders
 
+Every path of the folder comes from :class:`smhsearch._layout.RunLayout`; a trial's record is a
+:class:`smhsearch._record.TrialRecord`, whose moves (running, complete, failed, early_stopped) each have one writer.
+
 Each trial samples the structured space (``_params``): ``arch`` and ``method``
 categorical, ``budget`` a listed value or a number from a range, ``scope``/``scale`` and
 each method entry's listed options only where the chosen method reads them. A sample that
@@ -17,7 +20,8 @@ is not a runnable candidate (budget not below the architecture, above ``max_para
 rejected in the sampler without a training run. Grid enqueues every listed candidate once. Objectives (accuracy on validation, stored
 parameters, throughput, FLOPs) are told to Optuna when a trial finishes; the scheduler
 (``_scheduler``: successive halving on non-dominated rank by default, or ASHA) stops
-trials early at rungs of epochs.
+trials early at rungs of epochs. Ray sees the study through ``_study``'s searcher, a ``ray.tune.search.Searcher`` on
+Optuna's ask and tell.
 
 Resume: ``smhsearch run`` on the same space opens the same study. Finished trials
 (complete, early-stopped or failed) are kept and not re-run; trials that were running
@@ -28,9 +32,9 @@ from __future__ import annotations
 
 from ._driver import run_search, summarize
 from ._lock import RunLock, RunLocked
-from ._plan import STUDY_FILE, RunPlan, _sampler, _storage, objective_keys, plan_run, storage_url  # noqa: F401  (the private two: runs, tests)
+from ._plan import STUDY_FILE, RunPlan, _sampler, _storage, objective_keys, plan_run  # noqa: F401  (the private two: tests)
 from ._study import REPORTED, open_study, trials_done
 from ._trial import run_trial, trial_spec
 
-__all__ = ["REPORTED", "RunLock", "RunLocked", "STUDY_FILE", "RunPlan", "objective_keys", "open_study", "plan_run", "run_search", "run_trial", "storage_url",
+__all__ = ["REPORTED", "RunLock", "RunLocked", "STUDY_FILE", "RunPlan", "objective_keys", "open_study", "plan_run", "run_search", "run_trial",
            "summarize", "trial_spec", "trials_done"]

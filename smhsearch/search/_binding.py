@@ -4,7 +4,7 @@
   study ids restart after a delete, a uid does not;
 - the run folder's ``study.json`` names the study (name, uid) it belongs to, and every
   ``trial.json`` carries the same ``study`` stamp; a record with another stamp is never
-  adopted as a result (:func:`record_of`);
+  adopted as a result (:meth:`smhsearch._record.TrialRecord.load`);
 - ``--fresh`` moves the old files aside into ``.old-<timestamp>/`` (and an external study to
   ``<name>.old-<timestamp>``): nothing is deleted;
 - a relative storage path is taken from the space file's folder, as a relative dataset root is
@@ -23,13 +23,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .._layout import BINDING_FILE, RunLayout
 from .._storage import redact, resolve_storage  # noqa: F401  (re-exported: the search's callers)
-from .._storage import STUDY_FILE
 
 log = logging.getLogger(__name__)
 
-BINDING_FILE = "study.json"
-RUN_FILES = ("trials", "space.yaml", BINDING_FILE, STUDY_FILE, f"{STUDY_FILE}-journal", f"{STUDY_FILE}-wal", f"{STUDY_FILE}-shm")
 
 
 class RunMismatch(ValueError):
@@ -37,7 +35,7 @@ class RunMismatch(ValueError):
 
 
 def read_binding(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / BINDING_FILE
+    path = RunLayout(run_dir).binding
     if not path.is_file():
         return None
     try:
@@ -53,16 +51,16 @@ def read_binding(run_dir: Path) -> dict[str, Any] | None:
 def check_before_open(run_dir: Path, name: str, open_storage, default_sqlite: bool):
     """The storage (``open_storage()``), having refused, before anything is created, a run whose folder
     belongs to another study."""
-    bound = read_binding(run_dir)
+    bound, layout = read_binding(run_dir), RunLayout(run_dir)
     if bound is None:
-        if (run_dir / "trials").is_dir() and any((run_dir / "trials").iterdir()):
+        if layout.trials.is_dir() and any(layout.trials.iterdir()):
             raise RunMismatch(f"{run_dir} holds trials of a study it does not name (no {BINDING_FILE}); "
                               "run with --fresh to move them aside, or use --out for another folder")
         return open_storage()
     if bound.get("name") != name:
         raise RunMismatch(f"{run_dir} belongs to the study {bound.get('name')!r}, not {name!r}; "
                           "run with --fresh to move its files aside, or use --out for another folder")
-    lost = default_sqlite and not (run_dir / STUDY_FILE).is_file()  # opening it would create an empty one
+    lost = default_sqlite and not layout.study_db.is_file()  # opening it would create an empty one
     storage = None if lost else open_storage()
     try:
         if storage is None:
@@ -88,7 +86,7 @@ def bind(run_dir: Path, study) -> str:
     if bound is None:
         from ..job import write_record
 
-        write_record(run_dir / BINDING_FILE, {"name": study.study_name, "uid": uid, "created": time.time()})
+        write_record(RunLayout(run_dir).binding, {"name": study.study_name, "uid": uid, "created": time.time()})
     return uid
 
 
@@ -97,25 +95,14 @@ def stamp(name: str, uid: str) -> dict[str, str]:
     return {"name": name, "uid": uid}
 
 
-def record_of(run_dir: Path, number: int, uid: str | None) -> dict[str, Any]:
-    """Trial ``number``'s trial.json when it belongs to the study ``uid``; {} when absent, unreadable or another study's."""
-    path = run_dir / "trials" / f"{number:04d}" / "trial.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(record, dict) or (uid is not None and (record.get("study") or {}).get("uid") != uid):
-        return {}
-    return record
-
-
 def move_aside(run_dir: Path, name: str, url: str, default_sqlite: bool) -> Path | None:
     """``--fresh``: the run folder's files (and its study) into ``.old-<timestamp>/``; returns that folder."""
     import optuna
 
-    present = [f for f in RUN_FILES if (run_dir / f).exists()]
+    layout = RunLayout(run_dir)
+    present = layout.moved_aside()
     stamp_ = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
-    aside = run_dir / f".old-{stamp_}"
+    aside = layout.aside(stamp_)
     if not default_sqlite:  # a study elsewhere (PostgreSQL, a journal file): copied under a new name, then removed
         from ._plan import _storage
 

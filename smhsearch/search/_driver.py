@@ -7,17 +7,17 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .._storage import RESOLVED_FILE
-from ..space import Candidate
+from ..space import Candidate, Space, SpaceError
 from ._binding import stamp
 from ._lock import RunLock
-from ._plan import RunPlan, local_shortfall, objective_keys, resource_shortfall
+from ._plan import RunPlan, local_shortfall, resource_shortfall
 from ._scheduler import make_scheduler
-from ._study import _searcher, open_study, trials_done
+from ._study import _searcher, is_done, open_study, trials_done
 from ._trial import run_trial
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def _write_resolved(plan: RunPlan) -> None:
 
     families = {c.arch: MODELS.get(c.arch).family for c in plan.candidates if c.arch in MODELS}
     resolved = {"space": json.loads(plan.space.model_dump_json()), "families": families}
-    (plan.run_dir / RESOLVED_FILE).write_text(json.dumps(resolved, indent=1, sort_keys=True))
+    plan.layout.resolved.write_text(json.dumps(resolved, indent=1, sort_keys=True))
 
 
 def run_search(plan: RunPlan, address: str | None = None, fresh: bool = False) -> dict[str, Any]:
@@ -75,14 +75,12 @@ def run_search(plan: RunPlan, address: str | None = None, fresh: bool = False) -
     The run folder is locked for the whole call (:class:`RunLock`): a second driver is refused
     with :class:`RunLocked` before it changes anything. A local run asking for resources this machine lacks is refused
     before anything is written (its trials would wait for ever)."""
-    refusal, _ = resources_check(plan.space, address)
-    if refusal:
-        raise ValueError(f"{plan.space_path}: {refusal}")
+    warnings = refuse_unrunnable(plan.space, plan.space_path, address)
     with RunLock(plan.run_dir):
-        return _run_locked(plan, address, fresh)
+        return _run_locked(plan, address, fresh, warnings)
 
 
-def resources_check(space, address: str | None) -> tuple[str | None, list[str]]:
+def resources_check(space: Space, address: str | None) -> tuple[str | None, list[str]]:
     """(refusal, warnings) for the resources a trial of ``space`` asks for, where it will run: this machine (``address``
     None: a request it cannot give would wait for ever) or the Ray cluster at ``address`` (joined here), where missing
     CPUs or GPUs are a warning (an autoscaler may add them) and missing TPU chips a refusal (TPU hosts are not added
@@ -101,24 +99,31 @@ def resources_check(space, address: str | None) -> tuple[str | None, list[str]]:
     return refusal, [f"{waits}: trials wait until nodes that have them join"] if waits else []
 
 
-def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, Any]:
+def refuse_unrunnable(space: Space, where: Path, address: str | None) -> list[str]:
+    """The resource check of a run: a :class:`SpaceError` naming ``where`` (the space file) when no trial of ``space``
+    could ever start (see :func:`resources_check`), else the warnings to give."""
+    refusal, warnings = resources_check(space, address)
+    if refusal:
+        raise SpaceError(f"{where}: {refusal}")
+    return warnings
+
+
+def _run_locked(plan: RunPlan, address: str | None, fresh: bool, warnings: list[str]) -> dict[str, Any]:
     from ray import tune
 
     study, storage = open_study(plan, fresh)
     # plan.space.storage is redacted (see plan_run): the run folder never holds the storage's password
-    (plan.run_dir / "space.yaml").write_text(yaml.safe_dump(json.loads(plan.space.as_written()), sort_keys=False))
+    plan.layout.space_file.write_text(yaml.safe_dump(json.loads(plan.space.as_written()), sort_keys=False))
     _write_resolved(plan)
     done = trials_done(study)
     remaining = plan.target_trials - done
     if remaining <= 0:
         log.info("all %d trials of %s are done", plan.target_trials, plan.run_dir)
         return summarize(study, plan.run_dir)
-    keys, _ = objective_keys(plan.space)
     res = plan.space.resources
     _connect(address)
-    if address is not None:  # a cluster may add nodes (an autoscaler): say so, do not refuse
-        for warning in resources_check(plan.space, address)[1]:
-            log.warning("%s", warning)
+    for warning in warnings:  # a cluster may add nodes (an autoscaler): said, not refused
+        log.warning("%s", warning)
     scheduler = make_scheduler(plan.space)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, space_json=plan.space.as_written(), run_dir=str(plan.run_dir.resolve()),
@@ -129,7 +134,7 @@ def _run_locked(plan: RunPlan, address: str | None, fresh: bool) -> dict[str, An
         # reuse_actors: a trial reuses a finished trial's worker instead of starting a Python (and torch) anew
         tune_config=tune.TuneConfig(search_alg=_searcher(plan, storage), scheduler=scheduler, num_samples=remaining, reuse_actors=True,
                                     max_concurrent_trials=res.max_concurrent),
-        run_config=tune.RunConfig(name=f"{plan.space.name}-{int(time.time())}", storage_path=str((plan.run_dir / "ray").resolve()),
+        run_config=tune.RunConfig(name=f"{plan.space.name}-{int(time.time())}", storage_path=str(plan.layout.ray.resolve()),
                                   verbose=0, callbacks=[_Progress(plan, done), *_result_loggers()],
                                   # a lost worker or node: the trial runs again, from its checkpoint (run_trial says
                                   # which failures are final)
@@ -183,7 +188,8 @@ def summarize(study, run_dir=None) -> dict[str, Any]:
     """Counts of the study's trials by state, the best one, and (with ``run_dir``) what the run's teachers cost."""
     import optuna
 
-    from ..teachers import FOLDER, summary
+    from .._layout import RunLayout
+    from ..teachers import summary
 
     S = optuna.trial.TrialState
     trials = study.get_trials(deepcopy=False)
@@ -192,9 +198,9 @@ def summarize(study, run_dir=None) -> dict[str, Any]:
     return {
         "complete": len(complete),
         "early_stopped": sum(t.state == S.PRUNED for t in trials),
-        "failed": sum(t.state == S.FAIL and not t.user_attrs.get("interrupted") and not t.user_attrs.get("rejected") for t in trials),
+        "failed": sum(t.state == S.FAIL and is_done(t) for t in trials),
         "rejected": sum(bool(t.user_attrs.get("rejected")) for t in trials),
         "interrupted": sum(bool(t.user_attrs.get("interrupted")) for t in trials),
         "best": None if best is None else {"number": best.number, "config": best.user_attrs.get("config"), "values": best.values},
-        **({"teachers": summary(run_dir / FOLDER)} if run_dir is not None and (run_dir / FOLDER).is_dir() else {}),
+        **({"teachers": summary(RunLayout(run_dir).teachers)} if run_dir is not None and RunLayout(run_dir).teachers.is_dir() else {}),
     }

@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._layout import DRIVER_FILE, LOCK_FILE, RunLayout  # noqa: F401  (LOCK_FILE: re-exported)
+
 log = logging.getLogger(__name__)
 
-LOCK_FILE = ".lock"
-DRIVER_FILE = ".driver.json"
 HEARTBEAT_S = 5.0
 STALE_AFTER_S = 60.0
 
@@ -80,7 +80,7 @@ class RunLock:
 
     @property
     def driver_file(self) -> Path:
-        return self.run_dir / DRIVER_FILE
+        return RunLayout(self.run_dir).driver
 
     def _refusal(self, holder: dict[str, Any] | None) -> RunLocked:
         who = _describe(holder) if holder else "a process whose record is unreadable"
@@ -93,7 +93,7 @@ class RunLock:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise RunLocked(f"{self.run_dir} is a file, not a run folder")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.run_dir / LOCK_FILE), timeout=0)
+        lock = FileLock(str(RunLayout(self.run_dir).lock), timeout=0)
         try:
             lock.acquire()
         except Timeout:  # held by a live process (the kernel drops the lock of a dead one)

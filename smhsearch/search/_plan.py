@@ -8,14 +8,9 @@ from typing import Any
 
 from .._errors import ConfigError
 from .._keys import json_key
-from .._storage import STUDY_FILE, open_storage  # noqa: F401  (STUDY_FILE: re-exported by search)
-from .._storage import storage_url as _url
-from ..space import OBJECTIVES, Candidate, Space
-
-
-def storage_url(space: Space, run_dir: Path) -> str:
-    """Where a run's study lives: the space's ``storage``, or the SQLite file in the run folder."""
-    return _url(space.storage, run_dir)
+from .._layout import STUDY_FILE, RunLayout  # noqa: F401  (STUDY_FILE: re-exported by search)
+from .._storage import open_storage
+from ..space import Candidate, Space
 
 
 @dataclass
@@ -32,8 +27,13 @@ class RunPlan:
     storage: str | None = None
 
     @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
+    @property
     def storage_url(self) -> str:
-        return _url(self.storage, self.run_dir)
+        """Where the study lives, credentials included: the storage, or the SQLite file in the run folder."""
+        return self.layout.storage_url(self.storage)
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles what its callbacks hold (the progress line holds the plan) into the run folder's ray/; a copy
@@ -158,7 +158,6 @@ def local_tpus() -> int:
 
 def objective_keys(space: Space) -> tuple[list[str], list[str]]:
     """Report keys and Optuna directions, in the space's objective order."""
-    keys = [{"accuracy": "val_acc", "stored_params": "stored_params", "throughput": "throughput", "flops": "flops",
-             "stored_bytes": "stored_bytes"}[o]
-            for o in space.search.objectives]
-    return keys, [OBJECTIVES[o] for o in space.search.objectives]
+    from .._objectives import keys_and_modes
+
+    return keys_and_modes(space.search.objectives)

@@ -110,14 +110,12 @@ class ParetoRungs:
 def rung_objectives(objectives: Sequence[str]) -> list[tuple[str, str]]:
     """(report key, mode) pairs a rung judges, from a space's objectives: accuracy, stored
     parameters, stored bytes, and FLOPs for FLOPs or throughput (both known before training)."""
-    pairs = [("val_acc", "max")]
-    if "stored_params" in objectives:
-        pairs.append(("stored_params", "min"))
-    if "stored_bytes" in objectives:
-        pairs.append(("stored_bytes", "min"))
+    from .._objectives import OBJECTIVES
+
+    judged = ["accuracy"] + [o for o in ("stored_params", "stored_bytes") if o in objectives]
     if "flops" in objectives or "throughput" in objectives:
-        pairs.append(("flops", "min"))
-    return pairs
+        judged.append("flops")
+    return [tuple(OBJECTIVES[o]) for o in judged]
 
 
 def pareto_scheduler(objectives: Sequence[tuple[str, str]], grace_period: int, reduction_factor: float, max_t: int):

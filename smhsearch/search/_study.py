@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
 from typing import Any
 
-from ._binding import bind, check_before_open, move_aside, record_of
+from .._layout import RunLayout
+from .._record import Status, TrialRecord, reached_the_end
 from .._storage import REPORTED, retry_transient
+from ._binding import bind, check_before_open, move_aside
 from ._plan import RunPlan, _sampler, _storage, objective_keys
 
 log = logging.getLogger(__name__)
@@ -17,107 +17,115 @@ MAX_REJECTED = 1000  # consecutive rejected samples before the searcher gives up
 
 
 def _searcher_class():
-    from ray.tune.search.optuna import OptunaSearch
+    import optuna
+    from ray.tune.search import Searcher as RaySearcher
 
-    class Searcher(OptunaSearch):
-        """OptunaSearch that tells each trial its number, and records outcomes faithfully:
-        errors as FAIL (not as complete with partial metrics), early stops as PRUNED, metrics as user attrs."""
+    class Searcher(RaySearcher):
+        """Ray Tune's side of the Optuna study, on the public APIs of both (Ray's ``Searcher``, Optuna's ask and tell).
 
-        def __init__(self, *args: Any, run_dir: str, epochs: int, study_uid: str | None = None, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._run_dir, self._epochs, self._study_uid = Path(run_dir), epochs, study_uid
+        ``suggest`` asks the study for a trial and samples the structured space in it; a sample that is not a runnable
+        candidate is told FAIL at once (marked ``rejected``) and the study is asked again, so it never reaches Ray. The
+        config names the trial's number. ``on_trial_complete`` records the outcome faithfully: errors as FAIL (not as
+        complete with partial metrics), early stops as PRUNED, metrics as user attrs; a record on disk that says the
+        trial finished wins over an error that only lost its acknowledgement."""
 
-        def suggest(self, trial_id: str):
-            import optuna
+        def __init__(self, study, space, keys: list[str], modes: list[str], layout: RunLayout, epochs: int,
+                     study_uid: str | None = None) -> None:
+            super().__init__(metric=keys, mode=modes)
+            self._study, self._space, self._keys = study, space, list(keys)
+            self._layout, self._epochs, self._study_uid = layout, epochs, study_uid
+            self._running: dict[str, Any] = {}  # Ray's trial id -> the Optuna trial it runs, until told
 
+        def suggest(self, trial_id: str) -> dict[str, Any]:
             for _ in range(MAX_REJECTED):  # a rejected sample is told FAIL at once: it never reaches Ray
-                cfg = retry_transient(lambda: super(Searcher, self).suggest(trial_id), "asking the study for a trial", log=log)
-                if not (isinstance(cfg, dict) and "_rejected" in cfg):
+                trial = retry_transient(self._study.ask, "asking the study for a trial", log=log)
+                cfg = retry_transient(lambda: self._space(trial), "sampling a trial", log=log)
+                if "_rejected" not in cfg:
                     break
-                rejected = self._ot_trials.pop(trial_id)
-                retry_transient(lambda: self._ot_study.tell(rejected, state=optuna.trial.TrialState.FAIL), "telling the study", log=log)
+                retry_transient(lambda: self._study.tell(trial, state=optuna.trial.TrialState.FAIL), "telling the study", log=log)
             else:
                 raise RuntimeError(f"{MAX_REJECTED} samples in a row were not runnable candidates (budget not below the "
                                    "architecture's size, or above search.max_params); narrow space.budget or space.arch")
-            if isinstance(cfg, dict):
-                cfg["_number"] = self._ot_trials[trial_id].number
-            return cfg
+            self._running[trial_id] = trial
+            return {**trial.params, **cfg, "_number": trial.number}
 
-        def __getstate__(self) -> dict[str, Any]:
-            """Ray's Tuner pickles its settings, this searcher included, into the run folder (for ``Tuner.restore``,
-            which smhsearch never uses: a resume reopens the study). That copy leaves out the live study, its
-            sampler and its storage: the storage's URL may hold a password, and a sampler need not pickle at all
-            (Optuna 5.1's NSGA-II holds a thread lock)."""
-            return {**self.__dict__, "_ot_study": None, "_sampler": None, "_storage": None}
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            trial = self._running.pop(trial_id, None)  # first: Ray must never tell the same trial twice
+            if trial is None:
+                return
+            record = TrialRecord.load(self._layout.trial_record(trial.number), self._study_uid)  # None: another study's
+            if error and record is not None and record.status == Status.COMPLETE:  # it finished: the acknowledgement was lost
+                result, error = record.metrics or {}, False
+            failed = error or (record is not None and record.status == Status.FAILED)
+            cause = _cause(record) if failed else None
+            finished = not failed and reached_the_end(result, self._epochs, self._keys)
+
+            def tell() -> None:
+                for k, v in (result or {}).items():
+                    if k in REPORTED:
+                        trial.set_user_attr(k, v)
+                if failed:
+                    trial.set_user_attr("error", cause)
+                    self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                elif finished:
+                    self._study.tell(trial, [float(result[k]) for k in self._keys])
+                else:
+                    trial.set_user_attr("early_stopped", True)
+                    self._study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+
+            try:  # a storage that drops a connection or restarts gets about a minute before the outcome is given up
+                retry_transient(tell, f"recording trial {trial.number} in the study", log=log)
+            except Exception as e:  # never take the search down over bookkeeping; the trial's files hold its record
+                log.warning("could not record trial %d in the study: %s", trial.number, e)
+            if not failed and not finished and record is not None and record.status == Status.RUNNING:
+                _write(lambda: record.stop_early(int((result or {}).get("epoch", 0))), trial.number)  # killed inside tune.report
 
         def save(self, checkpoint_path: str) -> None:
-            """Ray's searcher checkpoint holds nothing: a resume reads the Optuna study, and OptunaSearch's own
-            pickle of this object would carry the storage URL, password included, into the run folder."""
+            """Ray's searcher checkpoint holds nothing: a resume reads the Optuna study (and a pickle of the study would
+            carry the storage URL, password included, into the run folder)."""
             import pickle
 
             with open(checkpoint_path, "wb") as f:
                 pickle.dump({}, f)
 
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            import optuna
+        def restore(self, checkpoint_path: str) -> None:
+            """Nothing to restore: :func:`open_study` reopens the study, the record of truth."""
 
-            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-                return
-            ot_trial = self._ot_trials[trial_id]
-            record = record_of(self._run_dir, ot_trial.number, self._study_uid)  # {} for another study's file
-            record_path = self._run_dir / "trials" / f"{ot_trial.number:04d}" / "trial.json"
-            keys = self.metric if isinstance(self.metric, list) else [self.metric]
-            self._completed_trials.add(trial_id)  # first: Ray must never tell the same trial twice
-            if error and record.get("status") == "complete":  # it finished: what was lost is the acknowledgement
-                result, error = record.get("metrics") or {}, False
-            failed = error or record.get("status") == "failed"
-            cause = (record.get("error") if record.get("status") == "failed" else _died(record_path, record)) if failed else None
-            finished = bool(result) and int(result.get("epoch", 0)) >= self._epochs and all(result.get(k) is not None for k in keys)
-
-            def tell() -> None:
-                for k, v in (result or {}).items():
-                    if k in REPORTED:
-                        ot_trial.set_user_attr(k, v)
-                if failed:
-                    ot_trial.set_user_attr("error", cause)
-                    self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
-                elif finished:
-                    self._ot_study.tell(ot_trial, [float(result[k]) for k in keys])
-                else:
-                    ot_trial.set_user_attr("early_stopped", True)
-                    self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
-
-            try:  # a storage that drops a connection or restarts gets about a minute before the outcome is given up
-                retry_transient(tell, f"recording trial {ot_trial.number} in the study", log=log)
-            except Exception as e:  # never take the search down over bookkeeping; the trial's files hold its record
-                log.warning("could not record trial %d in the study: %s", ot_trial.number, e)
-            if not failed and not finished and record:  # killed inside tune.report: its own record still says "running"
-                from ..job import write_record
-
-                write_record(record_path, {**record, "status": "early_stopped",
-                                           "stopped_at_epoch": int((result or {}).get("epoch", 0)), "finished": time.time()})
+        def __getstate__(self) -> dict[str, Any]:
+            """Ray's Tuner pickles its settings, this searcher included, into the run folder (for ``Tuner.restore``,
+            which smhsearch never uses: a resume reopens the study). That copy leaves out the live study and its trials:
+            their storage's URL may hold a password, and a sampler need not pickle at all (Optuna 5.1's NSGA-II holds a
+            thread lock)."""
+            return {**self.__dict__, "_study": None, "_running": {}}
 
     return Searcher
 
 
-def _died(record_path: Path, record: dict) -> str:
-    """The cause of a trial whose every attempt ended without a word (its record still says running), also written to
-    its record."""
-    if not record:
+def _cause(record: TrialRecord | None) -> str:
+    """Why a failed trial failed: its record's error; a record still running means every attempt's worker died (said in
+    its record too)."""
+    if record is None:
         return "the trial raised before it wrote a record (see Ray's log)"
-    why = (f"its worker died in attempt {record.get('attempt', 1)} (the process was killed, ran out of memory or lost its node) "
-           f"after {len(record.get('history') or [])} epochs; search.retries ran out")
-    from ..job import write_record
+    if record.status == Status.RUNNING:
+        _write(record.die, record.number)
+        return record.death_cause()
+    return record.error or f"its record says {record.status}"
 
-    write_record(record_path, {**record, "status": "failed", "error": why, "finished": time.time()})
-    return why
+
+def _write(write, number: int | None) -> None:
+    """A record's move, written; a file that cannot be written is logged, never the search's end."""
+    try:
+        write()
+    except OSError as e:
+        log.warning("could not write trial %s's record: %s", number, e)
 
 
 def _searcher(plan: RunPlan, storage):
+    import optuna
+
     keys, modes = objective_keys(plan.space)
-    return _searcher_class()(space=plan.structured, metric=keys, mode=modes, sampler=_sampler(plan),
-                             study_name=plan.space.name, storage=storage, run_dir=str(plan.run_dir.resolve()),
-                             epochs=plan.space.train.epochs, study_uid=plan.study_uid)
+    study = optuna.load_study(study_name=plan.space.name, storage=storage, sampler=_sampler(plan))
+    return _searcher_class()(study, plan.structured, keys, modes, plan.layout, plan.space.train.epochs, plan.study_uid)
 
 
 def open_study(plan: RunPlan, fresh: bool = False):
@@ -144,7 +152,7 @@ def open_study(plan: RunPlan, fresh: bool = False):
     S = optuna.trial.TrialState
     interrupted = []
     for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)):
-        finished = _finished_record(plan, t.number, keys, plan.study_uid)
+        finished = _finished_record(plan, t.number, keys)
         if finished is not None:  # the trial finished and wrote its record, but the driver died before telling the study
             for k, v in finished.items():
                 if k in REPORTED:
@@ -160,8 +168,7 @@ def open_study(plan: RunPlan, fresh: bool = False):
         def candidate_of(t):  # an enqueued trial not yet started keeps its params in fixed_params
             return plan.structured.candidate_of(t.params or t.system_attrs.get("fixed_params", {}))
 
-        covered = {candidate_of(t) for t in study.get_trials(deepcopy=False) if t.state in (S.COMPLETE, S.PRUNED, S.WAITING)
-                   or (t.state == S.FAIL and not t.user_attrs.get("interrupted") and not t.user_attrs.get("rejected"))}
+        covered = {candidate_of(t) for t in study.get_trials(deepcopy=False) if t.state == S.WAITING or is_done(t)}
         for c in plan.candidates:
             if c not in covered:
                 study.enqueue_trial(plan.structured.params_of(c), skip_if_exists=False)
@@ -171,21 +178,24 @@ def open_study(plan: RunPlan, fresh: bool = False):
     return study, storage
 
 
-def _finished_record(plan: RunPlan, number: int, keys: list[str], uid: str | None) -> dict[str, Any] | None:
-    """The final metrics a trial of the study ``uid`` wrote to its trial.json, when it completed every epoch; else None
+def _finished_record(plan: RunPlan, number: int, keys: list[str]) -> dict[str, Any] | None:
+    """The final metrics trial ``number`` of this study wrote to its record when it completed every epoch; else None
     (a record of another study, left in the folder, is never adopted)."""
-    record = record_of(plan.run_dir, number, uid)
-    metrics = record.get("metrics") or {}
-    if record.get("status") != "complete" or int(metrics.get("epoch", 0)) < plan.space.train.epochs:
+    record = TrialRecord.load(plan.layout.trial_record(number), plan.study_uid)
+    if record is None or record.status != Status.COMPLETE or not reached_the_end(record.metrics, plan.space.train.epochs, keys):
         return None
-    if any(metrics.get(k) is None for k in keys):
-        return None
-    return metrics
+    return record.metrics
 
 
-def trials_done(study) -> int:
+def is_done(trial) -> bool:
+    """Whether an Optuna trial of the study counts as a trial the run has done (and is not run again): complete,
+    stopped early, or failed by its own error (not interrupted by the driver's end, not a rejected sample)."""
     import optuna
 
     S = optuna.trial.TrialState
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state in (S.COMPLETE, S.PRUNED)
-               or (t.state == S.FAIL and not t.user_attrs.get("interrupted") and not t.user_attrs.get("rejected")))
+    return trial.state in (S.COMPLETE, S.PRUNED) or (
+        trial.state == S.FAIL and not trial.user_attrs.get("interrupted") and not trial.user_attrs.get("rejected"))
+
+
+def trials_done(study) -> int:
+    return sum(is_done(t) for t in study.get_trials(deepcopy=False))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
+from .._layout import RunLayout
+from .._record import Status, TrialRecord
 from ..space import Candidate, Space, dataset_root
-from ._binding import record_of
 
 def trial_spec(space: Space, space_path: Path, cand: Candidate):
     """The job a candidate of ``space`` runs: its model and method, the space's data and training."""
@@ -39,39 +39,38 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str, stud
     from ray import tune
 
     from ..device import share_gpu, trial_device
-    from ..job import run_job, write_record
+    from ..job import run_job
     from ..plugins import load_plugins
 
-    number = int(config["_number"])
-    record_path = Path(run_dir) / "trials" / f"{number:04d}" / "trial.json"
-    uid = (study or {}).get("uid")
-    before = record_of(Path(run_dir), number, uid)  # an earlier attempt's record ({} for none, or another study's)
-    if before.get("status") == "complete":
-        tune.report(before["metrics"])
+    number, layout = int(config["_number"]), RunLayout(Path(run_dir))
+    record_path = layout.trial_record(number)
+    before = TrialRecord.load(record_path, (study or {}).get("uid"))  # an earlier attempt's (None: none, or another study's)
+    if before is not None and before.status == Status.COMPLETE:
+        tune.report(before.metrics)
         return
-    if before.get("status") == "failed" and not before.get("transient"):
-        raise TrialFailed(f"{before.get('error')} (raised by an earlier attempt; a retry would raise it again)")
+    if before is not None and not before.may_run_again():
+        raise TrialFailed(f"{before.error} (raised by an earlier attempt; a retry would raise it again)")
     # the study stamp binds the record to its study: a resume never adopts another study's record
-    record: dict[str, Any] = {"number": number, "study": study, "config": config.get("_candidate"),
-                              "attempt": int(before.get("attempt", 0)) + 1}
+    record = TrialRecord.begin(record_path, before, number=number, study=study, config=config.get("_candidate"),
+                               attempt=int((before.attempt if before is not None else 0) or 0) + 1)
     try:
         raw = json.loads(space_json)
         load_plugins(raw.get("plugins") or [])  # a worker is a fresh process: user methods register here too
         space = Space.model_validate(raw)
         cand = Candidate.from_params(config["_candidate"])
-        record["label"] = cand.label()
+        record.label = cand.label()
         spec = trial_spec(space, Path(space_path), cand)
     except Exception as e:  # before the job could start: still leave a record saying why
-        write_record(record_path, {**record, "status": "failed", "error": f"{type(e).__name__}: {e}"})
+        record.fail(f"{type(e).__name__}: {e}")
         raise
     torch.set_num_threads(max(1, int(space.resources.cpus_per_trial)))
     if space.resources.tpus_per_trial > 0:  # the chips Ray gave this trial (one XLA device per trial process)
-        record["tpu_visible_chips"] = os.environ.get("TPU_VISIBLE_CHIPS")
+        record.set("tpu_visible_chips", os.environ.get("TPU_VISIBLE_CHIPS"))
     try:  # GPUs or TPUs asked for must be there: never a silent fall-back to the CPU
         device = trial_device(space.resources.gpus_per_trial, space.resources.tpus_per_trial)
         share_gpu(device, space.resources.gpus_per_trial)  # trials sharing a GPU each keep to their share of its memory
     except Exception as e:
-        write_record(record_path, {**record, "status": "failed", "error": f"{type(e).__name__}: {e}"})
+        record.fail(f"{type(e).__name__}: {e}")
         raise
     epochs, floor = space.train.epochs, space.search.min_throughput
 
@@ -84,16 +83,15 @@ def run_trial(config: dict, space_json: str, run_dir: str, space_path: str, stud
             tune.report({**static, "val_acc": m.val_acc, "epoch": m.epoch, "train_loss": m.train_loss})
 
     from ..speed import SpeedPhase
-    from ..teachers import FOLDER as TEACHERS  # one teacher per key for the whole run, trained by the first trial needing it
 
-    try:  # speed is measured once per deployed architecture, alone on the device (smhsearch.speed)
+    try:  # speed is measured once per deployed architecture, alone on the device (smhsearch.speed); one teacher per
+        # key for the whole run, trained by the first trial needing it
         result = run_job(spec, device=device, record_path=record_path, record=record, on_start=on_start, on_epoch=on_epoch,
-                         speed_phase=SpeedPhase(run_dir, device, number), teachers=Path(run_dir) / TEACHERS,
-                         checkpoint=record_path.parent / "checkpoint.pt")
+                         speed_phase=SpeedPhase(run_dir, device, number), teachers=layout.teachers,
+                         checkpoint=layout.checkpoint(number))
     except Exception as e:
-        written = record_of(Path(run_dir), number, uid)
-        if written.get("attempt") != record["attempt"]:  # refused before the job wrote anything
-            written = {**record, "status": "failed", "error": f"{type(e).__name__}: {e}"}
-        write_record(record_path, {**written, "transient": isinstance(e, TRANSIENT)})
+        if record.status == Status.RUNNING:  # refused before the job recorded an outcome
+            record.fail(f"{type(e).__name__}: {e}")
+        record.mark_transient(isinstance(e, TRANSIENT))
         raise
     tune.report(result.metrics)

@@ -8,8 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .._budget import Budget
 from .._errors import ConfigError
+from .._objectives import OBJECTIVES as _OBJECTIVES
 
-OBJECTIVES = {"accuracy": "max", "stored_params": "min", "throughput": "max", "flops": "min", "stored_bytes": "min"}
+OBJECTIVES = {name: o.mode for name, o in _OBJECTIVES.items()}  # name -> direction: what a space may name
 EMBEDDED = ("fashion-mnist-small", "synthetic")  # datasets that read no files
 
 
