@@ -89,8 +89,6 @@ def test_a_dense_job_writes_the_dense_file_and_the_record_it_always_did(tmp_path
 
 
 ISINSTANCE_COMPRESSED = re.compile(r"isinstance\([^)]*CompressedModel")
-AWAITING = {"space", "search/_params.py"}
-"""Rewritten apart (one declarative space per method): held to the rule once that work lands."""
 
 
 def _sources(outside: set[str]) -> dict[str, str]:
@@ -104,12 +102,12 @@ def _sources(outside: set[str]) -> dict[str, str]:
 
 def test_no_type_checks_for_compressed_models_outside_the_method_layer():
     # the method layer may check types, and the contract suite (smhsearch.testing) asserts them as promises
-    found = [f"{rel}:{i}" for rel, text in _sources({"methods", "testing"} | AWAITING).items()
+    found = [f"{rel}:{i}" for rel, text in _sources({"methods", "testing"}).items()
              for i, line in enumerate(text.splitlines(), 1) if ISINSTANCE_COMPRESSED.search(line)]
     assert not found, f"call the CompressedModel's methods (methods.as_compressed for a plain module) instead: {found}"
 
 
 def test_no_dense_special_cases():
-    found = [f"{rel}:{i}" for rel, text in _sources(AWAITING).items()
+    found = [f"{rel}:{i}" for rel, text in _sources(set()).items()
              for i, line in enumerate(text.splitlines(), 1) if re.search(r"\bis_dense\b|\bDENSE_PRESETS\b|\bDENSE\b", line)]
     assert not found, f"the dense model is the registered method 'dense': {found}"
