@@ -230,8 +230,7 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
     except (RuntimeError, KeyError, ValueError, TypeError) as e:  # a missing, extra or misshapen tensor, a bad precision entry
         raise ModelFileError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): "
                              f"{' '.join(str(e).split())[:300]}") from None
-    if compressed._precision_names:  # the stored values are on their grid: keep it, so saving again writes the same file
-        compressed._precision_frozen = {**{n: {} for n in compressed._precision_names}, **(compressed._precision_frozen or {}), **frozen}
+    compressed.mark_quantised(frozen)
     return compressed.to(device).eval()
 
 
