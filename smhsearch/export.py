@@ -152,18 +152,6 @@ def compact_bytes(model: CompressedModel) -> int:
         return save_compact(model, Path(d) / "model.safetensors").stat().st_size
 
 
-def stored_bytes(model: nn.Module) -> int:
-    """Bytes of the file a trained model ships as: the compact file of a compressed model, the dense safetensors
-    file of a plain one or of the dense model at 32 bits (each written by its one writer to a temporary folder and
-    measured)."""
-    import tempfile
-
-    if not as_compressed(model).config.uncompressed:
-        return compact_bytes(model)
-    with tempfile.TemporaryDirectory() as d:
-        return save_dense(model, Path(d) / "model.safetensors").stat().st_size
-
-
 def read_compact_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The method config and architecture a compact file records (no tensors are read), each entry checked for its
     kind (:class:`smhsearch._modelfile.ModelFileError` names a bad one); ``tensors``: how many the file holds."""
