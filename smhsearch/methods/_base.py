@@ -192,6 +192,8 @@ class CompressedModel(nn.Module):
     config: MethodConfig
     memory_format: torch.memory_format = torch.contiguous_format
     """The layout of 4-D weights (channels_last on GPUs): stored and computed ones alike."""
+    precision: _precision.PrecisionState
+    """The precision stage's state (which tensors are quantised, their grids); ``compress`` sets it up for ``config``."""
 
     def __init__(self, config: MethodConfig, arch: dict[str, Any] | None) -> None:
         super().__init__()
@@ -202,14 +204,13 @@ class CompressedModel(nn.Module):
         self.fit_error: dict[str, Any] | None = None
         """After a fit: the relative error ||W_fit - W|| / ||W|| of each layer and overall, before any training."""
         self.precision = _precision.PrecisionState()
-        """The precision stage's state (which tensors are quantised, their grids): ``compress`` sets it up for ``config``."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        swapped = _precision.fake_quantise(self)  # QAT: the quantised values in their slots for this call; else nothing
+        swapped = _precision.qat_swap_in(self)  # QAT: the quantised values in their slots for this call; else nothing
         try:
             return super().__call__(*args, **kwargs)
         finally:
-            _precision.restore(swapped)
+            _precision.qat_swap_out(swapped)
 
     def mark_quantised(self, grids: dict[str, dict[str, torch.Tensor]]) -> None:
         """Record that the quantised tensors hold values on their grids, as a compact file's do once loaded: ``grids``

@@ -268,9 +268,9 @@ def _slots(model: nn.Module) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def fake_quantise(model: nn.Module) -> list[tuple[nn.Module, str, Any]]:
+def qat_swap_in(model: nn.Module) -> list[tuple[nn.Module, str, Any]]:
     """QAT's forward (``CompressedModel.__call__``): every slot of each quantised parameter given its quantised value
-    for one call, the gradient passing straight through; what :func:`restore` puts back. Nothing outside QAT."""
+    for one call, the gradient passing straight through; what :func:`qat_swap_out` puts back. Nothing outside QAT."""
     state = model.precision
     if not state.qat or state.frozen is not None:
         return []
@@ -298,8 +298,8 @@ def fake_quantise(model: nn.Module) -> list[tuple[nn.Module, str, Any]]:
     return swapped
 
 
-def restore(swapped: list[tuple[nn.Module, str, Any]]) -> None:
-    """Undo :func:`fake_quantise`: the parameters back in their slots."""
+def qat_swap_out(swapped: list[tuple[nn.Module, str, Any]]) -> None:
+    """Undo :func:`qat_swap_in`: the parameters back in their slots."""
     for owner, attr, p in reversed(swapped):
         owner._parameters[attr] = p
 
