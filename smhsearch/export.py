@@ -152,18 +152,6 @@ def compact_bytes(model: CompressedModel) -> int:
         return save_compact(model, Path(d) / "model.safetensors").stat().st_size
 
 
-def stored_bytes(model: nn.Module) -> int:
-    """Bytes of the file a trained model ships as: the compact file of a compressed model, the dense safetensors
-    file of a plain one or of the dense model at 32 bits (each written by its one writer to a temporary folder and
-    measured)."""
-    import tempfile
-
-    if not as_compressed(model).config.uncompressed:
-        return compact_bytes(model)
-    with tempfile.TemporaryDirectory() as d:
-        return save_dense(model, Path(d) / "model.safetensors").stat().st_size
-
-
 def read_compact_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The method config and architecture a compact file records (no tensors are read), each entry checked for its
     kind (:class:`smhsearch._modelfile.ModelFileError` names a bad one); ``tensors``: how many the file holds."""
@@ -230,8 +218,7 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
     except (RuntimeError, KeyError, ValueError, TypeError) as e:  # a missing, extra or misshapen tensor, a bad precision entry
         raise ModelFileError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): "
                              f"{' '.join(str(e).split())[:300]}") from None
-    if compressed._precision_names:  # the stored values are on their grid: keep it, so saving again writes the same file
-        compressed._precision_frozen = {**{n: {} for n in compressed._precision_names}, **(compressed._precision_frozen or {}), **frozen}
+    compressed.mark_quantised(frozen)
     return compressed.to(device).eval()
 
 

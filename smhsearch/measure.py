@@ -176,6 +176,11 @@ def stored_bytes(model: nn.Module) -> int:
     >>> stored_bytes(m8) < stored_bytes(smhsearch.compress(base, smhsearch.SMH(budget="30%"))) / 2
     True
     """
-    from .export import stored_bytes as measured
+    import tempfile
 
-    return measured(model)
+    from .export import compact_bytes, save_dense
+
+    if not as_compressed(model).config.uncompressed:
+        return compact_bytes(model)
+    with tempfile.TemporaryDirectory() as d:  # the dense model at 32 bits: its dense safetensors file, by its one writer
+        return file_bytes(save_dense(model, Path(d) / "model.safetensors"))

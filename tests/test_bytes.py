@@ -44,11 +44,11 @@ def test_binaryconnect_trains_through_the_signs_and_stores_a_bit_a_weight(tmp_pa
     m.train()
     loss = m(X).logsumexp(1).mean()
     loss.backward()
-    w = m.get_parameter(m._precision_names[0])
+    w = m.get_parameter(m.precision.names[0])
     assert w.grad is not None and w.grad.abs().sum() > 0  # straight through to the float weights
     smhsearch.quantize(m).eval()
     path = save_compact(m, tmp_path / "b.safetensors")
-    weights = sum(m.get_parameter(n).numel() for n in m._precision_names)
+    weights = sum(m.get_parameter(n).numel() for n in m.precision.names)
     dense_bytes = smhsearch.measure.stored_bytes(lenet())
     assert path.stat().st_size < weights / 8 + 0.01 * dense_bytes  # one bit a weight, the biases, scales and header beside
     with torch.no_grad():

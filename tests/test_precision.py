@@ -56,7 +56,7 @@ def _trained_step(m):
 @pytest.mark.parametrize("method", list(CONFIGS))
 def test_every_method_at_every_scheme_reloads_bit_for_bit(method, scheme, tmp_path):
     m = smhsearch.compress(base(), CONFIGS[method](**scheme))
-    assert m._precision_names, "a method with no quantised tensor"
+    assert m.precision.names, "a method with no quantised tensor"
     _trained_step(m)
     m.set_progress(1.0)
     smhsearch.quantize(m).eval()
@@ -64,19 +64,19 @@ def test_every_method_at_every_scheme_reloads_bit_for_bit(method, scheme, tmp_pa
     again = load_compact(path)
     with torch.no_grad():
         assert torch.equal(m(X), again(X))
-    for name in m._precision_names:  # the values are on their grid: at most K distinct values (k-means), one scale a row apart
+    for name in m.precision.names:  # the values are on their grid: at most K distinct values (k-means), one scale a row apart
         w = m.get_parameter(name).detach()
         assert torch.equal(w, again.get_parameter(name).detach())
         if str(scheme["bits"]).startswith("kmeans"):  # at most K values a part: the tensor, or each layer of a pool
-            seg = m._precision_frozen[name].get("segments")
+            seg = m.precision.frozen[name].get("segments")
             parts = torch.split(w.reshape(-1), seg.tolist()) if seg is not None else [w]
             assert all(len(torch.unique(part)) <= int(str(scheme["bits"]).split(":")[1]) for part in parts)
         elif scheme["bits"] == 1:  # each row +-alpha, alpha its mean absolute value (XNOR-Net's scale) as a bfloat16
-            grid = m._precision_frozen[name]
+            grid = m.precision.frozen[name]
             rows, _ = P.row_index(w.shape, grid.get("segments"))
             assert torch.equal(w.reshape(-1).abs(), grid["scale"][rows])
         elif scheme["bits"] in (8, 4):
-            grid = m._precision_frozen[name]
+            grid = m.precision.frozen[name]
             rows, _ = P.row_index(w.shape, grid.get("segments"))  # dim 0's rows; a per-layer pool's parts
             qmax = 2 ** (scheme["bits"] - 1) - 1
             steps = w.reshape(-1) / grid["scale"][rows]
@@ -96,7 +96,7 @@ def test_eight_bits_cost_at_most_1_1_bytes_per_quantised_parameter(tmp_path):
         torch.manual_seed(0)
         net = smhsearch.create_model("resnet32")
         f32, f8 = (smhsearch.quantize(smhsearch.compress(net, cfg(bits=b))) for b in (32, 8))
-        quantised = sum(f8.get_parameter(n).numel() for n in f8._precision_names)
+        quantised = sum(f8.get_parameter(n).numel() for n in f8.precision.names)
         fixed = measure.stored_bytes(f32) - 4 * quantised
         per_param = (measure.stored_bytes(f8) - fixed) / quantised
         assert per_param <= 1.1, (f8.config.method, per_param)
@@ -127,6 +127,30 @@ def test_qat_trains_through_the_quantiser_with_a_straight_through_gradient():
     with torch.no_grad():
         torch.testing.assert_close(m(X), ref(X))
         assert not torch.allclose(m(X), float_model(X), atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["smh-8", "prune", "width"])
+def test_precision_state_is_declared_on_the_model_not_patched_onto_modules(method, tmp_path):
+    """Through QAT training, an eval, quantisation, saving and loading, no module gains an attribute or a hook beyond
+    what its method's builder gave it: the stage keeps its state in the model's declared ``precision``."""
+    from smhsearch.methods import METHODS
+
+    config = CONFIGS[method](bits=4, quant="qat")
+    built = METHODS.get(config.method).builder(base(), config)  # the method's own model, before the precision stage
+    own = {name: set(vars(mod)) for name, mod in built.named_modules()}
+    assert isinstance(built.precision, P.PrecisionState) and not built.precision.names  # declared, with its defaults
+    m = smhsearch.compress(base(), config)
+    assert m.precision.names and m.precision.qat
+    _trained_step(m)
+    m.eval()
+    with torch.no_grad():
+        m(X)
+    smhsearch.quantize(m)
+    loaded = load_compact(save_compact(m, tmp_path / "m.safetensors"))
+    for model in (m, loaded):
+        for name, mod in model.named_modules():
+            assert set(vars(mod)) == own[name], (name, set(vars(mod)) ^ own[name])
+            assert not (mod._forward_pre_hooks or mod._forward_hooks), name
 
 
 def test_qat_eval_cache_follows_the_weights():
@@ -168,13 +192,13 @@ def test_a_model_not_quantised_or_trained_off_its_grid_is_not_saved(tmp_path):
 
 def test_what_is_quantised_and_what_stays_float():
     m = smhsearch.compress(base(), smhsearch.SMH(budget="30%", bits=8, scale="learnable", scope="conv"))
-    names = set(m._precision_names)
+    names = set(m.precision.names)
     assert {"U", "V"} <= names  # the method's variables
     assert "base.fc.weight" in names  # an unhashed matrix
     float_left = {n for n, p in m.named_parameters()} - names
     assert float_left and all(m.get_parameter(n).ndim == 1 for n in float_left)  # biases, batch-norm, per-layer scales
     hashed = smhsearch.compress(base(), smhsearch.HashedNets(budget="30%", bits=8))
-    assert "pool" in hashed._precision_names  # a 1-D variable is quantised too (one scale)
+    assert "pool" in hashed.precision.names  # a 1-D variable is quantised too (one scale)
 
 
 @pytest.mark.parametrize("bits, quant, message", [
@@ -328,8 +352,8 @@ def test_pruned_files_pack_only_the_nonzeros_as_codes(tmp_path, bits):
         assert torch.equal(load_compact(path)(X), m(X))
     # the nonzeros of the quantised weights cost their codes (plus scales a row), not 4 bytes: the rest is the same in both files
     masks = torch.split(m.mask, m.sizes)
-    coded = sum(int(mk.sum()) for i, mk in enumerate(masks) if f"weights.{i}" in m._precision_names)
-    grids = [m._precision_frozen[n] for n in m._precision_names]
+    coded = sum(int(mk.sum()) for i, mk in enumerate(masks) if f"weights.{i}" in m.precision.names)
+    grids = [m.precision.frozen[n] for n in m.precision.names]
     grid_bytes = sum(2 * len(g["scale"]) if "scale" in g else 4 * len(g["codebook"]) for g in grids)  # bfloat16 scales, float32 codebooks
     extra = path.stat().st_size - (measure.stored_bytes(f32) - 4 * coded)
     assert extra <= coded * (8 if bits == 8 else 2) / 8 + grid_bytes + 100 * len(grids), (extra, coded)  # + each key's header entry
@@ -339,9 +363,9 @@ def test_per_layer_pools_take_a_scale_each(tmp_path):
     # HashedNets' per-layer pools carry their layer's scale: one quantisation scale a (layer, hash) sub-pool
     m = smhsearch.compress(base(), smhsearch.HashedNets(budget="30%", hashes=2, bits=4))
     smhsearch.quantize(m)
-    assert len(m._precision_frozen["pool"]["scale"]) == len(m.sub_pools) > 1
+    assert len(m.precision.frozen["pool"]["scale"]) == len(m.sub_pools) > 1
     parts = torch.split(m.pool.detach(), m.sub_pools)
-    for part, s in zip(parts, m._precision_frozen["pool"]["scale"]):
+    for part, s in zip(parts, m.precision.frozen["pool"]["scale"]):
         steps = part / s
         assert torch.equal(steps, steps.round()) and steps.abs().max() <= 7
     with torch.no_grad():

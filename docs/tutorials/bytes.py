@@ -3,7 +3,7 @@
 import torch
 
 import smhsearch
-from smhsearch.export import stored_bytes
+from smhsearch.measure import stored_bytes
 
 torch.manual_seed(0)
 base = smhsearch.create_model("resnet8", num_classes=10, in_channels=1)

@@ -22,6 +22,7 @@ from .._errors import ConfigError
 from .._registry import Registry
 from ..models._factory import arch_of
 from . import _precision
+from ._cache import WeightCache
 from ._config import AXES, PRECISION_AXES, MethodConfig, options_of
 from ._init import start
 from ._rates import Optimizer, VariableRate, param_groups
@@ -191,6 +192,8 @@ class CompressedModel(nn.Module):
     config: MethodConfig
     memory_format: torch.memory_format = torch.contiguous_format
     """The layout of 4-D weights (channels_last on GPUs): stored and computed ones alike."""
+    precision: _precision.PrecisionState
+    """The precision stage's state (which tensors are quantised, their grids); ``compress`` sets it up for ``config``."""
 
     def __init__(self, config: MethodConfig, arch: dict[str, Any] | None) -> None:
         super().__init__()
@@ -200,6 +203,20 @@ class CompressedModel(nn.Module):
         """How the variables started: ``scratch`` or ``fit`` (:func:`start`)."""
         self.fit_error: dict[str, Any] | None = None
         """After a fit: the relative error ||W_fit - W|| / ||W|| of each layer and overall, before any training."""
+        self.precision = _precision.PrecisionState()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        swapped = _precision.qat_swap_in(self)  # QAT: the quantised values in their slots for this call; else nothing
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            _precision.qat_swap_out(swapped)
+
+    def mark_quantised(self, grids: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Record that the quantised tensors hold values on their grids, as a compact file's do once loaded: ``grids``
+        gives each one's scales or codebook (a float16 tensor needs none), so saving again writes the same file."""
+        if self.precision.names:
+            self.precision.frozen = {**{n: {} for n in self.precision.names}, **(self.precision.frozen or {}), **grids}
 
     def set_memory_format(self, memory_format: torch.memory_format) -> "CompressedModel":
         """Lay 4-D weights out in ``memory_format``: the stored ones now, the computed ones at every forward.
@@ -327,7 +344,7 @@ class ReparametrizedModel(CompressedModel):
         self.sizes: list[int] = [t.numel for t in targets]
         self.hashed_count: int = sum(self.sizes)
         self._slots = [[(skeleton.get_submodule(m), a) for m, a in t.slots] for t in targets]
-        self._cache: tuple[tuple, list[torch.Tensor]] | None = None
+        self._cache = WeightCache()
 
     def dense_weights(self) -> list[torch.Tensor]:
         """The hashed weights, one tensor per target in target order, shaped as in the base."""
@@ -348,13 +365,9 @@ class ReparametrizedModel(CompressedModel):
 
     def _weights(self) -> list[torch.Tensor]:
         if self.training or torch.is_grad_enabled():
-            self._cache = None
+            self._cache.clear()
             return self._laid_out()
-        key = tuple((v.data_ptr(), v._version, v.dtype) for v in self._variables() if v is not None)
-        key += (torch.is_autocast_enabled(), self.memory_format)
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self._laid_out())
-        return self._cache[1]
+        return self._cache.get("weights", self._variables(), self._laid_out, torch.is_autocast_enabled(), self.memory_format)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         weights = self._weights()
@@ -391,9 +404,3 @@ class ReparametrizedModel(CompressedModel):
 
     def layout(self) -> list[Any]:
         return [[t.name, list(t.shape)] for t in self.targets]
-
-    def __getstate__(self) -> dict:
-        # The eval cache is derived and can be as large as the dense model: never ship it.
-        state = self.__dict__.copy()
-        state["_cache"] = None
-        return state

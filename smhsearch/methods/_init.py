@@ -67,7 +67,7 @@ def fit(compressed: nn.Module, weights: list[torch.Tensor]) -> None:
     """Set ``compressed``'s variables to the closest start to ``weights`` (the trained tensors, in target order),
     then record each layer's relative error ||W_fit - W|| / ||W|| and the overall one in ``fit_error``."""
     compressed._fit([w.to(torch.float32) for w in weights])
-    compressed._cache = None
+    compressed._cache.clear()
     err = [float((f - w).norm()) for f, w in zip(compressed.dense_weights(), weights)]
     norm = [float(w.float().norm()) for w in weights]
     compressed.fit_error = {

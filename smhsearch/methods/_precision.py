@@ -34,7 +34,7 @@ with any method: it acts on the tensors the model stores, whatever computed them
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from .._errors import ConfigError
+from ._cache import WeightCache
 from ._kmeans import kmeans_codes, kmeans_fit, kmeans_values
 
 BITS = (32, 16, 8, 4, 1)
@@ -116,7 +117,7 @@ def effective_quant(config) -> str | None:
 
 def quantised_names(model: nn.Module) -> list[str]:
     """The stored trainable tensors the precision stage quantises (module docstring), in parameter order."""
-    variables = set(model.variable_names()) if hasattr(model, "variable_names") else set()
+    variables = set(model.variable_names())
     out = []
     for name, p in model.named_parameters():
         if p.requires_grad and (name in variables or p.ndim >= 2) and p.numel() >= 2:
@@ -235,15 +236,31 @@ def fake_quantize(w: torch.Tensor, scheme: Scheme, codebook: torch.Tensor | None
 
 def segments_of(model: nn.Module, name: str) -> torch.Tensor | None:
     """The lengths of a vector variable's parts that take a scale each (:meth:`CompressedModel.quant_segments`), or None."""
-    seg = model.quant_segments(name) if hasattr(model, "quant_segments") else None
+    seg = model.quant_segments(name)
     return None if seg is None else torch.tensor(list(seg), dtype=torch.int64)
+
+
+@dataclass
+class PrecisionState:
+    """What the precision stage keeps on a compressed model (``CompressedModel.precision``): set by :func:`attach`."""
+
+    names: list[str] = field(default_factory=list)
+    """The quantised parameters (:func:`quantised_names`), in parameter order; none at 32 bits."""
+    qat: bool = False
+    """Every forward computes with the quantised values, the gradient passed straight through (until :func:`finalize`)."""
+    frozen: dict[str, dict[str, torch.Tensor]] | None = None
+    """Each quantised tensor's grid (``scale`` or ``codebook``, ``segments``) once its values are on it; None before."""
+    codebooks: dict[str, torch.Tensor] = field(default_factory=dict)
+    """QAT's k-means codebooks: fitted at the first forward, then refined one Lloyd iteration a forward."""
+    cache: WeightCache = field(default_factory=WeightCache)
+    """The quantised copies an eval forward without autograd reuses while their parameters are unchanged."""
 
 
 def _slots(model: nn.Module) -> dict[str, list[tuple[str, str]]]:
     """Each quantised parameter's every (module path, attribute) slot: a tied parameter is swapped everywhere at once."""
-    names = set(model._precision_names)
+    names = set(model.precision.names)
     by_id: dict[int, str] = {id(p): n for n, p in model.named_parameters() if n in names}
-    out: dict[str, list[tuple[str, str]]] = {n: [] for n in model._precision_names}
+    out: dict[str, list[tuple[str, str]]] = {n: [] for n in model.precision.names}
     for full, p in model.named_parameters(remove_duplicate=False):
         if id(p) in by_id:
             mod, _, attr = full.rpartition(".")
@@ -251,69 +268,67 @@ def _slots(model: nn.Module) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def _qat_pre_hook(model: nn.Module, args: Any) -> None:
-    if model._precision_frozen is not None:
-        return
+def qat_swap_in(model: nn.Module) -> list[tuple[nn.Module, str, Any]]:
+    """QAT's forward (``CompressedModel.__call__``): every slot of each quantised parameter given its quantised value
+    for one call, the gradient passing straight through; what :func:`qat_swap_out` puts back. Nothing outside QAT."""
+    state = model.precision
+    if not state.qat or state.frozen is not None:
+        return []
     scheme = scheme_of(model.config.bits)
     reuse = not (model.training or torch.is_grad_enabled())  # eval without autograd: one quantised copy while p is unchanged
-    cache = model.__dict__.setdefault("_qat_cache", {})
+    if not reuse:
+        state.cache.clear()
+
+    def quantised(name: str, p: torch.Tensor) -> torch.Tensor:
+        book = None
+        if scheme.kind == "kmeans":  # the codebook follows the weights (Deep Compression): fitted once, then one
+            warm = state.codebooks.get(name)  # warm-started Lloyd iteration a step (finalize converges)
+            book = state.codebooks[name] = kmeans_fit(p, scheme.clusters, warm, max_iter=300 if warm is None else 1,  # type: ignore[arg-type]
+                                                      segments=segments_of(model, name))
+        return fake_quantize(p, scheme, book, segments_of(model, name))
+
     swapped = []
     for name, slots in _slots(model).items():
         p = model.get_parameter(name)
-        key = (p.data_ptr(), p._version)
-        if reuse and name in cache and cache[name][0] == key:
-            q = cache[name][1]
-        else:
-            book = None
-            if scheme.kind == "kmeans":  # the codebook follows the weights (Deep Compression): fitted once, then one
-                books = model.__dict__.setdefault("_qat_codebooks", {})  # warm-started Lloyd iteration a step (finalize converges)
-                warm = books.get(name)
-                book = books[name] = kmeans_fit(p, scheme.clusters, warm, max_iter=300 if warm is None else 1,  # type: ignore[arg-type]
-                                                segments=segments_of(model, name))
-            q = fake_quantize(p, scheme, book, segments_of(model, name))
-            if reuse:  # computed while the old copy is alive, so the eval cache keyed on storage sees a change
-                cache[name] = (key, q)
+        q = state.cache.get(name, [p], lambda: quantised(name, p)) if reuse else quantised(name, p)
         for mod, attr in slots:
             owner = model.get_submodule(mod)
             swapped.append((owner, attr, owner._parameters[attr]))
             owner._parameters[attr] = q
-    if not reuse:
-        cache.clear()
-    model.__dict__["_qat_swapped"] = swapped
+    return swapped
 
 
-def _qat_post_hook(model: nn.Module, args: Any, output: Any) -> None:
-    for owner, attr, p in reversed(model.__dict__.pop("_qat_swapped", [])):
+def qat_swap_out(swapped: list[tuple[nn.Module, str, Any]]) -> None:
+    """Undo :func:`qat_swap_in`: the parameters back in their slots."""
+    for owner, attr, p in reversed(swapped):
         owner._parameters[attr] = p
 
 
 def attach(model: nn.Module) -> nn.Module:
-    """Set ``model`` (just built by its method) up for its config's precision: which tensors, and QAT's hooks."""
-    model._precision_names = quantised_names(model) if scheme_of(model.config.bits).kind != "float" else []
-    model._precision_frozen = None
-    if model._precision_names and effective_quant(model.config) == "qat":
-        model.register_forward_pre_hook(_qat_pre_hook)
-        model.register_forward_hook(_qat_post_hook, always_call=True)
+    """Set ``model`` (a compressed model just built by its method) up for its config's precision: which tensors, and
+    whether its forwards train through the quantiser."""
+    names = quantised_names(model) if scheme_of(model.config.bits).kind != "float" else []
+    model.precision = PrecisionState(names, qat=bool(names) and effective_quant(model.config) == "qat")
     return model
 
 
 def is_final(model: nn.Module) -> bool:
     """Whether ``model``'s stored tensors are on their grid (or it keeps float32)."""
-    return not getattr(model, "_precision_names", []) or getattr(model, "_precision_frozen", None) is not None
+    return not model.precision.names or model.precision.frozen is not None
 
 
 @torch.no_grad()
 def finalize(model: nn.Module) -> nn.Module:
     """Snap the quantised tensors to their grid and fix the grid (PTQ, or the end of QAT). Idempotent; returns ``model``.
 
-    From here on the model computes with the values the compact file stores, and QAT's hooks stand aside.
+    From here on the model computes with the values the compact file stores, and QAT's quantiser stands aside.
     """
     if is_final(model):
         return model
     scheme = scheme_of(model.config.bits)
     frozen: dict[str, dict[str, torch.Tensor]] = {}
-    books = model.__dict__.get("_qat_codebooks", {})
-    for name in model._precision_names:
+    books = model.precision.codebooks
+    for name in model.precision.names:
         p = model.get_parameter(name)
         state: dict[str, torch.Tensor] = {}
         if scheme.kind in ("uniform", "binary"):
@@ -328,8 +343,8 @@ def finalize(model: nn.Module) -> nn.Module:
                 state["segments"] = seg
         p.copy_(_quantised(p, scheme, state))
         frozen[name] = state
-    model._precision_frozen = frozen
-    model.__dict__.pop("_qat_cache", None)
+    model.precision.frozen = frozen
+    model.precision.cache.clear()
     return model
 
 
@@ -387,14 +402,14 @@ def encode_state(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[dict
 
     A tensor that left its grid after :func:`finalize` (trained on) is a ValueError: the file would not be the model.
     """
-    if not getattr(model, "_precision_names", []):
+    if not model.precision.names:
         return state, {}
-    if model._precision_frozen is None:
+    if model.precision.frozen is None:
         raise ValueError(f"bits={model.config.bits}: the model's variables are not quantised yet; "
                          "call smhsearch.quantize(model) (the trainer does at the end of training) before saving")
     scheme = scheme_of(model.config.bits)
     out, header = dict(state), {}
-    for name, frozen in model._precision_frozen.items():
+    for name, frozen in model.precision.frozen.items():
         if name not in out:
             continue  # the method packs this tensor itself (pruning's nonzero values, with these same functions)
         w = out.pop(name).detach().cpu().float()

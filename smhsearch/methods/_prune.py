@@ -130,14 +130,14 @@ class PruneModel(ReparametrizedModel):
 
     def _coded(self) -> list[bool]:
         """Which targets' nonzeros the file stores as codes (uniform or k-means bits; the rest as float32 values)."""
-        frozen = getattr(self, "_precision_frozen", None) or {}
+        frozen = self.precision.frozen or {}
         kind = _precision.scheme_of(self.config.bits).kind
         return [kind in ("uniform", "binary", "kmeans") and f"weights.{i}" in frozen for i in range(len(self.weights))]
 
     def _halved(self) -> list[bool]:
         """Which targets' nonzeros the file keeps as float16 (at 16 bits, the quantised ones; biases stay float32)."""
         half = _precision.scheme_of(self.config.bits).kind == "half"
-        return [half and f"weights.{i}" in getattr(self, "_precision_names", []) for i in range(len(self.weights))]
+        return [half and f"weights.{i}" in self.precision.names for i in range(len(self.weights))]
 
     def compact_state_dict(self) -> dict[str, torch.Tensor]:
         # nonzero values and a bitmask, not dense tensors full of zeros; below 32 bits the quantised targets' nonzeros
@@ -151,7 +151,7 @@ class PruneModel(ReparametrizedModel):
                 halves.append(w.detach().cpu().reshape(-1)[m])
             elif coded[i]:
                 try:
-                    unsigned, extra = _precision.tensor_codes(w, self._precision_frozen[f"weights.{i}"], scheme)
+                    unsigned, extra = _precision.tensor_codes(w, self.precision.frozen[f"weights.{i}"], scheme)
                 except ValueError:
                     raise ValueError(_precision.off_grid(f"weights.{i}", self.config.bits)) from None
                 codes.append(unsigned[m.numpy()])
@@ -203,7 +203,7 @@ class PruneModel(ReparametrizedModel):
         tensors["mask"] = mask.to(self.mask.device)
         super().load_compact_state_dict(tensors, metadata)
         if frozen:
-            self._precision_frozen = {**(getattr(self, "_precision_frozen", None) or {}), **frozen}
+            self.mark_quantised(frozen)
 
     def extra_repr(self) -> str:
         return f"N={self.hashed_count}, keep={self.keep}, level={int(self.level)}/{self.config.steps}"

@@ -156,7 +156,7 @@ class MethodContract:
         x = torch.randn(3, *shape)
         m.train()
         m(x).square().mean().backward()
-        assert all(p.grad is not None for n, p in m.named_parameters() if n in m._precision_names)  # the STE reaches each one
+        assert all(p.grad is not None for n, p in m.named_parameters() if n in m.precision.names)  # the STE reaches each one
         perturb(m)
         m.set_progress(1.0)
         quantize(m).eval()
