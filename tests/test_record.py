@@ -119,7 +119,7 @@ def test_the_layout_names_every_path_of_a_run_folder(tmp_path):
 
 # -- the searcher: Ray's public API only --------------------------------------------------------------
 def test_the_searcher_uses_no_private_ray_attribute():
-    hits = list(_code_lines(r"_ot_|_completed_trials|OptunaSearch", set()))
+    hits = list(_code_lines(r"_ot_|_completed_trials|OptunaSearch|ray\._private", set()))
     assert not hits, "\n".join(hits)
     from ray.tune.search import Searcher
 

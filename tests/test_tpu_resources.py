@@ -87,3 +87,12 @@ def test_check_against_a_cluster_refuses_missing_tpus_and_warns_of_missing_cpus(
     rc, out, err = cli("check", _space(tmp_path, "cpus_per_trial: 64"), "--address", address)
     assert rc == 0 and "valid" in out, err
     assert f"resources.cpus_per_trial=64 but the cluster at {address} now has 2: trials wait" in err, err
+
+
+def test_local_tpus_counts_the_visible_chips(monkeypatch):
+    from smhsearch.search._plan import local_tpus
+
+    monkeypatch.setenv("TPU_VISIBLE_CHIPS", "0,1,2,3")
+    assert local_tpus() == 4
+    monkeypatch.setenv("TPU_VISIBLE_CHIPS", "2")
+    assert local_tpus() == 1
