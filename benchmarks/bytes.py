@@ -168,15 +168,26 @@ def one_seed(job: tuple) -> list[dict]:
 
 def summarize(rows: list[dict]) -> list[dict]:
     out = []
-    keys = sorted({(r["setting"], r["method"], r["precision"]) for r in rows}, key=lambda k: (k[0], _order(k[1]), _prec_order(k[2])))
+    keys = sorted(
+        {(r["setting"], r["method"], r["precision"]) for r in rows}, key=lambda k: (k[0], _order(k[1]), _prec_order(k[2]))
+    )
     for setting, method, prec in keys:
         group = [r for r in rows if (r["setting"], r["method"], r["precision"]) == (setting, method, prec) and "test_acc" in r]
         if not group:
             continue
         accs = [r["test_acc"] for r in group]
-        out.append({"setting": setting, "method": method, "precision": prec, "seeds": len(group), "test_acc_mean": statistics.mean(accs),
-                    "test_acc_sd": statistics.stdev(accs) if len(accs) > 1 else 0.0, "stored_bytes": group[0]["stored_bytes"],
-                    "stored_params": group[0]["stored_params"]})
+        out.append(
+            {
+                "setting": setting,
+                "method": method,
+                "precision": prec,
+                "seeds": len(group),
+                "test_acc_mean": statistics.mean(accs),
+                "test_acc_sd": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "stored_bytes": group[0]["stored_bytes"],
+                "stored_params": group[0]["stored_params"],
+            }
+        )
     return out
 
 
@@ -199,19 +210,25 @@ def targets(summary: list[dict]) -> list[str]:
             r = by.get((setting, "smh", prec))
             if ref and r:
                 gap = 100 * (ref["test_acc_mean"] - r["test_acc_mean"])
-                out.append(f"{setting}: SMH {prec} is {gap:+.2f} points below float32 (target <= {slack}): {'met' if gap <= slack else 'NOT met'}")
+                out.append(
+                    f"{setting}: SMH {prec} is {gap:+.2f} points below float32 (target <= {slack}): {'met' if gap <= slack else 'NOT met'}"
+                )
         dense, dc = by.get((setting, "dense", "32")), by.get((setting, "deep_compression", "preset"))
         if dense and dc and setting == "mnist-mlp":
             ratio, gap = dense["stored_bytes"] / dc["stored_bytes"], 100 * (dense["test_acc_mean"] - dc["test_acc_mean"])
             ok = ratio >= 30 and gap <= 0.3
-            out.append(f"{setting}: Deep Compression is {ratio:.1f}x smaller than float32 dense with {gap:+.2f} points more error "
-                       f"(target >= 30x and <= 0.3): {'met' if ok else 'NOT met'}")
+            out.append(
+                f"{setting}: Deep Compression is {ratio:.1f}x smaller than float32 dense with {gap:+.2f} points more error "
+                f"(target >= 30x and <= 0.3): {'met' if ok else 'NOT met'}"
+            )
     return out
 
 
 def table(summary: list[dict]) -> str:
-    lines = ["| setting | method | precision | seeds | test acc % | stored bytes | bytes / stored param | x smaller than float32 dense |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| setting | method | precision | seeds | test acc % | stored bytes | bytes / stored param | x smaller than float32 dense |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     dense = {r["setting"]: r["stored_bytes"] for r in summary if (r["method"], r["precision"]) == ("dense", "32")}
     for r in summary:
         acc = f"{100 * r['test_acc_mean']:.2f}" + (f" ± {100 * r['test_acc_sd']:.2f}" if r["seeds"] > 1 else "")
@@ -225,10 +242,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--methods", nargs="+", default=list(METHODS + PRESETS), choices=list(METHODS + PRESETS))
-    p.add_argument("--qat", nargs="*", default=list(QAT), help=f"quantisation-aware precisions, each a training (default: {' '.join(QAT)})")
-    p.add_argument("--ptq", nargs="*", default=list(PTQ), help=f"post-training precisions of each float run (default: {' '.join(PTQ)})")
+    p.add_argument(
+        "--qat", nargs="*", default=list(QAT), help=f"quantisation-aware precisions, each a training (default: {' '.join(QAT)})"
+    )
+    p.add_argument(
+        "--ptq", nargs="*", default=list(PTQ), help=f"post-training precisions of each float run (default: {' '.join(PTQ)})"
+    )
     p.add_argument("--budget", type=float, default=0.1, help="stored parameters as a fraction of the dense model (default 0.1)")
-    p.add_argument("--dc-budget", type=float, default=0.08, help="deep_compression's budget (default 0.08, the paper's LeNet-300-100)")
+    p.add_argument(
+        "--dc-budget", type=float, default=0.08, help="deep_compression's budget (default 0.08, the paper's LeNet-300-100)"
+    )
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, help="default: each setting's own")
     p.add_argument("--workers", type=int, default=2, help="trainings at once, each on one thread (default 2)")
@@ -252,15 +275,24 @@ def main() -> None:
     old = results.old
     budget_of = lambda m: a.dc_budget if m == "deep_compression" else a.budget  # noqa: E731
     rates = {(st, m): current_rates(st, m, budget_of(m)) for st in SETTINGS for m in METHODS + PRESETS}
-    done = ({(r["setting"], r["method"], r["seed"]) for r in old.get("rows", []) if r.get("rates") == rates[r["setting"], r["method"]]}
-            if old.get("protocol") == protocol else set())
+    done = (
+        {
+            (r["setting"], r["method"], r["seed"])
+            for r in old.get("rows", [])
+            if r.get("rates") == rates[r["setting"], r["method"]]
+        }
+        if old.get("protocol") == protocol
+        else set()
+    )
     rows = [r for r in old.get("rows", []) if (r["setting"], r["method"], r["seed"]) in done]
     jobs = [(st, m, seed, budget_of(m), a.qat, a.ptq, a.epochs or SETTINGS[st]["epochs"], n,
              1 if a.workers > 1 else torch.get_num_threads())
             for st in a.settings for seed in range(a.seeds) for m in a.methods if (st, m, seed) not in done]
     results.trained = bool(jobs)
 
-    def check() -> None:  # each setting's data, loaded here: without it (MNIST lives in ../shared only) exit 2 before any worker starts
+    def check() -> (
+        None
+    ):  # each setting's data, loaded here: without it (MNIST lives in ../shared only) exit 2 before any worker starts
         for st in {j[0] for j in jobs}:
             dataset(st, n)
 
@@ -276,8 +308,12 @@ def main() -> None:
     out = results.write({"protocol": protocol, "complete": True, "summary": summary, "targets": notes, "rows": rows})
     results.write_md(
         f"Test accuracy (mean ± sd over the seeds column's seeds) against the model file's bytes; budget {a.budget:g} of the dense model's "
-        f"parameters (deep_compression: {a.dc_budget:g}). `+e`: the same model's file entropy-coded.\n\n" + table(summary)
-        + "\n" + "\n".join(f"- {t}" for t in notes) + "\n")
+        f"parameters (deep_compression: {a.dc_budget:g}). `+e`: the same model's file entropy-coded.\n\n"
+        + table(summary)
+        + "\n"
+        + "\n".join(f"- {t}" for t in notes)
+        + "\n"
+    )
     print(table(summary) + "\n".join(notes) + f"\nwrote {out}")
 
 

@@ -72,8 +72,11 @@ PLANS = {
 
 
 def method_config(method: str, budget: str, seed: int):
-    return {"smh": lambda: SMH(budget=budget, scale="learnable", seed=seed), "width": lambda: WidthMultiplier(budget=budget, seed=seed),
-            "hashednets": lambda: HashedNets(budget=budget, hashes=1, seed=seed)}[method]()
+    return {
+        "smh": lambda: SMH(budget=budget, scale="learnable", seed=seed),
+        "width": lambda: WidthMultiplier(budget=budget, seed=seed),
+        "hashednets": lambda: HashedNets(budget=budget, hashes=1, seed=seed),
+    }[method]()
 
 
 def run_one(p: Protocol, data, device, teachers: Path, method: str, budget: str, distill: bool, seed: int) -> dict:
@@ -82,12 +85,22 @@ def run_one(p: Protocol, data, device, teachers: Path, method: str, budget: str,
     row = {"method": method, "budget": budget, "distill": distill, "seed": seed}
     t0 = time.perf_counter()
     try:
-        job = run_job(JobSpec(p.arch, method_config(method, budget, seed), dataset=p.dataset, train=cfg), device=device, data=data,
-                      teachers=teachers)
+        job = run_job(
+            JobSpec(p.arch, method_config(method, budget, seed), dataset=p.dataset, train=cfg),
+            device=device,
+            data=data,
+            teachers=teachers,
+        )
     except TrainingDiverged as e:
         return {**row, "diverged": str(e)}
     m = job.metrics
-    out = {**row, "stored": m["stored_params"], "val_acc": m["val_acc"], "test_acc": m["test_acc"], "seconds": time.perf_counter() - t0}
+    out = {
+        **row,
+        "stored": m["stored_params"],
+        "val_acc": m["val_acc"],
+        "test_acc": m["test_acc"],
+        "seconds": time.perf_counter() - t0,
+    }
     if distill:
         t = job.record["teacher"]
         out.update(teacher_key=t["key"], teacher_trained_here=t["trained_here"], teacher_train_seconds=t["train_seconds"],
@@ -100,18 +113,36 @@ def summarize(rows: list[dict], plan: dict) -> list[dict]:
     out = []
     for method in plan["methods"]:
         for budget in plan["budgets"]:
-            acc = {kd: [r["test_acc"] for r in rows if (r["method"], r["budget"], r["distill"]) == (method, budget, kd) and "test_acc" in r]
-                   for kd in (False, True)}
+            acc = {
+                kd: [
+                    r["test_acc"]
+                    for r in rows
+                    if (r["method"], r["budget"], r["distill"]) == (method, budget, kd) and "test_acc" in r
+                ]
+                for kd in (False, True)
+            }
             mean = {kd: statistics.mean(v) if v else None for kd, v in acc.items()}
             gain = 100 * (mean[True] - mean[False]) if None not in mean.values() else None
-            out.append({"method": method, "budget": budget, "plain": acc[False], "distilled": acc[True], "plain_mean": mean[False],
-                        "distilled_mean": mean[True], "gain_points": gain})
+            out.append(
+                {
+                    "method": method,
+                    "budget": budget,
+                    "plain": acc[False],
+                    "distilled": acc[True],
+                    "plain_mean": mean[False],
+                    "distilled_mean": mean[True],
+                    "gain_points": gain,
+                }
+            )
     return out
 
 
 def targets(summary: list[dict]) -> dict:
     smh10 = next((s["gain_points"] for s in summary if (s["method"], s["budget"]) == ("smh", "10%")), None)
-    by_method = {m: [s["gain_points"] for s in summary if s["method"] == m and s["gain_points"] is not None] for m in {s["method"] for s in summary}}
+    by_method = {
+        m: [s["gain_points"] for s in summary if s["method"] == m and s["gain_points"] is not None]
+        for m in {s["method"] for s in summary}
+    }
     return {"smh@10% gain >= +0.5": None if smh10 is None else smh10 >= 0.5,
             "mean gain never negative per method": all(statistics.mean(g) >= 0 for g in by_method.values() if g)}
 
@@ -131,8 +162,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_device_argument(ap)
     ap.add_argument("--setup", choices=("embedded", "cifar"), default="embedded")
-    ap.add_argument("--root", type=Path, default=data_dir("cifar10"), help="CIFAR-10's folder (--setup cifar; default: %(default)s)")
-    ap.add_argument("--smoke", action="store_true", help="a tiny run that checks the pipeline (written as *-smoke-*, never a result)")
+    ap.add_argument(
+        "--root", type=Path, default=data_dir("cifar10"), help="CIFAR-10's folder (--setup cifar; default: %(default)s)"
+    )
+    ap.add_argument(
+        "--smoke", action="store_true", help="a tiny run that checks the pipeline (written as *-smoke-*, never a result)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, help="train teacher and students this long instead of the setup's own (results are "
                                                  "filed apart: distillation-e<N>-<device>)")
@@ -164,8 +199,13 @@ def main() -> None:
               "threads": a.threads, "data": data.describe()}
     old = results.old
     # a run is reused at the same protocol and at the rates its method derives now (a changed rule trains it again)
-    rates = {(m, b): rate_fingerprint(lambda m=m, b=b: job_build(JobSpec(p.arch, method_config(m, b, 0), dataset=p.dataset), data)[1], "sgd")
-             for m in plan["methods"] for b in plan["budgets"]}
+    rates = {
+        (m, b): rate_fingerprint(
+            lambda m=m, b=b: job_build(JobSpec(p.arch, method_config(m, b, 0), dataset=p.dataset), data)[1], "sgd"
+        )
+        for m in plan["methods"]
+        for b in plan["budgets"]
+    }
     rows = {(r["method"], r["budget"], r["distill"], r["seed"]): r for r in old.get("runs", [])
             if r.get("rates") == rates[r["method"], r["budget"]]} if old.get("protocol") == header["protocol"] else {}
     for seed in range(plan["seeds"]):
@@ -174,17 +214,31 @@ def main() -> None:
                 for distill in (False, True):
                     k = (method, budget, distill, seed)
                     if k not in rows:
-                        rows[k] = {**run_one(p, data, device, teachers, method, budget, distill, seed), "rates": rates[method, budget]}
+                        rows[k] = {
+                            **run_one(p, data, device, teachers, method, budget, distill, seed),
+                            "rates": rates[method, budget],
+                        }
                         results.trained = True
                         results.write({**header, "complete": False, "runs": list(rows.values())})
                         r = rows[k]
-                        print(f"  {method:10s} {budget:4s} {'kd' if distill else '  '} seed {seed}: "
-                              + (f"test {100 * r['test_acc']:.2f}  ({r['seconds']:.0f} s)" if "test_acc" in r else "diverged"), flush=True)
+                        print(
+                            f"  {method:10s} {budget:4s} {'kd' if distill else '  '} seed {seed}: "
+                            + (f"test {100 * r['test_acc']:.2f}  ({r['seconds']:.0f} s)" if "test_acc" in r else "diverged"),
+                            flush=True,
+                        )
     done = list(rows.values())
     summary = summarize(done, plan)
     taught = {r["seed"]: r for r in done if r.get("teacher_key")}
-    teacher_rows = [{"seed": s, "test_acc": r["teacher_test_acc"], "train_seconds": r["teacher_train_seconds"], "forward_s": r["teacher_forward_s"],
-                     "trainings": sum(x.get("teacher_trained_here", False) for x in done if x.get("seed") == s)} for s, r in sorted(taught.items())]
+    teacher_rows = [
+        {
+            "seed": s,
+            "test_acc": r["teacher_test_acc"],
+            "train_seconds": r["teacher_train_seconds"],
+            "forward_s": r["teacher_forward_s"],
+            "trainings": sum(x.get("teacher_trained_here", False) for x in done if x.get("seed") == s),
+        }
+        for s, r in sorted(taught.items())
+    ]
     out = results.write({**header, "complete": True, "summary": summary, "teachers": teacher_rows, "targets": targets(summary),
                                       "runs": done})
     md = table(summary, teacher_rows)

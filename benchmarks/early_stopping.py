@@ -81,7 +81,9 @@ def replay(trials: list[dict], rule, epochs: int, grace: int, rf: float, workers
             if e == epochs:
                 done[i] = "complete"
                 del running[i]
-            elif rungs is not None and rungs.on_result(str(i), {"epoch": e, "val_acc": t["acc"][e - 1], "stored_params": t["stored_params"]}):
+            elif rungs is not None and rungs.on_result(
+                str(i), {"epoch": e, "val_acc": t["acc"][e - 1], "stored_params": t["stored_params"]}
+            ):
                 rung = max(m for m in rungs.milestones if m <= e)
                 peers = [trials[int(j)] for j in rungs.recorded[rung]]
                 x = [p["stored_params"] for p in peers]
@@ -114,8 +116,11 @@ def main() -> None:
     trials = curves(a.arch, budgets, a.epochs, device)
     dense = sum(q.numel() for q in create_model(a.arch, num_classes=10, in_channels=1).parameters())
     ref = (2.0 * dense, 0.0)
-    final_front = {i for i, keep in enumerate(non_dominated([t["stored_params"] for t in trials], [t["acc"][-1] for t in trials], "min"))
-                   if keep}
+    final_front = {
+        i
+        for i, keep in enumerate(non_dominated([t["stored_params"] for t in trials], [t["acc"][-1] for t in trials], "min"))
+        if keep
+    }
     rng = random.Random(0)
     orders = [rng.sample(range(len(trials)), len(trials)) for _ in range(a.orders)]
     results = {name: [replay(trials, rule, a.epochs, a.grace, a.reduction_factor, a.workers, o) for o in orders]
@@ -124,23 +129,42 @@ def main() -> None:
     summary = {}
     for name, runs in results.items():
         hv = [hypervolume(r["points"], ref) for r in runs]
-        summary[name] = {"epochs_mean": statistics.fmean(r["epochs"] for r in runs),
-                         "epochs_share": statistics.fmean(r["epochs"] for r in runs) / (len(trials) * a.epochs),
-                         "hv_mean": statistics.fmean(hv), "hv_share": statistics.fmean(hv) / hv_none, "hv_min_share": min(hv) / hv_none,
-                         "front_members_stopped_mean": statistics.fmean(len(final_front - set(r["finished"])) for r in runs),
-                         "stopped_non_dominated_total": sum(r["stopped_non_dominated"] for r in runs)}
-    md = [f"{a.arch}, SMH and width at {', '.join(budgets)}; {a.epochs} epochs, grace {a.grace}, reduction factor "
-          f"{a.reduction_factor:g}; {a.orders} arrival orders on {a.workers} workers, replayed on the same trained curves.", "",
-          "| rule | epochs spent (share of none) | front hypervolume (share of none; worst order) | trials of the final front stopped | "
-          "stops of a trial non-dominated at its rung |", "|---|---|---|---|---|"]
+        summary[name] = {
+            "epochs_mean": statistics.fmean(r["epochs"] for r in runs),
+            "epochs_share": statistics.fmean(r["epochs"] for r in runs) / (len(trials) * a.epochs),
+            "hv_mean": statistics.fmean(hv),
+            "hv_share": statistics.fmean(hv) / hv_none,
+            "hv_min_share": min(hv) / hv_none,
+            "front_members_stopped_mean": statistics.fmean(len(final_front - set(r["finished"])) for r in runs),
+            "stopped_non_dominated_total": sum(r["stopped_non_dominated"] for r in runs),
+        }
+    md = [
+        f"{a.arch}, SMH and width at {', '.join(budgets)}; {a.epochs} epochs, grace {a.grace}, reduction factor "
+        f"{a.reduction_factor:g}; {a.orders} arrival orders on {a.workers} workers, replayed on the same trained curves.",
+        "",
+        "| rule | epochs spent (share of none) | front hypervolume (share of none; worst order) | trials of the final front stopped | "
+        "stops of a trial non-dominated at its rung |",
+        "|---|---|---|---|---|",
+    ]
     for name, s in summary.items():
         md.append(f"| {name} | {s['epochs_mean']:.1f} ({s['epochs_share']:.0%}) | {s['hv_mean']:.4f} ({s['hv_share']:.1%}; "
                   f"{s['hv_min_share']:.1%}) | {s['front_members_stopped_mean']:.2f} of {len(final_front)} | "
                   f"{s['stopped_non_dominated_total']} |")
-    payload = {"arch": a.arch, "budgets": list(budgets), "epochs": a.epochs, "grace": a.grace, "reduction_factor": a.reduction_factor,
-               "orders": a.orders, "workers": a.workers, "reference": list(ref), "trials": trials,
-               "final_front": sorted(final_front), "summary": summary, "wall_s": round(time.time() - t0, 1),
-               "replays": {k: [{**r, "points": [list(map(float, q)) for q in r["points"]]} for r in v] for k, v in results.items()}}
+    payload = {
+        "arch": a.arch,
+        "budgets": list(budgets),
+        "epochs": a.epochs,
+        "grace": a.grace,
+        "reduction_factor": a.reduction_factor,
+        "orders": a.orders,
+        "workers": a.workers,
+        "reference": list(ref),
+        "trials": trials,
+        "final_front": sorted(final_front),
+        "summary": summary,
+        "wall_s": round(time.time() - t0, 1),
+        "replays": {k: [{**r, "points": [list(map(float, q)) for q in r["points"]]} for r in v] for k, v in results.items()},
+    }
     write_or_say("early_stopping", device, payload, md, a.smoke)
 
 

@@ -62,8 +62,16 @@ def trial(rank: int, k: int, a: argparse.Namespace, barrier, results) -> None:
     torch.manual_seed(rank)
     base = smhsearch.create_model("resnet32" if not a.smoke else "resnet8")
     model = smhsearch.compress(base, SMH(budget=a.budget, scale="learnable")) if a.method == "smh" else base
-    cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=0.1, weight_decay=5e-4, variable_lr_mult=10.0 if a.method == "smh" else 1.0,
-                      compile=a.compile, deterministic=a.deterministic == "on", seed=rank)
+    cfg = TrainConfig(
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=0.1,
+        weight_decay=5e-4,
+        variable_lr_mult=10.0 if a.method == "smh" else 1.0,
+        compile=a.compile,
+        deterministic=a.deterministic == "on",
+        seed=rank,
+    )
     barrier.wait()
     start = time.time()
     r = train(model, data, cfg, device=device, progress=False)
@@ -109,7 +117,10 @@ def main() -> None:
     a.batch_size, a.n_train, a.n_test = (32, 256, 64) if a.smoke else (128, 50_000, 10_000)
     device = parse_device(a.device)
     if device.type != "cuda" and not a.smoke:
-        print(f"error: gpu_share measures trials sharing a GPU; --device={a.device!r} is not one (use --device cuda)", file=sys.stderr)
+        print(
+            f"error: gpu_share measures trials sharing a GPU; --device={a.device!r} is not one (use --device cuda)",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     rows = []
     for k in a.shares:

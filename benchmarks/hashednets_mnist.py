@@ -129,9 +129,18 @@ def run_setting(data, layers: int, comp: str, method: str, epochs: int, lr: floa
             old = reusable(best["variable_lr_mult"], seed)
             repeats.append({**old, "reused": STORED} if old is not None else train(best["variable_lr_mult"], seed))
     errors = [r["test_error_pct"] for r in [best or {}, *repeats] if "test_error_pct" in r]
-    return {"method": method, "layers": layers, "compression": comp, "stored": build().stored_count(), "chosen": best, "tried": tried,
-            "seeds": repeats, "test_error_mean": float(np.mean(errors)) if errors else float("nan"),
-            "test_error_sd": float(np.std(errors, ddof=1)) if len(errors) > 1 else float("nan"), "n_seeds": len(errors)}
+    return {
+        "method": method,
+        "layers": layers,
+        "compression": comp,
+        "stored": build().stored_count(),
+        "chosen": best,
+        "tried": tried,
+        "seeds": repeats,
+        "test_error_mean": float(np.mean(errors)) if errors else float("nan"),
+        "test_error_sd": float(np.std(errors, ddof=1)) if len(errors) > 1 else float("nan"),
+        "n_seeds": len(errors),
+    }
 
 
 def main() -> None:
@@ -157,15 +166,19 @@ def main() -> None:
                 for m, r in setting.items():
                     for t in r["tried"]:
                         if "diverged" in t or "final_val_acc" in t:
-                            previous[(name, r["layers"], r["compression"], m, v["epochs"], old.get("lr"), t["variable_lr_mult"])] = \
-                                {k: val for k, val in t.items() if k != "reused"} | {STORED: t.get("reused", False)}
+                            previous[
+                                (name, r["layers"], r["compression"], m, v["epochs"], old.get("lr"), t["variable_lr_mult"])
+                            ] = {k: val for k, val in t.items() if k != "reused"} | {STORED: t.get("reused", False)}
                     for t in r.get("seeds", []):
-                        previous[(name, r["layers"], r["compression"], m, v["epochs"], old.get("lr"), t["variable_lr_mult"], t["seed"])] = \
-                            {k: val for k, val in t.items() if k != "reused"} | {STORED: t.get("reused", False)}
+                        previous[
+                            (name, r["layers"], r["compression"], m, v["epochs"], old.get("lr"), t["variable_lr_mult"], t["seed"])
+                        ] = {k: val for k, val in t.items() if k != "reused"} | {STORED: t.get("reused", False)}
     torch.set_num_threads(torch.get_num_threads())
     out = {}
-    md = ["| dataset | layers | compression | NN (ours) | HashedNets (ours) | SMH (ours) | SMH ≤ HashedNets | paper NN | paper HashNet |",
-          "|---|---|---|---|---|---|---|---|---|"]
+    md = [
+        "| dataset | layers | compression | NN (ours) | HashedNets (ours) | SMH (ours) | SMH ≤ HashedNets | paper NN | paper HashNet |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
 
     def cell(r: dict) -> str:
         return f"{r['test_error_mean']:.2f}" + (f" ± {r['test_error_sd']:.2f}" if r["n_seeds"] > 1 else "")
@@ -176,12 +189,17 @@ def main() -> None:
         rows = []
         for layers in (3, 5):
             for comp in ("1/8", "1/64"):
-                res = {m: run_setting(data, layers, comp, m, epochs, a.lr, sweep[m], previous, a.seeds, device) for m in ("NN", "HashNet", "SMH")}
+                res = {
+                    m: run_setting(data, layers, comp, m, epochs, a.lr, sweep[m], previous, a.seeds, device)
+                    for m in ("NN", "HashNet", "SMH")
+                }
                 rows.append(res)
                 ok = res["SMH"]["test_error_mean"] <= res["HashNet"]["test_error_mean"]
                 paper = PAPER[(comp, layers)] if ds == "mnist-17k" else {"NN": float("nan"), "HashNet": float("nan")}
-                md.append(f"| {data.name} | {layers} | {comp} | {cell(res['NN'])} | {cell(res['HashNet'])} | {cell(res['SMH'])} | "
-                          f"{'yes' if ok else 'no'} | {paper['NN']:.2f} | {paper['HashNet']:.2f} |")
+                md.append(
+                    f"| {data.name} | {layers} | {comp} | {cell(res['NN'])} | {cell(res['HashNet'])} | {cell(res['SMH'])} | "
+                    f"{'yes' if ok else 'no'} | {paper['NN']:.2f} | {paper['HashNet']:.2f} |"
+                )
                 print(md[-1], flush=True)
         out[ds] = {"dataset": data.describe(), "epochs": epochs, "settings": rows}
     rows = [r for v in out.values() for s in v["settings"] for m in s.values() for r in [*m["tried"], *m["seeds"]]]

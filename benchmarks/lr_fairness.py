@@ -146,11 +146,20 @@ def run_cell(c: dict) -> dict:
     data = dataset(c["setting"], c["n_train"], c["n_test"])
     torch.manual_seed(c["seed"])
     base = smhsearch.create_model(s["arch"], **s["kwargs"])
-    model = base if c["method"] == "dense" else smhsearch.compress(base, METHODS[c["method"]](budget_value(c["budget"]), c["seed"]))
+    model = (
+        base if c["method"] == "dense" else smhsearch.compress(base, METHODS[c["method"]](budget_value(c["budget"]), c["seed"]))
+    )
     whole = c["method"] in SWEEPS_WHOLE_LR
-    cfg = TrainConfig(epochs=c["epochs"], batch_size=BATCH, optimizer=c["optimizer"], lr=c["lr"] * (c["factor"] if whole else 1.0),
-                      weight_decay=c["weight_decay"], warmup_epochs=c["warmup_epochs"], variable_lr_mult=1.0 if whole else c["factor"],
-                      seed=c["seed"])
+    cfg = TrainConfig(
+        epochs=c["epochs"],
+        batch_size=BATCH,
+        optimizer=c["optimizer"],
+        lr=c["lr"] * (c["factor"] if whole else 1.0),
+        weight_decay=c["weight_decay"],
+        warmup_epochs=c["warmup_epochs"],
+        variable_lr_mult=1.0 if whole else c["factor"],
+        seed=c["seed"],
+    )
     t0 = time.perf_counter()
     out = {**c, "swept": "lr" if whole else "variable_lr_mult"}
     try:
@@ -228,8 +237,9 @@ def summarise(cells: dict[str, dict]) -> list[dict]:
     fresh: dict[tuple, dict[float, dict[int, float]]] = {}
     for c in cells.values():
         if c.get("role") == "confirm":
-            fresh.setdefault((c["setting"], c["budget"], c["method"], c["optimizer"]), {}).setdefault(c["factor"], {})[c["seed"]] = (
-                c.get("test_error_pct", math.nan))
+            fresh.setdefault((c["setting"], c["budget"], c["method"], c["optimizer"]), {}).setdefault(c["factor"], {})[
+                c["seed"]
+            ] = c.get("test_error_pct", math.nan)
             continue
         groups.setdefault((c["setting"], c["budget"], c["method"], c["optimizer"]), {}).setdefault(c["factor"], []).append(c)
     rows = []
@@ -252,10 +262,24 @@ def summarise(cells: dict[str, dict]) -> list[dict]:
                           "confirmed_best_error_pct": statistics.mean(conf[best][s] for s in seeds),
                           "confirmed_gap_points": statistics.mean(d),
                           "confirmed_within_target": bool(statistics.mean(d) <= SETTINGS[setting]["target"])}
-        rows.append({"setting": setting, "budget": budget, "method": method, "optimizer": opt, "default_error_pct": mean(1.0),
-                     "best_factor": best, "best_error_pct": mean(best), "gap_points": gap, "gap_se_points": gap_se, "target_points": SETTINGS[setting]["target"],
-                     "within_target": bool(gap <= SETTINGS[setting]["target"]), "seeds": len(by_f.get(1.0, [])),
-                     "errors_by_factor": {f"{f:.4g}": mean(f) for f in sorted(by_f)}, **confirmed})
+        rows.append(
+            {
+                "setting": setting,
+                "budget": budget,
+                "method": method,
+                "optimizer": opt,
+                "default_error_pct": mean(1.0),
+                "best_factor": best,
+                "best_error_pct": mean(best),
+                "gap_points": gap,
+                "gap_se_points": gap_se,
+                "target_points": SETTINGS[setting]["target"],
+                "within_target": bool(gap <= SETTINGS[setting]["target"]),
+                "seeds": len(by_f.get(1.0, [])),
+                "errors_by_factor": {f"{f:.4g}": mean(f) for f in sorted(by_f)},
+                **confirmed,
+            }
+        )
     return rows
 
 
@@ -318,9 +342,18 @@ def main() -> None:
     path = RESULTS / f"{name}-{device_slug(device)}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     done: dict[str, dict] = json.loads(path.read_text()).get("cells", {}) if path.is_file() else {}
-    header = {"protocol": {"settings": {k: {**SETTINGS[k], **({"epochs": a.epochs} if a.epochs else {})} for k in a.settings}, "optimizers": OPTIMIZERS, "sweep": a.sweep,
-                           "seeds": a.seeds, "batch_size": BATCH, "warmup_fraction": a.warmup, "base": a.base,
-                           "selection": "best mean final validation accuracy over seeds"}}
+    header = {
+        "protocol": {
+            "settings": {k: {**SETTINGS[k], **({"epochs": a.epochs} if a.epochs else {})} for k in a.settings},
+            "optimizers": OPTIMIZERS,
+            "sweep": a.sweep,
+            "seeds": a.seeds,
+            "batch_size": BATCH,
+            "warmup_fraction": a.warmup,
+            "base": a.base,
+            "selection": "best mean final validation accuracy over seeds",
+        }
+    }
 
     mine: set[str] = set()  # the cells this run trained
 
@@ -342,10 +375,14 @@ def main() -> None:
 
     def run(cells: list[dict]) -> dict[str, dict]:
         """Train what is not already done under the same protocol; the cells of this plan, finished."""
-        _, todo = split(cells, done, cell_key, lambda old, c: all(old.get(k) == v for k, v in c.items()))  # a changed protocol trains again
+        _, todo = split(
+            cells, done, cell_key, lambda old, c: all(old.get(k) == v for k, v in c.items())
+        )  # a changed protocol trains again
         print(f"{len(todo)} trainings to run, {len(cells) - len(todo)} reused from {path}", flush=True)
 
-        def check() -> None:  # each setting's data, here: without it (MNIST lives in ../shared only) exit 2 before any worker starts
+        def check() -> (
+            None
+        ):  # each setting's data, here: without it (MNIST lives in ../shared only) exit 2 before any worker starts
             for c in todo:
                 dataset(c["setting"], c["n_train"], c["n_test"])
 
@@ -372,11 +409,16 @@ def main() -> None:
     run(plan(a, [m for m in a.methods if m != "dense"], base))  # phase 2: every method around it
     save()
     current, base = current_cells(a, done)  # the whole file's cells of the current protocol, this run's among them
-    header["protocol"]["settings"] = {k: {**SETTINGS[k], **({"epochs": a.epochs} if a.epochs else {})} for k in sorted({k[0] for k in base})}
+    header["protocol"]["settings"] = {
+        k: {**SETTINGS[k], **({"epochs": a.epochs} if a.epochs else {})} for k in sorted({k[0] for k in base})
+    }
     header["protocol"]["base_lr_chosen"] = {f"{k[0]} {k[1]}": v for k, v in base.items()}
     rows = summarise(current)
     if a.confirm:  # phase 3: the default and the picked point on fresh seeds, for this run's groups
-        mine_groups = {(c["setting"], c["budget"], c["method"], c["optimizer"]) for c in plan(a, [m for m in a.methods if m != "dense"], base)}
+        mine_groups = {
+            (c["setting"], c["budget"], c["method"], c["optimizer"])
+            for c in plan(a, [m for m in a.methods if m != "dense"], base)
+        }
         todo = []
         for r in rows:
             key = (r["setting"], r["budget"], r["method"], r["optimizer"])

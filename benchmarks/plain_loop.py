@@ -94,7 +94,9 @@ def plan(methods, budgets, seeds: int) -> list[dict[str, Any]]:
         for method in methods:
             for budget in (["-"] if method == "dense" else budgets):
                 cells.append({"method": method, "budget": budget, "form": "parameters()", "factor": 1.0, "seed": seed})
-                cells += [{"method": method, "budget": budget, "form": "param_groups", "factor": f, "seed": seed} for f in FACTORS]
+                cells += [
+                    {"method": method, "budget": budget, "form": "param_groups", "factor": f, "seed": seed} for f in FACTORS
+                ]
     return cells
 
 
@@ -113,7 +115,9 @@ def train(cell: dict[str, Any]) -> dict[str, Any]:
               else param_groups(model, lr, 0.0, "adamw", variable_lr_mult=f))
     opt = torch.optim.Adam(groups, lr=lr)
     steps = math.ceil(len(x) / BATCH)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=cell["epochs"] * steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=cell["epochs"] * steps
+    )
     order = torch.Generator().manual_seed(cell["seed"])
     t0 = time.perf_counter()
     model.train()
@@ -145,8 +149,13 @@ def summarise(cells: list[dict[str, Any]], lr: float, methods, budgets) -> tuple
             return f"diverged ({sum(math.isinf(v) for v in e)} of {len(e)})"
         return f"{np.mean(e):.2f}" + (f" ± {np.std(e, ddof=1):.2f}" if len(e) > 1 else "")
 
-    md = [f"Base rate {lr:g}:", "", "| budget | method | parameters() | param_groups ×1/3 | param_groups (default) | param_groups ×3 | "
-          "default − best | reference |", "|---|---|---|---|---|---|---|---|"]
+    md = [
+        f"Base rate {lr:g}:",
+        "",
+        "| budget | method | parameters() | param_groups ×1/3 | param_groups (default) | param_groups ×3 | "
+        "default − best | reference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     summary: dict[str, Any] = {}
     for budget in ["-", *budgets]:
         for method in methods:
@@ -170,7 +179,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--budgets", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
-    p.add_argument("--lrs", nargs="+", type=float, default=[REFERENCE_LR], help=f"base rates (default: the reference measurement's {REFERENCE_LR:g})")
+    p.add_argument(
+        "--lrs",
+        nargs="+",
+        type=float,
+        default=[REFERENCE_LR],
+        help=f"base rates (default: the reference measurement's {REFERENCE_LR:g})",
+    )
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
@@ -183,7 +198,11 @@ def main() -> None:
         a.seeds, a.epochs, a.budgets, n_train = 1, 1, a.budgets[:1], 2048
     results = ResultsFile("plain_loop", torch.device("cpu"), read=not a.smoke)
     done: dict[str, dict] = results.old.get("cells", {})
-    rates = {(m, b): rate_fingerprint(lambda m=m, b=b: build(m, b, 0), "adamw") for m in a.methods for b in (["-"] if m == "dense" else a.budgets)}
+    rates = {
+        (m, b): rate_fingerprint(lambda m=m, b=b: build(m, b, 0), "adamw")
+        for m in a.methods
+        for b in (["-"] if m == "dense" else a.budgets)
+    }
     plan_ = [c | {"lr": lr, "epochs": a.epochs, "n_train": n_train, "rates": rates[(c["method"], c["budget"])]}
              for lr in a.lrs for c in plan(a.methods, a.budgets, a.seeds)]
     reused, todo = split(plan_, done, key, lambda old, c: old.get("rates") == c["rates"])

@@ -36,7 +36,9 @@ def main() -> None:
     a = p.parse_args()
     device = parse_device(a.device)
     if not (a.run / "space.yaml").is_file():
-        subprocess.run([sys.executable, "-m", "smhsearch.cli", "run", str(ROOT / "spaces" / "quick.yaml"), "--out", str(a.run)], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "smhsearch.cli", "run", str(ROOT / "spaces" / "quick.yaml"), "--out", str(a.run)], check=True
+        )
 
     t0 = time.perf_counter()
     run = load_run(a.run)

@@ -69,15 +69,35 @@ def main() -> None:
     results, md = {}, ["| model | stored params | test acc % | paper | target | wall s |", "|---|---|---|---|---|---|"]
     for name in a.models:
         kind, _, budget = name.partition("@")
-        method = Dense() if kind == "dense" else SMH(budget=budget, scale="learnable") if kind == "smh" else WidthMultiplier(budget=budget)
-        cfg = TrainConfig(epochs=a.epochs, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=min(2, a.epochs - 1) if a.epochs > 2 else 0,
-                          variable_lr_mult=a.smh_lr_mult if kind == "smh" else 1.0, compile=a.compile)
+        method = (
+            Dense()
+            if kind == "dense"
+            else SMH(budget=budget, scale="learnable")
+            if kind == "smh"
+            else WidthMultiplier(budget=budget)
+        )
+        cfg = TrainConfig(
+            epochs=a.epochs,
+            batch_size=128,
+            lr=0.1,
+            weight_decay=5e-4,
+            warmup_epochs=min(2, a.epochs - 1) if a.epochs > 2 else 0,
+            variable_lr_mult=a.smh_lr_mult if kind == "smh" else 1.0,
+            compile=a.compile,
+        )
         t0 = time.perf_counter()
-        job = run_job(JobSpec("resnet32", method, train=cfg), data=data, device=device, progress=None)  # as a search trial runs it
+        job = run_job(
+            JobSpec("resnet32", method, train=cfg), data=data, device=device, progress=None
+        )  # as a search trial runs it
         r, wall = job.train, time.perf_counter() - t0
         stored = job.metrics["stored_params"]
-        results[name] = {"stored": stored, "test_acc_pct": 100 * r.test_acc, "best_val_acc_pct": 100 * r.best_val_acc, "wall_s": wall,
-                         "history": [h.__dict__ for h in r.history]}
+        results[name] = {
+            "stored": stored,
+            "test_acc_pct": 100 * r.test_acc,
+            "best_val_acc_pct": 100 * r.best_val_acc,
+            "wall_s": wall,
+            "history": [h.__dict__ for h in r.history],
+        }
         paper = PAPER.get(name, float("nan"))
         md.append(f"| {name} | {stored} | {100 * r.test_acc:.2f} | {paper:.2f} | {TARGETS.get(name, '')} | {wall:.0f} |")
         print(md[-1], flush=True)

@@ -79,7 +79,9 @@ def one(job: tuple) -> dict:
     s = SETTINGS["fashion-resnet8"]
     data = dataset("fashion-resnet8", n, n)
     torch.manual_seed(seed)  # as lr_fairness.run_cell: the seed sets the init, the method's seed and the data order
-    model = smhsearch.compress(smhsearch.create_model(s["arch"], **s["kwargs"]), METHODS["smh_learnable"](budget_value(budget), seed))
+    model = smhsearch.compress(
+        smhsearch.create_model(s["arch"], **s["kwargs"]), METHODS["smh_learnable"](budget_value(budget), seed)
+    )
     if variant == "frozen":
         model.scale_gain.requires_grad_(False)
     elif variant in ("no-cap", "no-rate-rule"):
@@ -114,8 +116,12 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
                    help="the file keeps the other variants' rows from an earlier run of the same protocol")
-    p.add_argument("--reuse", action="store_true", help="keep the rows the file holds for these variants and seeds under the same "
-                   "protocol, training only the missing ones (a rerun that finds them all trains nothing)")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the rows the file holds for these variants and seeds under the same "
+        "protocol, training only the missing ones (a rerun that finds them all trains nothing)",
+    )
     p.add_argument("--smoke", action="store_true", help="1 epoch, 512 images, the first seed; writes nothing")
     a = p.parse_args()
     try:
@@ -140,11 +146,15 @@ def main() -> None:
     print(f"{len(jobs)} runs to train, {len(reused)} reused from {results.path}", flush=True)
     rows = sorted(kept + list(reused.values()) + list(pool(one, jobs, a.workers, check=lambda: dataset("fashion-resnet8", n, n))),
                   key=lambda r: (VARIANTS.index(r["variant"]), r["seed"]))
-    md = [f"SMH, learnable scale, ResNet-8 on the embedded Fashion-MNIST subset at {a.budget}, SGD lr {LR} (the dense model's best at "
-          f"10 epochs), {epochs} epochs; the per-layer gain as shipped, frozen at 1, in the plain form before 2026-12-05 (alone, "
-          "at lr / ||W_l||^2 at init, or with a dense weight's decay), and the shipped form without either rule "
-          "(benchmarks/scale_gain_divergence.py says what each is).", "",
-          "| gain | seed | test error % | classifier's gains (weight, bias) |", "|---|---|---|---|"]
+    md = [
+        f"SMH, learnable scale, ResNet-8 on the embedded Fashion-MNIST subset at {a.budget}, SGD lr {LR} (the dense model's best at "
+        f"10 epochs), {epochs} epochs; the per-layer gain as shipped, frozen at 1, in the plain form before 2026-12-05 (alone, "
+        "at lr / ||W_l||^2 at init, or with a dense weight's decay), and the shipped form without either rule "
+        "(benchmarks/scale_gain_divergence.py says what each is).",
+        "",
+        "| gain | seed | test error % | classifier's gains (weight, bias) |",
+        "|---|---|---|---|",
+    ]
     for r in rows:
         fc = [g for g, name in zip(r["gains"], r["layers"]) if name.startswith("fc.")]
         md.append(f"| {r['variant']} | {r['seed']} | {'diverged' if 'diverged' in r else format(r['test_error_pct'], '.2f')} | "

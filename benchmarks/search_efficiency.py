@@ -115,9 +115,19 @@ def main() -> None:
             print(f"{sampler} seed {seed}: final hypervolume {trials[-1]['hv']:.4f} ({len(cache)} trainings, "
                   f"{time.time() - t0:.0f}s)", flush=True)
     summary = summarize(runs, a.trials)
-    payload = {"space": space_for("tpe", 0, a.trials, a.epochs).model_dump(mode="json", exclude_unset=True), "dense_params": dense,
-               "reference": list(REF), "seeds": a.seeds, "trials": a.trials, "epochs": a.epochs, "population": a.population,
-               "trainings": len(cache), "wall_s": round(time.time() - t0, 1), "summary": summary, "runs": runs}
+    payload = {
+        "space": space_for("tpe", 0, a.trials, a.epochs).model_dump(mode="json", exclude_unset=True),
+        "dense_params": dense,
+        "reference": list(REF),
+        "seeds": a.seeds,
+        "trials": a.trials,
+        "epochs": a.epochs,
+        "population": a.population,
+        "trainings": len(cache),
+        "wall_s": round(time.time() - t0, 1),
+        "summary": summary,
+        "runs": runs,
+    }
     md = table(summary, a)
     write_or_say("search_efficiency", device, payload, md, a.smoke)
 
@@ -130,8 +140,13 @@ def summarize(runs: dict[str, list[list[dict]]], trials: int) -> dict[str, dict]
     for s, curve in curves.items():
         reach = next((i + 1 for i, hv in enumerate(curve) if hv >= target), None)
         finals = [r[-1]["hv"] for r in runs[s]]
-        out[s] = {"mean_curve": curve, "final_mean": curve[-1], "final_std": statistics.pstdev(finals) if len(finals) > 1 else 0.0,
-                  "trials_to_random_final": reach, "fraction_of_trials": None if reach is None else reach / trials}
+        out[s] = {
+            "mean_curve": curve,
+            "final_mean": curve[-1],
+            "final_std": statistics.pstdev(finals) if len(finals) > 1 else 0.0,
+            "trials_to_random_final": reach,
+            "fraction_of_trials": None if reach is None else reach / trials,
+        }
     return out
 
 
@@ -144,7 +159,9 @@ def table(summary: dict[str, dict], a) -> list[str]:
           "|---|" + "---|" * len(marks) + "---|---|"]
     for s, r in summary.items():
         cells = " | ".join(f"{r['mean_curve'][m - 1]:.4f}" for m in marks)
-        reach = "never" if r["trials_to_random_final"] is None else f"{r['trials_to_random_final']} ({r['fraction_of_trials']:.0%})"
+        reach = (
+            "never" if r["trials_to_random_final"] is None else f"{r['trials_to_random_final']} ({r['fraction_of_trials']:.0%})"
+        )
         md.append(f"| {s} | {cells} | {r['final_mean']:.4f} ({r['final_std']:.4f}) | {reach} |")
     return md
 

@@ -60,8 +60,11 @@ def gains(model, weights: list[torch.Tensor]) -> list[float]:
         return out
     step = (model.U.grad @ model.V + model.U @ model.V.grad).reshape(-1)  # d(U V) per unit rate
     chunks = torch.split(step, model._split_sizes)[:-1]
-    return [float(s_l * c.norm() / w.grad.norm()) for c, w, s_l, t in zip(chunks, weights, model.scale_init.tolist(), model.targets)
-            if len(t.shape) >= 2]
+    return [
+        float(s_l * c.norm() / w.grad.norm())
+        for c, w, s_l, t in zip(chunks, weights, model.scale_init.tolist(), model.targets)
+        if len(t.shape) >= 2
+    ]
 
 
 def measure(method: str, setting: str, budget: str, epochs: int, n_train: int | None, seed: int = 0) -> dict:
@@ -107,10 +110,21 @@ def measure(method: str, setting: str, budget: str, epochs: int, n_train: int | 
         if diverged is not None:
             break
     later = [r for p in points if p["epoch"] >= 1 for r in p["over_first"]]
-    return {"method": method, "setting": setting, "budget": budget, "epochs": epochs, "diverged_at_step": diverged,
-            "op_over_first": [eop / e1 for e1, eop, _ in e], "rule_over_first": [rule / e1 for e1, _, rule in e], "points": points,
-            "after_epoch_1": {"min": min(later, default=math.nan), "median": statistics.median(later) if later else math.nan,
-                              "max": max(later, default=math.nan)}}
+    return {
+        "method": method,
+        "setting": setting,
+        "budget": budget,
+        "epochs": epochs,
+        "diverged_at_step": diverged,
+        "op_over_first": [eop / e1 for e1, eop, _ in e],
+        "rule_over_first": [rule / e1 for e1, _, rule in e],
+        "points": points,
+        "after_epoch_1": {
+            "min": min(later, default=math.nan),
+            "median": statistics.median(later) if later else math.nan,
+            "max": max(later, default=math.nan),
+        },
+    }
 
 
 def main() -> None:
@@ -134,9 +148,12 @@ def main() -> None:
             r["seconds"] = time.perf_counter() - t0
             results.append(r)
             q = r["after_epoch_1"]
-            print(f"{method} {st} {b}: e_op / e_1 {min(r['op_over_first']):.1f}-{max(r['op_over_first']):.1f}; realised gain after "
-                  f"epoch 1: {q['min']:.2f}-{q['max']:.2f} x e_1 (median {q['median']:.2f})"
-                  + (f"; diverged at step {r['diverged_at_step']}" if r["diverged_at_step"] is not None else ""), flush=True)
+            print(
+                f"{method} {st} {b}: e_op / e_1 {min(r['op_over_first']):.1f}-{max(r['op_over_first']):.1f}; realised gain after "
+                f"epoch 1: {q['min']:.2f}-{q['max']:.2f} x e_1 (median {q['median']:.2f})"
+                + (f"; diverged at step {r['diverged_at_step']}" if r["diverged_at_step"] is not None else ""),
+                flush=True,
+            )
     name = "sgd_gain-smoke" if a.smoke else "sgd_gain"
     payload = {**environment(torch.device("cpu")), "protocol": {"lr": LR, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY,
                "batch": BATCH, "warmup": WARMUP}, "results": results, "skipped": skipped}

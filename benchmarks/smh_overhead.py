@@ -111,9 +111,15 @@ def case(arch: str, budget: str, side: int, batch: int, device: torch.device, am
     own = own_ops(m, device, amp, repeats)
     extra = ts - td
     return {
-        "arch": arch, "budget": budget, "input": list(shape), "batch": batch,
+        "arch": arch,
+        "budget": budget,
+        "input": list(shape),
+        "batch": batch,
         "amp": str(amp).replace("torch.", "") if amp else "float32",
-        "stored": m.stored_count(), "base": measure.stored_parameters(base), "n": sh.n, "M": sh.M,
+        "stored": m.stored_count(),
+        "base": measure.stored_parameters(base),
+        "n": sh.n,
+        "M": sh.M,
         "train_step_s": {"dense": td, "smh": ts},
         "train_step_iqr_s": {"dense": iqr(train_dense), "smh": iqr(train_smh)},
         "infer_step_iqr_s": {"dense": iqr(infer_dense), "materialized": iqr(infer_mat)},
@@ -126,8 +132,13 @@ def case(arch: str, budget: str, side: int, batch: int, device: torch.device, am
         "own_ops_share_of_smh_step": own / ts,
         "infer_samples_per_s": {"dense": batch / idn, "materialized": batch / im},
         "infer_ratio_materialized_over_dense": idn / im,
-        "targets": {"own_ops_over_floor_max": 1.2, "infer_ratio_min": 0.98, **({"train_ratio_min_gpu_b2": 0.9} if device.type == "cuda" else {})},
-        "rounds": rounds, "repeats": repeats,
+        "targets": {
+            "own_ops_over_floor_max": 1.2,
+            "infer_ratio_min": 0.98,
+            **({"train_ratio_min_gpu_b2": 0.9} if device.type == "cuda" else {}),
+        },
+        "rounds": rounds,
+        "repeats": repeats,
     }
 
 
@@ -152,10 +163,13 @@ def main() -> None:
         if a.only and key != a.only:
             continue
         r = case(arch, budget, side, batch, device, torch.bfloat16 if gpu else None, a.rounds, a.repeats, classes)
-        print(f"{arch} -> {budget}: train SMH/dense {r['train_ratio_smh_over_dense']:.3f}  "
-              f"SMH's own ops {r['smh_own_ops_s_per_step'] * 1e3:.1f} ms vs floor {r['floor_s'] * 1e3:.1f} ms "
-              f"({r['own_ops_over_floor']:.2f}x, {r['own_ops_share_of_smh_step']:.1%} of the step; "
-              f"difference of medians {r['smh_extra_s_per_step_by_difference'] * 1e3:.0f} ms)  infer materialized/dense {r['infer_ratio_materialized_over_dense']:.3f}", flush=True)
+        print(
+            f"{arch} -> {budget}: train SMH/dense {r['train_ratio_smh_over_dense']:.3f}  "
+            f"SMH's own ops {r['smh_own_ops_s_per_step'] * 1e3:.1f} ms vs floor {r['floor_s'] * 1e3:.1f} ms "
+            f"({r['own_ops_over_floor']:.2f}x, {r['own_ops_share_of_smh_step']:.1%} of the step; "
+            f"difference of medians {r['smh_extra_s_per_step_by_difference'] * 1e3:.0f} ms)  infer materialized/dense {r['infer_ratio_materialized_over_dense']:.3f}",
+            flush=True,
+        )
         results.append(r)
     path = write_result("smh_overhead", device, {"device_full": device_name(device), "cases": results})
     print(f"wrote {path}")

@@ -94,7 +94,13 @@ def train_one(data, p: Protocol, method: str, budget: str | None, mult: float, s
     cfg = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, optimizer="adamw", lr=p.lr, weight_decay=p.weight_decay,
                       warmup_epochs=p.warmup_epochs, label_smoothing=p.label_smoothing, variable_lr_mult=mult, seed=seed)
     t0 = time.perf_counter()
-    row = {"method": method, "budget": budget, "variable_lr_mult": mult, "seed": seed, "stored": smhsearch.measure.stored_parameters(model)}
+    row = {
+        "method": method,
+        "budget": budget,
+        "variable_lr_mult": mult,
+        "seed": seed,
+        "stored": smhsearch.measure.stored_parameters(model),
+    }
     try:
         r = train(model, data, cfg, progress=False)
     except TrainingDiverged as e:
@@ -127,9 +133,15 @@ class Runs:
             self.file.trained = True
             self.save(complete=False)
             r = self.rows[k]
-            print(f"  {method:10s} {budget or '':4s} x{mult:<5g} seed {seed}: "
-                  + (f"val {100 * r['final_val_acc']:.2f}  test {100 * r['test_acc']:.2f}  ({r['seconds']:.0f} s)" if "test_acc" in r
-                     else "diverged"), flush=True)
+            print(
+                f"  {method:10s} {budget or '':4s} x{mult:<5g} seed {seed}: "
+                + (
+                    f"val {100 * r['final_val_acc']:.2f}  test {100 * r['test_acc']:.2f}  ({r['seconds']:.0f} s)"
+                    if "test_acc" in r
+                    else "diverged"
+                ),
+                flush=True,
+            )
         return self.rows[k]
 
     def save(self, complete: bool, summary: list | None = None) -> Path:
@@ -146,8 +158,15 @@ def setting(runs: Runs, data, plan: dict, method: str, budget: str | None) -> di
     best = max(ok, key=lambda r: r["final_val_acc"])
     seeds = [best] + [runs.get(data, p, method, budget, best["variable_lr_mult"], s) for s in range(1, plan["seeds"])]
     accs = [r["test_acc"] for r in seeds if "test_acc" in r]
-    return {"method": method, "budget": budget, "stored": best["stored"], "chosen_mult": best["variable_lr_mult"],
-            "test_acc": accs, "test_acc_mean": float(np.mean(accs)), "test_acc_sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else None}
+    return {
+        "method": method,
+        "budget": budget,
+        "stored": best["stored"],
+        "chosen_mult": best["variable_lr_mult"],
+        "test_acc": accs,
+        "test_acc_mean": float(np.mean(accs)),
+        "test_acc_sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
+    }
 
 
 def table(summary: list[dict]) -> str:
@@ -163,7 +182,9 @@ def table(summary: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=data_dir("cifar10"), help="CIFAR-10's folder (default: %(default)s)")
-    ap.add_argument("--smoke", action="store_true", help="a tiny run that checks the pipeline (written as *-smoke-*, never a result)")
+    ap.add_argument(
+        "--smoke", action="store_true", help="a tiny run that checks the pipeline (written as *-smoke-*, never a result)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, help=f"instead of the protocol's {FULL['protocol'].epochs}")
     ap.add_argument("--train", type=int, help=f"training images, instead of the protocol's {FULL['protocol'].train}")

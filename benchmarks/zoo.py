@@ -71,13 +71,20 @@ def main() -> None:
                 print(f"{name:20s} skipped ({declared_params(name) / 1e6:.0f}M parameters)", flush=True)
                 continue
             models[name] = row = measure(name, Path(tmp))
-            print(f"{name:20s} {row['parameters'] / 1e6:7.2f}M  hashed {100 * row['share_hashed']:6.2f}%  "
-                  f"SMH {row['smh']['compact_bytes'] / 2**20:6.2f} MiB  HashedNets {row['hashednets']['compact_bytes'] / 2**20:6.2f} MiB",
-                  flush=True)
+            print(
+                f"{name:20s} {row['parameters'] / 1e6:7.2f}M  hashed {100 * row['share_hashed']:6.2f}%  "
+                f"SMH {row['smh']['compact_bytes'] / 2**20:6.2f} MiB  HashedNets {row['hashednets']['compact_bytes'] / 2**20:6.2f} MiB",
+                flush=True,
+            )
     measured = [r for r in models.values() if "skipped" not in r]
-    summary = {"models": len(measured), "skipped": len(models) - len(measured),
-               "min_share_hashed": min(r["share_hashed"] for r in measured),
-               "within_budget": all(r[k]["stored"] <= Budget.parse(BUDGET).resolve(r["parameters"]) for r in measured for k in ("smh", "hashednets"))}
+    summary = {
+        "models": len(measured),
+        "skipped": len(models) - len(measured),
+        "min_share_hashed": min(r["share_hashed"] for r in measured),
+        "within_budget": all(
+            r[k]["stored"] <= Budget.parse(BUDGET).resolve(r["parameters"]) for r in measured for k in ("smh", "hashednets")
+        ),
+    }
     print(summary)
     if a.models is None:
         path = write_result("zoo", torch.device("cpu"), {"budget": BUDGET, "scope": "all", "torchvision": torchvision.__version__,

@@ -50,18 +50,33 @@ def cli_reference() -> str:
     from smhsearch.cli import COMMANDS, build_parser
 
     lines = ["# Command line", "", "Generated from the parsers of `smhsearch`; `smhsearch COMMAND --help` says the same.", ""]
-    lines += ["| command | what it does |", "|---|---|"] + [f"| [`{n}`](#{n}) | {_cell(t)} |" for n, (_, _, t) in COMMANDS.items()]
+    lines += ["| command | what it does |", "|---|---|"] + [
+        f"| [`{n}`](#{n}) | {_cell(t)} |" for n, (_, _, t) in COMMANDS.items()
+    ]
     for name in COMMANDS:
         sub = _subcommands(build_parser(name))[name]
-        lines += ["", f"## {name}", "", _cell(sub.description or COMMANDS[name][2]), "", "```text", sub.format_usage().strip(), "```", "",
-                  "| argument | default | what it does |", "|---|---|---|"]
+        lines += [
+            "",
+            f"## {name}",
+            "",
+            _cell(sub.description or COMMANDS[name][2]),
+            "",
+            "```text",
+            sub.format_usage().strip(),
+            "```",
+            "",
+            "| argument | default | what it does |",
+            "|---|---|---|",
+        ]
         for a in sub._actions:
             if isinstance(a, argparse._HelpAction):
                 continue
             names = ", ".join(f"`{s}`" for s in a.option_strings) or f"`{a.dest}`"
             choices = f" (one of: {', '.join(map(str, a.choices))})" if a.choices else ""
             default = "" if a.default in (None, argparse.SUPPRESS) or a.option_strings == [] else f"`{a.default}`"
-            helptext = (a.help or "") % {"default": a.default, "prog": "smhsearch"} if a.help and "%(" in a.help else (a.help or "")
+            helptext = (
+                (a.help or "") % {"default": a.default, "prog": "smhsearch"} if a.help and "%(" in a.help else (a.help or "")
+            )
             lines.append(f"| {names} | {_cell(default)} | {_cell(helptext + choices)} |")
     return "\n".join(lines) + "\n"
 
@@ -130,12 +145,20 @@ def yaml_reference() -> str:
         if _model_of(f.annotation) is not None and default.startswith("`{"):
             default = "(section)"
         lines.append(f"| `{key}` | {_type_name(f.annotation)} | {_cell(default)} | {_cell(f.description or '')} |")
-    lines += ["", "## Method options", "", "What an entry of `space.method` may set (`{name: hashednets, hashes: 2}`) and the flags of "
-              "`compress` and `train` set, by method:", ""]
+    lines += [
+        "",
+        "## Method options",
+        "",
+        "What an entry of `space.method` may set (`{name: hashednets, hashes: 2}`) and the flags of "
+        "`compress` and `train` set, by method:",
+        "",
+    ]
     for method, options in method_options().items():
         lines += [f"### {method}", "", "| option | type | default | what it does |", "|---|---|---|---|"]
         for o in options.values():
-            lines.append(f"| `{o.name}` | {_type_name(o.annotation)} | `{json.dumps(o.default, default=str)}` | {_cell(o.describe())} |")
+            lines.append(
+                f"| `{o.name}` | {_type_name(o.annotation)} | `{json.dumps(o.default, default=str)}` | {_cell(o.describe())} |"
+            )
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -173,8 +196,12 @@ def results_pages() -> dict[str, str]:
         script = name.split("-")[0]
         lines = [f"# {name}", "", f"Written by `benchmarks/{script}.py` into `benchmarks/results/{path.name}`.", ""]
         if meta:
-            lines += ["| device | date | commit | torch |", "|---|---|---|---|",
-                      f"| {_cell(meta['device'])} | {_cell(meta['date'])} | `{meta['commit']}` | {_cell(data.get('torch', ''))} |", ""]
+            lines += [
+                "| device | date | commit | torch |",
+                "|---|---|---|---|",
+                f"| {_cell(meta['device'])} | {_cell(meta['date'])} | `{meta['commit']}` | {_cell(data.get('torch', ''))} |",
+                "",
+            ]
         if isinstance(data, dict) and isinstance(data.get("protocol"), dict):
             lines += ["## Protocol", "", "| setting | value |", "|---|---|"]
             lines += [f"| {k} | {_cell(json.dumps(v, default=str))} |" for k, v in data["protocol"].items()] + [""]

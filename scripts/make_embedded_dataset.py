@@ -27,7 +27,10 @@ from smhsearch.data._idx import find_idx, read_idx  # noqa: E402
 
 OUT = ROOT / "smhsearch" / "data" / "_embedded"
 PER_CLASS = {"train": 800, "test": 200}
-FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def first_per_class(y: np.ndarray, k: int) -> np.ndarray:

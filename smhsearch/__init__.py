@@ -22,11 +22,31 @@ from ._version import __version__
 _LAZY = {
     "measure": None,
     "Budget": "._budget",
-    "load_compact": ".export", "materialize": ".export", "read_compact_metadata": ".export", "save_compact": ".export",
+    "load_compact": ".export",
+    "materialize": ".export",
+    "read_compact_metadata": ".export",
+    "save_compact": ".export",
     "quantize": ".export",
-    **{n: ".methods" for n in ("SMH", "CompressedModel", "Dense", "HashedNets", "LowRank", "Prune", "WidthMultiplier", "MethodConfig",
-                                "compress", "config_from_dict", "list_methods", "register_method",
-                                "ScopeRule", "param_groups", "selection_summary")},
+    **{
+        n: ".methods"
+        for n in (
+            "SMH",
+            "CompressedModel",
+            "Dense",
+            "HashedNets",
+            "LowRank",
+            "Prune",
+            "WidthMultiplier",
+            "MethodConfig",
+            "compress",
+            "config_from_dict",
+            "list_methods",
+            "register_method",
+            "ScopeRule",
+            "param_groups",
+            "selection_summary",
+        )
+    },
     **{n: ".models" for n in ("create_model", "list_models", "register_model")},
 }
 
@@ -34,8 +54,23 @@ if TYPE_CHECKING:  # what type checkers and IDEs see (py.typed): the same names,
     from . import measure
     from ._budget import Budget
     from .export import load_compact, materialize, quantize, read_compact_metadata, save_compact
-    from .methods import (SMH, CompressedModel, Dense, HashedNets, LowRank, MethodConfig, Prune, ScopeRule, WidthMultiplier, compress,
-                          config_from_dict, list_methods, param_groups, register_method, selection_summary)
+    from .methods import (
+        SMH,
+        CompressedModel,
+        Dense,
+        HashedNets,
+        LowRank,
+        MethodConfig,
+        Prune,
+        ScopeRule,
+        WidthMultiplier,
+        compress,
+        config_from_dict,
+        list_methods,
+        param_groups,
+        register_method,
+        selection_summary,
+    )
     from .models import create_model, list_models, register_model
 
 
@@ -45,7 +80,11 @@ def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module 'smhsearch' has no attribute {name!r}")
     module = _LAZY[name]
-    value = importlib.import_module(f".{name}", __name__) if module is None else getattr(importlib.import_module(module, __name__), name)
+    value = (
+        importlib.import_module(f".{name}", __name__)
+        if module is None
+        else getattr(importlib.import_module(module, __name__), name)
+    )
     globals()[name] = value
     return value
 

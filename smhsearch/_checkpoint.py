@@ -32,7 +32,9 @@ def save_checkpoint(path: Path, model: nn.Module, opt, sched, gen: torch.Generat
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path, be: Backend, model: nn.Module, opt, sched, gen: torch.Generator) -> tuple[int, list[dict[str, Any]]]:
+def load_checkpoint(
+    path: Path, be: Backend, model: nn.Module, opt, sched, gen: torch.Generator
+) -> tuple[int, list[dict[str, Any]]]:
     """Restore the state in ``path`` into the given objects; (first epoch to run, history so far).
 
     A checkpoint only saves time, so one that cannot be read (cut, corrupt, another format) or does not fit
@@ -55,7 +57,9 @@ def load_checkpoint(path: Path, be: Backend, model: nn.Module, opt, sched, gen: 
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     gen.set_state(state["generator"].cpu())
-    be.set_rng_state(state["rng"] if "rng" in state else {"cpu": state["torch_rng"]})  # torch_rng: checkpoints before the device layer
+    be.set_rng_state(
+        state["rng"] if "rng" in state else {"cpu": state["torch_rng"]}
+    )  # torch_rng: checkpoints before the device layer
     log.info("resumed from %s after epoch %d", path, int(state["epoch"]) + 1)
     return int(state["epoch"]) + 1, state["history"]
 
@@ -66,7 +70,12 @@ def _check_fits(state: Any, model: nn.Module, opt: Any = None) -> None:
     keys = ("model", "optimizer", "scheduler", "generator", "epoch", "history")
     if not isinstance(state, dict) or any(k not in state for k in keys) or ("rng" not in state and "torch_rng" not in state):
         raise ValueError(f"not a trainer checkpoint (a mapping with {', '.join(keys)} and rng)")
-    if isinstance(state["epoch"], bool) or not isinstance(state["epoch"], int) or state["epoch"] < 0 or not isinstance(state["history"], list):
+    if (
+        isinstance(state["epoch"], bool)
+        or not isinstance(state["epoch"], int)
+        or state["epoch"] < 0
+        or not isinstance(state["history"], list)
+    ):
         raise ValueError("its epoch or history is not what the trainer writes")
     own = model.state_dict()
     saved = state["model"]

@@ -177,14 +177,20 @@ def check_size(path: Path, name: str, kwargs: dict[str, Any], described: int, co
         with torch.device("meta"), _registration_guard(2 * described + 8, limit // 8):
             base = create_model(name, **kwargs)
     except _TooLarge as e:
-        raise ModelFileError(f"{path}: header entry 'arch' asks for {name} with {e}, more than a {size:,}-byte file "
-                             f"can hold (allowance {limit:,} bytes: {MAX_EXPANSION}x the file, at least {MIN_ALLOWANCE >> 20} MiB)") from None
+        raise ModelFileError(
+            f"{path}: header entry 'arch' asks for {name} with {e}, more than a {size:,}-byte file "
+            f"can hold (allowance {limit:,} bytes: {MAX_EXPANSION}x the file, at least {MIN_ALLOWANCE >> 20} MiB)"
+        ) from None
     except (TypeError, ValueError, RuntimeError) as e:
-        raise ModelFileError(f"{path}: header entry 'arch': {name} cannot be built from {kwargs}: {str(e).splitlines()[0]}") from None
+        raise ModelFileError(
+            f"{path}: header entry 'arch': {name} cannot be built from {kwargs}: {str(e).splitlines()[0]}"
+        ) from None
     weights = sum(p.numel() for p in base.parameters())
     base_bytes = sum(t.numel() * t.element_size() for t in (*base.parameters(), *base.buffers()))
     need = 2 * base_bytes + (0 if config is None else weights * config.derived_bytes_per_weight())
     if need > limit:
-        raise ModelFileError(f"{path}: rebuilding it needs about {need:,} bytes ({name}, {weights:,} weights"
-                             f"{'' if config is None else f', method {config.method}'}), more than a {size:,}-byte file may "
-                             f"ask for (allowance {limit:,} bytes: {MAX_EXPANSION}x the file, at least {MIN_ALLOWANCE >> 20} MiB)")
+        raise ModelFileError(
+            f"{path}: rebuilding it needs about {need:,} bytes ({name}, {weights:,} weights"
+            f"{'' if config is None else f', method {config.method}'}), more than a {size:,}-byte file may "
+            f"ask for (allowance {limit:,} bytes: {MAX_EXPANSION}x the file, at least {MIN_ALLOWANCE >> 20} MiB)"
+        )

@@ -56,9 +56,15 @@ def speed_figures(timer: Callable[[int], StepTimer], batch_size: int, max_spread
     (1000, 0.001, 10, 0.0)
     """
     steps, single = timed_rounds(timer(batch_size), max_spread, max_steps), timed_rounds(timer(1), max_spread, max_steps)
-    return {"throughput": batch_size / statistics.median(steps), "throughput_spread": spread(steps),
-            "latency_s": statistics.median(single), "latency_spread": spread(single), "steps": len(steps), "batch_size": batch_size,
-            "protocol": protocol(max_spread, max_steps)}
+    return {
+        "throughput": batch_size / statistics.median(steps),
+        "throughput_spread": spread(steps),
+        "latency_s": statistics.median(single),
+        "latency_spread": spread(single),
+        "steps": len(steps),
+        "batch_size": batch_size,
+        "protocol": protocol(max_spread, max_steps),
+    }
 
 
 def onnx_timer(session, shape: Sequence[int], input_name: str = "input") -> Callable[[int], StepTimer]:

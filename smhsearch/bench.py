@@ -55,10 +55,14 @@ def _onnx_session(net, shape, device, workdir: Path):
 
     provider = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}.get(device.type)
     if provider is None or provider not in ort.get_available_providers():
-        raise BenchError("device", f"onnxruntime here runs on {', '.join(ort.get_available_providers())}; it has no provider for {device}")
+        raise BenchError(
+            "device", f"onnxruntime here runs on {', '.join(ort.get_available_providers())}; it has no provider for {device}"
+        )
     (record,) = export_model(net, workdir, tuple(shape), ("onnx",))
     if not record["ok"]:
-        raise RuntimeError(f"the ONNX file differs from the model by {record['max_abs_diff']:.2e} (tolerance {record['tolerance']:.2e})")
+        raise RuntimeError(
+            f"the ONNX file differs from the model by {record['max_abs_diff']:.2e} (tolerance {record['tolerance']:.2e})"
+        )
     return ort.InferenceSession(record["path"], providers=[provider])
 
 
@@ -105,8 +109,11 @@ def bench_run(run: Run, *, device: str = "auto", runtime: str = "torch", batch_s
     old = json.loads(path.read_text()) if path.is_file() else None
     target = {"device": device_name(dev), "runtime": runtime, "batch_size": batch_size}
     if old is not None and {k: old.get(k) for k in target} != target:
-        raise BenchError("name", f"{path} holds figures of {old.get('device')} in {old.get('runtime')} at batch {old.get('batch_size')}, not "
-                         f"{target['device']} in {runtime} at batch {batch_size}; give another --name")
+        raise BenchError(
+            "name",
+            f"{path} holds figures of {old.get('device')} in {old.get('runtime')} at batch {old.get('batch_size')}, not "
+            f"{target['device']} in {runtime} at batch {batch_size}; give another --name",
+        )
     with_model = [t for t in run.complete() if t.model_file is not None]
     if trials is not None:
         missing = sorted(set(trials) - {t.number for t in with_model})

@@ -91,7 +91,9 @@ def resolve_device(request: str | torch.device | None = "auto", *, flag: str = "
             return _cuda()
         index = int(m.group(1))
         if index >= torch.cuda.device_count():
-            raise ValueError(f"{flag}={text!r}: only {torch.cuda.device_count()} GPUs are visible (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+            raise ValueError(
+                f"{flag}={text!r}: only {torch.cuda.device_count()} GPUs are visible (cuda:0..cuda:{torch.cuda.device_count() - 1})"
+            )
         return torch.device("cuda", index)
     if text in ("xla", "xla:0"):
         try:

@@ -34,8 +34,12 @@ DENSE_TEACHER = "dense"
 class DistillConfig:
     """Distil from a teacher. Every field is checked; the message states the rule and the value."""
 
-    teacher: str = field(default=DENSE_TEACHER, metadata={
-        "help": "dense (the uncompressed architecture, trained once with the same settings and shared) or the path of a saved model file"})
+    teacher: str = field(
+        default=DENSE_TEACHER,
+        metadata={
+            "help": "dense (the uncompressed architecture, trained once with the same settings and shared) or the path of a saved model file"
+        },
+    )
     temperature: float = field(default=4.0, metadata={"help": "softmax temperature T of both models' logits"})
     alpha: float = field(default=0.9, metadata={"help": "weight of the soft (KL * T^2) term; 1 - alpha weighs cross-entropy"})
     teacher_epochs: int | None = field(default=None, metadata={
@@ -48,7 +52,11 @@ class DistillConfig:
         if self.teacher != DENSE_TEACHER and not Path(self.teacher).expanduser().is_file():
             raise ConfigError("teacher", "teacher must be 'dense' or the path of a saved model file", self.teacher,
                               got=f"no model file at {self.teacher!r} (smhsearch train --out writes model.safetensors)")
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or not 0 < self.temperature < math.inf:
+        if (
+            isinstance(self.temperature, bool)
+            or not isinstance(self.temperature, (int, float))
+            or not 0 < self.temperature < math.inf
+        ):
             raise ConfigError("temperature", "0 < temperature < inf must hold", self.temperature)
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
             raise ConfigError("alpha", "0 <= alpha <= 1 must hold", self.alpha)

@@ -84,11 +84,17 @@ def _read_header(path: str | os.PathLike, formats: tuple[str, ...], what: str) -
             meta = f.metadata() or {}
             meta["__tensors__"] = str(len(f.keys()))  # what the file can account for (modelfile.check_size)
     except Exception as e:  # safetensors raises its own error types for a bad header (truncated, too large, not JSON)
-        raise ModelFileError(f"{path} is not a safetensors file: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise ModelFileError(
+            f"{path} is not a safetensors file: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
     if meta.get("format") not in formats:
-        raise ModelFileError(f"{path} is not an smhsearch {what} (format={meta.get('format')!r}, expected {' or '.join(map(repr, formats))})")
+        raise ModelFileError(
+            f"{path} is not an smhsearch {what} (format={meta.get('format')!r}, expected {' or '.join(map(repr, formats))})"
+        )
     if meta.get("format_version") != COMPACT_VERSION:
-        raise ModelFileError(f"{path}: format version {meta.get('format_version')!r} is not supported (this smhsearch reads {COMPACT_VERSION!r})")
+        raise ModelFileError(
+            f"{path}: format version {meta.get('format_version')!r} is not supported (this smhsearch reads {COMPACT_VERSION!r})"
+        )
     return meta
 
 
@@ -209,8 +215,12 @@ def load_compact(path: str | os.PathLike, model: nn.Module | None = None, device
         raise ModelFileError(f"{path}: header entry 'method': {str(e).splitlines()[0]}") from None
     layout = compressed.layout()
     if layout != meta["layout"]:
-        first = next((f"{a} != {b}" for a, b in zip(layout, meta["layout"]) if a != b), f"{len(layout)} != {len(meta['layout'])} entries")
-        raise ModelFileError(f"{path} does not fit the rebuilt model (was `model` the same architecture?): hashed layout differs, {first}")
+        first = next(
+            (f"{a} != {b}" for a, b in zip(layout, meta["layout"]) if a != b), f"{len(layout)} != {len(meta['layout'])} entries"
+        )
+        raise ModelFileError(
+            f"{path} does not fit the rebuilt model (was `model` the same architecture?): hashed layout differs, {first}"
+        )
     try:
         tensors = _entropy.decode(load_file(str(path)), meta["entropy"], limit=2 * compressed.virtual_count() + 2**20)
         tensors, frozen = _precision.decode_state({k: v.to(device) for k, v in tensors.items()}, meta["precision"])
@@ -331,8 +341,15 @@ def float_onnx(model: nn.Module, input_shape: tuple[int, ...], path: str | os.Pa
     return _write_onnx(_Exportable(materialize(model).cpu().eval()).eval(), torch.zeros((2, *input_shape)), Path(path))
 
 
-def export_model(model: nn.Module, out_dir: str | os.PathLike, input_shape: tuple[int, ...], formats: tuple[str, ...] = ("safetensors", "onnx"),
-                 batch: int = 4, seed: int = 0, calibration=None) -> list[dict[str, Any]]:
+def export_model(
+    model: nn.Module,
+    out_dir: str | os.PathLike,
+    input_shape: tuple[int, ...],
+    formats: tuple[str, ...] = ("safetensors", "onnx"),
+    batch: int = 4,
+    seed: int = 0,
+    calibration=None,
+) -> list[dict[str, Any]]:
     """Write ``model`` in each of ``formats`` under ``out_dir``, reload each and compare its outputs with ``model``'s.
 
     Returns one record per file: format, path, bytes, the largest absolute difference
@@ -398,8 +415,17 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, input_shape: tupl
             with tempfile.TemporaryDirectory() as d:
                 int8.quantize_onnx(_write_onnx(dense, x, Path(d) / "float.onnx"), path, calibration)
             got, want = torch.from_numpy(int8.outputs(path, real.numpy())).float(), _outputs(model, real)
-            records.append({"format": fmt, "path": str(path), "bytes": path.stat().st_size, "max_abs_diff": float((got - want).abs().max()),
-                            "tolerance": None, "ok": True, "calibration_images": len(calibration)})
+            records.append(
+                {
+                    "format": fmt,
+                    "path": str(path),
+                    "bytes": path.stat().st_size,
+                    "max_abs_diff": float((got - want).abs().max()),
+                    "tolerance": None,
+                    "ok": True,
+                    "calibration_images": len(calibration),
+                }
+            )
             continue
         else:  # onnx, checked with onnxruntime
             from . import int8

@@ -135,7 +135,9 @@ def throughput(
     return Throughput(batch_size / med, med, times, lat, be.name())
 
 
-def _train_step(m: nn.Module, x: torch.Tensor, be: Backend, amp: torch.dtype | None, num_classes: int | None) -> Callable[[], None]:
+def _train_step(
+    m: nn.Module, x: torch.Tensor, be: Backend, amp: torch.dtype | None, num_classes: int | None
+) -> Callable[[], None]:
     m.train()
     with torch.no_grad(), be.autocast(amp):
         classes = num_classes or m(x[:2]).shape[-1]

@@ -230,9 +230,21 @@ def load_baselines() -> list[PublishedPoint]:
             continue
         with entry.open(newline="") as f:
             for row in csv.DictReader(f):
-                out.append(PublishedPoint(row["dataset"], row["arch"], row["family"], row["series"], float(row["params"]), float(row["accuracy"]),
-                                          row["source"], row["where"], row.get("note", ""), entry.name,
-                                          float(row["bytes"]) if row.get("bytes") else None))
+                out.append(
+                    PublishedPoint(
+                        row["dataset"],
+                        row["arch"],
+                        row["family"],
+                        row["series"],
+                        float(row["params"]),
+                        float(row["accuracy"]),
+                        row["source"],
+                        row["where"],
+                        row.get("note", ""),
+                        entry.name,
+                        float(row["bytes"]) if row.get("bytes") else None,
+                    )
+                )
     return out
 
 

@@ -42,6 +42,8 @@ def load_plugins(names: Iterable[str] = ()) -> list[str]:
         try:
             ep.load()
         except Exception as e:
-            raise PluginError(f"cannot load entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINTS}: {type(e).__name__}: {e}") from e
+            raise PluginError(
+                f"cannot load entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINTS}: {type(e).__name__}: {e}"
+            ) from e
         done.append(ep.value)
     return done

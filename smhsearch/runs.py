@@ -29,7 +29,14 @@ from ._storage import REPORTED, StorageError, open_storage, reader_url, redact
 if TYPE_CHECKING:
     from .space import Space
 
-AXES = ("arch", "method", "budget", "scope", "scale", "distill")  # a trial config's own keys; the rest (bits and quant too) are options
+AXES = (
+    "arch",
+    "method",
+    "budget",
+    "scope",
+    "scale",
+    "distill",
+)  # a trial config's own keys; the rest (bits and quant too) are options
 SPEED_KEYS = ("throughput", "latency_s", "throughput_spread")
 
 
@@ -143,7 +150,9 @@ class Run:
         trial the target did not time has none (so no throughput constraint or axis can count it)."""
         benches = self.benches()
         if name not in benches:
-            raise RunError(f"{self.path}: no bench target {name!r}; targets: {', '.join(benches) or 'none (run smhsearch bench first)'}")
+            raise RunError(
+                f"{self.path}: no bench target {name!r}; targets: {', '.join(benches) or 'none (run smhsearch bench first)'}"
+            )
         try:
             record = json.loads(benches[name].read_text())
             figures, source = record["trials"], (f"{record['device']} ({record['runtime']}, batch {record['batch_size']}) on "
@@ -202,7 +211,9 @@ def load_run(path: str | Path) -> Run:
     except StorageError as e:  # no driver, no server, a refused login: the message names the storage already
         raise RunError(f"{path}: cannot read the study: {e}") from None
     except Exception as e:  # a corrupt study.db, an unreachable server: one line, never a traceback
-        raise RunError(f"{path}: cannot read the study in {redact(url)}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise RunError(
+            f"{path}: cannot read the study in {redact(url)}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        ) from None
     records = []
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get("rejected"):  # a sample that named no runnable candidate: never a trial of the run

@@ -89,10 +89,25 @@ def measure_speed(model: nn.Module, input_shape: Sequence[int], device: torch.de
     net = deployed(model)
 
     def timer(batch: int) -> StepTimer:
-        return lambda warmup, repeats: throughput(net, input_shape, batch_size=batch, device=device, warmup=warmup, repeats=repeats,
-                                                  amp_dtype=amp, channels_last=channels_last, latency=False).steps_s
+        return lambda warmup, repeats: (
+            throughput(
+                net,
+                input_shape,
+                batch_size=batch,
+                device=device,
+                warmup=warmup,
+                repeats=repeats,
+                amp_dtype=amp,
+                channels_last=channels_last,
+                latency=False,
+            ).steps_s
+        )
 
-    return {**speed_figures(timer, batch_size, max_spread, max_steps), "device": device_name(device), "dtype": str(amp or torch.float32)}
+    return {
+        **speed_figures(timer, batch_size, max_spread, max_steps),
+        "device": device_name(device),
+        "dtype": str(amp or torch.float32),
+    }
 
 
 class SpeedPhase:
@@ -126,7 +141,9 @@ class SpeedPhase:
 
         t0 = time.perf_counter()
         with self.gate:
-            others = [FileLock(str(p)) for p in sorted(self.locks.glob("train-*.lock")) if p.name != Path(self.own.lock_file).name]
+            others = [
+                FileLock(str(p)) for p in sorted(self.locks.glob("train-*.lock")) if p.name != Path(self.own.lock_file).name
+            ]
             with contextlib.ExitStack() as stack:
                 for lock in others:
                     stack.enter_context(lock)
@@ -143,8 +160,13 @@ class SpeedPhase:
         with self.alone() as waited:
             if path.is_file():  # measured by another trial while this one waited
                 return {**json.loads(path.read_text()), "cached": True}
-            result = {**measure_speed(net, input_shape, self.device, batch_size, max_steps=self.max_steps), "architecture": signature(net),
-                      "input_shape": list(input_shape), "measured_by_trial": self.trial, "waited_s": round(waited, 2)}
+            result = {
+                **measure_speed(net, input_shape, self.device, batch_size, max_steps=self.max_steps),
+                "architecture": signature(net),
+                "input_shape": list(input_shape),
+                "measured_by_trial": self.trial,
+                "waited_s": round(waited, 2),
+            }
             write_record(path, result)
         log.info("trial %d: measured %.1f samples/s (spread %.1f%%) after waiting %.1fs for the device", self.trial,
                  result["throughput"], 100 * result["throughput_spread"], waited)

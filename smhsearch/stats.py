@@ -92,7 +92,9 @@ def compare(a: np.ndarray, b: np.ndarray, rounds: int = BOOTSTRAP_ROUNDS, seed: 
     """
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
-        raise ValueError(f"per-example results must be two 1-D arrays over the same examples, but got shapes {a.shape} and {b.shape}")
+        raise ValueError(
+            f"per-example results must be two 1-D arrays over the same examples, but got shapes {a.shape} and {b.shape}"
+        )
     only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
     n = a.size
     # The paired bootstrap resamples examples, so only the disagreements move the difference:

@@ -91,21 +91,33 @@ class TrainConfig:
     schedule: Schedule = field(default="cosine", metadata={"help": "learning-rate schedule"})
     warmup_epochs: float = field(default=0.0, metadata={"help": "linear warm-up, in epochs"})
     label_smoothing: float = field(default=0.0, metadata={"help": "cross-entropy label smoothing"})
-    variable_lr_mult: float = field(default=1.0, metadata={"help": "multiplies the rates each method derives for its shared variables (1 is fair)"})
+    variable_lr_mult: float = field(
+        default=1.0, metadata={"help": "multiplies the rates each method derives for its shared variables (1 is fair)"}
+    )
     grad_clip: float | None = field(default=None, metadata={"help": "clip the total gradient norm to this"})
-    amp: Literal["auto", "bf16", "off"] = field(default="auto", metadata={"help": "auto: bf16 where the device runs it natively (CUDA from Ampere on)"})
+    amp: Literal["auto", "bf16", "off"] = field(
+        default="auto", metadata={"help": "auto: bf16 where the device runs it natively (CUDA from Ampere on)"}
+    )
     channels_last: bool | None = field(default=None, metadata={"help": "channels_last memory format (default: on CUDA)"})
     compile: Literal["auto", "on", "off"] = field(default="auto", metadata={
         "help": "torch.compile of the model; auto: on CUDA only, where its self-check passes"})
-    deterministic: bool = field(default=True, metadata={"help": "deterministic kernels; off lets cuDNN autotune (faster, not bit-reproducible)"})
+    deterministic: bool = field(
+        default=True, metadata={"help": "deterministic kernels; off lets cuDNN autotune (faster, not bit-reproducible)"}
+    )
     check_every: int = field(default=50, metadata={"help": "steps between the host's checks that the loss is finite"})
     eval_batch_size: int = field(default=1024, metadata={"help": "batch size of evaluation"})
     seed: int = field(default=0, metadata={"help": "seed of shuffling, augmentation and initialisation"})
-    distill: DistillConfig | None = field(default=None, metadata={
-        "help": "distil from a teacher (smhsearch.distill): {teacher: dense | PATH, temperature: 4, alpha: 0.9}; None: plain cross-entropy"})
+    distill: DistillConfig | None = field(
+        default=None,
+        metadata={
+            "help": "distil from a teacher (smhsearch.distill): {teacher: dense | PATH, temperature: 4, alpha: 0.9}; None: plain cross-entropy"
+        },
+    )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "distill", DistillConfig.coerce(self.distill))  # a mapping (a record, a space) becomes the config
+        object.__setattr__(
+            self, "distill", DistillConfig.coerce(self.distill)
+        )  # a mapping (a record, a space) becomes the config
 
         def need(ok: bool, rule: str, **values: Any) -> None:  # the first value is the field the rule is about
             if not ok:
@@ -115,11 +127,20 @@ class TrainConfig:
         need(isinstance(self.epochs, int) and self.epochs >= 1, "epochs >= 1", epochs=self.epochs)
         need(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size >= 1", batch_size=self.batch_size)
         need(self.optimizer in ("sgd", "adamw"), "optimizer in ('sgd', 'adamw')", optimizer=self.optimizer)
-        need(self.schedule in ("cosine", "onecycle", "constant"), "schedule in ('cosine', 'onecycle', 'constant')", schedule=self.schedule)
+        need(
+            self.schedule in ("cosine", "onecycle", "constant"),
+            "schedule in ('cosine', 'onecycle', 'constant')",
+            schedule=self.schedule,
+        )
         need(self.lr > 0, "lr > 0", lr=self.lr)
         need(0 <= self.momentum < 1, "0 <= momentum < 1", momentum=self.momentum)
         need(self.weight_decay >= 0, "weight_decay >= 0", weight_decay=self.weight_decay)
-        need(0 <= self.warmup_epochs < self.epochs, "0 <= warmup_epochs < epochs", warmup_epochs=self.warmup_epochs, epochs=self.epochs)
+        need(
+            0 <= self.warmup_epochs < self.epochs,
+            "0 <= warmup_epochs < epochs",
+            warmup_epochs=self.warmup_epochs,
+            epochs=self.epochs,
+        )
         need(0 <= self.label_smoothing < 1, "0 <= label_smoothing < 1", label_smoothing=self.label_smoothing)
         need(self.variable_lr_mult > 0, "variable_lr_mult > 0", variable_lr_mult=self.variable_lr_mult)
         need(self.grad_clip is None or self.grad_clip > 0, "grad_clip is None or > 0", grad_clip=self.grad_clip)
@@ -239,9 +260,11 @@ class _DivergenceWatch:
         if bool(bad.any()):  # the one host sync of the window
             j = int(bad.nonzero()[0])
             epoch, step, lr = self.where[j]
-            raise TrainingDiverged(f"loss became {float(self.losses[len(self.losses) - n + j])} at epoch {epoch + 1}, step {step + 1} (lr={lr:.3g}; "
-                                   f"found checking steps {self.where[0][1] + 1}-{self.where[-1][1] + 1}); "
-                                   "lower the learning rate or add warm-up")
+            raise TrainingDiverged(
+                f"loss became {float(self.losses[len(self.losses) - n + j])} at epoch {epoch + 1}, step {step + 1} (lr={lr:.3g}; "
+                f"found checking steps {self.where[0][1] + 1}-{self.where[-1][1] + 1}); "
+                "lower the learning rate or add warm-up"
+            )
         self.where.clear()
 
 
@@ -307,7 +330,9 @@ def train(
             teacher.to(device).eval()
             _set_memory_format(teacher, torch.channels_last if channels_last else torch.contiguous_format)
         try:
-            return _train(model, data, cfg, be, amp, channels_last, callback, Path(checkpoint) if checkpoint else None, progress, teacher)
+            return _train(
+                model, data, cfg, be, amp, channels_last, callback, Path(checkpoint) if checkpoint else None, progress, teacher
+            )
         finally:
             _set_memory_format(model, torch.contiguous_format)
             if teacher is not None:
@@ -348,7 +373,9 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
         model.train()
         loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), dtype=torch.int64, device=device), 0
         watch = _DivergenceWatch(device, cfg.check_every)
-        batches = data.train.batches(cfg.batch_size, shuffle=True, augment=True, generator=gen, device=device, drop_last=drop_last)
+        batches = data.train.batches(
+            cfg.batch_size, shuffle=True, augment=True, generator=gen, device=device, drop_last=drop_last
+        )
         if show_bar:
             from tqdm.auto import tqdm
 
@@ -405,8 +432,14 @@ def _train(model: nn.Module, data: DatasetSplits, cfg: TrainConfig, be: Backend,
                 break
     quantize(compressed)  # stopped early: the test accuracy is the stored model's too
     test_acc, test_loss = evaluate(model, data.test, cfg.eval_batch_size, amp, channels_last)
-    settings = {"device_name": be.name(), "amp": str(amp).removeprefix("torch.") if amp else "off", "channels_last": channels_last,
-             "compile": compile_note, "deterministic": cfg.deterministic, "peak_memory_bytes": be.peak_memory()}
+    settings = {
+        "device_name": be.name(),
+        "amp": str(amp).removeprefix("torch.") if amp else "off",
+        "channels_last": channels_last,
+        "compile": compile_note,
+        "deterministic": cfg.deterministic,
+        "peak_memory_bytes": be.peak_memory(),
+    }
     if teacher is not None and x_last is not None:  # the teacher's cost per step, timed apart from the loop (no per-step sync)
         settings["teacher_forward_s"] = teacher_forward_seconds(teacher, x_last, be, amp)
         settings["teacher_forward_total_s"] = settings["teacher_forward_s"] * steps_per_epoch * (len(history) - start_epoch)

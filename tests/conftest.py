@@ -29,7 +29,9 @@ def smhsearch_cli(*args: str, timeout: int = 600, **kw):
     import sys
 
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "smhsearch.cli", *args], capture_output=True, text=True, timeout=timeout, env=env, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "smhsearch.cli", *args], capture_output=True, text=True, timeout=timeout, env=env, **kw
+    )
 
 
 def cli_in_process(*args, cwd: Path | None = None, env: dict[str, str] | None = None):
@@ -119,7 +121,9 @@ def pytest_collection_modifyitems(config, items):
     import importlib.util
 
     if importlib.util.find_spec("torch_xla") is None:  # `make test-xla` runs them in .venv-xla, which has it
-        skip_xla = pytest.mark.skip(reason="needs PyTorch/XLA (torch_xla is not importable here; `make test-xla` builds .venv-xla)")
+        skip_xla = pytest.mark.skip(
+            reason="needs PyTorch/XLA (torch_xla is not importable here; `make test-xla` builds .venv-xla)"
+        )
         for item in items:
             if "xla" in item.keywords:
                 item.add_marker(skip_xla)

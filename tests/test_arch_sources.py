@@ -21,13 +21,18 @@ from smhsearch.space import SpaceError, load_space
 timm = pytest.importorskip("timm", reason="timm is the optional extra smhsearch[timm] (installed by the dev extra)")
 
 PLUGINS = Path(__file__).resolve().parent / "plugins"
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS), str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
-       "RAY_USAGE_STATS_ENABLED": "0"}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(PLUGINS), str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
 USER = "user_models:tiny_cnn(channels=8)"
 
 
 def cli(*args: str, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smhsearch", *args], capture_output=True, text=True, timeout=timeout, env=ENV, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "smhsearch", *args], capture_output=True, text=True, timeout=timeout, env=ENV, **kw
+    )
 
 
 def python(code: str, **kw) -> subprocess.CompletedProcess:
@@ -93,21 +98,27 @@ def test_user_factory_from_a_space_mapping_is_built_with_the_datasets_shape(tmp_
     assert narrow.stored_count() <= 0.5 * sum(p.numel() for p in base.parameters())
 
 
-@pytest.mark.parametrize("arch, message", [
-    ('[{import: "no_such_module:f"}]', "cannot import no_such_module"),
-    ('[{import: "user_models:NOT_A_FACTORY"}]', "is a int, not a callable"),
-    ('[{import: "user_models:missing"}]', "has no attribute 'missing'"),
-    ('[{import: "user_models:returns_a_dict"}]', "returned a dict, not an nn.Module"),
-    ('[{import: "user_models:tiny_cnn", kwargs: {chanels: 8}}]', "kwargs do not fit user_models:tiny_cnn"),
-    ('[{import: "user_models:tiny_cnn", kwargs: {num_classes: 3}}]', "num_classes is set from the dataset"),
-    ('[{import: "user_models:three_classes"}]', "gives (2, 3) for a batch of 2 fashion-mnist-small images, not (2, 10)"),
-    ('[{import: "user_models:tiny_cnn", kwrgs: {channels: 8}}]', "has keys import (required) and kwargs"),
-    ('[{import: "user_models"}]', "is not 'package.module:factory'"),
-    ("['timm/test_vit(pretrained=True)']", "downloads nothing"),
-    ("[timm/test_efficientnt]", "nearest: timm/test_efficientnet"),
-    ("[timm/test_vit]", "cannot take fashion-mnist-small's 1x28x28 images: Input height (28) should be divisible by patch size (16)"),
-    ('[{import: "user_models:tiny_cnn", kwargs: {channels: 8, width: 0.5}}]', None),
-])
+@pytest.mark.parametrize(
+    "arch, message",
+    [
+        ('[{import: "no_such_module:f"}]', "cannot import no_such_module"),
+        ('[{import: "user_models:NOT_A_FACTORY"}]', "is a int, not a callable"),
+        ('[{import: "user_models:missing"}]', "has no attribute 'missing'"),
+        ('[{import: "user_models:returns_a_dict"}]', "returned a dict, not an nn.Module"),
+        ('[{import: "user_models:tiny_cnn", kwargs: {chanels: 8}}]', "kwargs do not fit user_models:tiny_cnn"),
+        ('[{import: "user_models:tiny_cnn", kwargs: {num_classes: 3}}]', "num_classes is set from the dataset"),
+        ('[{import: "user_models:three_classes"}]', "gives (2, 3) for a batch of 2 fashion-mnist-small images, not (2, 10)"),
+        ('[{import: "user_models:tiny_cnn", kwrgs: {channels: 8}}]', "has keys import (required) and kwargs"),
+        ('[{import: "user_models"}]', "is not 'package.module:factory'"),
+        ("['timm/test_vit(pretrained=True)']", "downloads nothing"),
+        ("[timm/test_efficientnt]", "nearest: timm/test_efficientnet"),
+        (
+            "[timm/test_vit]",
+            "cannot take fashion-mnist-small's 1x28x28 images: Input height (28) should be divisible by patch size (16)",
+        ),
+        ('[{import: "user_models:tiny_cnn", kwargs: {channels: 8, width: 0.5}}]', None),
+    ],
+)
 def test_a_bad_architecture_names_the_key(tmp_path, on_path, arch, message):
     if message is None:  # the same file with a good architecture is accepted: the refusals above are the arch's
         assert load_space(space_file(tmp_path, arch)).space.arch
@@ -132,17 +143,24 @@ def test_compress_and_check_a_user_module_then_loading_it_imports_only_what_is_n
     r = cli("check", str(space_file(tmp_path, f'["{USER}"]')), "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = {row["candidate"]: row for row in json.loads(r.stdout)["prescreen"]}
-    assert rows[f"{USER} dense"]["stored_params"] == 8 * 9 + 2 * 8 + (16 * 8 * 9 + 16) + (16 * 10 + 10)  # 1 input channel, 10 classes
+    assert rows[f"{USER} dense"]["stored_params"] == 8 * 9 + 2 * 8 + (16 * 8 * 9 + 16) + (
+        16 * 10 + 10
+    )  # 1 input channel, 10 classes
     assert rows[f"{USER} smh@25% (all/fixed)"]["stored_params"] <= 0.25 * rows[f"{USER} dense"]["stored_params"]
 
     path = tmp_path / "m.safetensors"
     r = cli("compress", USER, "--budget", "25%", "--in-channels", "1", "--input-size", "28", "--out", str(path), "--json")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert read_compact_metadata(path)["arch"] == {"name": USER, "kwargs": {"num_classes": 10, "in_channels": 1}}  # how to rebuild it
-    refused = python(f"import sys\nfrom smhsearch import load_compact\n"  # a fresh process, where user_models was never imported
-                     f"for allow in ([], ['user'], ['other_pkg']):\n    try:\n        load_compact({str(path)!r}, allow_import=allow)\n"
-                     "    except PermissionError as e:\n        print(e)\n"
-                     "assert 'user_models' not in sys.modules, 'imported before refusing'\n")
+    assert read_compact_metadata(path)["arch"] == {
+        "name": USER,
+        "kwargs": {"num_classes": 10, "in_channels": 1},
+    }  # how to rebuild it
+    refused = python(
+        f"import sys\nfrom smhsearch import load_compact\n"  # a fresh process, where user_models was never imported
+        f"for allow in ([], ['user'], ['other_pkg']):\n    try:\n        load_compact({str(path)!r}, allow_import=allow)\n"
+        "    except PermissionError as e:\n        print(e)\n"
+        "assert 'user_models' not in sys.modules, 'imported before refusing'\n"
+    )
     assert refused.returncode == 0, refused.stderr[-2000:]
     lines = refused.stdout.strip().splitlines()  # all three refused ('user' is a prefix of the name, not its package)
     assert len(lines) == 3 and all("importing user_models" in x and "allow_import=['user_models']" in x for x in lines), lines

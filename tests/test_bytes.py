@@ -99,8 +99,10 @@ def test_a_crafted_entropy_header_is_refused_before_it_takes_memory(tmp_path):
     with safe_open(str(path), framework="pt") as f:
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     header = json.loads(meta["entropy"])
-    for bad, message in (({**header, "parts": [[n, k, s, d * 10 ** 6] for n, k, s, d in header["parts"]]}, "more than this model"),
-                         ({**header, "codec": "zip"}, "entropy codec 'zip' is not supported")):
+    for bad, message in (
+        ({**header, "parts": [[n, k, s, d * 10**6] for n, k, s, d in header["parts"]]}, "more than this model"),
+        ({**header, "codec": "zip"}, "entropy codec 'zip' is not supported"),
+    ):
         save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={**meta, "entropy": json.dumps(bad)})
         with pytest.raises(ModelFileError, match=message):
             load_compact(tmp_path / "bad.safetensors")

@@ -33,16 +33,23 @@ def test_compress_reports_and_saves(tmp_path):
     [
         (["compress", "resnet33", "--budget", "10K"], "ARCH: unknown architecture 'resnet33'; nearest: "),
         (["compress", "resnet32", "--budget", "1K"], "--budget: SMH: budget is too small: the unhashed parameters"),
-        (["compress", "resnet32", "--budget", "10%", "--scope", "dense"], "--scope: scope must be one of all, conv, linear, "
-                                                                          "but got 'dense'"),
+        (
+            ["compress", "resnet32", "--budget", "10%", "--scope", "dense"],
+            "--scope: scope must be one of all, conv, linear, but got 'dense'",
+        ),
         (["compress", "resnet32", "--budget", "lots"], "--budget: budget must be"),
         (["compress", "resnet32", "--budget", "10K", "--method", "smj"], "--method: unknown method 'smj'; nearest: smh"),
         (["models", "--family", "bert"], "--family: unknown family 'bert'; allowed: "),
         (["compress", "resnet20", "--method", "prune"], "--budget: method 'prune' needs a budget"),
         (["compress", "resnet20", "--method", "width", "--alpha", "2"], "--alpha: alpha must lie in (0, 1], but got 2.0"),
-        (["compress", "resnet20", "--method", "hashednets", "--budget", "10%", "--hashes", "0"], "--hashes: hashes must be an int >= 1"),
-        (["compress", "resnet20", "--method", "width", "--budget", "10%", "--alpha", "0.5"],
-         "--budget: give exactly one of budget and alpha, but got (budget='10%', alpha=0.5)"),
+        (
+            ["compress", "resnet20", "--method", "hashednets", "--budget", "10%", "--hashes", "0"],
+            "--hashes: hashes must be an int >= 1",
+        ),
+        (
+            ["compress", "resnet20", "--method", "width", "--budget", "10%", "--alpha", "0.5"],
+            "--budget: give exactly one of budget and alpha, but got (budget='10%', alpha=0.5)",
+        ),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
@@ -63,10 +70,18 @@ def test_listings():
 @pytest.mark.parametrize(
     "args,key,check",
     [
-        (["--method", "hashednets", "--budget", "46K", "--hashes", "2"], "hashednets_hashes", lambda f, v: v == 2 and f["stored_parameters"] <= 46_000),
+        (
+            ["--method", "hashednets", "--budget", "46K", "--hashes", "2"],
+            "hashednets_hashes",
+            lambda f, v: v == 2 and f["stored_parameters"] <= 46_000,
+        ),
         (["--method", "width", "--alpha", "0.5", "--resolution"], "width_resolution", lambda f, v: v > 32),
         (["--method", "prune", "--budget", "10%"], "prune_nonzeros", lambda f, v: f["stored_parameters"] == int(0.1 * 269_722)),
-        (["--method", "lowrank", "--budget", "25%"], "lowrank_c", lambda f, v: v > 0 and f["stored_parameters"] <= int(0.25 * 269_722)),
+        (
+            ["--method", "lowrank", "--budget", "25%"],
+            "lowrank_c",
+            lambda f, v: v > 0 and f["stored_parameters"] <= int(0.25 * 269_722),
+        ),
     ],
 )
 def test_compress_every_method(args, key, check):
@@ -82,7 +97,11 @@ def test_train_writes_result_and_compact_file(tmp_path):
     assert r.returncode == 0, r.stderr
     facts = json.loads((tmp_path / "t" / "result.json").read_text())
     metrics = facts["metrics"]
-    assert facts["status"] == "complete" and metrics["test_acc"] > 0.6 and metrics["stored_params"] <= int(0.3 * metrics["base_params"])
+    assert (
+        facts["status"] == "complete"
+        and metrics["test_acc"] > 0.6
+        and metrics["stored_params"] <= int(0.3 * metrics["base_params"])
+    )
     assert facts["spec"]["dataset"] == "fashion-mnist-small" and len(facts["history"]) == 1
     assert {"smhsearch", "torch", "python"} <= set(facts["versions"]) and facts["spec"]["method"]["method"] == "smh"
     assert facts["spec"]["train"]["variable_lr_mult"] == 1 and facts["spec"]["train"]["lr"] == 0.05

@@ -103,7 +103,9 @@ def test_every_dataset_loads_or_says_how(name, tmp_path):
 
 
 def test_registry_and_unknown_name():
-    assert {"fashion-mnist-small", "fashion-mnist", "mnist", "cifar10", "cifar100", "imagenet", "synthetic"} <= set(list_datasets())
+    assert {"fashion-mnist-small", "fashion-mnist", "mnist", "cifar10", "cifar100", "imagenet", "synthetic"} <= set(
+        list_datasets()
+    )
     with pytest.raises(ValueError, match="unknown dataset 'cifar-10'; nearest: cifar10"):
         load_dataset("cifar-10")
 

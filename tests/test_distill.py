@@ -101,7 +101,9 @@ def test_the_trainer_needs_a_teacher_exactly_when_distilling():
     with pytest.raises(ValueError, match="teacher model is needed exactly when cfg.distill is set"):
         train(net, data, TrainConfig(epochs=1, distill=DistillConfig()), progress=False)
     with pytest.raises(ValueError, match="teacher model is needed exactly when cfg.distill is set"):
-        train(net, data, TrainConfig(epochs=1), progress=False, teacher=create_model("mlp", image_size=8, in_channels=1, hidden=[8]))
+        train(
+            net, data, TrainConfig(epochs=1), progress=False, teacher=create_model("mlp", image_size=8, in_channels=1, hidden=[8])
+        )
 
 
 def test_distillation_changes_training_and_alpha_zero_does_not():
@@ -123,7 +125,9 @@ def test_a_teacher_file_is_read_and_checked_against_the_data(tmp_path):
     dense = run_job(spec(distill=None, epochs=1), record_path=tmp_path / "t" / "result.json")
     job = run_job(spec(HashedNets(budget=0.5), distill=DistillConfig(teacher=str(dense.model_file))))
     assert job.record["teacher"] == {"source": str(dense.model_file.resolve()), "trained_here": False, "train_seconds": 0.0}
-    wrong = save_trained(create_model("mlp", image_size=8, in_channels=1, hidden=[8], num_classes=3), tmp_path / "three.safetensors")
+    wrong = save_trained(
+        create_model("mlp", image_size=8, in_channels=1, hidden=[8], num_classes=3), tmp_path / "three.safetensors"
+    )
     with pytest.raises(ValueError, match=r"distill.teacher must give one output per class of synthetic \(10\), but got .*, "
                                          r"which gives 3 outputs"):
         run_job(spec(SMH(budget=0.5), distill=DistillConfig(teacher=str(wrong))), record_path=tmp_path / "never" / "r.json")
@@ -164,7 +168,9 @@ def child(method: str, record: Path, teachers: Path, epochs: int = 2, kill_after
 def teacher_folder(teachers: Path, epochs: int = 2) -> Path:
     from smhsearch.data import load_dataset
 
-    return teachers / teacher_key({**teacher_spec(spec(epochs=epochs)).to_dict(), "data": load_dataset("synthetic", **DATA).describe()})
+    return teachers / teacher_key(
+        {**teacher_spec(spec(epochs=epochs)).to_dict(), "data": load_dataset("synthetic", **DATA).describe()}
+    )
 
 
 def test_two_concurrent_jobs_share_one_teacher(tmp_path):
@@ -179,7 +185,9 @@ def test_two_concurrent_jobs_share_one_teacher(tmp_path):
     assert len({r["teacher"]["key"] for r in records}) == 1
     assert [p.name for p in teachers.iterdir()] == [teacher_folder(teachers).name]
     teacher = json.loads((teacher_folder(teachers) / "teacher.json").read_text())
-    assert teacher["status"] == "complete" and len(teacher["sessions"]) == 1 and [h["epoch"] for h in teacher["history"]] == [1, 2]
+    assert (
+        teacher["status"] == "complete" and len(teacher["sessions"]) == 1 and [h["epoch"] for h in teacher["history"]] == [1, 2]
+    )
     assert not (teacher_folder(teachers) / "checkpoint.pt").exists()
     # both record what the teacher cost: the same training seconds, each its own forward per step
     assert records[0]["metrics"]["teacher_train_seconds"] == records[1]["metrics"]["teacher_train_seconds"] > 0
@@ -213,7 +221,9 @@ def test_a_teacher_killed_while_training_resumes_and_is_never_trained_again(tmp_
     assert [h["epoch"] for h in done["history"]] == [1, 2, 3, 4]  # every epoch trained once
     assert not (folder / "checkpoint.pt").exists()
     # the resumed teacher is the uninterrupted one, bit for bit
-    fresh = run_job(spec(HashedNets(budget=0.5), epochs=epochs), record_path=tmp_path / "f" / "trial.json", teachers=tmp_path / "fresh")
+    fresh = run_job(
+        spec(HashedNets(budget=0.5), epochs=epochs), record_path=tmp_path / "f" / "trial.json", teachers=tmp_path / "fresh"
+    )
     from safetensors.torch import load_file
 
     a, b = load_file(folder / "model.safetensors"), load_file(fresh.record["teacher"]["folder"] + "/model.safetensors")
@@ -275,23 +285,39 @@ def test_a_relative_teacher_path_is_taken_from_the_current_directory(tmp_path, m
     monkeypatch.chdir(tmp_path)
     space = load_space(space_file(tmp_path, train=", distill: {teacher: t/model.safetensors}"))
     assert space.train.distill.teacher == str(dense.model_file.resolve())
-    assert json.loads(space.as_written())["train"]["distill"] == {"teacher": str(dense.model_file.resolve())}  # what every trial reads
+    assert json.loads(space.as_written())["train"]["distill"] == {
+        "teacher": str(dense.model_file.resolve())
+    }  # what every trial reads
 
 
-@pytest.mark.parametrize("train, space, message", [
-    (", distill: {alpha: 2}", "", "train.distill.alpha: 0 <= alpha <= 1 must hold, but got (alpha=2.0)"),
-    (", distill: {temperature: 0}", "", "train.distill.temperature: 0 < temperature < inf must hold"),
-    (", distill: {teacher: nowhere/model.safetensors}", "",
-     "train.distill.teacher: teacher must be 'dense' or the path of a saved model file, but got no model file at "
-     "'nowhere/model.safetensors'"),
-    (", distill: {beta: 1}", "", "train.distill.beta: unknown key; allowed keys under train.distill: teacher, temperature, alpha"),
-    (", distill: {alpha: 0.5}", ", distill: [false]", "train.distill: train.distill needs a trial that distills: add true "
-                                                      "to space.distill or remove train.distill, "
-                                "but got space.distill [False], so no trial of this space distills"),
-    ("", ", distill: [true, true]", "space.distill: space.distill's values must not repeat, but got [True, True]"),
-    ("", ", distill: [maybe]", "space.distill.0: Input should be a valid boolean"),
-    ("", ", distill: []", "space.distill: List should have at least 1 item"),
-])
+@pytest.mark.parametrize(
+    "train, space, message",
+    [
+        (", distill: {alpha: 2}", "", "train.distill.alpha: 0 <= alpha <= 1 must hold, but got (alpha=2.0)"),
+        (", distill: {temperature: 0}", "", "train.distill.temperature: 0 < temperature < inf must hold"),
+        (
+            ", distill: {teacher: nowhere/model.safetensors}",
+            "",
+            "train.distill.teacher: teacher must be 'dense' or the path of a saved model file, but got no model file at "
+            "'nowhere/model.safetensors'",
+        ),
+        (
+            ", distill: {beta: 1}",
+            "",
+            "train.distill.beta: unknown key; allowed keys under train.distill: teacher, temperature, alpha",
+        ),
+        (
+            ", distill: {alpha: 0.5}",
+            ", distill: [false]",
+            "train.distill: train.distill needs a trial that distills: add true "
+            "to space.distill or remove train.distill, "
+            "but got space.distill [False], so no trial of this space distills",
+        ),
+        ("", ", distill: [true, true]", "space.distill: space.distill's values must not repeat, but got [True, True]"),
+        ("", ", distill: [maybe]", "space.distill.0: Input should be a valid boolean"),
+        ("", ", distill: []", "space.distill: List should have at least 1 item"),
+    ],
+)
 def test_bad_distill_keys_exit_2_naming_the_file_and_key(tmp_path, cli, train, space, message):
     path = space_file(tmp_path, train=train, space=space)
     rc, out, err = cli("check", path)
@@ -313,7 +339,9 @@ def test_train_distill_flags_make_the_training_config():
 
     assert cfg().distill is None
     assert cfg("--distill").distill == DistillConfig()
-    assert cfg("--distill", "--distill-alpha", "0.5", "--distill-temperature", "2").distill == DistillConfig(temperature=2.0, alpha=0.5)
+    assert cfg("--distill", "--distill-alpha", "0.5", "--distill-temperature", "2").distill == DistillConfig(
+        temperature=2.0, alpha=0.5
+    )
     assert cfg("--distill", "--distill-teacher-epochs", "30").distill == DistillConfig(teacher_epochs=30)
 
 
@@ -335,7 +363,9 @@ def test_the_teacher_trains_its_own_epochs_and_a_weaker_teacher_is_said():
 @pytest.mark.slow  # three trainings and their speed measurements in this process: a minute or two on 2 busy cores
 def test_train_distill_flag_trains_the_teacher_beside_the_result(tmp_path, cli):
     out = tmp_path / "out"
-    rc, stdout, err = cli(*TRAIN, "--method", "smh", "--budget", "50%", "--distill", "--distill-alpha", "0.5", "--out", out, "--json")
+    rc, stdout, err = cli(
+        *TRAIN, "--method", "smh", "--budget", "50%", "--distill", "--distill-alpha", "0.5", "--out", out, "--json"
+    )
     assert rc == 0, err
     record = json.loads((out / "result.json").read_text())
     assert record["spec"]["train"]["distill"] == {"teacher": "dense", "temperature": 4.0, "alpha": 0.5, "teacher_epochs": None}
@@ -401,8 +431,13 @@ def test_a_search_killed_while_its_teacher_trains_resumes_it_and_trains_it_once(
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    r = subprocess.run([sys.executable, "-m", "smhsearch.cli", "run", str(space), "--out", str(run)], capture_output=True, text=True,
-                       env=env, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-m", "smhsearch.cli", "run", str(space), "--out", str(run)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (folder,) = list((run / "teachers").iterdir())
     teacher = json.loads((folder / "teacher.json").read_text())

@@ -37,7 +37,9 @@ def cifar_like(n: int = 1024):
     g = torch.Generator().manual_seed(0)
     img = lambda m: torch.randint(0, 256, (m, 3, 32, 32), generator=g, dtype=torch.uint8).numpy()  # noqa: E731
     lab = lambda m: torch.randint(0, 10, (m,), generator=g).numpy()  # noqa: E731
-    return dataset_from_arrays("cifar-like", img(n), lab(n), img(n // 4), lab(n // 4), (0.5,) * 3, (0.25,) * 3, augment="crop_flip")
+    return dataset_from_arrays(
+        "cifar-like", img(n), lab(n), img(n // 4), lab(n // 4), (0.5,) * 3, (0.25,) * 3, augment="crop_flip"
+    )
 
 
 def smh_resnet8(seed: int = 0):
@@ -53,7 +55,9 @@ def tiny_mlp():
 def test_bf16_and_channels_last_training():
     m = smh_resnet8()
     seen = []
-    conv = next(mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d) and mod.kernel_size == (3, 3) and mod.in_channels > 1)
+    conv = next(
+        mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d) and mod.kernel_size == (3, 3) and mod.in_channels > 1
+    )
     conv.register_forward_pre_hook(lambda mod, args: seen.append((mod.weight.is_contiguous(memory_format=torch.channels_last),
                                                                   args[0].is_contiguous(memory_format=torch.channels_last),
                                                                   torch.is_autocast_enabled("cuda"))))
@@ -99,7 +103,13 @@ def count_syncs(method: str, n: int, every: int) -> tuple[int, int, list[str]]:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            train(m, data, TrainConfig(epochs=1, batch_size=16, lr=0.05, compile="off", check_every=every), device="cuda", progress=False)
+            train(
+                m,
+                data,
+                TrainConfig(epochs=1, batch_size=16, lr=0.05, compile="off", check_every=every),
+                device="cuda",
+                progress=False,
+            )
     finally:
         torch.cuda.set_sync_debug_mode("default")
     syncs = [str(w.message)[:100] for w in caught if "synchroniz" in str(w.message)]
@@ -118,7 +128,9 @@ def test_no_host_sync_per_step(method):
 def test_throughput_and_latency_on_the_gpu():
     m = smh_resnet8()
     amp = torch.bfloat16 if native_bf16() else None
-    infer = measure.throughput(m, (3, 32, 32), batch_size=64, device="cuda", amp_dtype=amp, channels_last=True, warmup=2, repeats=5)
+    infer = measure.throughput(
+        m, (3, 32, 32), batch_size=64, device="cuda", amp_dtype=amp, channels_last=True, warmup=2, repeats=5
+    )
     assert infer.device == torch.cuda.get_device_name() and infer.samples_per_s > 0 and 0 < infer.latency_s < infer.step_s * 64
     step = measure.throughput(m, (3, 32, 32), batch_size=64, mode="train", device="cuda", amp_dtype=amp, channels_last=True,
                               warmup=2, repeats=5)

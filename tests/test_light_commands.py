@@ -70,7 +70,9 @@ def test_run_json_says_what_validating_the_space_says(quick_run, tmp_path):
     assert [t.as_row() for t in light.trials] == [t.as_row() for t in heavy.trials]
     a, b = report_data(light), report_data(heavy)
     assert (a.training, a.published, a.dataset, a.epochs) == (b.training, b.published, b.dataset, b.epochs)
-    assert a.training["epochs"] == QUICK_SHORTENED["train"]["epochs"] and a.training["optimizer"] == "sgd"  # defaults filled in, not only the file's keys
+    assert (
+        a.training["epochs"] == QUICK_SHORTENED["train"]["epochs"] and a.training["optimizer"] == "sgd"
+    )  # defaults filled in, not only the file's keys
 
 
 def test_a_broken_run_json_is_named(quick_run, tmp_path):

@@ -67,7 +67,10 @@ def test_in_channels(name):
 
 
 def test_arch_is_recorded():
-    assert arch_of(create_model("resnet20", num_classes=100)) == {"name": "resnet20", "kwargs": {"num_classes": 100, "in_channels": 3}}
+    assert arch_of(create_model("resnet20", num_classes=100)) == {
+        "name": "resnet20",
+        "kwargs": {"num_classes": 100, "in_channels": 3},
+    }
     assert arch_of(nn.Linear(2, 2)) is None
 
 
@@ -96,7 +99,9 @@ def test_bad_arguments():
         ResNetCIFAR(depth=33)
 
 
-@pytest.mark.parametrize("name,side,kwargs", [("vit_b_32", 64, {"image_size": 64}), ("swin_t", 64, {}), ("vit_cifar_tiny", 32, {})])
+@pytest.mark.parametrize(
+    "name,side,kwargs", [("vit_b_32", 64, {"image_size": 64}), ("swin_t", 64, {}), ("vit_cifar_tiny", 32, {})]
+)
 @pytest.mark.parametrize("width", [1.0, 0.3])
 def test_transformers_take_a_width(name, side, kwargs, width):
     """Width narrows every head (the head count stays), so attention stays well formed and counts fall ~ width^2."""

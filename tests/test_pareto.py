@@ -37,8 +37,14 @@ points = st.lists(st.tuples(st.integers(1, 50), st.integers(0, 20)), min_size=1,
 @settings(max_examples=60, deadline=None)
 @given(points, st.sampled_from(list(pareto.AXES)))
 def test_front_is_exactly_the_non_dominated_set(pts, axis):
-    trials = [rec(i, **{{"stored_params": "params", "throughput": "thr", "flops": "flops", "stored_bytes": "size"}[axis]: float(x)}, acc=a / 20)
-              for i, (x, a) in enumerate(pts)]
+    trials = [
+        rec(
+            i,
+            **{{"stored_params": "params", "throughput": "thr", "flops": "flops", "stored_bytes": "size"}[axis]: float(x)},
+            acc=a / 20,
+        )
+        for i, (x, a) in enumerate(pts)
+    ]
     f = pareto.front(trials, axis)
     sense = pareto.AXES[axis]["sense"]
     expected = {i for i, p in enumerate(pts) if not any(dominated(p, q, sense) for j, q in enumerate(pts) if j != i)}
@@ -78,7 +84,10 @@ def test_hypervolume_equals_the_dominated_area():
     # throughput is maximised: the reference is half the slowest
     t = [rec(0, thr=400, acc=0.5), rec(1, thr=100, acc=0.7)]
     assert pareto.hypervolumes(t, "throughput")["smh"] == pytest.approx(
-        (math.log10(400) - math.log10(50)) * 0.5 + (math.log10(100) - math.log10(400)) * 0 + (math.log10(100) - math.log10(50)) * 0.2)
+        (math.log10(400) - math.log10(50)) * 0.5
+        + (math.log10(100) - math.log10(400)) * 0
+        + (math.log10(100) - math.log10(50)) * 0.2
+    )
 
 
 def test_pick_takes_the_most_accurate_within_every_constraint_and_breaks_ties_by_size():
@@ -128,7 +137,9 @@ def test_every_published_point_names_a_registered_arch_a_source_and_a_plausible_
 REFERENCE = SHARED_DATA.parent / "reference" / "published_results.md"
 
 
-@pytest.mark.skipif(not REFERENCE.is_file(), reason=f"the reference sheet {REFERENCE} is not on this machine (it is outside the project)")
+@pytest.mark.skipif(
+    not REFERENCE.is_file(), reason=f"the reference sheet {REFERENCE} is not on this machine (it is outside the project)"
+)
 def test_published_points_agree_with_the_reference_sheet():
     text = REFERENCE.read_text()
     pts = pareto.load_baselines()

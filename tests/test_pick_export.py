@@ -64,21 +64,35 @@ def test_pick_with_nothing_in_reach_exits_1_and_lists_the_nearest(quick_run, cli
     assert "over --max-params by" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["pick", "no/such/run", "--max-params", "5.3M"], "RUN: no run folder at no/such/run"),
-    (["pick", "{run}", "--max-params", "lots"], "--max-params: expected a positive number such as 20000, 20K, 5.3M"),
-    (["pick", "{run}", "--max-params", "25%"], "--max-params: give an absolute count"),
-    (["pick", "{run}", "--min-accuracy", "1.5"], "--min-accuracy: expected a fraction in [0, 1] (0.8) or a percentage (80%)"),
-    (["pick", "{run}", "--min-throughput", "-3"], "--min-throughput: expected a positive number"),
-    (["export", "no/such/run", "--trial", "0", "--out", "{tmp}/e"], "RUN: no run folder"),
-    (["export", "{run}", "--trial", "99", "--out", "{tmp}/e"], "--trial: {run}: no trial 99; the run has trials {numbers}"),
-    (["export", "{run}", "--trial", "{first}", "--out", "{tmp}/e", "--format", "onnx,tflite"], "--format: unknown format 'tflite'; allowed: safetensors, torchscript, pt2, onnx, onnx-int8, compact"),
-    (["export", "{run}", "--trial", "{dense}", "--out", "{tmp}/e", "--format", "compact"], "is a dense model, so it has no compact file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["pick", "no/such/run", "--max-params", "5.3M"], "RUN: no run folder at no/such/run"),
+        (["pick", "{run}", "--max-params", "lots"], "--max-params: expected a positive number such as 20000, 20K, 5.3M"),
+        (["pick", "{run}", "--max-params", "25%"], "--max-params: give an absolute count"),
+        (["pick", "{run}", "--min-accuracy", "1.5"], "--min-accuracy: expected a fraction in [0, 1] (0.8) or a percentage (80%)"),
+        (["pick", "{run}", "--min-throughput", "-3"], "--min-throughput: expected a positive number"),
+        (["export", "no/such/run", "--trial", "0", "--out", "{tmp}/e"], "RUN: no run folder"),
+        (["export", "{run}", "--trial", "99", "--out", "{tmp}/e"], "--trial: {run}: no trial 99; the run has trials {numbers}"),
+        (
+            ["export", "{run}", "--trial", "{first}", "--out", "{tmp}/e", "--format", "onnx,tflite"],
+            "--format: unknown format 'tflite'; allowed: safetensors, torchscript, pt2, onnx, onnx-int8, compact",
+        ),
+        (
+            ["export", "{run}", "--trial", "{dense}", "--out", "{tmp}/e", "--format", "compact"],
+            "is a dense model, so it has no compact file",
+        ),
+    ],
+)
 def test_bad_arguments_exit_2_with_a_clear_message_and_write_nothing(quick_run, tmp_path, cli, args, message):
     run = load_run(quick_run)
-    fill = {"run": quick_run, "tmp": tmp_path, "first": run.complete()[0].number, "numbers": ", ".join(str(t.number) for t in run.trials),
-            "dense": next(t.number for t in run.complete() if t.method == "dense")}
+    fill = {
+        "run": quick_run,
+        "tmp": tmp_path,
+        "first": run.complete()[0].number,
+        "numbers": ", ".join(str(t.number) for t in run.trials),
+        "dense": next(t.number for t in run.complete() if t.method == "dense"),
+    }
     rc, out, err = cli(*[a.format(**fill) for a in args])
     assert rc == 2, out + err
     assert message.format(**fill) in err, err
@@ -146,7 +160,9 @@ def test_export_of_the_picked_model_reproduces_its_test_accuracy_in_every_format
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    assert _accuracy(lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0]), data, pre) == pytest.approx(expected, abs=tol)
+    assert _accuracy(lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0]), data, pre) == pytest.approx(
+        expected, abs=tol
+    )
     # the compact file is the small one: the stored variables, not the dense weights
     sizes = {f["format"]: f["bytes"] for f in manifest["files"]}
     assert sizes["compact"] < sizes["safetensors"]
@@ -158,7 +174,9 @@ def test_export_of_a_dense_trial_skips_compact_by_default(quick_run, tmp_path, c
     rc, out, err = cli("export", quick_run, "--trial", dense.number, "--out", tmp_path / "d")
     assert rc == 0, err
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["export.json", "model.onnx", "model.safetensors"]
-    assert "max |diff|" in out and np.isfinite(json.loads((tmp_path / "d" / "export.json").read_text())["files"][0]["max_abs_diff"])
+    assert "max |diff|" in out and np.isfinite(
+        json.loads((tmp_path / "d" / "export.json").read_text())["files"][0]["max_abs_diff"]
+    )
 
 
 def test_int8_export_is_quantised_calibrated_and_scored_beside_the_float_model(quick_run, tmp_path, cli):

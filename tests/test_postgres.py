@@ -162,7 +162,9 @@ def test_a_postgres_killed_mid_search_loses_no_trial(tmp_path, postgres, pg_db):
         _wait_for(lambda: 0 in _complete_records(out) or driver.poll() is not None, 600, "trial 0 to finish")
         postgres.stop("immediate")  # a crash: clients are cut off mid-connection
         # down long enough that the driver needs it (to tell a result, to ask for the next trial) and cannot have it
-        _wait_for(lambda: 1 in _complete_records(out) or driver.poll() is not None, 600, "trial 1 to finish or the driver to stop")
+        _wait_for(
+            lambda: 1 in _complete_records(out) or driver.poll() is not None, 600, "trial 1 to finish or the driver to stop"
+        )
         time.sleep(5)
         postgres.start()
         first_out, first_err = driver.communicate(timeout=600)

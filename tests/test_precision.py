@@ -294,7 +294,18 @@ def _space(tmp_path, **space):
 def test_space_bits_and_quant_make_candidates_for_every_method_and_dense(tmp_path):
     s = _space(tmp_path, bits=[32, 8, 4], quant=["ptq", "qat"])
     configs = [(c.method, c.bits, c.quant) for c in s.candidates()]
-    assert configs == [("dense", None, None), ("dense", 8, "ptq"), ("dense", 8, "qat"), ("dense", 4, "ptq"), ("dense", 4, "qat"), ("smh", None, None), ("smh", 8, "ptq"), ("smh", 8, "qat"), ("smh", 4, "ptq"), ("smh", 4, "qat")]
+    assert configs == [
+        ("dense", None, None),
+        ("dense", 8, "ptq"),
+        ("dense", 8, "qat"),
+        ("dense", 4, "ptq"),
+        ("dense", 4, "qat"),
+        ("smh", None, None),
+        ("smh", 8, "ptq"),
+        ("smh", 8, "qat"),
+        ("smh", 4, "ptq"),
+        ("smh", 4, "qat"),
+    ]
     smh8 = next(c for c in s.candidates() if c.method == "smh" and c.bits == 8 and c.quant == "qat")
     assert smh8.method_config().to_dict() | {"seed": 0} == smhsearch.SMH(budget="25%", bits=8, quant="qat").to_dict()
     dense4 = next(c for c in s.candidates() if c.method == "dense" and c.bits == 4)
@@ -324,8 +335,12 @@ def test_pick_max_bytes_chooses_under_the_file_size():
     from smhsearch import pareto
     from smhsearch.runs import TrialRecord
 
-    trials = [TrialRecord(i, "complete", {"arch": "resnet8", "method": "smh"}, {"val_acc": acc, "stored_params": 1000, "stored_bytes": b})
-              for i, (acc, b) in enumerate([(0.9, 400_000), (0.8, 90_000), (0.7, 20_000)])]
+    trials = [
+        TrialRecord(
+            i, "complete", {"arch": "resnet8", "method": "smh"}, {"val_acc": acc, "stored_params": 1000, "stored_bytes": b}
+        )
+        for i, (acc, b) in enumerate([(0.9, 400_000), (0.8, 90_000), (0.7, 20_000)])
+    ]
     from smhsearch._budget import parse_bytes
 
     assert pareto.pick(trials, pareto.Constraints(max_bytes=parse_bytes("100KB"))).chosen.number == 1
@@ -354,9 +369,14 @@ def test_pruned_files_pack_only_the_nonzeros_as_codes(tmp_path, bits):
     masks = torch.split(m.mask, m.sizes)
     coded = sum(int(mk.sum()) for i, mk in enumerate(masks) if f"weights.{i}" in m.precision.names)
     grids = [m.precision.frozen[n] for n in m.precision.names]
-    grid_bytes = sum(2 * len(g["scale"]) if "scale" in g else 4 * len(g["codebook"]) for g in grids)  # bfloat16 scales, float32 codebooks
+    grid_bytes = sum(
+        2 * len(g["scale"]) if "scale" in g else 4 * len(g["codebook"]) for g in grids
+    )  # bfloat16 scales, float32 codebooks
     extra = path.stat().st_size - (measure.stored_bytes(f32) - 4 * coded)
-    assert extra <= coded * (8 if bits == 8 else 2) / 8 + grid_bytes + 100 * len(grids), (extra, coded)  # + each key's header entry
+    assert extra <= coded * (8 if bits == 8 else 2) / 8 + grid_bytes + 100 * len(grids), (
+        extra,
+        coded,
+    )  # + each key's header entry
 
 
 def test_per_layer_pools_take_a_scale_each(tmp_path):

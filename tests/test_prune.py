@@ -26,7 +26,9 @@ def test_keeps_exactly_the_budgets_nonzeros():
     assert m.stored_count() == budget
     dense = smhsearch.materialize(m)
     bn = sum(p.numel() for mod in dense.modules() if isinstance(mod, torch.nn.BatchNorm2d) for p in mod.parameters())
-    nonzero_bn = sum(int((p != 0).sum()) for mod in dense.modules() if isinstance(mod, torch.nn.BatchNorm2d) for p in mod.parameters())
+    nonzero_bn = sum(
+        int((p != 0).sum()) for mod in dense.modules() if isinstance(mod, torch.nn.BatchNorm2d) for p in mod.parameters()
+    )
     assert _nonzeros(dense) - nonzero_bn == budget - bn  # an independent count on the dense model
 
 

@@ -42,7 +42,12 @@ def test_no_user_facing_text_speaks_of_the_projects_issues():
     pattern = re.compile(r"\bissues?\b", re.I)
     allowed = re.compile(r"github issue|file an issue|issue tracker", re.I)
     found = []
-    for path in [README, *(ROOT / "docs").rglob("*.md"), *(ROOT / "smhsearch").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]:
+    for path in [
+        README,
+        *(ROOT / "docs").rglob("*.md"),
+        *(ROOT / "smhsearch").rglob("*.py"),
+        *(ROOT / "benchmarks").rglob("*.py"),
+    ]:
         for i, line in enumerate(path.read_text().splitlines(), 1):
             if pattern.search(line) and not allowed.search(line):
                 found.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()[:100]}")

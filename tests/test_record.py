@@ -167,7 +167,11 @@ def test_a_worker_that_died_is_failed_with_its_cause_and_an_early_stop_is_pruned
     path = _record(plan, died["_number"], "running", attempt=2, history=[{"epoch": 1}])
     s.on_trial_complete("d", None, error=True)
     t = study.trials[died["_number"]]
-    assert t.state == S.FAIL and "its worker died in attempt 2" in t.user_attrs["error"] and "after 1 epochs" in t.user_attrs["error"]
+    assert (
+        t.state == S.FAIL
+        and "its worker died in attempt 2" in t.user_attrs["error"]
+        and "after 1 epochs" in t.user_attrs["error"]
+    )
     assert written(path)["status"] == "failed" and written(path)["error"] == t.user_attrs["error"]
 
     path = _record(plan, stopped["_number"], "running")

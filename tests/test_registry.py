@@ -23,7 +23,11 @@ from smhsearch.space import SpaceError, load_space
 from .conftest import TINY, cli_in_process
 
 PLUGINS = Path(__file__).resolve().parent / "plugins"
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")]), "RAY_USAGE_STATS_ENABLED": "0"}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")]),
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
 
 
 def cli(*args: str, env=None, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
@@ -70,8 +74,10 @@ def test_plugin_method_is_checked_and_run_from_yaml(tmp_path):
     records = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "trials").glob("*/trial.json"))]
     assert [rec["status"] for rec in records] == ["complete", "complete"]
     assert [rec["spec"]["method"]["stride"] for rec in records] == [1, 2]  # the option reached the config the trial built
-    assert all(rec["metrics"]["stored_params"] <= 0.2 * 795_010 and 0 <= rec["metrics"]["val_acc"] <= 1 and len(rec["history"]) == 1
-               for rec in records)  # it trained one epoch (a modulo-shared toy need not beat chance in one)
+    assert all(
+        rec["metrics"]["stored_params"] <= 0.2 * 795_010 and 0 <= rec["metrics"]["val_acc"] <= 1 and len(rec["history"]) == 1
+        for rec in records
+    )  # it trained one epoch (a modulo-shared toy need not beat chance in one)
 
 
 def test_plugin_method_on_the_command_line(tmp_path):
@@ -175,8 +181,13 @@ def test_a_key_that_does_not_apply_is_an_error(case, tmp_path):
 
 def test_the_same_setting_in_its_right_place_is_accepted(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text(SPACE.format(extra="train: {optimizer: sgd, momentum: 0.5, variable_lr_mult: {hashednets: 10}}\n",
-                                 methods="[smh, {name: hashednets, per_layer: true, hashes: [1, 2]}, width_res]", axes=", scale: [learnable]"))
+    path.write_text(
+        SPACE.format(
+            extra="train: {optimizer: sgd, momentum: 0.5, variable_lr_mult: {hashednets: 10}}\n",
+            methods="[smh, {name: hashednets, per_layer: true, hashes: [1, 2]}, width_res]",
+            axes=", scale: [learnable]",
+        )
+    )
     space = load_space(path)
     labels = [c.label() for c in space.candidates()]
     assert labels == ["resnet8 smh@10% (all/learnable)", "resnet8 hashednets@10% (all/hashes=1/per_layer=True)",
@@ -187,16 +198,27 @@ def test_the_same_setting_in_its_right_place_is_accepted(tmp_path):
     assert space.lr_mult("hashednets") == 10 and space.lr_mult("smh") == 1 and space.train_config("hashednets").momentum == 0.5
 
 
-@pytest.mark.parametrize("args,message", [
-    (["compress", "resnet8", "--budget", "10%", "--hashes", "10"], "--hashes: does not apply to method 'smh' (it applies to: hashednets)"),
-    (["compress", "resnet8", "--method", "width", "--budget", "10%", "--scale", "learnable"], "--scale: does not apply to method 'width'"),
-    (["train", "resnet8", "--budget", "10%"], "--budget: does not apply to method 'dense'"),
-    (["train", "resnet8", "--optimizer", "adamw", "--nesterov"], "--nesterov: nesterov applies to optimizer 'sgd' only, but "
-                                                                 "got (nesterov=True, optimizer='adamw')"),
-    (["train", "resnet8", "--root", "/tmp"], "--root: root does not apply to fashion-mnist-small"),
-    (["train", "resnet8", "--device", "cuda:7"], "--device='cuda:7'"),
-    (["train", "resnet8", "--method", "smh", "--budget", "10%", "--epochs", "0"], "--epochs: epochs >= 1 must hold"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["compress", "resnet8", "--budget", "10%", "--hashes", "10"],
+            "--hashes: does not apply to method 'smh' (it applies to: hashednets)",
+        ),
+        (
+            ["compress", "resnet8", "--method", "width", "--budget", "10%", "--scale", "learnable"],
+            "--scale: does not apply to method 'width'",
+        ),
+        (["train", "resnet8", "--budget", "10%"], "--budget: does not apply to method 'dense'"),
+        (
+            ["train", "resnet8", "--optimizer", "adamw", "--nesterov"],
+            "--nesterov: nesterov applies to optimizer 'sgd' only, but got (nesterov=True, optimizer='adamw')",
+        ),
+        (["train", "resnet8", "--root", "/tmp"], "--root: root does not apply to fashion-mnist-small"),
+        (["train", "resnet8", "--device", "cuda:7"], "--device='cuda:7'"),
+        (["train", "resnet8", "--method", "smh", "--budget", "10%", "--epochs", "0"], "--epochs: epochs >= 1 must hold"),
+    ],
+)
 def test_a_flag_that_does_not_apply_is_an_error(args, message, tmp_path):
     r = cli_in_process(*args, "--out", str(tmp_path / "out"))  # refused before anything heavy: no new Python needed
     assert r.returncode == 2, r.stderr

@@ -73,7 +73,12 @@ class _Table(HTMLParser):
             self._in = False
 
 
-SENSE = {"stored_params": "min", "throughput": "max", "flops": "min", "stored_bytes": "min"}  # written out here, not read from pareto.AXES
+SENSE = {
+    "stored_params": "min",
+    "throughput": "max",
+    "flops": "min",
+    "stored_bytes": "min",
+}  # written out here, not read from pareto.AXES
 
 
 def _raw_finished(run_dir) -> list[dict]:
@@ -142,7 +147,10 @@ def test_report_data_is_pareto_data(quick_run):
     assert on_test.best_under(None).number == best["number"]
     cap = sorted(r["stored_params"] for r in rows)[1]  # a budget that rules out all but the two smallest
     fitting = [r for r in rows if r["stored_params"] <= cap]
-    assert data.best_under(cap).number == max(fitting, key=lambda r: (r["val_acc"], -r["stored_params"], r["throughput"], -r["number"]))["number"]
+    assert (
+        data.best_under(cap).number
+        == max(fitting, key=lambda r: (r["val_acc"], -r["stored_params"], r["throughput"], -r["number"]))["number"]
+    )
     assert data.published == []  # fashion-mnist-small: no paper reports on it
     # the hover carries the whole config, every metric and what the method resolved (SMH's n and M)
     from smhsearch.report._figures import hover_text
@@ -159,11 +167,23 @@ def test_published_points_are_drawn_where_dataset_and_family_match():
 
     trials = [TrialRecord(0, "complete", {"arch": "resnet20", "method": "smh", "budget": "10%"},
                           {"stored_params": 27000, "val_acc": 0.85, "throughput": 900.0, "flops": 4e7})]
-    data = ReportData("t", "runs/t", "cifar10", 200, "val_acc", trials, {a: pareto.front(trials, a) for a in pareto.AXES},
-                      {a: pareto.hypervolumes(trials, a) for a in pareto.AXES}, {a: pareto.reference_point(trials, a) for a in pareto.AXES},
-                      pareto.published_points("cifar10", ["resnet20"]), {"complete": 1})
+    data = ReportData(
+        "t",
+        "runs/t",
+        "cifar10",
+        200,
+        "val_acc",
+        trials,
+        {a: pareto.front(trials, a) for a in pareto.AXES},
+        {a: pareto.hypervolumes(trials, a) for a in pareto.AXES},
+        {a: pareto.reference_point(trials, a) for a in pareto.AXES},
+        pareto.published_points("cifar10", ["resnet20"]),
+        {"complete": 1},
+    )
     fig = figure(data, "stored_params")
-    published = {t["name"].removeprefix("published: "): list(zip(t["x"], t["y"])) for t in fig["data"] if t["uid"].startswith("published|")}
+    published = {
+        t["name"].removeprefix("published: "): list(zip(t["x"], t["y"])) for t in fig["data"] if t["uid"].startswith("published|")
+    }
     for p in data.published:
         assert (p.params, p.accuracy) in published[p.series]
     assert sum(len(v) for v in published.values()) == len(data.published) == 29
@@ -219,7 +239,9 @@ def test_report_in_headless_chromium(quick_run, tmp_path):
             "--no-first-run"])
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+            page.on(
+                "console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None
+            )
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("request", lambda r: requests.append(r.url))
             page.goto(path.resolve().as_uri())
@@ -299,9 +321,19 @@ def test_published_sizes_in_bytes_are_drawn_on_the_bytes_figure():
 
     trials = [TrialRecord(0, "complete", {"arch": "lenet300_100", "method": "prune", "budget": "8%"},
                           {"stored_params": 21000, "stored_bytes": 26000, "val_acc": 0.98, "throughput": 9e4, "flops": 3e5})]
-    data = ReportData("t", "runs/t", "mnist", 10, "val_acc", trials, {a: pareto.front(trials, a) for a in pareto.AXES},
-                      {a: pareto.hypervolumes(trials, a) for a in pareto.AXES}, {a: pareto.reference_point(trials, a) for a in pareto.AXES},
-                      pareto.published_points("mnist", ["lenet300_100"]), {"complete": 1})
+    data = ReportData(
+        "t",
+        "runs/t",
+        "mnist",
+        10,
+        "val_acc",
+        trials,
+        {a: pareto.front(trials, a) for a in pareto.AXES},
+        {a: pareto.hypervolumes(trials, a) for a in pareto.AXES},
+        {a: pareto.reference_point(trials, a) for a in pareto.AXES},
+        pareto.published_points("mnist", ["lenet300_100"]),
+        {"complete": 1},
+    )
     drawn = {t["name"].removeprefix("published: "): list(zip(t["x"], t["y"])) for t in figure(data, "stored_bytes")["data"]
              if t["uid"].startswith("published|")}
     with_bytes = [p for p in data.published if p.bytes is not None]

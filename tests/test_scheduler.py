@@ -185,7 +185,10 @@ def test_a_real_run_stops_the_dominated_trial_and_its_record_says_so(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     records = {}
     for t in study_of(run, "p").trials:
-        records[t.user_attrs["config"]["method"]] = (t, json.loads((run / "trials" / f"{t.number:04d}" / "trial.json").read_text()))
+        records[t.user_attrs["config"]["method"]] = (
+            t,
+            json.loads((run / "trials" / f"{t.number:04d}" / "trial.json").read_text()),
+        )
     (_, rec1), (t2, rec2) = records["hashed2"], records["hashed1"]
     assert rec1["status"] == "complete" and rec1["metrics"]["epoch"] == 2
     assert rec1["metrics"]["stored_params"] <= rec2["metrics"]["stored_params"]
@@ -193,6 +196,8 @@ def test_a_real_run_stops_the_dominated_trial_and_its_record_says_so(tmp_path):
     assert rec2["status"] == "early_stopped" and rec2["stopped_at_epoch"] == 1 and len(rec2["history"]) == 1
     assert t2.state.name == "PRUNED" and "(stopped early)" in r.stdout
     # both deploy the same dense MLP: speed was measured once (by the first), with its spread, and shared
-    assert rec1["metrics"]["throughput"] == rec2["metrics"]["throughput"] and rec2["speed"]["cached"] and not rec1["speed"]["cached"]
+    assert (
+        rec1["metrics"]["throughput"] == rec2["metrics"]["throughput"] and rec2["speed"]["cached"] and not rec1["speed"]["cached"]
+    )
     assert rec1["metrics"]["latency_s"] > 0 and rec1["metrics"]["throughput_spread"] >= 0
     assert len(list((run / "speed").glob("*.json"))) == 1

@@ -40,7 +40,9 @@ def write_space(tmp_path: Path, name: str, methods: str, epochs: int = 1) -> Pat
 
 def smhsearch(*args: str, timeout: int = 600, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "smhsearch.cli", *args], capture_output=True, text=True, timeout=timeout, env=env, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "smhsearch.cli", *args], capture_output=True, text=True, timeout=timeout, env=env, **kw
+    )
 
 
 def study_of(run: Path, name: str):
@@ -209,10 +211,14 @@ def test_a_trial_that_finished_just_before_the_driver_died_is_recorded_not_rerun
     folder = plan.run_dir / "trials" / f"{finished.number:04d}"
     folder.mkdir(parents=True)
     bound = {"uid": study.user_attrs["uid"]}  # as a trial of this study writes it (a record of another study is never adopted)
-    (folder / "trial.json").write_text(json.dumps({"number": finished.number, "status": "complete", "metrics": metrics, "study": bound}))
+    (folder / "trial.json").write_text(
+        json.dumps({"number": finished.number, "status": "complete", "metrics": metrics, "study": bound})
+    )
     cut_folder = plan.run_dir / "trials" / f"{cut.number:04d}"
     cut_folder.mkdir(parents=True)
-    (cut_folder / "trial.json").write_text(json.dumps({"number": cut.number, "status": "running", "metrics": {"epoch": 1}, "study": bound}))
+    (cut_folder / "trial.json").write_text(
+        json.dumps({"number": cut.number, "status": "running", "metrics": {"epoch": 1}, "study": bound})
+    )
 
     study, _ = open_study(plan)  # the resume
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -220,4 +226,6 @@ def test_a_trial_that_finished_just_before_the_driver_died_is_recorded_not_rerun
     assert done.state == S.COMPLETE and done.values == [0.8, 1234.0, 50.0] and done.user_attrs["test_acc"] == 0.79
     assert by_number[cut.number].state == S.FAIL and by_number[cut.number].user_attrs["interrupted"]
     waiting = [t for t in study.get_trials(deepcopy=False) if t.state == S.WAITING]
-    assert [plan.structured.candidate_of(t.system_attrs["fixed_params"]) for t in waiting] == [second]  # only the cut one runs again
+    assert [plan.structured.candidate_of(t.system_attrs["fixed_params"]) for t in waiting] == [
+        second
+    ]  # only the cut one runs again

@@ -54,13 +54,17 @@ def test_stored_count_matches_closed_form_and_budget(name, scope, scale, frac):
     assert smhsearch.measure.virtual_parameters(m) == total
 
 
-@pytest.mark.parametrize("budget,expected", [(46_000, 46_000), ("46K", 46_000), ("25%", int(0.25 * 464154)), (0.1, int(0.1 * 464154))])
+@pytest.mark.parametrize(
+    "budget,expected", [(46_000, 46_000), ("46K", 46_000), ("25%", int(0.25 * 464154)), (0.1, int(0.1 * 464154))]
+)
 def test_budget_forms_on_resnet32(budget, expected):
     m = smhsearch.compress(create_model("resnet32"), SMH(budget=budget))
     assert expected - 2 * m.shape.n <= m.stored_count() <= expected
 
 
-@pytest.mark.parametrize("arch,budget", [("resnet32", "46K"), ("resnet32", "40%"), ("efficientnet_b0", "40%"), ("mobilenet_v2", "40%")])
+@pytest.mark.parametrize(
+    "arch,budget", [("resnet32", "46K"), ("resnet32", "40%"), ("efficientnet_b0", "40%"), ("mobilenet_v2", "40%")]
+)
 @pytest.mark.parametrize("scale", ["fixed", "learnable"])
 def test_init_std_per_layer_matches_base(arch, budget, scale):
     torch.manual_seed(0)
@@ -213,7 +217,10 @@ def test_module_pickles_and_deepcopies_after_eval():
         ({"budget": 1.5}, r"\(0, 1\)"),
         ({"budget": "lots"}, "budget must be"),
         ({"budget": "120%"}, r"\(0%, 100%\)"),
-        ({"budget": 10, "scope": "dense"}, r"scope must be one of 'all', 'conv', 'linear' or a rule \{include: .*, but got 'dense'"),
+        (
+            {"budget": 10, "scope": "dense"},
+            r"scope must be one of 'all', 'conv', 'linear' or a rule \{include: .*, but got 'dense'",
+        ),
         ({"budget": 10, "scale": "magic"}, "scale must be one of 'fixed', 'learnable', but got 'magic'"),
         ({"budget": 10, "seed": -1}, "seed"),
     ],

@@ -47,28 +47,46 @@ def test_quick_space_is_the_embedded_default():
 
 BAD = {
     "malformed": ("name: x\nspace: [arch: \n", "malformed YAML at line"),
-    "unknown key": ("name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\ntrian: {epochs: 1}\n",
-                    "trian: unknown key; allowed keys: name, plugins, dataset, train, space, search, scheduler, resources, storage"),
-    "unknown nested key": ("name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\ntrain: {epoch: 1}\n",
-                           "train.epoch: unknown key; allowed keys under train: epochs,"),
-    "unknown arch": ("name: x\nspace: {arch: [resnet9], budget: ['10%'], method: [smh]}\n",
-                     "space.arch: unknown architecture 'resnet9'; nearest: resnet8"),
-    "unknown method": ("name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh, hashed3]}\n",
-                       "space.method: unknown method 'hashed3'; nearest: hashed2, hashed1"),
-    "bad sampler": ("name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\nsearch: {sampler: bayes}\n",
-                    "search.sampler: Input should be 'grid', 'tpe', 'nsga2' or 'random'"),
-    "impossible budget": ("name: x\nspace: {arch: [resnet32], budget: [1000], method: [smh]}\n",
-                          "space.budget: resnet32 smh@1000 (all/fixed): SMH: budget is too small: the unhashed parameters "
-                          "(2272)"),
-    "budget above base": ("name: x\nspace: {arch: [resnet8], budget: [1M], method: [width]}\n",
-                          "space.budget: budget '1M' is not below any architecture's size (resnet8 75002)"),
-    "unknown dataset": ("name: x\ndataset: {name: cifar}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
-                        "dataset.name: unknown dataset 'cifar'; nearest: cifar10"),
-    "resolution off imagenet": ("name: x\ndataset: {name: fashion-mnist-small, resolution: 64}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
-                                "dataset.resolution: resolution applies to imagenet (its training crop); "
-                                "fashion-mnist-small keeps its native size"),
-    "missing data": ("name: x\ndataset: {name: cifar10, root: /nonexistent}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
-                     "dataset.root: cifar10: looked for /nonexistent/cifar-10-batches-py"),
+    "unknown key": (
+        "name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\ntrian: {epochs: 1}\n",
+        "trian: unknown key; allowed keys: name, plugins, dataset, train, space, search, scheduler, resources, storage",
+    ),
+    "unknown nested key": (
+        "name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\ntrain: {epoch: 1}\n",
+        "train.epoch: unknown key; allowed keys under train: epochs,",
+    ),
+    "unknown arch": (
+        "name: x\nspace: {arch: [resnet9], budget: ['10%'], method: [smh]}\n",
+        "space.arch: unknown architecture 'resnet9'; nearest: resnet8",
+    ),
+    "unknown method": (
+        "name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh, hashed3]}\n",
+        "space.method: unknown method 'hashed3'; nearest: hashed2, hashed1",
+    ),
+    "bad sampler": (
+        "name: x\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\nsearch: {sampler: bayes}\n",
+        "search.sampler: Input should be 'grid', 'tpe', 'nsga2' or 'random'",
+    ),
+    "impossible budget": (
+        "name: x\nspace: {arch: [resnet32], budget: [1000], method: [smh]}\n",
+        "space.budget: resnet32 smh@1000 (all/fixed): SMH: budget is too small: the unhashed parameters (2272)",
+    ),
+    "budget above base": (
+        "name: x\nspace: {arch: [resnet8], budget: [1M], method: [width]}\n",
+        "space.budget: budget '1M' is not below any architecture's size (resnet8 75002)",
+    ),
+    "unknown dataset": (
+        "name: x\ndataset: {name: cifar}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
+        "dataset.name: unknown dataset 'cifar'; nearest: cifar10",
+    ),
+    "resolution off imagenet": (
+        "name: x\ndataset: {name: fashion-mnist-small, resolution: 64}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
+        "dataset.resolution: resolution applies to imagenet (its training crop); fashion-mnist-small keeps its native size",
+    ),
+    "missing data": (
+        "name: x\ndataset: {name: cifar10, root: /nonexistent}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
+        "dataset.root: cifar10: looked for /nonexistent/cifar-10-batches-py",
+    ),
 }
 
 
@@ -88,8 +106,13 @@ def test_bad_space_exits_2_naming_file_key_and_allowed(case, tmp_path):
 
 
 def test_check_prescreens_every_candidate(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "smhsearch.cli", "check", "spaces/quick.yaml", "--json"], capture_output=True, text=True,
-                       timeout=300, cwd=Path(__file__).resolve().parents[1])
+    r = subprocess.run(
+        [sys.executable, "-m", "smhsearch.cli", "check", "spaces/quick.yaml", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert r.returncode == 0, r.stderr
     import json
 
@@ -114,7 +137,9 @@ def test_check_prescreens_every_candidate(tmp_path):
     from smhsearch.methods import selection_summary
 
     base = create_model("resnet8", num_classes=10, in_channels=1)
-    assert by["resnet8 smh@10% (all/learnable)"]["compressed_share"] == selection_summary(base, SMH(budget="10%")).share_compressed
+    assert (
+        by["resnet8 smh@10% (all/learnable)"]["compressed_share"] == selection_summary(base, SMH(budget="10%")).share_compressed
+    )
     assert 0.9 < by["resnet8 hashed1@25% (all)"]["compressed_share"] < 1
     assert by["resnet8 dense"]["compressed_share"] is None and by["resnet8 width@10%"]["compressed_share"] is None
 

@@ -91,8 +91,10 @@ def test_the_sampler_never_leaves_the_grid_and_each_name_keeps_one_distribution(
 
 
 def _with_condition(ps: ParamSpace, name: str, when) -> ParamSpace:
-    entries = {k: dataclasses.replace(e, common=tuple(dataclasses.replace(p, when=when) if p.name == name else p for p in e.common))
-               for k, e in ps.entries.items()}
+    entries = {
+        k: dataclasses.replace(e, common=tuple(dataclasses.replace(p, when=when) if p.name == name else p for p in e.common))
+        for k, e in ps.entries.items()
+    }
     return dataclasses.replace(ps, entries=entries)
 
 

@@ -108,8 +108,13 @@ def test_a_trial_records_speed_with_its_spread(tmp_path):
     from smhsearch.job import JobSpec, run_job
     from smhsearch.train import TrainConfig
 
-    spec = JobSpec("mlp", model_kwargs={"hidden": [16]}, dataset="synthetic", dataset_kwargs={"n": 64, "size": 8, "in_channels": 1},
-                   train=TrainConfig(epochs=2, batch_size=32))
+    spec = JobSpec(
+        "mlp",
+        model_kwargs={"hidden": [16]},
+        dataset="synthetic",
+        dataset_kwargs={"n": 64, "size": 8, "in_channels": 1},
+        train=TrainConfig(epochs=2, batch_size=32),
+    )
     phase = SpeedPhase(tmp_path, CPU, 3)
     result = run_job(spec, record_path=tmp_path / "trials" / "0003" / "trial.json", speed_phase=phase)
     m = result.metrics

@@ -102,7 +102,9 @@ def test_mnasnet_round_trips(config, tmp_path):
     m = _trained(smhsearch.compress(base, config), (3, 32, 32))
     x = torch.randn(2, 3, 32, 32)
     loaded = smhsearch.load_compact(smhsearch.save_compact(m, tmp_path / "m.safetensors"), model=base)
-    dense = load_dense(save_dense(m, tmp_path / "d.safetensors"), model=torchvision.models.mnasnet0_5(weights=None, num_classes=10))
+    dense = load_dense(
+        save_dense(m, tmp_path / "d.safetensors"), model=torchvision.models.mnasnet0_5(weights=None, num_classes=10)
+    )
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), m(x))
         torch.testing.assert_close(dense(x), m(x))

@@ -89,7 +89,9 @@ def test_resume_reads_checkpoints_written_before_the_device_layer(small, tmp_pat
     train(straight, small, cfg, progress=False)
     ckpt = tmp_path / "ckpt.pt"
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_mlp(), small, cfg, checkpoint=ckpt, callback=lambda m: (_ for _ in ()).throw(KeyboardInterrupt), progress=False)
+        train(
+            tiny_mlp(), small, cfg, checkpoint=ckpt, callback=lambda m: (_ for _ in ()).throw(KeyboardInterrupt), progress=False
+        )
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     state["torch_rng"] = state.pop("rng")["cpu"]  # the old layout: the CPU state alone, under another key
     torch.save(state, ckpt)
@@ -305,7 +307,9 @@ def test_adamw_trains_and_decays_decoupled(small):
     model = _WithIdleWeight()
     idle0 = model.idle.detach().clone()
     _, loss0 = evaluate(model, small.val)
-    cfg = TrainConfig(epochs=1, batch_size=bs, optimizer="adamw", lr=lr, weight_decay=wd, schedule="constant", eval_batch_size=2000)
+    cfg = TrainConfig(
+        epochs=1, batch_size=bs, optimizer="adamw", lr=lr, weight_decay=wd, schedule="constant", eval_batch_size=2000
+    )
     r = train(model, small, cfg, progress=False)
     assert r.history[0].val_loss < 0.6 * loss0 and r.test_acc > 0.7  # chance: 0.10, loss ln 10
     steps = len(small.train) // bs

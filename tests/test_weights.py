@@ -107,7 +107,9 @@ def test_a_head_of_another_class_count_needs_reinit_and_only_it_is_reinitialised
     trained = trained_mlp(num_classes=100)
     path = tmp_path / "w100.pt"
     torch.save(trained.state_dict(), path)
-    with pytest.raises(WeightsError, match=r"w100\.pt: 2 tensor\(s\) of other shapes: .*\[100, 16\] \(the model's \[10, 16\]\).*head: reinit"):
+    with pytest.raises(
+        WeightsError, match=r"w100\.pt: 2 tensor\(s\) of other shapes: .*\[100, 16\] \(the model's \[10, 16\]\).*head: reinit"
+    ):
         create_model("mlp", hidden=(16,), num_classes=10, weights=path)
     torch.manual_seed(0)
     fresh = create_model("mlp", hidden=(16,), num_classes=10)
@@ -189,7 +191,9 @@ def test_smh_fit_is_the_best_rank_m_product_with_unbiased_scales(scale):
     assert float((c.U @ c.V).double().sub(virtual).norm()) == pytest.approx(float(sv[sh.M:].pow(2).sum().sqrt()), rel=1e-4)
 
 
-@pytest.mark.parametrize("config", [smhsearch.SMH(budget="30%"), smhsearch.HashedNets(budget="30%"), smhsearch.LowRank(budget="40%")])
+@pytest.mark.parametrize(
+    "config", [smhsearch.SMH(budget="30%"), smhsearch.HashedNets(budget="30%"), smhsearch.LowRank(budget="40%")]
+)
 def test_a_fit_starts_closer_to_the_trained_model_than_scratch(config):
     import dataclasses
 

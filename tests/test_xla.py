@@ -110,7 +110,14 @@ def test_two_trials_each_on_its_own_chip(tmp_path, monkeypatch):
     (tmp_path / "tpu2.yaml").write_text(TPU_SPACE)
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(address="local", num_cpus=2, resources={"TPU": 2}, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        resources={"TPU": 2},
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+    )
     try:
         address = ray.get_runtime_context().gcs_address
         r = smhsearch_cli("run", str(tmp_path / "tpu2.yaml"), "--out", str(tmp_path / "run"), "--address", address, timeout=900)

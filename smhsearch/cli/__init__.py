@@ -38,7 +38,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser; with ``only``, that command's arguments alone (the others are listed, not built)."""
     from .._version import __version__
 
-    p = argparse.ArgumentParser(prog="smhsearch", description="Compress networks with Structured Multi-Hashing and search for the model to ship.")
+    p = argparse.ArgumentParser(
+        prog="smhsearch", description="Compress networks with Structured Multi-Hashing and search for the model to ship."
+    )
     p.add_argument("--version", action="version", version=f"smhsearch {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

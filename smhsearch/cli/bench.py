@@ -16,7 +16,9 @@ def add(sub) -> None:
     s.add_argument("--runtime", default="torch", help="torch (default) | onnxruntime (the ONNX file export writes)")
     s.add_argument("--batch-size", type=int, default=64, help="batch of the throughput figure (latency is batch 1); default 64")
     s.add_argument("--name", help="the target's name, for pick/report --speed (default: <host>-<device>-<runtime>-b<batch>)")
-    s.add_argument("--trial", type=int, action="append", dest="trials", help="only this trial (repeatable; default: every finished one)")
+    s.add_argument(
+        "--trial", type=int, action="append", dest="trials", help="only this trial (repeatable; default: every finished one)"
+    )
     s.add_argument("--max-steps", type=int, default=100, help="most timed steps per figure (rounds stop earlier once stable)")
     s.add_argument("--force", action="store_true", help="time trials the target already holds again (default: only new ones)")
     s.add_argument("--json", dest="as_json", action="store_true")
@@ -54,5 +56,7 @@ def main(args: argparse.Namespace) -> int:
         t = run.trial(int(n))
         print(f"  #{n} {t.label}: {f['throughput']:,.0f} samples/s (spread {100 * f['throughput_spread']:.1f}%), "
               f"latency {1e3 * f['latency_s']:.3g} ms")
-    print(f"use it with: smhsearch pick {args.run} --speed {record['name']} ...  /  smhsearch report {args.run} --speed {record['name']}")
+    print(
+        f"use it with: smhsearch pick {args.run} --speed {record['name']} ...  /  smhsearch report {args.run} --speed {record['name']}"
+    )
     return 0

@@ -134,10 +134,12 @@ def cmd_export(run_path: Path, trial: int, out: Path, formats: str | None = None
               + (" (ok)" if r["tolerance"] is not None else " (int8: see its accuracy)"))
     if int8:
         f, q = int8["float"], int8["int8"]
-        print(f"  int8 on the test split: {100 * q['test_acc']:.2f}% against float {100 * f['test_acc']:.2f}% "
-              f"({100 * (q['test_acc'] - f['test_acc']):+.2f} points); latency {1e3 * q['latency_s']:.3f} ms against "
-              f"{1e3 * f['latency_s']:.3f} ms, batch {int8['batch']} {q['throughput']:.0f} against {f['throughput']:.0f} samples/s "
-              f"(onnxruntime, {int8['device']})")
+        print(
+            f"  int8 on the test split: {100 * q['test_acc']:.2f}% against float {100 * f['test_acc']:.2f}% "
+            f"({100 * (q['test_acc'] - f['test_acc']):+.2f} points); latency {1e3 * q['latency_s']:.3f} ms against "
+            f"{1e3 * f['latency_s']:.3f} ms, batch {int8['batch']} {q['throughput']:.0f} against {f['throughput']:.0f} samples/s "
+            f"(onnxruntime, {int8['device']})"
+        )
     return 0
 
 
@@ -165,7 +167,9 @@ def _int8_report(model, staging: Path, shape, records: list[dict], data) -> dict
 
     quantised = staging / "model.int8.onnx"
     with tempfile.TemporaryDirectory() as d:
-        floating = next((Path(r["path"]) for r in records if r["format"] == "onnx"), None) or float_onnx(model, shape, Path(d) / "f.onnx")
+        floating = next((Path(r["path"]) for r in records if r["format"] == "onnx"), None) or float_onnx(
+            model, shape, Path(d) / "f.onnx"
+        )
         report = {name: {"test_acc": int8.accuracy(path, data.test), **int8.timing(path, shape)}
                   for name, path in (("float", floating), ("int8", quantised))}
     return {**report, "batch": int8.BATCH, "device": f"{device_name('cpu')}, onnxruntime {ort.__version__}",

@@ -59,17 +59,32 @@ def cmd_pick(run_path: Path, max_params: str | None = None, min_throughput: str 
     if max_params is not None and max_params.strip().endswith("%"):
         raise BadInput(f"--max-params: give an absolute count (20000, 20K, 5.3M), not {max_params!r}: "
                        "a run can hold several architectures, so a percentage has no single base")
-    c = Constraints(_constraint("--max-params", max_params, parse_count), _constraint("--min-throughput", min_throughput, parse_count),
-                    _constraint("--min-accuracy", min_accuracy, parse_accuracy), max_latency=_constraint("--max-latency", max_latency, parse_duration),
-                    max_bytes=_constraint("--max-bytes", max_bytes, parse_bytes))
+    c = Constraints(
+        _constraint("--max-params", max_params, parse_count),
+        _constraint("--min-throughput", min_throughput, parse_count),
+        _constraint("--min-accuracy", min_accuracy, parse_accuracy),
+        max_latency=_constraint("--max-latency", max_latency, parse_duration),
+        max_bytes=_constraint("--max-bytes", max_bytes, parse_bytes),
+    )
     run = load_run(run_path, speed)
     result = pick(run.trials, c, acc_key)
     finished = sum(t.status == "complete" for t in run.trials)
     if as_json:
-        print(json.dumps({"constraints": c.__dict__, "accuracy": acc_key, "finished_trials": finished, "speed_from": run.speed_source,
-                          "chosen": _trial_summary(result.chosen) if result.chosen else None,
-                          "satisfying": [t.number for t in result.satisfying],
-                          "nearest": [{**_trial_summary(t), "shortfalls": s} for t, s in result.nearest]}, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "constraints": c.__dict__,
+                    "accuracy": acc_key,
+                    "finished_trials": finished,
+                    "speed_from": run.speed_source,
+                    "chosen": _trial_summary(result.chosen) if result.chosen else None,
+                    "satisfying": [t.number for t in result.satisfying],
+                    "nearest": [{**_trial_summary(t), "shortfalls": s} for t, s in result.nearest],
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return 0 if result.chosen else 1
 
     def facts(t) -> str:
@@ -86,22 +101,40 @@ def cmd_pick(run_path: Path, max_params: str | None = None, min_throughput: str 
                 print(f"  #{t.number} {t.label}: {facts(t)} -- {misses}")
         return 1
     t = result.chosen
-    rows = [("trial", f"#{t.number} {t.label}"), ("why", f"the highest {acc_key.replace('_', ' ')} of the {len(result.satisfying)} "
-                                                         f"finished trials that satisfy {c.describe()}")]
+    rows = [
+        ("trial", f"#{t.number} {t.label}"),
+        (
+            "why",
+            f"the highest {acc_key.replace('_', ' ')} of the {len(result.satisfying)} "
+            f"finished trials that satisfy {c.describe()}",
+        ),
+    ]
     if c.max_params is not None:
         rows.append(("stored parameters", f"{int(t.get('stored_params')):,} <= {c.max_params:,.0f}"))
     else:
         rows.append(("stored parameters", f"{int(t.get('stored_params')):,}"))
     if t.get("stored_bytes") is not None:
-        rows.append(("stored bytes", f"{int(t.get('stored_bytes')):,}" + (f" <= {c.max_bytes:,.0f}" if c.max_bytes is not None else "")))
+        rows.append(
+            ("stored bytes", f"{int(t.get('stored_bytes')):,}" + (f" <= {c.max_bytes:,.0f}" if c.max_bytes is not None else ""))
+        )
     thr, lat = t.get("throughput"), t.get("latency_s")
     rows.append(("inference throughput", (f"{thr:,.1f}/s" if thr is not None else "not measured")
                  + (f" >= {c.min_throughput:,.1f}/s" if c.min_throughput is not None else "")))
     if lat is not None:
-        rows.append(("latency (batch 1)", f"{1e3 * lat:.3g} ms" + (f" <= {1e3 * c.max_latency:.3g} ms" if c.max_latency is not None else "")))
+        rows.append(
+            (
+                "latency (batch 1)",
+                f"{1e3 * lat:.3g} ms" + (f" <= {1e3 * c.max_latency:.3g} ms" if c.max_latency is not None else ""),
+            )
+        )
     rows.append(("speed measured on", run.speed_source))
     acc = t.get(acc_key)
-    rows.append((acc_key.replace("_", " "), f"{100 * acc:.2f}%" + (f" >= {100 * c.min_accuracy:.2f}%" if c.min_accuracy is not None else "")))
+    rows.append(
+        (
+            acc_key.replace("_", " "),
+            f"{100 * acc:.2f}%" + (f" >= {100 * c.min_accuracy:.2f}%" if c.min_accuracy is not None else ""),
+        )
+    )
     other = "test_acc" if acc_key == "val_acc" else "val_acc"
     if t.get(other) is not None:
         rows.append((other.replace("_", " "), f"{100 * t.get(other):.2f}%"))

@@ -10,5 +10,15 @@ from ._builtin import dataset_from_arrays
 from ._factory import DATASETS, DatasetNotFound, list_datasets, load_dataset, normalization, register_dataset
 from ._splits import DatasetSplits, Split, TensorSplit
 
-__all__ = ["DATASETS", "DatasetNotFound", "DatasetSplits", "dataset_from_arrays", "Split", "TensorSplit", "list_datasets", "load_dataset", "normalization",
-           "register_dataset"]
+__all__ = [
+    "DATASETS",
+    "DatasetNotFound",
+    "DatasetSplits",
+    "dataset_from_arrays",
+    "Split",
+    "TensorSplit",
+    "list_datasets",
+    "load_dataset",
+    "normalization",
+    "register_dataset",
+]

@@ -30,8 +30,15 @@ FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
-NORMALIZATION.update({"fashion-mnist-small": (FASHION_MEAN, FASHION_STD), "fashion-mnist": (FASHION_MEAN, FASHION_STD),
-                      "mnist": (MNIST_MEAN, MNIST_STD), "cifar10": (CIFAR10_MEAN, CIFAR10_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)})
+NORMALIZATION.update(
+    {
+        "fashion-mnist-small": (FASHION_MEAN, FASHION_STD),
+        "fashion-mnist": (FASHION_MEAN, FASHION_STD),
+        "mnist": (MNIST_MEAN, MNIST_STD),
+        "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
+        "cifar100": (CIFAR100_MEAN, CIFAR100_STD),
+    }
+)
 
 
 def dataset_from_arrays(name: str, xtr, ytr, xte, yte, mean, std, augment: str = "none", classes: int = 10,
@@ -95,7 +102,9 @@ def mnist(root: Path | None = None, download: bool = False, val_fraction: float 
     return _idx_dataset("mnist", root, None, download, "MNIST", MNIST_MEAN, MNIST_STD, val_fraction)
 
 
-def _cifar(name: str, tv_name: str, folder: str, root: Path | None, download: bool, val_fraction: float, mean, std, classes) -> DatasetSplits:
+def _cifar(
+    name: str, tv_name: str, folder: str, root: Path | None, download: bool, val_fraction: float, mean, std, classes
+) -> DatasetSplits:
     if root is None or (not (root / folder).is_dir() and not download):
         raise DatasetNotFound(f"{name}: looked for {(root / folder) if root else folder + ' (no root given)'}; "
                               f"pass root=DIR holding {folder}/, or download=True when online")
@@ -140,4 +149,6 @@ def synthetic(root: Path | None = None, n: int = 512, num_classes: int = 10, in_
     g = torch.Generator().manual_seed(seed)
     mk = lambda m: TensorSplit(torch.randint(0, 256, (m, in_channels, size, size), generator=g, dtype=torch.uint8),  # noqa: E731
                                torch.randint(0, num_classes, (m,), generator=g), (0.5,) * in_channels, (0.25,) * in_channels)
-    return DatasetSplits("synthetic", mk(n), mk(max(1, n // 8)), mk(max(1, n // 8)), num_classes, in_channels, size, "random data")
+    return DatasetSplits(
+        "synthetic", mk(n), mk(max(1, n // 8)), mk(max(1, n // 8)), num_classes, in_channels, size, "random data"
+    )

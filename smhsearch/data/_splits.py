@@ -121,8 +121,16 @@ class DatasetSplits:
     notes: str = ""
 
     def describe(self) -> dict:
-        return {"name": self.name, "train": len(self.train), "val": len(self.val), "test": len(self.test),
-                "num_classes": self.num_classes, "in_channels": self.in_channels, "input_size": self.input_size, "notes": self.notes}
+        return {
+            "name": self.name,
+            "train": len(self.train),
+            "val": len(self.val),
+            "test": len(self.test),
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "input_size": self.input_size,
+            "notes": self.notes,
+        }
 
 
 def split_off_val(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int = 0) -> tuple[tuple, tuple]:

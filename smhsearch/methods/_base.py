@@ -76,7 +76,9 @@ def check_declarations(config_cls: type[MethodConfig]) -> None:
         raise ValueError(f"{name}.axes: {bad_axes} must be fields of {name} and among {AXES}")
     bad = [o for o in config_cls.space_options if o not in fields or o in AXES + PRECISION_AXES or o == "seed"]
     if bad:
-        raise ValueError(f"{name}.space_options: {bad} must be fields of {name} other than the axes {AXES + PRECISION_AXES} and seed")
+        raise ValueError(
+            f"{name}.space_options: {bad} must be fields of {name} other than the axes {AXES + PRECISION_AXES} and seed"
+        )
     for preset, fixed in config_cls.presets.items():
         unknown = [k for k in fixed if k not in fields]
         if unknown:
@@ -311,7 +313,9 @@ class CompressedModel(nn.Module):
         """The tensors a compact file stores (no two sharing memory, as safetensors asks)."""
         return {k: v.detach().clone().contiguous() for k, v in self.state_dict().items()}
 
-    def load_compact_state_dict(self, tensors: dict[str, torch.Tensor], metadata: dict[str, dict[str, Any]] | None = None) -> None:
+    def load_compact_state_dict(
+        self, tensors: dict[str, torch.Tensor], metadata: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         """Inverse of :meth:`compact_state_dict`; raises RuntimeError on a mismatch.
 
         ``metadata``: the module versions the state was saved with (:func:`state_metadata`);

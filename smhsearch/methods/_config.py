@@ -39,7 +39,9 @@ class OptionInfo:
     def choices(self) -> tuple[Any, ...] | None:
         """The allowed values when the type says them (a ``Literal``), else None."""
         ann = self.annotation
-        members = [a for a in get_args(ann) if a is not type(None)] if get_origin(ann) in (typing.Union, types.UnionType) else [ann]
+        members = (
+            [a for a in get_args(ann) if a is not type(None)] if get_origin(ann) in (typing.Union, types.UnionType) else [ann]
+        )
         values = tuple(v for a in members if get_origin(a) is Literal for v in get_args(a))  # Literal, Optional or | a rule
         return values or None
 
@@ -84,8 +86,13 @@ class MethodConfig:
     init: Literal["scratch", "fit"] | None = field(default=None, kw_only=True, metadata={
         "help": "the variables' start: scratch (the method's calibrated random start) or fit (the closest start to the "
                 "weights the model holds); default fit for a model built with weights=FILE, else scratch"})
-    entropy: bool = field(default=False, kw_only=True, metadata={
-        "help": "entropy-code the file's integer codes and masks (Deep Compression's last stage; LZMA2): bits 8, 4, 1 or kmeans:K"})
+    entropy: bool = field(
+        default=False,
+        kw_only=True,
+        metadata={
+            "help": "entropy-code the file's integer codes and masks (Deep Compression's last stage; LZMA2): bits 8, 4, 1 or kmeans:K"
+        },
+    )
 
     def __post_init__(self) -> None:
         """The precision fields' rules (``_precision.check_precision``: quant applies below 32 bits, entropy to integer
@@ -102,7 +109,9 @@ class MethodConfig:
             v = getattr(self, f.name)
             if f.name == "init" and v is None:  # left to the model: recorded only when set, so older records read the same
                 continue
-            out[f.name] = v.to_dict() if hasattr(v, "to_dict") else (list(v) if isinstance(v, tuple) else v)  # a ScopeRule: its dict
+            out[f.name] = (
+                v.to_dict() if hasattr(v, "to_dict") else (list(v) if isinstance(v, tuple) else v)
+            )  # a ScopeRule: its dict
         return out
 
     @property

@@ -70,7 +70,9 @@ def decode(tensors: dict[str, torch.Tensor], header: dict[str, Any], limit: int)
     parts, bits = header["parts"], int(header["bits"])
     total = sum(int(p[3]) for p in parts)
     if total > limit or not 1 <= bits <= 8:
-        raise ValueError(f"the entropy-coded streams declare {total} bytes at {bits} bits a code, more than this model can hold ({limit})")
+        raise ValueError(
+            f"the entropy-coded streams declare {total} bytes at {bits} bits a code, more than this model can hold ({limit})"
+        )
     out = dict(tensors)
     blob = out.pop(STREAM).cpu().numpy().tobytes()
     d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_FILTERS)

@@ -72,7 +72,10 @@ class HashedNets(MethodConfig):
     hashes: int = field(default=1, metadata={"help": "K, independent hash functions"})
     scope: Scope | ScopeRule = field(default="all", metadata={"help": "which tensors are hashed"})
     sign: bool = field(default=True, metadata={"help": "an independent random sign per hashed entry"})
-    per_layer: bool = field(default=True, metadata={"help": "one pool per layer (Chen et al.); false: one pool for the model (the SMH paper's Table 1)"})
+    per_layer: bool = field(
+        default=True,
+        metadata={"help": "one pool per layer (Chen et al.); false: one pool for the model (the SMH paper's Table 1)"},
+    )
     seed: int = field(default=0, metadata={"help": "seed of the hash functions and the pool"})
 
     @classmethod
@@ -130,7 +133,9 @@ class HashedNetsModel(ReparametrizedModel):
         K = config.hashes
         sizes = pool_sizes(targets, pool, K, config.per_layer)
         if min(sizes) < 1:
-            raise ValueError(f"HashedNets: a pool of {pool} cannot give each of the {len(sizes)} (layer, hash) sub-pools a variable")
+            raise ValueError(
+                f"HashedNets: a pool of {pool} cannot give each of the {len(sizes)} (layer, hash) sub-pools a variable"
+            )
         self.sub_pools = sizes
         g = torch.Generator().manual_seed(config.seed)
         # a weight sums K signed entries: std 1/sqrt(K) each keeps the sum at unit std
@@ -146,7 +151,9 @@ class HashedNetsModel(ReparametrizedModel):
                 # Chen et al.'s parametrisation: each layer's pool holds its weights at their own
                 # scale, so under SGD a weight moves as a dense one would (a small multiplier s
                 # would slow its updates by s^2). Same function at init, scale 1 after.
-                for pool_l, s_l in zip(torch.split(self.pool, [sum(sizes[i * K:(i + 1) * K]) for i in range(len(targets))]), scales):
+                for pool_l, s_l in zip(
+                    torch.split(self.pool, [sum(sizes[i * K : (i + 1) * K]) for i in range(len(targets))]), scales
+                ):
                     pool_l.mul_(s_l)
                 scales = torch.ones_like(scales)
         self.register_buffer("scale_init", scales)  # (L,)

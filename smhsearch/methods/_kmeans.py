@@ -26,7 +26,9 @@ def kmeans_fit(w: torch.Tensor, clusters: int, init: torch.Tensor | None = None,
     iterations in one dimension from a linear initialisation (or ``init``, warm) until the assignment stops changing
     (``max_iter`` only bounds a pathological case)."""
     warm = None if init is None else (init if init.ndim == 2 else init[None])
-    return torch.stack([_fit(x, clusters, None if warm is None else warm[i], max_iter) for i, x in enumerate(_parts(w, segments))])
+    return torch.stack(
+        [_fit(x, clusters, None if warm is None else warm[i], max_iter) for i, x in enumerate(_parts(w, segments))]
+    )
 
 
 def _fit(x: torch.Tensor, clusters: int, init: torch.Tensor | None, max_iter: int) -> torch.Tensor:

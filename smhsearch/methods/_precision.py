@@ -364,7 +364,10 @@ def nearest_codes(w: torch.Tensor, frozen: dict[str, torch.Tensor], scheme: Sche
     """:func:`tensor_codes` without the check: the nearest code of each value, on the grid or not."""
     w = w.detach().cpu().float()
     if scheme.kind in ("uniform", "binary"):
-        extra = {"scale": frozen["scale"].to(torch.bfloat16), **({"segments": frozen["segments"]} if "segments" in frozen else {})}
+        extra = {
+            "scale": frozen["scale"].to(torch.bfloat16),
+            **({"segments": frozen["segments"]} if "segments" in frozen else {}),
+        }
         if scheme.kind == "binary":
             return binary_codes(w).numpy(), extra
         codes = uniform_codes(w, frozen["scale"], scheme, frozen.get("segments"))

@@ -106,7 +106,9 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0, optimiz
             dense["decay" if p.ndim >= 2 else "no_decay"].append(p)
     unknown = sorted(set(rates) - {n for group in variables.values() for n, _ in group})
     if unknown:
-        raise ValueError(f"{type(model).__name__}.variable_rates names {unknown}, which are not trainable parameters of the model")
+        raise ValueError(
+            f"{type(model).__name__}.variable_rates names {unknown}, which are not trainable parameters of the model"
+        )
     groups = [{"params": ps, "lr": lr, "weight_decay": weight_decay if key == "decay" else 0.0, "name": key, "lr_mult": 1.0}
               for key, ps in dense.items() if ps]
     for rate, named in variables.items():

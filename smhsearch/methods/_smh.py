@@ -202,7 +202,9 @@ class SMHModel(ReparametrizedModel):
     def training_form(self) -> dict[str, str]:
         if self.scale_gain is None:
             return {}
-        return {"scale_gain": "SGD step along W_l as the dense step (gradient / ||s_l C_l||^2); U, V's step at gain g_l: min(1, 1/g_l^2) of plain"}
+        return {
+            "scale_gain": "SGD step along W_l as the dense step (gradient / ||s_l C_l||^2); U, V's step at gain g_l: min(1, 1/g_l^2) of plain"
+        }
 
     def variable_rates(self, optimizer: Optimizer) -> dict[str, VariableRate]:
         m = shared_multiplier(self.effective_rates(optimizer), self.sizes, [t.slots[0][0] for t in self.targets])

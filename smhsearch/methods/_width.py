@@ -169,8 +169,10 @@ def _plan(model: nn.Module, config: WidthMultiplier) -> int | None:
         raise ValueError("WidthMultiplier rebuilds the architecture narrower, so it needs a model from smhsearch.create_model; "
                          "a user nn.Module cannot be widened or narrowed automatically")
     if arch["name"] in MODELS and not MODELS.get(arch["name"]).accepts_width():
-        raise ValueError(f"WidthMultiplier rebuilds the architecture narrower with width=alpha, and {arch['name']} takes no width "
-                         "(a user factory can: give it a width parameter)")
+        raise ValueError(
+            f"WidthMultiplier rebuilds the architecture narrower with width=alpha, and {arch['name']} takes no width "
+            "(a user factory can: give it a width parameter)"
+        )
     if config.alpha is not None:
         return None
     target = resolve_budget(config.budget, trainable_count(model), "WidthMultiplier")

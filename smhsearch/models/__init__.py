@@ -10,5 +10,21 @@ from ._factory import IMAGE_SIZE_FAMILIES, MODELS, ModelEntry, arch_of, create_m
 from ._meta import on_meta
 from ._weights import HEADS, WeightsError, WeightsInfo, file_sha256, load_weights, read_state_dict, weights_of
 
-__all__ = ["HEADS", "IMAGE_SIZE_FAMILIES", "MODELS", "ModelEntry", "WeightsError", "WeightsInfo", "arch_of", "create_model",
-           "file_sha256", "list_models", "load_weights", "model_info", "on_meta", "read_state_dict", "register_model", "weights_of"]
+__all__ = [
+    "HEADS",
+    "IMAGE_SIZE_FAMILIES",
+    "MODELS",
+    "ModelEntry",
+    "WeightsError",
+    "WeightsInfo",
+    "arch_of",
+    "create_model",
+    "file_sha256",
+    "list_models",
+    "load_weights",
+    "model_info",
+    "on_meta",
+    "read_state_dict",
+    "register_model",
+    "weights_of",
+]

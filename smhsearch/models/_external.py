@@ -66,7 +66,9 @@ def arch_name(v: Any) -> str:
         split_call(v)  # a malformed call is refused here
         return v
     if not isinstance(v, dict):
-        raise ArchError(f"an architecture is a name or a mapping {{import: 'package.module:factory', kwargs: {{...}}}}, but got {v!r}")
+        raise ArchError(
+            f"an architecture is a name or a mapping {{import: 'package.module:factory', kwargs: {{...}}}}, but got {v!r}"
+        )
     unknown = sorted(set(v) - {"import", "kwargs"})
     if unknown or "import" not in v:
         raise ArchError(f"an architecture mapping has keys import (required) and kwargs, but got {sorted(v)}")
@@ -108,7 +110,9 @@ def resolve(name: str) -> dict[str, Any] | None:
 def _implied_given(name: str, kwargs: dict[str, Any], own: Iterable[str]) -> None:
     given = sorted(set(kwargs) & set(own))
     if given:
-        raise ArchError(f"{name}: {', '.join(given)} is set from the dataset (or create_model's arguments), not in the architecture's kwargs")
+        raise ArchError(
+            f"{name}: {', '.join(given)} is set from the dataset (or create_model's arguments), not in the architecture's kwargs"
+        )
 
 
 def _timm_entry(name: str) -> dict[str, Any]:
@@ -132,7 +136,9 @@ def _timm_entry(name: str) -> dict[str, Any]:
     def build(num_classes: int, in_channels: int, image_size: int | None = None, **kw: Any):
         sized = {"img_size": image_size} if image_size is not None else {}
         try:
-            return timm.create_model(model, pretrained=False, num_classes=num_classes, in_chans=in_channels, **sized, **{**kwargs, **kw})
+            return timm.create_model(
+                model, pretrained=False, num_classes=num_classes, in_chans=in_channels, **sized, **{**kwargs, **kw}
+            )
         except TypeError as e:  # a keyword the model does not take
             raise ValueError(f"{name}: {e}") from None
 
@@ -146,7 +152,9 @@ def _import_entry(name: str) -> dict[str, Any]:
 
     target, kwargs = split_call(name)
     if not _TARGET.match(target):
-        raise ArchError(f"{name}: a user architecture is 'package.module:factory' (with kwargs: 'package.module:factory(key=value)')")
+        raise ArchError(
+            f"{name}: a user architecture is 'package.module:factory' (with kwargs: 'package.module:factory(key=value)')"
+        )
     module_name, _, attr = target.partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
@@ -184,9 +192,16 @@ def _import_entry(name: str) -> dict[str, Any]:
             raise ArchError(f"{name}: {target} returned a {type(model).__name__}, not an nn.Module")
         return model
 
-    return dict(builder=build, family="user", default_num_classes=default("num_classes", 10), default_input_size=default("image_size", None),
-                default_in_channels=default("in_channels", 3), doc=(inspect.getdoc(obj) or "").split("\n")[0],
-                takes_image_size="image_size" in takes, takes_width="width" in takes)
+    return dict(
+        builder=build,
+        family="user",
+        default_num_classes=default("num_classes", 10),
+        default_input_size=default("image_size", None),
+        default_in_channels=default("in_channels", 3),
+        doc=(inspect.getdoc(obj) or "").split("\n")[0],
+        takes_image_size="image_size" in takes,
+        takes_width="width" in takes,
+    )
 
 
 def imported_module(arch: dict[str, Any] | None) -> str | None:
@@ -208,5 +223,7 @@ def check_import_allowed(arch: dict[str, Any] | None, allow_import: Iterable[str
         return
     allowed = list(allow_import)
     if not any(module == a or module.startswith(a + ".") for a in allowed):
-        raise PermissionError(f"{where} rebuilds its model by importing {module} ({arch['name']}); "  # type: ignore[index]
-                              f"name that module to allow it: allow_import=[{module!r}] (the command line: --allow-import {module})")
+        raise PermissionError(
+            f"{where} rebuilds its model by importing {module} ({arch['name']}); "  # type: ignore[index]
+            f"name that module to allow it: allow_import=[{module!r}] (the command line: --allow-import {module})"
+        )

@@ -51,5 +51,11 @@ register_model("mlp_1x1000", family="mlp", num_classes=10, input_size=28, in_cha
                doc="HashedNets' 3-layer net: one hidden layer of 1000 units.")(_make((1000,)))
 register_model("mlp_3x1000", family="mlp", num_classes=10, input_size=28, in_channels=1,
                doc="HashedNets' 5-layer net: three hidden layers of 1000 units.")(_make((1000, 1000, 1000)))
-register_model("lenet300_100", family="mlp", num_classes=10, input_size=28, in_channels=1,
-               doc="LeNet-300-100 (LeCun et al. 1998): hidden layers of 300 and 100 units; Deep Compression's MNIST MLP.")(_make((300, 100)))
+register_model(
+    "lenet300_100",
+    family="mlp",
+    num_classes=10,
+    input_size=28,
+    in_channels=1,
+    doc="LeNet-300-100 (LeCun et al. 1998): hidden layers of 300 and 100 units; Deep Compression's MNIST MLP.",
+)(_make((300, 100)))

@@ -30,8 +30,21 @@ def _replace_stem(model: nn.Module, in_channels: int) -> None:
 
 
 # (width, depth) multipliers and dropout of torchvision's EfficientNet builders
-_EFFICIENTNET = {f"efficientnet_b{i}": v for i, v in enumerate(
-    [(1.0, 1.0, 0.2), (1.0, 1.1, 0.2), (1.1, 1.2, 0.3), (1.2, 1.4, 0.3), (1.4, 1.8, 0.4), (1.6, 2.2, 0.4), (1.8, 2.6, 0.5), (2.0, 3.1, 0.5)])}
+_EFFICIENTNET = {
+    f"efficientnet_b{i}": v
+    for i, v in enumerate(
+        [
+            (1.0, 1.0, 0.2),
+            (1.0, 1.1, 0.2),
+            (1.1, 1.2, 0.3),
+            (1.2, 1.4, 0.3),
+            (1.4, 1.8, 0.4),
+            (1.6, 2.2, 0.4),
+            (1.8, 2.6, 0.5),
+            (2.0, 3.1, 0.5),
+        ]
+    )
+}
 
 
 def _narrow(tv_name: str, num_classes: int, width: float, **kwargs) -> nn.Module:
@@ -49,8 +62,14 @@ def _narrow(tv_name: str, num_classes: int, width: float, **kwargs) -> nn.Module
     if tv_name in _EFFICIENTNET:
         w, d, dropout = _EFFICIENTNET[tv_name]
         setting, last = efficientnet._efficientnet_conf(tv_name, width_mult=w * width, depth_mult=d)
-        norm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01) if tv_name in ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7") else None
-        return efficientnet.EfficientNet(setting, kwargs.pop("dropout", dropout), num_classes=num_classes, norm_layer=norm, last_channel=last, **kwargs)
+        norm = (
+            partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)
+            if tv_name in ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7")
+            else None
+        )
+        return efficientnet.EfficientNet(
+            setting, kwargs.pop("dropout", dropout), num_classes=num_classes, norm_layer=norm, last_channel=last, **kwargs
+        )
     if tv_name == "mobilenet_v2":
         return mobilenetv2.MobileNetV2(num_classes=num_classes, width_mult=width, **kwargs)
     if tv_name.startswith("mobilenet_v3"):
@@ -87,8 +106,16 @@ def _narrow_swin(tv_name: str, num_classes: int, width: float, **kwargs) -> nn.M
     from torchvision.models.swin_transformer import SwinTransformer
 
     embed, depths, heads, window, depth_prob = _SWIN[tv_name]
-    return SwinTransformer([4, 4], per_head(embed, heads[0], width), depths, heads, window,
-                           stochastic_depth_prob=kwargs.pop("stochastic_depth_prob", depth_prob), num_classes=num_classes, **kwargs)
+    return SwinTransformer(
+        [4, 4],
+        per_head(embed, heads[0], width),
+        depths,
+        heads,
+        window,
+        stochastic_depth_prob=kwargs.pop("stochastic_depth_prob", depth_prob),
+        num_classes=num_classes,
+        **kwargs,
+    )
 
 
 def _make(tv_name: str):

@@ -29,11 +29,24 @@ def vit_cifar(num_classes: int, in_channels: int, image_size: int = 32, patch_si
         raise ValueError(f"hidden must be divisible by heads, but got hidden={hidden}, heads={heads}")
     if image_size % patch_size:
         raise ValueError(f"image_size must be divisible by patch_size, but got image_size={image_size}, patch_size={patch_size}")
-    model = VisionTransformer(image_size, patch_size, layers, heads, per_head(hidden, heads, width), max(1, int(round(mlp * width))),
-                              dropout=dropout, num_classes=num_classes)
+    model = VisionTransformer(
+        image_size,
+        patch_size,
+        layers,
+        heads,
+        per_head(hidden, heads, width),
+        max(1, int(round(mlp * width))),
+        dropout=dropout,
+        num_classes=num_classes,
+    )
     _replace_stem(model, in_channels)
     return model
 
 
-register_model("vit_cifar_tiny", family="vit_cifar", num_classes=10, input_size=32,
-               doc="ViT for 32x32 inputs: patch 4, 4 layers, 3 heads, hidden 96, MLP 192 (torchvision's VisionTransformer).")(vit_cifar)
+register_model(
+    "vit_cifar_tiny",
+    family="vit_cifar",
+    num_classes=10,
+    input_size=32,
+    doc="ViT for 32x32 inputs: patch 4, 4 layers, 3 heads, hidden 96, MLP 192 (torchvision's VisionTransformer).",
+)(vit_cifar)

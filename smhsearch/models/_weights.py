@@ -134,7 +134,9 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
             meta = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
-        raise WeightsError(f"{path}: not a readable safetensors file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise WeightsError(
+            f"{path}: not a readable safetensors file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     if meta.get("format") == "smhsearch.compact":  # a compressed model: its weights are computed, not stored
         raise WeightsError(f"{path}: a compressed model's file (smhsearch.compact) holds its method's variables, not the "
                            "architecture's weights; write them out first: smhsearch.export.save_dense("
@@ -172,7 +174,9 @@ def load_weights(model: nn.Module, path: str | os.PathLike, head: Head = "keep")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (" + ", ".join(f"{k} {list(state[k].shape)}" for k in unexpected[:_SHOWN])
                          + (", ..." if len(unexpected) > _SHOWN else "") + ")")
-        raise WeightsError(f"{path}: does not fit the architecture: keys {'; '.join(parts)}; is it a file of another architecture?")
+        raise WeightsError(
+            f"{path}: does not fit the architecture: keys {'; '.join(parts)}; is it a file of another architecture?"
+        )
     if misshapen and head != "reinit":
         shown = ", ".join(f"{k} {list(state[k].shape)} (the model's {list(own[k].shape)})" for k in misshapen[:_SHOWN])
         raise WeightsError(f"{path}: {len(misshapen)} tensor(s) of other shapes: {shown}"

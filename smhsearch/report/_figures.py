@@ -89,17 +89,41 @@ def figure(data: ReportData, axis: str) -> dict[str, Any]:
         if not pts:
             continue
         early = status == "early_stopped"
-        traces.append(dict(
-            type="scatter", x=[float(t.get(axis)) for t in pts], y=[100 * float(t.get(acc_key)) for t in pts], mode="markers",
-            name=f"{method} · {arch}" + (" (stopped early)" if early else ""), legendgroup=method,
-            marker=dict(color=col[method], symbol=sym[arch] + ("-open" if early else ""), size=11 if not early else 10,
-                        opacity=0.55 if early else 0.95, line=dict(width=1.5 if early else 0.5, color=col[method] if early else "#222")),
-            text=[hover_text(t, data.epochs) for t in pts], customdata=[t.number for t in pts],
-            hovertemplate="%{text}<extra></extra>", uid=f"{method}|{arch}|{status}"))
+        traces.append(
+            dict(
+                type="scatter",
+                x=[float(t.get(axis)) for t in pts],
+                y=[100 * float(t.get(acc_key)) for t in pts],
+                mode="markers",
+                name=f"{method} · {arch}" + (" (stopped early)" if early else ""),
+                legendgroup=method,
+                marker=dict(
+                    color=col[method],
+                    symbol=sym[arch] + ("-open" if early else ""),
+                    size=11 if not early else 10,
+                    opacity=0.55 if early else 0.95,
+                    line=dict(width=1.5 if early else 0.5, color=col[method] if early else "#222"),
+                ),
+                text=[hover_text(t, data.epochs) for t in pts],
+                customdata=[t.number for t in pts],
+                hovertemplate="%{text}<extra></extra>",
+                uid=f"{method}|{arch}|{status}",
+            )
+        )
     fr = data.fronts[axis]
     if fr.step:
-        traces.append(dict(type="scatter", x=[x for x, _ in fr.step], y=[100 * a for _, a in fr.step], mode="lines",
-                           name="non-dominated front", line=dict(color="#111", width=1.5, dash="dot"), hoverinfo="skip", uid=FRONT_UID))
+        traces.append(
+            dict(
+                type="scatter",
+                x=[x for x, _ in fr.step],
+                y=[100 * a for _, a in fr.step],
+                mode="lines",
+                name="non-dominated front",
+                line=dict(color="#111", width=1.5, dash="dot"),
+                hoverinfo="skip",
+                uid=FRONT_UID,
+            )
+        )
     if axis in ("stored_params", "stored_bytes"):  # the papers' sizes: parameters, and bytes where they give them
         size = (lambda p: p.params) if axis == "stored_params" else (lambda p: p.bytes)
         shown = [p for p in data.published if size(p) is not None]
@@ -109,22 +133,47 @@ def figure(data: ReportData, axis: str) -> dict[str, Any]:
             pts = [p for p in shown if p.series == s]
             # a paper's series of a method this run has takes that method's colour, with a marker of its own
             colour = col.get(published_method(s) or "", None) or next(grey)
-            traces.append(dict(
-                type="scatter", x=[size(p) for p in pts], y=[p.accuracy for p in pts], mode="markers", name=f"published: {s}",
-                legendgroup="published", **({"legendgrouptitle": {"text": "published (test accuracy)"}} if i == 0 else {}),
-                marker=dict(symbol=PUBLISHED_SYMBOLS[i % len(PUBLISHED_SYMBOLS)], size=11, opacity=0.8, color=colour,
-                            line=dict(width=1.5, color=colour)),
-                text=[f"<b>{html.escape(s)}</b><br>{html.escape(p.arch)} on {html.escape(p.dataset)}<br>{p.params:,.0f} parameters"
-                      + (f", {p.bytes:,.0f} bytes" if p.bytes is not None else "")
-                      + f", {p.accuracy:.2f}% top-1 (test)<br>{html.escape(p.source)}, {html.escape(p.where)}"
-                      + (f"<br>{html.escape(p.note)}" if p.note else "") for p in pts],
-                hovertemplate="%{text}<extra></extra>", uid=f"published|{s}"))
+            traces.append(
+                dict(
+                    type="scatter",
+                    x=[size(p) for p in pts],
+                    y=[p.accuracy for p in pts],
+                    mode="markers",
+                    name=f"published: {s}",
+                    legendgroup="published",
+                    **({"legendgrouptitle": {"text": "published (test accuracy)"}} if i == 0 else {}),
+                    marker=dict(
+                        symbol=PUBLISHED_SYMBOLS[i % len(PUBLISHED_SYMBOLS)],
+                        size=11,
+                        opacity=0.8,
+                        color=colour,
+                        line=dict(width=1.5, color=colour),
+                    ),
+                    text=[
+                        f"<b>{html.escape(s)}</b><br>{html.escape(p.arch)} on {html.escape(p.dataset)}<br>{p.params:,.0f} parameters"
+                        + (f", {p.bytes:,.0f} bytes" if p.bytes is not None else "")
+                        + f", {p.accuracy:.2f}% top-1 (test)<br>{html.escape(p.source)}, {html.escape(p.where)}"
+                        + (f"<br>{html.escape(p.note)}" if p.note else "")
+                        for p in pts
+                    ],
+                    hovertemplate="%{text}<extra></extra>",
+                    uid=f"published|{s}",
+                )
+            )
     best = data.best_under(None)
     on_axis = best is not None and pareto._num(best.get(axis)) is not None
-    traces.append(dict(
-        type="scatter", x=[float(best.get(axis))] if on_axis else [], y=[100 * float(best.get(acc_key))] if on_axis else [],
-        mode="markers", name="best under the budget", marker=dict(symbol="circle-open", size=24, color="#E4002B", line=dict(width=3)),
-        hoverinfo="skip", uid=SELECTED_UID))
+    traces.append(
+        dict(
+            type="scatter",
+            x=[float(best.get(axis))] if on_axis else [],
+            y=[100 * float(best.get(acc_key))] if on_axis else [],
+            mode="markers",
+            name="best under the budget",
+            marker=dict(symbol="circle-open", size=24, color="#E4002B", line=dict(width=3)),
+            hoverinfo="skip",
+            uid=SELECTED_UID,
+        )
+    )
     layout = dict(
         title=dict(text=f"{pareto.ACCURACY[acc_key]} vs {pareto.AXES[axis]['title']}"
                         + (" (higher is better on both)" if sense == "max" else " (up and to the left is better)")),

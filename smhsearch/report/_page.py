@@ -157,7 +157,9 @@ def _cell(key: str, kind: str, v: Any) -> str:
         cls = ' class="err"' if key == "error" else ""
         return f'<td{cls} data-v="{html.escape(str(v), quote=True)}">{html.escape(str(v))}</td>'
     f = float(v)
-    shown = {"acc": f"{100 * f:.2f}", "count": f"{int(f):,}", "rate": f"{f:,.1f}", "int": f"{int(f)}", "ms": f"{1e3 * f:.3g}"}[kind]
+    shown = {"acc": f"{100 * f:.2f}", "count": f"{int(f):,}", "rate": f"{f:,.1f}", "int": f"{int(f)}", "ms": f"{1e3 * f:.3g}"}[
+        kind
+    ]
     return f'<td class="num" data-v="{f!r}">{shown}</td>'
 
 
@@ -182,10 +184,19 @@ def page_data(data: ReportData) -> dict[str, Any]:
         "axes": list(pareto.AXES),
         "acc_name": pareto.ACCURACY[data.acc_key],
         "selected_uid": SELECTED_UID,
-        "trials": [{"number": t.number, "label": t.label, "status": t.status, "acc": num(t.get(data.acc_key)),
-                    "stored_params": num(t.get("stored_params")), "throughput": num(t.get("throughput")), "flops": num(t.get("flops")),
-                    "stored_bytes": num(t.get("stored_bytes"))}
-                   for t in data.trials],
+        "trials": [
+            {
+                "number": t.number,
+                "label": t.label,
+                "status": t.status,
+                "acc": num(t.get(data.acc_key)),
+                "stored_params": num(t.get("stored_params")),
+                "throughput": num(t.get("throughput")),
+                "flops": num(t.get("flops")),
+                "stored_bytes": num(t.get("stored_bytes")),
+            }
+            for t in data.trials
+        ],
     }
 
 
@@ -197,8 +208,16 @@ def render(data: ReportData) -> str:
     figs = []
     for axis in pareto.AXES:
         fig = figure(data, axis)
-        figs.append(pio.to_html(fig, validate=False, full_html=False, include_plotlyjs=False, div_id=f"fig-{axis}",
-                                config={"displaylogo": False, "responsive": True, "toImageButtonOptions": {"filename": f"{data.name}-{axis}"}}))
+        figs.append(
+            pio.to_html(
+                fig,
+                validate=False,
+                full_html=False,
+                include_plotlyjs=False,
+                div_id=f"fig-{axis}",
+                config={"displaylogo": False, "responsive": True, "toImageButtonOptions": {"filename": f"{data.name}-{axis}"}},
+            )
+        )
     sizes = [float(t.get("stored_params")) for t in data.trials
              if t.status == "complete" and pareto._num(t.get("stored_params")) is not None]
     if sizes:
@@ -239,7 +258,7 @@ Click a point to find its row in the table; click a column header to sort.</p>
 <section class="grid">{"".join(f'<div class="fig">{f}</div>' for f in figs)}</section>
 <h2>Hypervolume of each method's front</h2>
 <p class="note">The area a method's finished trials dominate in (log10 cost, accuracy), from a reference point shared by all methods of
-this run: accuracy 0 and a cost twice as bad as the run's worst ({html.escape(refs) or 'no finished trial'}). Units: accuracy × decades;
+this run: accuracy 0 and a cost twice as bad as the run's worst ({html.escape(refs) or "no finished trial"}). Units: accuracy × decades;
 larger is better; comparable within this run only.</p>
 <table id="hypervolume"><thead><tr><th>method</th>{"".join(f"<th>{html.escape(pareto.AXES[a]['title'])}</th>" for a in pareto.AXES)}</tr></thead>
 <tbody>{hv_rows}</tbody></table>

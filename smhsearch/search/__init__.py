@@ -36,5 +36,18 @@ from ._plan import STUDY_FILE, RunPlan, _sampler, _storage, objective_keys, plan
 from ._study import REPORTED, open_study, trials_done
 from ._trial import run_trial, trial_spec
 
-__all__ = ["REPORTED", "RunLock", "RunLocked", "STUDY_FILE", "RunPlan", "objective_keys", "open_study", "plan_run", "run_search", "run_trial",
-           "summarize", "trial_spec", "trials_done"]
+__all__ = [
+    "REPORTED",
+    "RunLock",
+    "RunLocked",
+    "STUDY_FILE",
+    "RunPlan",
+    "objective_keys",
+    "open_study",
+    "plan_run",
+    "run_search",
+    "run_trial",
+    "summarize",
+    "trial_spec",
+    "trials_done",
+]

@@ -132,13 +132,22 @@ def _run_locked(plan: RunPlan, address: str | None, fresh: bool, warnings: list[
     tuner = tune.Tuner(
         trainable,
         # reuse_actors: a trial reuses a finished trial's worker instead of starting a Python (and torch) anew
-        tune_config=tune.TuneConfig(search_alg=_searcher(plan, storage), scheduler=scheduler, num_samples=remaining, reuse_actors=True,
-                                    max_concurrent_trials=res.max_concurrent),
-        run_config=tune.RunConfig(name=f"{plan.space.name}-{int(time.time())}", storage_path=str(plan.layout.ray.resolve()),
-                                  verbose=0, callbacks=[_Progress(plan, done), *_result_loggers()],
-                                  # a lost worker or node: the trial runs again, from its checkpoint (run_trial says
-                                  # which failures are final)
-                                  failure_config=tune.FailureConfig(max_failures=plan.space.search.retries, fail_fast=False)),
+        tune_config=tune.TuneConfig(
+            search_alg=_searcher(plan, storage),
+            scheduler=scheduler,
+            num_samples=remaining,
+            reuse_actors=True,
+            max_concurrent_trials=res.max_concurrent,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{plan.space.name}-{int(time.time())}",
+            storage_path=str(plan.layout.ray.resolve()),
+            verbose=0,
+            callbacks=[_Progress(plan, done), *_result_loggers()],
+            # a lost worker or node: the trial runs again, from its checkpoint (run_trial says
+            # which failures are final)
+            failure_config=tune.FailureConfig(max_failures=plan.space.search.retries, fail_fast=False),
+        ),
     )
     with _own_loggers():
         tuner.fit()
@@ -202,5 +211,9 @@ def summarize(study, run_dir=None) -> dict[str, Any]:
         "rejected": sum(bool(t.user_attrs.get("rejected")) for t in trials),
         "interrupted": sum(bool(t.user_attrs.get("interrupted")) for t in trials),
         "best": None if best is None else {"number": best.number, "config": best.user_attrs.get("config"), "values": best.values},
-        **({"teachers": summary(RunLayout(run_dir).teachers)} if run_dir is not None and RunLayout(run_dir).teachers.is_dir() else {}),
+        **(
+            {"teachers": summary(RunLayout(run_dir).teachers)}
+            if run_dir is not None and RunLayout(run_dir).teachers.is_dir()
+            else {}
+        ),
     }

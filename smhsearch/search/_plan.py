@@ -45,9 +45,16 @@ class RunPlan:
     def fingerprint(self) -> str:
         """What a resumed study must share with its start: the structured space (budget ranges included), its
         candidates, data, training, objectives and max_params (not the trial count)."""
-        return json_key([_unset_distill(self.space.space.model_dump()), [c.params() for c in self.candidates],
-                         self.space.dataset.model_dump(), _unset_distill(self.space.train.model_dump()), self.space.search.objectives,
-                         self.space.search.max_params])
+        return json_key(
+            [
+                _unset_distill(self.space.space.model_dump()),
+                [c.params() for c in self.candidates],
+                self.space.dataset.model_dump(),
+                _unset_distill(self.space.train.model_dump()),
+                self.space.search.objectives,
+                self.space.search.max_params,
+            ]
+        )
 
 
 _LATER_DEFAULTS = {"distill": None, "entropy": [False]}

@@ -51,7 +51,9 @@ class ParetoRungs:
             if mode not in MODES:
                 raise ValueError(f"objective {key!r}: mode must be one of {MODES}, but got {mode!r}")
         if grace_period < 1 or reduction_factor <= 1:
-            raise ValueError(f"grace_period >= 1 and reduction_factor > 1 must hold, but got ({grace_period}, {reduction_factor})")
+            raise ValueError(
+                f"grace_period >= 1 and reduction_factor > 1 must hold, but got ({grace_period}, {reduction_factor})"
+            )
         self.objectives = list(objectives)
         self.rf, self.max_t, self.time_attr = float(reduction_factor), max_t, time_attr
         self.milestones: list[Any] = []

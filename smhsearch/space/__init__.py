@@ -32,6 +32,27 @@ from ._candidate import Candidate
 from ._schema import (EMBEDDED, OBJECTIVES, BudgetRange, DatasetSpec, MethodEntry, ResourcesSpec, SchedulerSpec, SearchSpec,
                       Space, SpaceError, SpaceSpec, TrainSpec, downloadable)
 
-__all__ = ["EMBEDDED", "OBJECTIVES", "BudgetRange", "Candidate", "DatasetSpec", "MethodEntry", "ResourcesSpec", "SchedulerSpec", "SearchSpec",
-           "Space", "SpaceError", "SpaceSpec", "TrainSpec", "applicable_candidates", "dataset_model_kwargs", "dataset_root", "dataset_shape",
-           "downloadable", "check_space", "load_space", "meta_bases", "read_space"]
+__all__ = [
+    "EMBEDDED",
+    "OBJECTIVES",
+    "BudgetRange",
+    "Candidate",
+    "DatasetSpec",
+    "MethodEntry",
+    "ResourcesSpec",
+    "SchedulerSpec",
+    "SearchSpec",
+    "Space",
+    "SpaceError",
+    "SpaceSpec",
+    "TrainSpec",
+    "applicable_candidates",
+    "dataset_model_kwargs",
+    "dataset_root",
+    "dataset_shape",
+    "downloadable",
+    "check_space",
+    "load_space",
+    "meta_bases",
+    "read_space",
+]

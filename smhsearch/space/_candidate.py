@@ -51,7 +51,9 @@ class Candidate:
         if isinstance(d.get("scope"), dict):  # a scope rule, as JSON records it
             d = {**d, "scope": parse_scope(d["scope"])}
         own = {f.name for f in dataclasses.fields(cls)} - {"options"}  # distill is an axis, not a method option
-        return cls(**{k: v for k, v in d.items() if k in own}, options=tuple(sorted((k, v) for k, v in d.items() if k not in own)))
+        return cls(
+            **{k: v for k, v in d.items() if k in own}, options=tuple(sorted((k, v) for k, v in d.items() if k not in own))
+        )
 
     def label(self) -> str:
         from ..methods._targets import scope_label
@@ -59,5 +61,9 @@ class Candidate:
         parts = ([scope_label(self.scope)] if self.scope else []) + ([self.scale] if self.scale else [])
         precision = [(k, v) for k, v in (("bits", self.bits), ("quant", self.quant), ("entropy", self.entropy)) if v is not None]
         extra = "/".join(parts + [f"{k}={v}" for k, v in sorted([*self.options, *precision])])
-        return (f"{self.arch} {self.method}" + (f"@{self.budget}" if self.budget is not None else "") + (f" ({extra})" if extra else "")
-                + (" distilled" if self.distill else ""))
+        return (
+            f"{self.arch} {self.method}"
+            + (f"@{self.budget}" if self.budget is not None else "")
+            + (f" ({extra})" if extra else "")
+            + (" distilled" if self.distill else "")
+        )

@@ -114,7 +114,9 @@ def _absolute_root(space: Space) -> Space:
     kd = space.train.distill
     if kd is not None and kd.teacher != "dense" and not Path(kd.teacher).is_absolute():
         teacher = str(Path(kd.teacher).expanduser().resolve())
-        space = space.model_copy(update={"train": space.train.model_copy(update={"distill": kd.model_copy(update={"teacher": teacher})})})
+        space = space.model_copy(
+            update={"train": space.train.model_copy(update={"distill": kd.model_copy(update={"teacher": teacher})})}
+        )
     root = dataset_root(space)
     if root is None or str(root) == space.dataset.root:
         return space
@@ -134,7 +136,9 @@ def _check_dataset(space: Space, path: Path) -> None:
     except DatasetNotFound as e:
         raise SpaceError(f"{path}: dataset.root: {e}") from None
     except OSError as e:  # a download that could not reach its server, a root that cannot be written
-        raise SpaceError(f"{path}: dataset.download: could not fetch {space.dataset.name} into {space.dataset.root}: {e}") from None
+        raise SpaceError(
+            f"{path}: dataset.download: could not fetch {space.dataset.name} into {space.dataset.root}: {e}"
+        ) from None
 
 
 def _allowed_keys(parent: str) -> list[str]:

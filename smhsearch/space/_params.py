@@ -112,8 +112,16 @@ class EntrySpace:
 
     def params_of(self, c: Candidate) -> dict[str, Any]:
         """The parameters that would sample ``c`` from this entry (a ValueError where a value is not a choice)."""
-        values = {"budget": c.budget, "scope": c.scope, "scale": c.scale, "distill": c.distill, "bits": 32 if c.bits is None else c.bits,
-                  "quant": c.quant, "entropy": bool(c.entropy), **dict(c.options)}
+        values = {
+            "budget": c.budget,
+            "scope": c.scope,
+            "scale": c.scale,
+            "distill": c.distill,
+            "bits": 32 if c.bits is None else c.bits,
+            "quant": c.quant,
+            "entropy": bool(c.entropy),
+            **dict(c.options),
+        }
         out = {"arch": c.arch, "method": self.key}
         for p in self.common + self.own:
             if p.exists(values):

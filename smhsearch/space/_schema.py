@@ -24,7 +24,9 @@ from ._sections import (EMBEDDED, OBJECTIVES, DatasetSpec, ResourcesSpec, Schedu
 def _config_fields(config: type) -> dict[str, Any]:
     """A frozen config dataclass's fields as pydantic fields (type, default, help)."""
     hints = typing.get_type_hints(config)
-    return {f.name: (hints[f.name], Field(default=f.default, description=f.metadata.get("help"))) for f in dataclasses.fields(config)}
+    return {
+        f.name: (hints[f.name], Field(default=f.default, description=f.metadata.get("help"))) for f in dataclasses.fields(config)
+    }
 
 
 def _distill_check(self):
@@ -33,8 +35,12 @@ def _distill_check(self):
 
 
 # train.distill: DistillConfig's fields and defaults, checked by it
-DistillSpec = create_model("DistillSpec", __base__=_Strict, __validators__={"_check": model_validator(mode="after")(_distill_check)},
-                           **_config_fields(DistillConfig))
+DistillSpec = create_model(
+    "DistillSpec",
+    __base__=_Strict,
+    __validators__={"_check": model_validator(mode="after")(_distill_check)},
+    **_config_fields(DistillConfig),
+)
 
 
 def _train_spec() -> type[BaseModel]:
@@ -44,10 +50,20 @@ def _train_spec() -> type[BaseModel]:
     and ``distill`` is a mapping of :class:`DistillConfig`'s fields (``{}`` for its defaults).
     """
     fields = _config_fields(TrainConfig)
-    fields["distill"] = (Union[DistillSpec, None], Field(  # type: ignore[valid-type]
-        default=None, description="distil every trial (or those space.distill turns on): {teacher: dense | PATH, temperature: 4, alpha: 0.9}"))
-    fields["variable_lr_mult"] = (Union[float, dict[str, float]], Field(
-        default=1.0, description="multiplies the derived rates of the method's shared variables (1 is fair); a number, or one per method name"))
+    fields["distill"] = (
+        Union[DistillSpec, None],
+        Field(  # type: ignore[valid-type]
+            default=None,
+            description="distil every trial (or those space.distill turns on): {teacher: dense | PATH, temperature: 4, alpha: 0.9}",
+        ),
+    )
+    fields["variable_lr_mult"] = (
+        Union[float, dict[str, float]],
+        Field(
+            default=1.0,
+            description="multiplies the derived rates of the method's shared variables (1 is fair); a number, or one per method name",
+        ),
+    )
 
     def check(self):
         d = self.model_dump()
@@ -126,17 +142,29 @@ class SpaceSpec(_Strict):
     arch: list[str] = Field(min_length=1)
     budget: Union[list[Union[int, float, str]], BudgetRange, None] = Field(default=None)
     method: list[MethodEntry] = Field(min_length=1)
-    scope: list[Union[str, dict[str, Any]]] = Field(default=["all"], min_length=1,
-                                                      description="all | conv | linear, or a rule {include: [regex], exclude: [regex], min_size: N}")
+    scope: list[Union[str, dict[str, Any]]] = Field(
+        default=["all"],
+        min_length=1,
+        description="all | conv | linear, or a rule {include: [regex], exclude: [regex], min_size: N}",
+    )
     scale: list[str] = Field(default=["fixed"], min_length=1)
-    distill: Union[list[StrictBool], None] = Field(default=None, min_length=1, max_length=2,
-                                                   description="[false, true]: trials with and without train.distill (else its defaults)")
+    distill: Union[list[StrictBool], None] = Field(
+        default=None,
+        min_length=1,
+        max_length=2,
+        description="[false, true]: trials with and without train.distill (else its defaults)",
+    )
     bits: list[Union[int, str]] = Field(default=[32], min_length=1, description="stored precision of every method's variables "
                                         "(dense too: its weights): 32 | 16 | 8 | 4 | 1 | 'kmeans:K' (methods/_precision.py)")
-    quant: list[Literal["ptq", "qat"]] = Field(default=["ptq"], min_length=1,
-                                               description="below 32 bits: post-training (ptq) or quantisation-aware training (qat)")
-    entropy: list[StrictBool] = Field(default=[False], min_length=1, max_length=2,
-                                      description="entropy-code the integer codes and masks (bits 8, 4, 1, kmeans:K): [false], [true] or both")
+    quant: list[Literal["ptq", "qat"]] = Field(
+        default=["ptq"], min_length=1, description="below 32 bits: post-training (ptq) or quantisation-aware training (qat)"
+    )
+    entropy: list[StrictBool] = Field(
+        default=[False],
+        min_length=1,
+        max_length=2,
+        description="entropy-code the integer codes and masks (bits 8, 4, 1, kmeans:K): [false], [true] or both",
+    )
 
     @field_validator("bits")
     @classmethod

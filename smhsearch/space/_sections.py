@@ -67,7 +67,11 @@ def downloadable() -> list[str]:
 class SearchSpec(_Strict):
     sampler: Literal["grid", "tpe", "nsga2", "random"] = "grid"
     trials: int | None = Field(default=None, ge=1, description="number of trials; grid: every candidate by default")
-    objectives: list[Literal["accuracy", "stored_params", "throughput", "flops", "stored_bytes"]] = ["accuracy", "stored_params", "throughput"]
+    objectives: list[Literal["accuracy", "stored_params", "throughput", "flops", "stored_bytes"]] = [
+        "accuracy",
+        "stored_params",
+        "throughput",
+    ]
     max_params: Union[int, float, str, None] = None
     min_throughput: float | None = Field(default=None, gt=0)
     seed: int = Field(default=0, ge=0)
