@@ -86,7 +86,8 @@ def write_result(name: str, device: torch.device, payload: dict[str, Any], kept:
 
 
 def write_or_say(name: str, device: torch.device, payload: dict[str, Any], md: list[str], smoke: bool) -> None:
-    """Print the table; write ``results/NAME-<device>.json`` and its ``.md``, unless this is a smoke run (which writes nothing)."""
+    """Print the table; write ``results/NAME-<device>.json`` and its ``.md``, unless this is a smoke run
+    (which writes nothing)."""
     print("\n".join(md))
     if smoke:
         print(f"smoke: nothing written (the full run writes {RESULTS}/{name}-{device_slug(device)}.json)")

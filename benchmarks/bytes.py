@@ -211,7 +211,8 @@ def targets(summary: list[dict]) -> list[str]:
             if ref and r:
                 gap = 100 * (ref["test_acc_mean"] - r["test_acc_mean"])
                 out.append(
-                    f"{setting}: SMH {prec} is {gap:+.2f} points below float32 (target <= {slack}): {'met' if gap <= slack else 'NOT met'}"
+                    f"{setting}: SMH {prec} is {gap:+.2f} points below float32 (target <= {slack}): "
+                    f"{'met' if gap <= slack else 'NOT met'}"
                 )
         dense, dc = by.get((setting, "dense", "32")), by.get((setting, "deep_compression", "preset"))
         if dense and dc and setting == "mnist-mlp":
@@ -226,7 +227,8 @@ def targets(summary: list[dict]) -> list[str]:
 
 def table(summary: list[dict]) -> str:
     lines = [
-        "| setting | method | precision | seeds | test acc % | stored bytes | bytes / stored param | x smaller than float32 dense |",
+        "| setting | method | precision | seeds | test acc % | stored bytes | bytes / stored param | "
+        "x smaller than float32 dense |",
         "|---|---|---|---|---|---|---|---|",
     ]
     dense = {r["setting"]: r["stored_bytes"] for r in summary if (r["method"], r["precision"]) == ("dense", "32")}
@@ -307,7 +309,8 @@ def main() -> None:
     notes = targets(summary)
     out = results.write({"protocol": protocol, "complete": True, "summary": summary, "targets": notes, "rows": rows})
     results.write_md(
-        f"Test accuracy (mean ± sd over the seeds column's seeds) against the model file's bytes; budget {a.budget:g} of the dense model's "
+        f"Test accuracy (mean ± sd over the seeds column's seeds) against the model file's bytes; budget {a.budget:g} "
+        "of the dense model's "
         f"parameters (deep_compression: {a.dc_budget:g}). `+e`: the same model's file entropy-coded.\n\n"
         + table(summary)
         + "\n"

@@ -142,8 +142,8 @@ def main() -> None:
         f"{a.arch}, SMH and width at {', '.join(budgets)}; {a.epochs} epochs, grace {a.grace}, reduction factor "
         f"{a.reduction_factor:g}; {a.orders} arrival orders on {a.workers} workers, replayed on the same trained curves.",
         "",
-        "| rule | epochs spent (share of none) | front hypervolume (share of none; worst order) | trials of the final front stopped | "
-        "stops of a trial non-dominated at its rung |",
+        "| rule | epochs spent (share of none) | front hypervolume (share of none; worst order) | "
+        "trials of the final front stopped | stops of a trial non-dominated at its rung |",
         "|---|---|---|---|---|",
     ]
     for name, s in summary.items():

@@ -176,7 +176,8 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     out = {}
     md = [
-        "| dataset | layers | compression | NN (ours) | HashedNets (ours) | SMH (ours) | SMH ≤ HashedNets | paper NN | paper HashNet |",
+        "| dataset | layers | compression | NN (ours) | HashedNets (ours) | SMH (ours) | SMH ≤ HashedNets | "
+        "paper NN | paper HashNet |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
 

@@ -23,7 +23,8 @@ the dense model's best rate.
 The loop uses nothing of smhsearch but ``create_model``, ``compress`` and ``param_groups``:
 seeded init and data order, one-cycle at each group's own rate as its peak (PyTorch's
 defaults otherwise), no weight decay (Adam and AdamW are then one optimizer), test error once
-at the end. A loss that is not finite stops the run, recorded as diverged. Target: every method's default within 0.3 points of its best multiplier, and the default
+at the end. A loss that is not finite stops the run, recorded as diverged. Target: every
+method's default within 0.3 points of its best multiplier, and the default
 HashedNets at 1/64 better than the equal-size dense net. "Best" here is the best mean test
 error of the three points, which favours the sweep (no validation picks it).
 

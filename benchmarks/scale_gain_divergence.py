@@ -147,7 +147,8 @@ def main() -> None:
     rows = sorted(kept + list(reused.values()) + list(pool(one, jobs, a.workers, check=lambda: dataset("fashion-resnet8", n, n))),
                   key=lambda r: (VARIANTS.index(r["variant"]), r["seed"]))
     md = [
-        f"SMH, learnable scale, ResNet-8 on the embedded Fashion-MNIST subset at {a.budget}, SGD lr {LR} (the dense model's best at "
+        f"SMH, learnable scale, ResNet-8 on the embedded Fashion-MNIST subset at {a.budget}, SGD lr {LR} "
+        "(the dense model's best at "
         f"10 epochs), {epochs} epochs; the per-layer gain as shipped, frozen at 1, in the plain form before 2026-12-05 (alone, "
         "at lr / ||W_l||^2 at init, or with a dense weight's decay), and the shipped form without either rule "
         "(benchmarks/scale_gain_divergence.py says what each is).",

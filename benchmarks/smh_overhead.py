@@ -167,7 +167,8 @@ def main() -> None:
             f"{arch} -> {budget}: train SMH/dense {r['train_ratio_smh_over_dense']:.3f}  "
             f"SMH's own ops {r['smh_own_ops_s_per_step'] * 1e3:.1f} ms vs floor {r['floor_s'] * 1e3:.1f} ms "
             f"({r['own_ops_over_floor']:.2f}x, {r['own_ops_share_of_smh_step']:.1%} of the step; "
-            f"difference of medians {r['smh_extra_s_per_step_by_difference'] * 1e3:.0f} ms)  infer materialized/dense {r['infer_ratio_materialized_over_dense']:.3f}",
+            f"difference of medians {r['smh_extra_s_per_step_by_difference'] * 1e3:.0f} ms)  "
+            f"infer materialized/dense {r['infer_ratio_materialized_over_dense']:.3f}",
             flush=True,
         )
         results.append(r)

@@ -16,8 +16,8 @@ random crop and flip. Training: AdamW, cosine schedule with warmup, label smooth
 model's (smhsearch/methods/_rates.py, for AdamW too); SMH and HashedNets each also try
 x1/3 and x3 of them on seed 0 (the multiplier acts on the derived rates), the one with
 the best final validation accuracy is trained again on the other seeds, and test
-accuracy is reported for the chosen one: a check that the derived rates are right here. Every run finished is written to the result
-file at once; a run interrupted is resumed with the same command (finished runs with
+accuracy is reported for the chosen one: a check that the derived rates are right here.
+Every run finished is written to the result file at once; a run interrupted is resumed with the same command (finished runs with
 the same protocol and the same derived rates are reused: a method whose rule changed trains again).
 
     python benchmarks/vit_cifar.py            # the full run: 22 trainings, about 2.5 h on 2 idle cores

@@ -73,7 +73,8 @@ def main() -> None:
             models[name] = row = measure(name, Path(tmp))
             print(
                 f"{name:20s} {row['parameters'] / 1e6:7.2f}M  hashed {100 * row['share_hashed']:6.2f}%  "
-                f"SMH {row['smh']['compact_bytes'] / 2**20:6.2f} MiB  HashedNets {row['hashednets']['compact_bytes'] / 2**20:6.2f} MiB",
+                f"SMH {row['smh']['compact_bytes'] / 2**20:6.2f} MiB  "
+                f"HashedNets {row['hashednets']['compact_bytes'] / 2**20:6.2f} MiB",
                 flush=True,
             )
     measured = [r for r in models.values() if "skipped" not in r]

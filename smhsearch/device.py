@@ -52,7 +52,8 @@ CHOICES = "auto, cpu, cuda, cuda:N or xla"
 # train() (a throughput measurement); set here, at import, unless the user chose a value.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 CONTEXT_BYTES = 1 << 30
-"""GPU memory one process needs outside PyTorch's allocator (CUDA context, cuDNN/cuBLAS handles): kept out of its memory fraction."""
+"""GPU memory one process needs outside PyTorch's allocator (CUDA context, cuDNN/cuBLAS handles): kept out of its
+memory fraction."""
 
 
 def _cuda_facts() -> str:
@@ -92,7 +93,8 @@ def resolve_device(request: str | torch.device | None = "auto", *, flag: str = "
         index = int(m.group(1))
         if index >= torch.cuda.device_count():
             raise ValueError(
-                f"{flag}={text!r}: only {torch.cuda.device_count()} GPUs are visible (cuda:0..cuda:{torch.cuda.device_count() - 1})"
+                f"{flag}={text!r}: only {torch.cuda.device_count()} GPUs are visible "
+                f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
             )
         return torch.device("cuda", index)
     if text in ("xla", "xla:0"):

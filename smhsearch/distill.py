@@ -37,7 +37,8 @@ class DistillConfig:
     teacher: str = field(
         default=DENSE_TEACHER,
         metadata={
-            "help": "dense (the uncompressed architecture, trained once with the same settings and shared) or the path of a saved model file"
+            "help": "dense (the uncompressed architecture, trained once with the same settings and shared) "
+            "or the path of a saved model file"
         },
     )
     temperature: float = field(default=4.0, metadata={"help": "softmax temperature T of both models' logits"})

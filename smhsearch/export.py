@@ -59,7 +59,8 @@ def readable_mode(bits: int) -> int:
 
 
 def _write_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike, fmt: str, meta: dict[str, str]) -> Path:
-    """Write ``state`` with smhsearch's header (``fmt``, version) plus ``meta``, atomically and as readable as the umask allows."""
+    """Write ``state`` with smhsearch's header (``fmt``, version) plus ``meta``, atomically and as readable as the
+    umask allows."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -298,7 +299,8 @@ def save_trained(model: nn.Module, path: str | os.PathLike) -> Path:
 
 
 def load_trained(path: str | os.PathLike, allow_import: Iterable[str] = ()) -> nn.Module:
-    """A model saved by :func:`save_trained` (compact or dense file), in eval mode (``allow_import``: see :func:`load_compact`)."""
+    """A model saved by :func:`save_trained` (compact or dense file), in eval mode (``allow_import``: see
+    :func:`load_compact`)."""
     if file_format(path) == COMPACT_FORMAT:
         return load_compact(path, allow_import=allow_import)
     return load_dense(path, allow_import=allow_import)

@@ -27,7 +27,8 @@ class PluginError(ImportError):
 
 
 def load_plugins(names: Iterable[str] = ()) -> list[str]:
-    """Import ``names``, the modules in ``$SMHSEARCH_PLUGINS`` and the ``smhsearch.plugins`` entry points; return what was imported."""
+    """Import ``names``, the modules in ``$SMHSEARCH_PLUGINS`` and the ``smhsearch.plugins`` entry points;
+    return what was imported."""
     from importlib.metadata import entry_points
 
     wanted = [n.strip() for n in [*names, *os.environ.get(ENV, "").split(",")] if n and n.strip()]

@@ -110,7 +110,8 @@ class TrainConfig:
     distill: DistillConfig | None = field(
         default=None,
         metadata={
-            "help": "distil from a teacher (smhsearch.distill): {teacher: dense | PATH, temperature: 4, alpha: 0.9}; None: plain cross-entropy"
+            "help": "distil from a teacher (smhsearch.distill): {teacher: dense | PATH, temperature: 4, alpha: 0.9}; "
+            "None: plain cross-entropy"
         },
     )
 

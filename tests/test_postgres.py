@@ -150,8 +150,9 @@ def _complete_records(out: Path) -> dict[int, dict]:
 @pytest.mark.timeout(1800)  # three Ray starts and two searches on a shared 2-core machine
 def test_a_postgres_killed_mid_search_loses_no_trial(tmp_path, postgres, pg_db):
     """Three trials; once the first has finished, the server is crashed (pg_ctl stop -m immediate), and started
-    again only once the second has finished too (or the driver has given up). Whatever the driver did meanwhile, `smhsearch run` again finishes the search with each candidate
-    complete once, every result equal to its trial's own record, and the password in no file and no message."""
+    again only once the second has finished too (or the driver has given up). Whatever the driver did meanwhile,
+    `smhsearch run` again finishes the search with each candidate complete once, every result equal to its trial's own
+    record, and the password in no file and no message."""
     space = write_space(tmp_path, postgres.url(pg_db, password=None, scheme="postgresql"))
     out = tmp_path / "run"
     env = {**os.environ, "SMHSEARCH_STORAGE": postgres.url(pg_db), "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0",

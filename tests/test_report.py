@@ -270,7 +270,8 @@ def test_report_in_headless_chromium(quick_run, tmp_path):
                 const gd = document.getElementById('fig-' + a);
                 const xs = gd.data.flatMap(t => Array.from(t.x)).filter(v => v > 0).map(Math.log10);
                 const r = gd._fullLayout.xaxis.range;
-                return [gd._fullLayout.width <= gd.parentElement.clientWidth + 1, Math.min(...xs) >= r[0] && Math.max(...xs) <= r[1]];
+                return [gd._fullLayout.width <= gd.parentElement.clientWidth + 1, """
+                """Math.min(...xs) >= r[0] && Math.max(...xs) <= r[1]];
             })""")
             assert fits == [[True, True]] * 3
 

@@ -80,7 +80,8 @@ BAD = {
         "dataset.name: unknown dataset 'cifar'; nearest: cifar10",
     ),
     "resolution off imagenet": (
-        "name: x\ndataset: {name: fashion-mnist-small, resolution: 64}\nspace: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
+        "name: x\ndataset: {name: fashion-mnist-small, resolution: 64}\n"
+        "space: {arch: [resnet8], budget: ['10%'], method: [smh]}\n",
         "dataset.resolution: resolution applies to imagenet (its training crop); fashion-mnist-small keeps its native size",
     ),
     "missing data": (

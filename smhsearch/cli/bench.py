@@ -57,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"  #{n} {t.label}: {f['throughput']:,.0f} samples/s (spread {100 * f['throughput_spread']:.1f}%), "
               f"latency {1e3 * f['latency_s']:.3g} ms")
     print(
-        f"use it with: smhsearch pick {args.run} --speed {record['name']} ...  /  smhsearch report {args.run} --speed {record['name']}"
+        f"use it with: smhsearch pick {args.run} --speed {record['name']} ...  /  "
+        f"smhsearch report {args.run} --speed {record['name']}"
     )
     return 0

@@ -90,7 +90,8 @@ class MethodConfig:
         default=False,
         kw_only=True,
         metadata={
-            "help": "entropy-code the file's integer codes and masks (Deep Compression's last stage; LZMA2): bits 8, 4, 1 or kmeans:K"
+            "help": "entropy-code the file's integer codes and masks (Deep Compression's last stage; LZMA2): "
+            "bits 8, 4, 1 or kmeans:K"
         },
     )
 

@@ -15,7 +15,8 @@ with any method: it acts on the tensors the model stores, whatever computed them
   scale), ``kmeans:K`` (Gong et al.; Deep Compression: one codebook of K float32 values per
   tensor, or per layer of a vector variable that holds several, initialised linearly between
   its min and max as Han et al. found best, refined by Lloyd's iterations until the assignment
-  stops changing, and one index of ceil(log2 K) bits a value; :mod:`._kmeans`), ``1`` (binarisation: BinaryConnect's sign with XNOR-Net's weight scale, each row's
+  stops changing, and one index of ceil(log2 K) bits a value; :mod:`._kmeans`), ``1``
+  (binarisation: BinaryConnect's sign with XNOR-Net's weight scale, each row's
   values ``+-alpha``, alpha = the row's mean absolute value, which minimises the row's squared
   error; one bit a value). Uniform scales are rounded *up* to bfloat16 before any code is
   computed (2 bytes a row, range of float32), binary ones to the nearest bfloat16, so the file

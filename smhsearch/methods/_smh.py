@@ -203,7 +203,8 @@ class SMHModel(ReparametrizedModel):
         if self.scale_gain is None:
             return {}
         return {
-            "scale_gain": "SGD step along W_l as the dense step (gradient / ||s_l C_l||^2); U, V's step at gain g_l: min(1, 1/g_l^2) of plain"
+            "scale_gain": "SGD step along W_l as the dense step (gradient / ||s_l C_l||^2); "
+            "U, V's step at gain g_l: min(1, 1/g_l^2) of plain"
         }
 
     def variable_rates(self, optimizer: Optimizer) -> dict[str, VariableRate]:

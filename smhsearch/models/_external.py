@@ -205,7 +205,8 @@ def _import_entry(name: str) -> dict[str, Any]:
 
 
 def imported_module(arch: dict[str, Any] | None) -> str | None:
-    """The module a recorded architecture (``{"name": ..., "kwargs": ...}``) imports to rebuild, if any (timm is a library, not user code)."""
+    """The module a recorded architecture (``{"name": ..., "kwargs": ...}``) imports to rebuild, if any
+    (timm is a library, not user code)."""
     if not arch or not isinstance(arch.get("name"), str) or arch["name"].startswith(TIMM) or ":" not in arch["name"]:
         return None
     return split_call(arch["name"])[0].partition(":")[0]

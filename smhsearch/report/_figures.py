@@ -150,7 +150,8 @@ def figure(data: ReportData, axis: str) -> dict[str, Any]:
                         line=dict(width=1.5, color=colour),
                     ),
                     text=[
-                        f"<b>{html.escape(s)}</b><br>{html.escape(p.arch)} on {html.escape(p.dataset)}<br>{p.params:,.0f} parameters"
+                        f"<b>{html.escape(s)}</b><br>{html.escape(p.arch)} on {html.escape(p.dataset)}<br>"
+                        f"{p.params:,.0f} parameters"
                         + (f", {p.bytes:,.0f} bytes" if p.bytes is not None else "")
                         + f", {p.accuracy:.2f}% top-1 (test)<br>{html.escape(p.source)}, {html.escape(p.where)}"
                         + (f"<br>{html.escape(p.note)}" if p.note else "")

@@ -15,18 +15,24 @@ from ._figures import SELECTED_UID, figure, hypervolume_table
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1500px;padding:0 24px 48px;color:#222}
 h1{font-size:1.5rem;margin:20px 0 4px} h2{font-size:1.15rem;margin:28px 0 8px}
-.meta{color:#555;font-size:.9rem} .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(620px,1fr));gap:12px} .fig{min-width:0}
+.meta{color:#555;font-size:.9rem} \
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(620px,1fr));gap:12px} .fig{min-width:0}
 #budget{background:#f6f7f9;border:1px solid #dde;border-radius:8px;padding:12px 16px;position:sticky;top:0;z-index:10}
 #budget input[type=range]{width:min(640px,60vw);vertical-align:middle} #budget-input{width:7em}
 #budget-result{margin-top:6px;font-weight:600} #budget-result.none{color:#B00020}
-table{border-collapse:collapse;font-size:.85rem;width:100%} th,td{border-bottom:1px solid #e3e3e3;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#fafafa;cursor:pointer;user-select:none;position:sticky;top:0;white-space:nowrap} th.asc::after{content:" \\25B2"} th.desc::after{content:" \\25BC"}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap} tr.chosen{background:#fff2c6} tr.flash{outline:2px solid #E4002B}
-tr.failed td,tr.interrupted td{color:#8a1c1c} tr.early_stopped td{color:#666} td.err{max-width:420px;font-family:monospace;font-size:.78rem;white-space:pre-wrap}
+table{border-collapse:collapse;font-size:.85rem;width:100%} \
+th,td{border-bottom:1px solid #e3e3e3;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#fafafa;cursor:pointer;user-select:none;position:sticky;top:0;white-space:nowrap} \
+th.asc::after{content:" \\25B2"} th.desc::after{content:" \\25BC"}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap} \
+tr.chosen{background:#fff2c6} tr.flash{outline:2px solid #E4002B}
+tr.failed td,tr.interrupted td{color:#8a1c1c} tr.early_stopped td{color:#666} \
+td.err{max-width:420px;font-family:monospace;font-size:.78rem;white-space:pre-wrap}
 .note{color:#555;font-size:.85rem;max-width:1100px}
 """
 
-SCRIPT = r"""
+SCRIPT = (
+    r"""
 (function () {
   const D = JSON.parse(document.getElementById('report-data').textContent);
   const AXES = D.axes;
@@ -45,8 +51,10 @@ SCRIPT = r"""
   // The same rule as `smhsearch pick`: finished trials within the budget, most accurate first,
   // then fewer stored parameters, then higher throughput, then the earlier trial.
   function bestUnder(budget) {
-    const ok = D.trials.filter(t => t.status === 'complete' && t.acc !== null && t.stored_params !== null && t.stored_params <= budget);
-    ok.sort((a, b) => (b.acc - a.acc) || (a.stored_params - b.stored_params) || ((b.throughput || 0) - (a.throughput || 0)) || (a.number - b.number));
+    const ok = D.trials.filter(t => t.status === 'complete' && t.acc !== null && t.stored_params !== null"""
+    r""" && t.stored_params <= budget);
+    ok.sort((a, b) => (b.acc - a.acc) || (a.stored_params - b.stored_params)"""
+    r""" || ((b.throughput || 0) - (a.throughput || 0)) || (a.number - b.number));
     return ok.length ? ok[0] : null;
   }
   function traceIndex(gd, uid) { return gd.data.findIndex(t => t.uid === uid); }
@@ -148,6 +156,7 @@ SCRIPT = r"""
   });
 })();
 """
+)
 
 
 def _cell(key: str, kind: str, v: Any) -> str:
@@ -227,7 +236,8 @@ def render(data: ReportData) -> str:
                   f'<input type="text" id="budget-input" value="{10 ** hi:.0f}" title="a count such as 20000, 20K or 5.3M">'
                   '<div id="budget-result" data-trial=""></div>')
     else:
-        budget = '<b>Size budget</b>: no trial has finished yet, so there is nothing to choose from.<div id="budget-result" data-trial=""></div>'
+        budget = ('<b>Size budget</b>: no trial has finished yet, so there is nothing to choose from.'
+                  '<div id="budget-result" data-trial=""></div>')
     hv_rows = "".join("<tr>" + "".join(f'<td{" class=num" if i else ""}>{html.escape(c)}</td>' for i, c in enumerate(r)) + "</tr>"
                       for r in hypervolume_table(data))
     refs = "; ".join(f"{pareto.AXES[a]['title']}: {ref[0]:,.4g}" for a, ref in data.references.items() if not math.isnan(ref[0]))
@@ -251,16 +261,20 @@ generated {data.generated} by smhsearch {__version__}</div>
 <div class="meta">training: {html.escape(", ".join(f"{k}={v}" for k, v in data.training.items() if v is not None))}</div>
 <div class="meta" id="speed-source">inference speed (throughput, latency) measured on: {html.escape(data.speed_source)}</div>
 <section id="budget">{budget}</section>
-<p class="note">Each point is a trial: colour is the method, the marker is the architecture; open markers were stopped early by the
+<p class="note">Each point is a trial: colour is the method, the marker is the architecture; \
+open markers were stopped early by the
 scheduler (their accuracy, from fewer epochs, is a lower bound and they are on no front). The dotted line joins the non-dominated
 finished trials. Published points are test accuracies from the papers; this run's points are {pareto.ACCURACY[data.acc_key]}.
 Click a point to find its row in the table; click a column header to sort.</p>
 <section class="grid">{"".join(f'<div class="fig">{f}</div>' for f in figs)}</section>
 <h2>Hypervolume of each method's front</h2>
-<p class="note">The area a method's finished trials dominate in (log10 cost, accuracy), from a reference point shared by all methods of
-this run: accuracy 0 and a cost twice as bad as the run's worst ({html.escape(refs) or "no finished trial"}). Units: accuracy × decades;
+<p class="note">The area a method's finished trials dominate in (log10 cost, accuracy), \
+from a reference point shared by all methods of
+this run: accuracy 0 and a cost twice as bad as the run's worst ({html.escape(refs) or "no finished trial"}). \
+Units: accuracy × decades;
 larger is better; comparable within this run only.</p>
-<table id="hypervolume"><thead><tr><th>method</th>{"".join(f"<th>{html.escape(pareto.AXES[a]['title'])}</th>" for a in pareto.AXES)}</tr></thead>
+<table id="hypervolume"><thead><tr><th>method</th>\
+{"".join(f"<th>{html.escape(pareto.AXES[a]['title'])}</th>" for a in pareto.AXES)}</tr></thead>
 <tbody>{hv_rows}</tbody></table>
 <h2>All trials</h2>
 {trial_table(data)}

@@ -17,8 +17,8 @@ Each trial samples the structured space (``_params``): ``arch`` and ``method``
 categorical, ``budget`` a listed value or a number from a range, ``scope``/``scale`` and
 each method entry's listed options only where the chosen method reads them. A sample that
 is not a runnable candidate (budget not below the architecture, above ``max_params``) is
-rejected in the sampler without a training run. Grid enqueues every listed candidate once. Objectives (accuracy on validation, stored
-parameters, throughput, FLOPs) are told to Optuna when a trial finishes; the scheduler
+rejected in the sampler without a training run. Grid enqueues every listed candidate once.
+Objectives (accuracy on validation, stored parameters, throughput, FLOPs) are told to Optuna when a trial finishes; the scheduler
 (``_scheduler``: successive halving on non-dominated rank by default, or ASHA) stops
 trials early at rungs of epochs. Ray sees the study through ``_study``'s searcher, a ``ray.tune.search.Searcher`` on
 Optuna's ask and tell.

@@ -20,8 +20,9 @@ Nothing here is a second table of methods: the method names, which axes each rea
 and which options a method entry may set come from the method registry
 (``smhsearch.methods._schema``), and ``train`` is :class:`smhsearch.train.TrainConfig`'s
 fields. A space's parameters (Optuna distributions, and when each exists) are declared
-once (``_params``); the candidates and the search's sampling both derive from them. Bad input is a :class:`SpaceError` naming the file, the key and the allowed
-values; the CLI turns it into exit status 2 before anything is written.
+once (``_params``); the candidates and the search's sampling both derive from them. Bad input
+is a :class:`SpaceError` naming the file, the key and the allowed values; the CLI turns it
+into exit status 2 before anything is written.
 """
 
 from __future__ import annotations

@@ -54,14 +54,16 @@ def _train_spec() -> type[BaseModel]:
         Union[DistillSpec, None],
         Field(  # type: ignore[valid-type]
             default=None,
-            description="distil every trial (or those space.distill turns on): {teacher: dense | PATH, temperature: 4, alpha: 0.9}",
+            description="distil every trial (or those space.distill turns on): "
+            "{teacher: dense | PATH, temperature: 4, alpha: 0.9}",
         ),
     )
     fields["variable_lr_mult"] = (
         Union[float, dict[str, float]],
         Field(
             default=1.0,
-            description="multiplies the derived rates of the method's shared variables (1 is fair); a number, or one per method name",
+            description="multiplies the derived rates of the method's shared variables (1 is fair); "
+            "a number, or one per method name",
         ),
     )
 
