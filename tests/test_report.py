@@ -29,6 +29,17 @@ ARTIFACTS = ROOT / "test-artifacts"
 # The first test here also waits for the session's real quick.yaml run (about 85 s on 2 idle cores).
 pytestmark = pytest.mark.timeout(600)
 
+
+def _data(trials, dataset: str, epochs: int, arch: str):
+    """A report's data for ``trials`` of a run on ``dataset``, with the papers' points for ``arch``."""
+    from smhsearch.report import ReportData
+
+    return ReportData("t", "runs/t", dataset, epochs, "val_acc", trials,
+                      {a: pareto.front(trials, a) for a in pareto.AXES},
+                      {a: pareto.hypervolumes(trials, a) for a in pareto.AXES},
+                      {a: pareto.reference_point(trials, a) for a in pareto.AXES},
+                      pareto.published_points(dataset, [arch]), {"complete": 1})
+
 def _need_browser():
     reason = None
     if CHROMIUM is None:
@@ -162,24 +173,12 @@ def test_report_data_is_pareto_data(quick_run):
 
 
 def test_published_points_are_drawn_where_dataset_and_family_match():
-    from smhsearch.report import ReportData, figure
+    from smhsearch.report import figure
     from smhsearch.runs import TrialRecord
 
     trials = [TrialRecord(0, "complete", {"arch": "resnet20", "method": "smh", "budget": "10%"},
                           {"stored_params": 27000, "val_acc": 0.85, "throughput": 900.0, "flops": 4e7})]
-    data = ReportData(
-        "t",
-        "runs/t",
-        "cifar10",
-        200,
-        "val_acc",
-        trials,
-        {a: pareto.front(trials, a) for a in pareto.AXES},
-        {a: pareto.hypervolumes(trials, a) for a in pareto.AXES},
-        {a: pareto.reference_point(trials, a) for a in pareto.AXES},
-        pareto.published_points("cifar10", ["resnet20"]),
-        {"complete": 1},
-    )
+    data = _data(trials, "cifar10", 200, "resnet20")
     fig = figure(data, "stored_params")
     published = {
         t["name"].removeprefix("published: "): list(zip(t["x"], t["y"])) for t in fig["data"] if t["uid"].startswith("published|")
@@ -317,24 +316,12 @@ def test_report_in_headless_chromium(quick_run, tmp_path):
 
 
 def test_published_sizes_in_bytes_are_drawn_on_the_bytes_figure():
-    from smhsearch.report import ReportData, figure
+    from smhsearch.report import figure
     from smhsearch.runs import TrialRecord
 
     trials = [TrialRecord(0, "complete", {"arch": "lenet300_100", "method": "prune", "budget": "8%"},
                           {"stored_params": 21000, "stored_bytes": 26000, "val_acc": 0.98, "throughput": 9e4, "flops": 3e5})]
-    data = ReportData(
-        "t",
-        "runs/t",
-        "mnist",
-        10,
-        "val_acc",
-        trials,
-        {a: pareto.front(trials, a) for a in pareto.AXES},
-        {a: pareto.hypervolumes(trials, a) for a in pareto.AXES},
-        {a: pareto.reference_point(trials, a) for a in pareto.AXES},
-        pareto.published_points("mnist", ["lenet300_100"]),
-        {"complete": 1},
-    )
+    data = _data(trials, "mnist", 10, "lenet300_100")
     drawn = {t["name"].removeprefix("published: "): list(zip(t["x"], t["y"])) for t in figure(data, "stored_bytes")["data"]
              if t["uid"].startswith("published|")}
     with_bytes = [p for p in data.published if p.bytes is not None]
