@@ -64,7 +64,8 @@ def test_compress_without_weights_starts_from_scratch_and_shows_no_fit(cli, weig
     assert rc == 0 and facts["init"] == "scratch" and "fit_error" not in facts and "weights" not in facts
     rc, out, _ = cli("compress", ARCH, "--budget", "25%", *SHAPE, "--weights", weights, "--init", "scratch", "--json")
     facts = json.loads(out)
-    assert rc == 0 and facts["init"] == "scratch" and "fit_error" not in facts and facts["weights"]["sha256"] == file_sha256(weights)
+    assert rc == 0 and facts["init"] == "scratch" and "fit_error" not in facts
+    assert facts["weights"]["sha256"] == file_sha256(weights)
 
 
 def test_compress_dry_run_shows_the_start(cli, weights):
@@ -80,7 +81,8 @@ def test_a_head_that_does_not_fit_is_refused_naming_the_file_and_reinit_head(cli
     rc, out, err = cli("compress", ARCH, "--budget", "25%", *SHAPE, "--weights", five_class_weights, "--out", out_file)
     line = one_line_error(err)
     assert rc == 2 and out == "" and not out_file.exists()
-    assert line.startswith("smhsearch compress: error: --weights: ") and str(five_class_weights) in line and "--reinit-head" in line
+    assert line.startswith("smhsearch compress: error: --weights: ")
+    assert str(five_class_weights) in line and "--reinit-head" in line
     assert "net.3.weight" in line  # the tensor that does not fit, with its shapes
 
 
@@ -138,7 +140,7 @@ def test_train_records_the_file_its_sha256_and_the_start(cli, weights, tmp_path)
 
 
 def test_train_with_weights_starts_from_them(weights):
-    """The dense job's model before any step is the file's model (no training: lr 0 leaves it as it started)."""
+    """The dense job's model, as built before any training, is the file's model."""
     from smhsearch.job import JobSpec, build
     from smhsearch.data import load_dataset
 
@@ -163,7 +165,8 @@ def test_the_key_holds_the_files_sha256_and_is_unchanged_without_weights(weights
     first = json_key(spec.to_dict())
     assert first != json_key(plain.to_dict()) and spec.to_dict()["weights"]["sha256"] == file_sha256(weights)
     torch.save(trained(seed=2).state_dict(), weights)  # the same path, other weights: another job
-    assert json_key(JobSpec("mlp", SMH(budget="25%"), model_kwargs={"hidden": [16]}, train=cfg, weights=str(weights)).to_dict()) != first
+    changed = JobSpec("mlp", SMH(budget="25%"), model_kwargs={"hidden": [16]}, train=cfg, weights=str(weights))
+    assert json_key(changed.to_dict()) != first
 
 
 def test_distilling_with_weights_teaches_with_the_trained_model(cli, weights, tmp_path, monkeypatch):
@@ -176,8 +179,8 @@ def test_distilling_with_weights_teaches_with_the_trained_model(cli, weights, tm
 
     monkeypatch.setattr(smhsearch.job, "_dense_teacher", no_training)
     out = tmp_path / "run"
-    rc, _, err = cli("train", ARCH, "--weights", weights, "--method", "smh", "--budget", "25%", "--epochs", "1", "--device", "cpu",
-                     "--distill", "--out", out)
+    rc, _, err = cli("train", ARCH, "--weights", weights, "--method", "smh", "--budget", "25%", "--epochs", "1",
+                     "--device", "cpu", "--distill", "--out", out)
     assert rc == 0, err
     rec = json.loads((out / "result.json").read_text())
     data = load_dataset("fashion-mnist-small")
@@ -198,7 +201,8 @@ def test_a_reinitialised_head_cannot_teach(cli, five_class_weights, tmp_path):
     rc, _, err = cli("train", ARCH, "--weights", five_class_weights, "--reinit-head", "--epochs", "1", "--distill",
                      "--out", tmp_path / "run")
     line = one_line_error(err)
-    assert rc == 2 and "--distill-teacher: " in line and "net.3.weight" in line and not (tmp_path / "run" / "result.json").exists()
+    assert rc == 2 and "--distill-teacher: " in line and "net.3.weight" in line
+    assert not (tmp_path / "run" / "result.json").exists()
 
 
 # --- check -----------------------------------------------------------------------------------------------

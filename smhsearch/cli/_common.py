@@ -144,8 +144,8 @@ def config_flag(err: ConfigError) -> str:
 # --- trained weights -----------------------------------------------------------------------------
 
 def add_weights_flags(parser: argparse.ArgumentParser, what: str = "the model starts from them") -> None:
-    parser.add_argument("--weights", type=Path, metavar="FILE", help=f"trained weights (safetensors, or a PyTorch checkpoint read "
-                        f"with weights_only=True): {what}")
+    parser.add_argument("--weights", type=Path, metavar="FILE",
+                        help=f"trained weights (safetensors, or a PyTorch checkpoint read with weights_only=True): {what}")
     parser.add_argument("--reinit-head", action="store_true", help="with --weights: the file's tensors that do not fit "
                         "(a classifier for another number of classes) keep their fresh initialisation, and are named")
 

@@ -63,7 +63,8 @@ def model_facts(base, model, input_shape: tuple[int, int, int]) -> dict:
     facts["bytes_per_stored_parameter"] = facts["compact_bytes"] / stored
     described = model.describe()
     facts.update({k: described[k] for k in START_KEYS if k in described})
-    facts.update({f"{model.config.method}_{k}": v for k, v in described.items() if not isinstance(v, (list, dict)) and k not in START_KEYS})
+    facts.update({f"{model.config.method}_{k}": v for k, v in described.items()
+                  if not isinstance(v, (list, dict)) and k not in START_KEYS})
     return facts
 
 

@@ -48,7 +48,8 @@ def main(args: argparse.Namespace) -> int:
         raise BadInput(str(e)) from None
     refuse_overwrite(args.out, args.force)
     try:
-        spec = JobSpec(arch=args.arch, method=method, dataset=args.dataset, root=args.root, train=tcfg, weights=weights, head=head)
+        spec = JobSpec(arch=args.arch, method=method, dataset=args.dataset, root=args.root, train=tcfg, weights=weights,
+                       head=head)
     except ConfigError as e:  # a rule between the weights and the method or distillation (teacher_epochs with weights)
         raise BadInput(f"{config_flag(e)}: {e}") from None
     record = args.out / "result.json" if args.out is not None else None

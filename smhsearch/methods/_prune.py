@@ -127,8 +127,8 @@ class PruneModel(ReparametrizedModel):
 
     def describe(self) -> dict[str, Any]:
         return {"N": self.hashed_count, "keep": self.keep, "nonzeros": int(self.mask.sum()),
-                "sparsity": 1.0 - int(self.mask.sum()) / self.hashed_count, "level": int(self.level), "scope": scope_label(self.config.scope),
-                **init_summary(self)}
+                "sparsity": 1.0 - int(self.mask.sum()) / self.hashed_count, "level": int(self.level),
+                "scope": scope_label(self.config.scope), **init_summary(self)}
 
     def _coded(self) -> list[bool]:
         """Which targets' nonzeros the file stores as codes (uniform or k-means bits; the rest as float32 values)."""
