@@ -18,13 +18,14 @@ compact file of a compressed model or the weights of a dense one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import platform
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from ._errors import ConfigError
 from .methods import Dense, MethodConfig
@@ -50,15 +51,51 @@ class JobSpec:
     root: Path | None = None
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = TrainConfig()
+    weights: str | None = None
+    """A trained weights file the base starts from (:func:`smhsearch.models.create_model`'s ``weights``); None: a fresh
+    initialisation. With it, the method's ``init`` defaults to ``fit`` and distillation's ``dense`` teacher is this model."""
+    head: Literal["keep", "reinit"] = "keep"
+    """``reinit``: the file's tensors that do not fit the dataset's head keep their fresh initialisation."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.method, MethodConfig):
             raise TypeError(f"method must be a method config (Dense() for the dense model), but got {self.method!r}")
+        if self.weights is not None:
+            object.__setattr__(self, "weights", str(Path(self.weights).expanduser().resolve()))
+        from .models._weights import HEADS
+
+        if self.head not in HEADS:
+            raise ConfigError("head", f"head must be one of {' | '.join(HEADS)}", self.head)
+        if self.weights is None and self.head != "keep":
+            raise ConfigError("head", "head reinit applies only with a weights file (weights)", self.head)
+        if self.weights is None and self.method.init == "fit":
+            raise ConfigError("init", "init fit needs a weights file to fit (weights); without one the start is scratch",
+                              self.method.init)
+        distill = self.train.distill
+        if self.weights is not None and distill is not None and distill.trains_teacher and distill.teacher_epochs is not None:
+            raise ConfigError("distill.teacher_epochs", "teacher_epochs applies to a teacher the run trains; with a weights "
+                              "file the teacher is the trained model itself, nothing is trained for it",
+                              distill.teacher_epochs, weights=self.weights)
+
+    @functools.cached_property
+    def weights_sha256(self) -> str | None:
+        """The sha256 of the weights file (read once): a changed file is another job."""
+        from .models._weights import WeightsError, file_sha256
+
+        if self.weights is None:
+            return None
+        try:
+            return file_sha256(self.weights)
+        except OSError as e:
+            raise WeightsError(f"{self.weights}: cannot be read ({e.strerror or e})") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch, "method": self.method.to_dict(),
-                "model_kwargs": self.model_kwargs, "dataset": self.dataset, "root": str(self.root) if self.root else None,
-                "dataset_kwargs": self.dataset_kwargs, "train": dataclasses.asdict(self.train)}
+        out = {"arch": self.arch, "method": self.method.to_dict(),
+               "model_kwargs": self.model_kwargs, "dataset": self.dataset, "root": str(self.root) if self.root else None,
+               "dataset_kwargs": self.dataset_kwargs, "train": dataclasses.asdict(self.train)}
+        if self.weights is not None:  # only when given: a spec without weights keeps the dict (and every key) it had
+            out["weights"] = {"path": self.weights, "sha256": self.weights_sha256, "head": self.head}
+        return out
 
 
 @dataclass
@@ -90,7 +127,7 @@ def build(spec: JobSpec, data) -> tuple[Any, Any]:
     if MODELS.get(spec.arch).takes_image_size:
         kwargs["image_size"] = data.input_size
     torch.manual_seed(spec.train.seed)
-    base = create_model(spec.arch, **{**kwargs, **spec.model_kwargs})
+    base = create_model(spec.arch, **{**kwargs, **spec.model_kwargs}, weights=spec.weights, head=spec.head)
     return base, compress(base, spec.method)
 
 
@@ -156,8 +193,9 @@ def _weaker_teacher(teacher: dict[str, Any], final: dict[str, Any]) -> None:
     t_acc, s_acc = teacher.get("val_acc"), final.get("val_acc")
     if t_acc is not None and s_acc is not None and t_acc < s_acc:
         teacher["weaker_than_student"] = True
-        log.warning("the teacher's validation accuracy (%.4f) is below the distilled student's (%.4f): train it longer "
-                    "(train.distill.teacher_epochs) or distil from a better model file", t_acc, s_acc)
+        advice = ("the trained model of the weights file is a weaker teacher than fine-tuning without it" if teacher.get("source")
+                  == "weights" else "train it longer (train.distill.teacher_epochs) or distil from a better model file")
+        log.warning("the teacher's validation accuracy (%.4f) is below the distilled student's (%.4f): %s", t_acc, s_acc, advice)
 
 
 def _file_teacher(spec: JobSpec, data) -> tuple[Any, dict[str, Any]]:
@@ -179,6 +217,33 @@ def _file_teacher(spec: JobSpec, data) -> tuple[Any, dict[str, Any]]:
         raise ConfigError("distill.teacher", f"distill.teacher must give one output per class of {spec.dataset} "
                           f"({data.num_classes})", str(path), got=f"{path}, which gives {k} outputs")
     return teacher, {"source": str(path), "trained_here": False, "train_seconds": 0.0}
+
+
+def start_of(model) -> dict[str, Any]:
+    """How ``model``'s variables started: ``init`` (scratch or fit) and, after a fit, its relative error overall, in
+    its worst layer and per layer, before any training."""
+    out: dict[str, Any] = {"init": model.init}
+    if model.fit_error is not None:
+        layers = model.fit_error["layers"]
+        out.update(fit_error=model.fit_error["overall"], fit_error_max=max(layers.values(), default=0.0), fit_error_layers=layers)
+    return out
+
+
+def _weights_teacher(spec: JobSpec, base, data) -> tuple[Any, dict[str, Any]]:
+    """The teacher of a distilled job built from a weights file: the trained model itself (``base``, as the file holds
+    it), its accuracies measured on the job's validation and test splits; a head the file did not fit cannot teach."""
+    from .models import weights_of
+    from .train import evaluate
+
+    info = weights_of(base)
+    if info.reinitialised:
+        raise ConfigError("distill.teacher", "distill.teacher dense is the trained model of the weights file, whose head must "
+                          "fit the dataset; give a model file trained on it instead", spec.train.distill.teacher,
+                          got=f"a head re-initialised from {spec.weights} ({', '.join(info.reinitialised)})")
+    val_acc, _ = evaluate(base, data.val, spec.train.eval_batch_size)
+    test_acc, _ = evaluate(base, data.test, spec.train.eval_batch_size)
+    return base, {"source": "weights", "path": info.path, "sha256": info.sha256, "trained_here": False, "train_seconds": 0.0,
+                  "val_acc": val_acc, "test_acc": test_acc}
 
 
 def _dense_teacher(spec: JobSpec, data, device, teachers: Path | None, speed_phase) -> tuple[Any, dict[str, Any]]:
@@ -233,6 +298,7 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
     from .data import load_dataset
     from .device import device_name, resolve_device
     from .export import save_trained
+    from .models import weights_of
     from .train import train
 
     rec = record if isinstance(record, TrialRecord) else TrialRecord.begin(record_path, **(record or {}))
@@ -243,10 +309,15 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
     data = data if data is not None else load_dataset(spec.dataset, spec.root, **spec.dataset_kwargs)
     rec.data = data.describe()
     base, model = build(spec, data)
+    rec.set("init", start_of(model))
+    if spec.weights is not None:  # the file the base was read from: its path, sha256, head rule and re-initialised tensors
+        rec.set("weights", weights_of(base).to_dict())
     distill = spec.train.distill
     teacher = None
     if distill is not None and not distill.trains_teacher:  # read and checked now: a bad file is bad input, nothing written
         teacher, rec.teacher = _file_teacher(spec, data)
+    elif distill is not None and spec.weights is not None:  # the trained model itself: nothing is trained for it
+        teacher, rec.teacher = _weights_teacher(spec, base, data)
     static = static_metrics(base, model, data)
     speed, rec.speed = speed_metrics(model, data, device, speed_phase)
     static.update(speed)
@@ -273,7 +344,7 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
             if speed_phase is not None:
                 speed_phase.acquire_epoch()
 
-        if distill is not None and distill.trains_teacher:  # trained once per key and shared, or loaded
+        if distill is not None and distill.trains_teacher and teacher is None:  # trained once per key and shared, or loaded
             rec.teacher = {"source": "dense", "status": "waiting or training"}
             save()
             folder = teachers if teachers is not None else (record_path.parent / "teachers" if record_path is not None else None)

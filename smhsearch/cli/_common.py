@@ -134,6 +134,38 @@ def train_flag(err: ConfigError) -> str:
     return "--distill" if err.field == "distill" else flag(err.field.replace(".", "_"))
 
 
+def config_flag(err: ConfigError) -> str:
+    """The flag of a job's ConfigError: a training field's (``distill.*``), the weights' head rule, or a method field's."""
+    if err.field.startswith("distill"):
+        return train_flag(err)
+    return "--reinit-head" if err.field == "head" else method_flag(err)
+
+
+# --- trained weights -----------------------------------------------------------------------------
+
+def add_weights_flags(parser: argparse.ArgumentParser, what: str = "the model starts from them") -> None:
+    parser.add_argument("--weights", type=Path, metavar="FILE",
+                        help=f"trained weights (safetensors, or a PyTorch checkpoint read with weights_only=True): {what}")
+    parser.add_argument("--reinit-head", action="store_true", help="with --weights: the file's tensors that do not fit "
+                        "(a classifier for another number of classes) keep their fresh initialisation, and are named")
+
+
+def weights_from_flags(args: argparse.Namespace, config=None) -> tuple[str | None, str]:
+    """(weights file or None, head rule) of ``--weights``/``--reinit-head``; BadInput where a flag needs ``--weights``
+    (``--reinit-head``, ``--init fit``)."""
+    weights = str(args.weights) if args.weights is not None else None
+    if weights is None and args.reinit_head:
+        raise BadInput("--reinit-head: applies only with --weights FILE")
+    if weights is None and config is not None and config.init == "fit":
+        raise BadInput("--init: fit needs --weights FILE (the trained weights to fit); without them the start is scratch")
+    return weights, "reinit" if args.reinit_head else "keep"
+
+
+def weights_error(err: Exception) -> BadInput:
+    """A weights file that cannot be used (a WeightsError names the file), as the bad input of ``--weights``."""
+    return BadInput(f"--weights: {err}")
+
+
 # --- training ------------------------------------------------------------------------------------
 
 TRAIN_FLAGS_SKIP = ("seed", "distill")  # distill: --distill and a --distill-FIELD flag per DistillConfig field

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .._errors import ConfigError
-from ._common import BadInput, load_space
+from ._common import BadInput, add_weights_flags, load_space, weights_error, weights_from_flags
 
 
 def add(sub) -> None:
@@ -17,6 +17,8 @@ def add(sub) -> None:
     s.add_argument("space", type=Path, metavar="SPACE")
     s.add_argument("--address", help="the Ray cluster the run will use (auto, HOST:PORT): its resources are checked "
                                      "(default: this machine's, a warning only)")
+    add_weights_flags(s, "read and checked now against every architecture of the space and its dataset's head "
+                         "(exists, loads under weights_only, fits)")
     s.add_argument("--json", dest="as_json", action="store_true")
     s.set_defaults(func=main)
 
@@ -29,6 +31,7 @@ def main(args: argparse.Namespace) -> int:
     from ..space import dataset_model_kwargs, dataset_shape
 
     space_path = args.space
+    weights, head = weights_from_flags(args)
     space = load_space(space_path)
     from .._storage import StorageError, probe
 
@@ -42,6 +45,7 @@ def main(args: argparse.Namespace) -> int:
         raise BadInput(f"{space_path}: {e.field}: {e}") from None
     except ValueError as e:
         raise BadInput(f"{space_path}: {e}") from None
+    checked = _check_weights(plan.candidates, dataset_model_kwargs(space), weights, head) if weights is not None else None
     rows = []
     t0 = time.perf_counter()
     flops_of: dict[str, int] = {}  # deployed architecture -> FLOPs: counted once per network, not once per candidate
@@ -58,6 +62,8 @@ def main(args: argparse.Namespace) -> int:
     summary = {"space": str(space_path), "name": space.name, "candidates": len(plan.candidates), "trials": plan.target_trials,
                "sampler": space.search.sampler, "dataset": space.dataset.name, "epochs": space.train.epochs,
                "prescreen_seconds": round(time.perf_counter() - t0, 1), "prescreen": rows}
+    if checked is not None:
+        summary["weights"] = checked
     if args.address is None:  # the space may be meant for a cluster: a warning here, a refusal in a local run
         short = local_shortfall(space)
         summary["warnings"] = [f"{short}: `smhsearch run` here would refuse it; a cluster (run --address) must have them"] if short else []
@@ -75,6 +81,9 @@ def main(args: argparse.Namespace) -> int:
     if args.as_json:
         print(json.dumps(summary, indent=2))
         return 0
+    if checked is not None:
+        print(f"{weights}: fits {', '.join(checked['architectures'])} (sha256 {checked['sha256'][:12]}"
+              + (f"; re-initialised: {', '.join(checked['reinitialised'])})" if checked["reinitialised"] else ")"))
     print(f"{space_path}: valid. {len(plan.candidates)} candidates, {plan.target_trials} trials ({space.search.sampler}), "
           f"{space.train.epochs} epochs each on {space.dataset.name}")
     if space.space.budget is not None and not isinstance(space.space.budget, list):  # a range: trials sample inside it
@@ -92,6 +101,22 @@ def main(args: argparse.Namespace) -> int:
     print(f"pre-screen took {summary['prescreen_seconds']}s for {len(names)} distinct deployed networks; inference speed is "
           "measured in the run, once per network and alone on its device")
     return 0
+
+
+def _check_weights(candidates, kw, weights: str, head: str) -> dict:
+    """The weights file read and loaded into each architecture of the candidates as the space's dataset shapes it
+    (its class count, channels, side): what ``--weights`` gives, and the tensors ``--reinit-head`` re-initialises."""
+    from ..models import WeightsError, create_model, weights_of
+
+    archs = list(dict.fromkeys(c.arch for c in candidates))
+    infos = []
+    for arch in archs:
+        try:
+            infos.append(weights_of(create_model(arch, **kw(arch), weights=weights, head=head)))
+        except WeightsError as e:
+            raise weights_error(e) from None
+    reinitialised = list(dict.fromkeys(t for i in infos for t in i.reinitialised))
+    return {**infos[0].to_dict(), "reinitialised": reinitialised, "architectures": archs}
 
 
 def _shapes_only(c, kw, bases: dict):

@@ -63,6 +63,9 @@ class DenseModel(CompressedModel):
     def virtual_count(self) -> int:
         return sum(p.numel() for p in self.base.parameters())
 
+    def describe(self) -> dict[str, Any]:
+        return {"init": self.init}  # fit: the weights the base was built from, as they are (fine-tuning)
+
 
 @register_method(Dense, planner=lambda model, config: None)  # nothing to plan: no budget to meet
 def _build(model: nn.Module, config: Dense) -> DenseModel:

@@ -27,6 +27,7 @@ from .._budget import Budget, BudgetLike
 from .._errors import ConfigError
 from . import _precision
 from ._base import MethodConfig, ReparametrizedModel, plan_budget, register_method, trainable_count
+from ._init import init_summary
 from ._targets import Scope, ScopeRule, Target, parse_scope, scope_label, select_targets
 
 
@@ -126,7 +127,8 @@ class PruneModel(ReparametrizedModel):
 
     def describe(self) -> dict[str, Any]:
         return {"N": self.hashed_count, "keep": self.keep, "nonzeros": int(self.mask.sum()),
-                "sparsity": 1.0 - int(self.mask.sum()) / self.hashed_count, "level": int(self.level), "scope": scope_label(self.config.scope)}
+                "sparsity": 1.0 - int(self.mask.sum()) / self.hashed_count, "level": int(self.level),
+                "scope": scope_label(self.config.scope), **init_summary(self)}
 
     def _coded(self) -> list[bool]:
         """Which targets' nonzeros the file stores as codes (uniform or k-means bits; the rest as float32 values)."""
