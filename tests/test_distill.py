@@ -352,12 +352,12 @@ def test_the_teacher_trains_its_own_epochs_and_a_weaker_teacher_is_said():
     t = teacher_spec(spec)
     assert t.method == Dense() and t.train.epochs == 30 and t.train.distill is None and spec.train.epochs == 3
     assert teacher_spec(JobSpec("mlp", train=TrainConfig(epochs=3, distill={}))).train.epochs == 3  # default: the students' own
-    rec = {"teacher": {"val_acc": 0.78}}
-    _weaker_teacher(rec, {"val_acc": 0.80})
-    assert rec["teacher"]["weaker_than_student"] is True
-    rec = {"teacher": {"val_acc": 0.89}}
-    _weaker_teacher(rec, {"val_acc": 0.86})
-    assert "weaker_than_student" not in rec["teacher"]
+    teacher = {"val_acc": 0.78}
+    _weaker_teacher(teacher, {"val_acc": 0.80})
+    assert teacher["weaker_than_student"] is True
+    teacher = {"val_acc": 0.89}
+    _weaker_teacher(teacher, {"val_acc": 0.86})
+    assert "weaker_than_student" not in teacher
 
 
 @pytest.mark.slow  # three trainings and their speed measurements in this process: a minute or two on 2 busy cores
