@@ -78,7 +78,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
 lint: $(STAMP)
-	$(BIN)/ruff check smhsearch tests benchmarks scripts
+	$(BIN)/ruff check smhsearch tests benchmarks scripts docs
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/smh_overhead.py

@@ -4,8 +4,8 @@ entry point runs it.
 
 >>> from smhsearch.job import JobSpec, run_job
 >>> from smhsearch.train import TrainConfig
->>> spec = JobSpec("mlp", model_kwargs={"hidden": [16]}, dataset="synthetic", dataset_kwargs={"n": 64, "size": 8, "in_channels": 1},
-...                train=TrainConfig(epochs=1, batch_size=32))
+>>> spec = JobSpec("mlp", model_kwargs={"hidden": [16]}, dataset="synthetic",
+...                dataset_kwargs={"n": 64, "size": 8, "in_channels": 1}, train=TrainConfig(epochs=1, batch_size=32))
 >>> run_job(spec).metrics["epoch"]
 1
 
@@ -160,8 +160,15 @@ def final_metrics(model, static: dict, result: TrainResult, model_file: Path | N
     from . import measure
     from .export import compact_bytes
 
-    final = {**static, "stored_params": measure.stored_parameters(model), "val_acc": result.history[-1].val_acc,
-             "best_val_acc": result.best_val_acc, "test_acc": result.test_acc, "epoch": result.epochs_run, "train_seconds": result.seconds}
+    final = {
+        **static,
+        "stored_params": measure.stored_parameters(model),
+        "val_acc": result.history[-1].val_acc,
+        "best_val_acc": result.best_val_acc,
+        "test_acc": result.test_acc,
+        "epoch": result.epochs_run,
+        "train_seconds": result.seconds,
+    }
     if not model.config.uncompressed:  # the file's real size: the one just written (a dense model at 32 bits keeps its
         # weights in a dense file instead, so any finished job can be exported), else the same writer's
         final["compact_bytes"] = measure.file_bytes(model_file) if model_file is not None else compact_bytes(model)
@@ -176,8 +183,11 @@ def speed_metrics(model, data, device, phase=None) -> tuple[dict[str, Any], dict
 
     shape = (data.in_channels, data.input_size, data.input_size)
     s = phase.measure(model, shape) if phase is not None else measure_speed(model, shape, device)
-    return ({k: s[k] for k in ("throughput", "latency_s", "throughput_spread")},
-            {k: s[k] for k in ("batch_size", "steps", "latency_spread", "device", "dtype") if k in s} | {"cached": s.get("cached", False)})
+    return (
+        {k: s[k] for k in ("throughput", "latency_s", "throughput_spread")},
+        {k: s[k] for k in ("batch_size", "steps", "latency_spread", "device", "dtype") if k in s}
+        | {"cached": s.get("cached", False)},
+    )
 
 
 def teacher_spec(spec: JobSpec) -> JobSpec:
@@ -260,8 +270,15 @@ def _dense_teacher(spec: JobSpec, data, device, teachers: Path | None, speed_pha
         rec = slot.finished()
         trained_here = rec is None
         if trained_here:
-            run_job(tspec, device=device, data=data, record_path=slot.record_path, checkpoint=slot.checkpoint, speed_phase=speed_phase,
-                    record={"teacher_key": key, **slot.new_session()})
+            run_job(
+                tspec,
+                device=device,
+                data=data,
+                record_path=slot.record_path,
+                checkpoint=slot.checkpoint,
+                speed_phase=speed_phase,
+                record={"teacher_key": key, **slot.new_session()},
+            )
             slot.checkpoint.unlink(missing_ok=True)
             rec = slot.finished()
         teacher = slot.load()
@@ -363,10 +380,16 @@ def run_job(spec: JobSpec, *, device: str | Any = "cpu", data=None, record_path:
         model_file = save_trained(model, record_path.parent / MODEL_FILE) if record_path is not None else None
         final = final_metrics(model, static, result, model_file)
         if distill is not None:  # what the teacher cost: its training (shared by the run's jobs) and its forward per step
-            final.update(teacher_train_seconds=rec.teacher["train_seconds"], teacher_forward_s=result.settings.get("teacher_forward_s"))
+            final.update(
+                teacher_train_seconds=rec.teacher["train_seconds"], teacher_forward_s=result.settings.get("teacher_forward_s")
+            )
             _weaker_teacher(rec.teacher, final)
-        rec.complete(metrics=final, stopped_early=result.stopped_early,
-                     train_settings=result.settings, history=[dataclasses.asdict(h) for h in result.history])  # a resumed job's too
+        rec.complete(
+            metrics=final,
+            stopped_early=result.stopped_early,
+            train_settings=result.settings,
+            history=[dataclasses.asdict(h) for h in result.history],
+        )  # a resumed job's too
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)
         return JobResult(model, result, final, rec.as_json(), model_file)

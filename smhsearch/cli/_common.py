@@ -53,7 +53,9 @@ def add_typed(group, name: str, annotation: Any, help_text: str) -> None:
     """One flag for a typed field: bools as --x/--no-x, Literals as choices, the rest parsed later by the field's type."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)] if is_union(annotation) else [annotation]
     if args == [bool]:
-        group.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        group.add_argument(
+            flag(name), dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+        )
         return
     choices = typing.get_args(args[0]) if len(args) == 1 and typing.get_origin(args[0]) is typing.Literal else None
     metavar = "|".join(map(str, choices)) if choices else name.upper()
@@ -187,7 +189,9 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
                     help="distil from a teacher: (1-alpha)*CE + alpha*T^2*KL(teacher/T || student/T)")
     kd_hints = typing.get_type_hints(DistillConfig)
     for f in dataclasses.fields(DistillConfig):
-        add_typed(kd, f"distill_{f.name}", kd_hints[f.name], f"{f.metadata.get('help', '')} (default {f.default})".replace("%", "%%"))
+        add_typed(
+            kd, f"distill_{f.name}", kd_hints[f.name], f"{f.metadata.get('help', '')} (default {f.default})".replace("%", "%%")
+        )
 
 
 def distill_from_flags(args: argparse.Namespace):

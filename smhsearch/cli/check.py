@@ -66,7 +66,9 @@ def main(args: argparse.Namespace) -> int:
         summary["weights"] = checked
     if args.address is None:  # the space may be meant for a cluster: a warning here, a refusal in a local run
         short = local_shortfall(space)
-        summary["warnings"] = [f"{short}: `smhsearch run` here would refuse it; a cluster (run --address) must have them"] if short else []
+        summary["warnings"] = (
+            [f"{short}: `smhsearch run` here would refuse it; a cluster (run --address) must have them"] if short else []
+        )
     else:
         from ..search._driver import resources_check
 

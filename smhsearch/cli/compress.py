@@ -57,9 +57,16 @@ def model_facts(base, model, input_shape: tuple[int, int, int]) -> dict:
 
     base_count = measure.stored_parameters(base)
     stored = measure.stored_parameters(model)
-    facts = {"base_parameters": base_count, "stored_parameters": stored, "virtual_parameters": measure.virtual_parameters(model),
-             "compression": base_count / stored, "flops_per_sample": measure.flops(model, input_shape), "input_shape": list(input_shape),
-             "compact_bytes": compact_bytes(model), "bits": model.config.bits}
+    facts = {
+        "base_parameters": base_count,
+        "stored_parameters": stored,
+        "virtual_parameters": measure.virtual_parameters(model),
+        "compression": base_count / stored,
+        "flops_per_sample": measure.flops(model, input_shape),
+        "input_shape": list(input_shape),
+        "compact_bytes": compact_bytes(model),
+        "bits": model.config.bits,
+    }
     facts["bytes_per_stored_parameter"] = facts["compact_bytes"] / stored
     described = model.describe()
     facts.update({k: described[k] for k in START_KEYS if k in described})
@@ -136,10 +143,22 @@ def dry_run(args: argparse.Namespace, config, weights: str | None, head: str) ->
     except ValueError as e:  # a method that rebuilds the architecture chooses no tensors
         raise BadInput(f"--method: {e}") from None
     if args.as_json:
-        print(json.dumps({"method": summary.method, "scope": summary.scope, "total": summary.total, "compressed": summary.compressed,
-                          "share_compressed": summary.share_compressed, "init": init,
-                          **({"weights": info.to_dict()} if info is not None else {}),
-                          "tensors": [t.__dict__ for t in summary.tensors]}, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "method": summary.method,
+                    "scope": summary.scope,
+                    "total": summary.total,
+                    "compressed": summary.compressed,
+                    "share_compressed": summary.share_compressed,
+                    "init": init,
+                    **({"weights": info.to_dict()} if info is not None else {}),
+                    "tensors": [t.__dict__ for t in summary.tensors],
+                },
+                indent=2,
+                default=str,
+            )
+        )
     else:
         print(format_selection(summary))
         print(f"init: {init}" + (f" (from {info.path}, sha256 {info.sha256[:12]}; its fit error is reported once compressed)"

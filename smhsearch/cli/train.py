@@ -13,7 +13,9 @@ from ._common import (BadInput, add_method_flags, add_train_flags, add_weights_f
 
 def add(sub) -> None:
     s = sub.add_parser("train", help="compress (or not), train on a dataset and report one model")
-    s.add_argument("arch", metavar="ARCH", help="a name (see `smhsearch models`), timm/<name> or package.module:factory(key=value, ...)")
+    s.add_argument(
+        "arch", metavar="ARCH", help="a name (see `smhsearch models`), timm/<name> or package.module:factory(key=value, ...)"
+    )
     s.add_argument("--dataset", default="fashion-mnist-small", help="dataset name (default: the embedded fashion-mnist-small)")
     s.add_argument("--root", type=Path, help="dataset folder (datasets that read files)")
     add_method_flags(s, default_method="dense")
@@ -72,8 +74,13 @@ def main(args: argparse.Namespace) -> int:
         if record is not None and record.is_file():
             raise
         raise BadInput(str(e)) from None
-    shown = {"arch": args.arch, "dataset": args.dataset, "method": result.record["spec"]["method"], "device": result.record["device"],
-             **result.metrics}
+    shown = {
+        "arch": args.arch,
+        "dataset": args.dataset,
+        "method": result.record["spec"]["method"],
+        "device": result.record["device"],
+        **result.metrics,
+    }
     if weights is not None:  # where it started: the file, and the method's start from it (its fit error before training)
         shown.update({"weights": result.record["weights"]["path"], "weights_sha256": result.record["weights"]["sha256"],
                       **{k: v for k, v in result.record["init"].items() if k != "fit_error_layers"}})

@@ -58,7 +58,9 @@ class Prune(MethodConfig):
         super().__post_init__()  # the precision fields
         Budget.parse(self.budget)
         object.__setattr__(self, "scope", parse_scope(self.scope))
-        if not (isinstance(self.start, (int, float)) and isinstance(self.end, (int, float)) and 0.0 <= self.start < self.end <= 1.0):
+        if not (
+            isinstance(self.start, (int, float)) and isinstance(self.end, (int, float)) and 0.0 <= self.start < self.end <= 1.0
+        ):
             field = "end" if isinstance(self.start, (int, float)) and 0.0 <= self.start < 1.0 else "start"
             raise ConfigError(field, "0 <= start < end <= 1 must hold", getattr(self, field),
                               got=f"(start={self.start!r}, end={self.end!r})")
@@ -84,7 +86,8 @@ class PruneModel(ReparametrizedModel):
         self._host_level: int | None = 0
 
     def _fit(self, weights: list[torch.Tensor]) -> None:
-        pass  # its variables are the model's weights themselves, copied at build: the magnitudes it prunes by are the trained ones
+        # its variables are the model's weights themselves, copied at build: the magnitudes it prunes by are the trained ones
+        pass
 
     def nonzeros_at(self, level: int) -> int:
         """Nonzero prunable weights after ``level`` of the ``steps`` updates."""
@@ -168,7 +171,9 @@ class PruneModel(ReparametrizedModel):
         state["mask_bits"] = torch.from_numpy(np.packbits(self.mask.cpu().numpy()))
         return state
 
-    def load_compact_state_dict(self, tensors: dict[str, torch.Tensor], metadata: dict[str, dict[str, Any]] | None = None) -> None:
+    def load_compact_state_dict(
+        self, tensors: dict[str, torch.Tensor], metadata: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         tensors = dict(tensors)
         bits, values = tensors.pop("mask_bits"), tensors.pop("values").cpu()
         halves, halved = tensors.pop("values::f16", torch.zeros(0)).cpu().float(), self._halved()
@@ -191,7 +196,11 @@ class PruneModel(ReparametrizedModel):
                 tensors[f"weights.{i}"], frozen[f"weights.{i}"] = chunk.view(w.shape), {}
                 used_h += n
             elif coded[i]:
-                extra = {k: tensors.pop(f"weights.{i}::{k}") for k in ("scale", "codebook", "segments") if f"weights.{i}::{k}" in tensors}
+                extra = {
+                    k: tensors.pop(f"weights.{i}::{k}")
+                    for k in ("scale", "codebook", "segments")
+                    if f"weights.{i}::{k}" in tensors
+                }
                 _, grid = _precision.codes_values(np.zeros(w.numel(), np.uint8), extra, scheme, w.shape)
                 full, _ = _precision.nearest_codes(torch.zeros(w.shape), grid, scheme)  # a pruned weight: the code nearest 0
                 full[m.numpy()] = codes[used_c:used_c + n]
