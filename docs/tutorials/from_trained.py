@@ -25,7 +25,7 @@ for config in (smhsearch.Prune(budget="25%"), smhsearch.LowRank(budget="25%"), s
     train(model, data, TrainConfig(epochs=1, optimizer="adamw", lr=1e-3, weight_decay=0.0), progress=False)
     print(config.method, "after one epoch:", evaluate(model, data.test)[0])
 
-# A file made for another head: ImageNet's 1000 classes on a 10-class set.
+# A file made for another head: a 100-class model's weights on a 10-class set.
 torch.save(smhsearch.create_model("mlp", hidden=(300, 100), num_classes=100).state_dict(), "mlp-100.pt")
 ten = smhsearch.create_model("mlp", hidden=(300, 100), num_classes=10, weights="mlp-100.pt", head="reinit")
 print("re-initialised:", smhsearch.models.weights_of(ten).reinitialised)
