@@ -25,6 +25,11 @@ for _name in METHODS.names():
     globals()[f"Test_{_name}"] = type(f"Test_{_name}", (MethodContract,), {"config": default_config(_name)})
 
 
+def make(method: str, model_name: str, seed: int = 0, **fields):
+    """(base, compressed, input shape) of ``method`` at its contract config on a tiny model: what other tests build on."""
+    return globals()[f"Test_{method}"]().make(model_name, seed, **fields)
+
+
 def test_registry_is_not_empty():
     assert "smh" in METHODS.names()
 

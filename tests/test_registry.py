@@ -88,7 +88,7 @@ def test_plugin_method_on_the_command_line(tmp_path):
                                               "scope": "all", "stride": 3,
                                               "seed": 0}  # every method records its precision (32 bits: float32)
     r = cli("compress", "resnet8", "--method", "toyshare3", "--budget", "20%", "--stride", "2", env=env)
-    assert r.returncode == 2 and "--stride: stride: method 'toyshare3' fixes stride=3" in r.stderr
+    assert r.returncode == 2 and "--stride: method 'toyshare3' fixes stride=3 (use 'toyshare' to set it), but got 2" in r.stderr
     r = cli("compress", "resnet8", "--method", "smh", "--budget", "20%", "--stride", "2", env=env)
     assert r.returncode == 2 and "--stride: does not apply to method 'smh' (it applies to: toyshare)" in r.stderr
     r = cli("compress", "resnet8", "--method", "toyshare", "--budget", "20%", env={**ENV, "SMHSEARCH_PLUGINS": "no_such_plugin"})

@@ -85,7 +85,8 @@ def test_grid_enqueues_every_candidate_exactly_once_and_a_range_with_grid_is_ref
     waiting = [plan.structured.candidate_of(t.system_attrs["fixed_params"]) for t in study.get_trials() if t.state == S.WAITING]
     assert waiting == plan.candidates
     path.write_text(path.read_text().replace('["20%", "40%"]', "{low: 0.1, high: 0.5}"))
-    with pytest.raises(SpaceError, match=r"search\.sampler: grid .* space\.budget is a range"):
+    with pytest.raises(SpaceError, match=r"search\.sampler: grid enumerates listed values, so it needs space\.budget "
+                                         r"to list the budgets .*, but got a range"):
         load_space(path)
 
 

@@ -296,8 +296,8 @@ class Space(_Strict):
     @model_validator(mode="after")
     def _grid_lists(self) -> "Space":
         if self.search.sampler == "grid" and isinstance(self.space.budget, BudgetRange):
-            raise ConfigError("search.sampler", "search.sampler grid enumerates listed values, so it needs space.budget to "
-                              "list the budgets (or use sampler tpe, nsga2 or random)", "grid", got="a range")
+            raise ConfigError("search.sampler", "grid enumerates listed values, so it needs space.budget to list the budgets "
+                              "(or use sampler tpe, nsga2 or random)", "grid", got="a range")
         return self
 
     @model_validator(mode="after")
