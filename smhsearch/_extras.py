@@ -62,9 +62,17 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
 
 
 def require_extra(extra: str, purpose: str) -> None:
-    """Every module of ``extra`` importable (see :data:`EXTRAS`), checked before a path starts writing anything."""
+    """Every module of ``extra`` installed (see :data:`EXTRAS`), checked before a path starts writing anything.
+    Found, not imported: the path imports each where it uses it (ONNX's stack is slow and large to import)."""
+    import importlib.util
+
     for module in EXTRAS[extra]:
-        require(module, extra, purpose)
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise MissingExtra(module, extra, purpose)
 
 
 def installed(module: str) -> bool:
