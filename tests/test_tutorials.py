@@ -15,9 +15,9 @@ TUTORIALS = ROOT / "docs" / "tutorials"
 BIN = Path(sys.executable).parent
 
 
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def run(cmd: list[str], cwd: Path, **extra_env: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT),
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", **extra_env}
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"{cmd} failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     return r
@@ -41,6 +41,20 @@ def test_search_tutorial_runs(tmp_path):
     shutil.copy(TUTORIALS / "tiny.yaml", tmp_path / "tiny.yaml")
     run(["bash", str(TUTORIALS / "search.sh")], tmp_path)
     assert (tmp_path / "tiny.html").exists() and any((tmp_path / "shipped").iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_cluster_tutorial_runs(tmp_path):
+    # slow: starts a one-machine Ray cluster on loopback, searches 3 one-epoch trials on it, stops it
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    shutil.copy(TUTORIALS / "tiny.yaml", tmp_path / "tiny.yaml")
+    out = run(["bash", str(TUTORIALS / "cluster.sh")], tmp_path, PORT=str(port), RAY_USAGE_STATS_ENABLED="0").stdout
+    assert "runs/tiny/trials/" in out  # the pick names its model file
 
 
 def test_every_tutorial_is_on_a_page_and_tested():
