@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -238,3 +239,17 @@ def test_pruning_fits_by_keeping_the_trained_weights_and_width_refuses_a_fit(tmp
     torch.save(trained.state_dict(), path)
     narrow = smhsearch.compress(create_model("mlp", hidden=(16,), weights=path), smhsearch.WidthMultiplier(alpha=0.5))
     assert narrow.init == "scratch"  # left open, a method that cannot fit starts afresh
+
+
+def test_a_plugin_method_without_a_fit_starts_afresh_from_a_weights_file(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "plugins"))
+    import toy_method
+
+    path = tmp_path / "w.pt"
+    torch.save(trained_mlp().state_dict(), path)
+    base = create_model("mlp", hidden=(16,), weights=path)
+    assert smhsearch.compress(base, toy_method.ToyShare(budget="50%")).init == "scratch"  # left open: no fit to run
+    with pytest.raises(ValueError, match="init must be scratch for toyshare: it has no fit to trained weights"):
+        smhsearch.compress(base, toy_method.ToyShare(budget="50%", init="fit"))

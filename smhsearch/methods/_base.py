@@ -402,9 +402,5 @@ class ReparametrizedModel(CompressedModel):
     def virtual_count(self) -> int:
         return trainable_count(self.base) + self.hashed_count
 
-    def _fit(self, weights: list[torch.Tensor]) -> None:
-        """Set the variables to the closest start to ``weights`` (the trained tensors, in target order)."""
-        raise NotImplementedError(f"{type(self).__name__} has no fit to trained weights (init='fit')")
-
     def layout(self) -> list[Any]:
         return [[t.name, list(t.shape)] for t in self.targets]

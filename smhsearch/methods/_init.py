@@ -42,19 +42,22 @@ def resolved_init(model: nn.Module, config: MethodConfig, can_fit: bool = True) 
 
 
 def _fits(compressed: nn.Module) -> bool:
-    """A model whose variables are fitted to the base's weights (a reparametrised model: it has targets and a fit)."""
-    return hasattr(compressed, "targets") and hasattr(compressed, "_fit")
+    """A reparametrised model whose method fits its variables to trained weights (it defines ``_fit``)."""
+    return hasattr(compressed, "targets") and callable(getattr(compressed, "_fit", None))
 
 
 def start(model: nn.Module, compressed: nn.Module, config: MethodConfig) -> nn.Module:
     """Give ``compressed`` its start. ``fit`` sets a reparametrised model's variables to the closest start to
-    ``model``'s weights and records the fit's error; ``scratch`` keeps the method's random start. Weights a
-    method keeps as they are (dense, unhashed layers) come from ``model`` either way; a method that rebuilds the
-    architecture (the width multiplier) starts afresh, and ``init="fit"`` for it is an error."""
-    can_fit = _fits(compressed) or config.keeps_architecture and not config.needs_arch
+    ``model``'s weights and records the fit's error; ``scratch`` keeps the method's random start. A model that keeps
+    the base's weights as they are (dense) starts from them either way. A method that rebuilds the architecture
+    (the width multiplier), or a reparametrised one without a fit of its own (a plugin may have none), starts
+    afresh, and ``init="fit"`` for it is an error."""
+    keeps_weights = not hasattr(compressed, "targets") and config.keeps_architecture and not config.needs_arch
+    can_fit = _fits(compressed) or keeps_weights
     init = resolved_init(model, config, can_fit)
     if init == "fit" and not can_fit:
-        raise ConfigError("init", f"init must be scratch for {config.method}: it builds its network afresh and cannot start "
+        why = "it builds its network afresh" if config.needs_arch else "it has no fit to trained weights"
+        raise ConfigError("init", f"init must be scratch for {config.method}: {why} and cannot start "
                           "from the model's weights", init)
     compressed.init = init
     if init == "fit" and _fits(compressed) and not any(p.is_meta for p in model.parameters()):
